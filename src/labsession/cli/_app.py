@@ -1,0 +1,45 @@
+"""Root typer app. Sub-commands live in their own modules and import heavy code lazily."""
+
+from __future__ import annotations
+
+import typer
+
+from labsession._version import __version__
+from labsession.core.logging import configure_logging
+
+app = typer.Typer(
+    name="labsession",
+    help="Record, process and archive experiment sessions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"labsession {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-vv)."),
+) -> None:
+    """Record, process and archive experiment sessions."""
+    configure_logging(verbose)
+
+
+def _register() -> None:
+    """Attach each sub-command module's commands (one line per module)."""
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point of the ``labsession`` console script."""
+    app()

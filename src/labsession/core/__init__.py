@@ -1,0 +1,1 @@
+"""Pieces shared by all pillars: atomic writes, archives, config files, logging and progress."""
