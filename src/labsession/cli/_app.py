@@ -35,6 +35,10 @@ def _root(
 
 def _register() -> None:
     """Attach each sub-command module's commands (one line per module)."""
+    from labsession.cli import demo, info
+
+    app.command("info")(info.info)
+    app.command("demo")(demo.demo)
 
 
 _register()

@@ -59,7 +59,7 @@ def load_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _toml_dumps(data: dict[str, Any]) -> str:
-    """Write a flat-or-nested mapping of plain values as TOML (no dependency for such a small job)."""
+    """Write a mapping of plain values (one level of tables) as TOML; stdlib has no writer."""
     lines: list[str] = []
     tables: list[tuple[str, dict[str, Any]]] = []
     for key, value in data.items():

@@ -1,0 +1,3 @@
+from labsession.cli import main
+
+main()

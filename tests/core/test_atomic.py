@@ -1,0 +1,51 @@
+import json
+
+import numpy as np
+import pytest
+
+from labsession.core.atomic import (
+    atomic_path,
+    atomic_save_npy,
+    atomic_save_npz,
+    atomic_write_json,
+    atomic_write_text,
+)
+
+
+def test_atomic_write_replaces_content_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_failed_write_keeps_old_file_and_removes_temp(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"precious")
+
+    def write_half_then_fail():
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        write_half_then_fail()
+    assert target.read_bytes() == b"precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_json_refuses_nan_without_touching_target(tmp_path):
+    target = tmp_path / "x.json"
+    atomic_write_json(target, {"a": 1})
+    with pytest.raises(ValueError, match="JSON"):
+        atomic_write_json(target, {"a": float("nan")})
+    assert json.loads(target.read_text()) == {"a": 1}
+
+
+def test_npy_and_npz_round_trip(tmp_path):
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_array_equal(np.load(atomic_save_npy(tmp_path / "a.npy", arr)), arr)
+    with np.load(atomic_save_npz(tmp_path / "b.npz", u=arr, v=-arr)) as z:
+        assert sorted(z.files) == ["u", "v"]
+        np.testing.assert_array_equal(z["v"], -arr)

@@ -1,0 +1,24 @@
+import json
+from pathlib import Path
+
+import pytest
+
+MYOGESTIC = Path(__file__).parent.parent / "data" / "myogestic"
+
+
+@pytest.fixture(scope="session")
+def myogestic_dir():
+    """Folder holding MyoGestic's fixture session (folder/, sample.session.zip, expected.json)."""
+    return MYOGESTIC
+
+
+@pytest.fixture(scope="session")
+def myogestic_expected():
+    """What MyoGestic's own readers returned for its fixture session (see its README)."""
+    return json.loads((MYOGESTIC / "expected.json").read_text())
+
+
+@pytest.fixture(params=["folder", "sample.session.zip"])
+def myogestic_session(request):
+    """The MyoGestic-written session, as a folder and as its zip."""
+    return MYOGESTIC / request.param

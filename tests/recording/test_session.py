@@ -1,0 +1,228 @@
+import json
+import re
+import threading
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from labsession.errors import ArchiveError, SessionError
+from labsession.recording import LabelEvent, Session, StreamInfo, open_session_store
+from labsession.recording._arrays import valid_length
+
+FOLDER_NAME = re.compile(r"^\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[0-9a-f]{8}$")
+
+
+def ramp(start, n, n_channels, fs=1000.0):
+    """Samples whose value encodes their index, so order and completeness are checkable."""
+    index = np.arange(start, start + n)
+    data = (index[:, None] * 10 + np.arange(n_channels)).astype(np.float32)
+    return data, 100.0 + index / fs
+
+
+def test_folder_name_and_meta_written_at_once(tmp_path):
+    a, b = Session(tmp_path), Session(tmp_path)
+    assert a.path != b.path
+    assert FOLDER_NAME.match(a.path.name)
+    meta = json.loads((a.path / "meta.json").read_text())
+    assert meta["streams"] == {}
+    a.init_stream("emg", StreamInfo(4, 500.0, channel_names=list("abcd")))
+    meta = json.loads((a.path / "meta.json").read_text())
+    assert meta["schema_version"] == 3
+    assert meta["streams"]["emg"] == {
+        "n_channels": 4,
+        "fs": 500.0,
+        "dtype": "float32",
+        "channel_names": ["a", "b", "c", "d"],
+    }
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize(
+    ("data", "ts", "message"),
+    [
+        (np.zeros((5, 3), np.float32), np.arange(5.0), r"shape \(n_samples, 4\), got \(5, 3\)"),
+        (np.zeros(5, np.float32), np.arange(5.0), r"got \(5,\)"),
+        (np.zeros((5, 4), np.float32), np.arange(4.0), r"timestamps must have shape \(5,\)"),
+        (np.zeros((5, 4), np.float32), np.array([0, 1, np.nan, 3, 4.0]), "NaN"),
+        (np.zeros((5, 4), np.complex64), np.arange(5.0), "complex64 cannot be stored as float32"),
+    ],
+)
+def test_bad_append_raises_naming_stream_and_writes_nothing(tmp_path, data, ts, message):
+    with Session(tmp_path) as session:
+        session.init_stream("emg", StreamInfo(4, 1000.0))
+        with pytest.raises(ValueError, match=message) as info:
+            session.append("emg", data, ts)
+        assert "'emg'" in str(info.value)
+        session.flush()
+        assert session.n_samples("emg") == 0
+
+
+def test_int16_stream_refuses_float_data(tmp_path):
+    with Session(tmp_path) as session:
+        session.init_stream("raw", StreamInfo(2, 100.0, dtype="int16"))
+        with pytest.raises(ValueError, match="float64 cannot be stored as int16"):
+            session.append("raw", np.zeros((3, 2)), np.arange(3.0))
+        session.append("raw", np.ones((3, 2), np.int8), np.arange(3.0))
+        data, _ = session.get_continuous("raw")
+    assert data.dtype == np.int16
+    assert data.tolist() == [[1, 1]] * 3
+
+
+def test_unknown_stream_and_bad_names(tmp_path):
+    with Session(tmp_path) as session:
+        session.init_stream("emg", StreamInfo(1, 10.0))
+        with pytest.raises(KeyError, match=r"no stream named 'eeg'.*\['emg'\]"):
+            session.append("eeg", np.zeros((1, 1)), [0.0])
+        with pytest.raises(ValueError, match="clash"):
+            session.init_stream("emg_timestamps", StreamInfo(1, 10.0))
+        with pytest.raises(ValueError, match="not usable as a file name"):
+            session.init_stream("../evil", StreamInfo(1, 10.0))
+        with pytest.raises(ValueError, match="already initialised"):
+            session.init_stream("emg", StreamInfo(1, 10.0))
+
+
+def test_threads_append_to_streams_concurrently_in_order(tmp_path):
+    n_streams, n_blocks, block = 4, 150, 64
+    with Session(tmp_path) as session:
+        for k in range(n_streams):
+            session.init_stream(f"s{k}", StreamInfo(3 + k, 1000.0))
+
+        def produce(k):
+            for i in range(n_blocks):
+                session.append(f"s{k}", *ramp(i * block, block, 3 + k))
+
+        threads = [threading.Thread(target=produce, args=(k,)) for k in range(n_streams)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for k in range(n_streams):
+            data, ts = session.get_continuous(f"s{k}")
+            expected_data, expected_ts = ramp(0, n_blocks * block, 3 + k)
+            np.testing.assert_array_equal(data, expected_data)
+            np.testing.assert_array_equal(ts, expected_ts)
+
+
+def test_writes_whole_chunks_and_partial_after_latency(tmp_path):
+    with Session(tmp_path) as session:
+        session.init_stream("emg", StreamInfo(2, 1000.0))
+        session.append("emg", *ramp(0, 2500, 2))
+        deadline = time.monotonic() + 5
+        # Two whole chunks go out at once; the half chunk follows within ~1 s.
+        while session.n_samples("emg") < 2000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert session.n_samples("emg") >= 2000
+        while session.n_samples("emg") < 2500 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert session.n_samples("emg") == 2500
+
+
+def test_full_buffer_blocks_append_instead_of_dropping(tmp_path, caplog):
+    with Session(tmp_path, buffer_seconds=0.05) as session:
+        session.init_stream("emg", StreamInfo(2, 1000.0))
+        for i in range(200):
+            session.append("emg", *ramp(i * 64, 64, 2))
+        data, _ = session.get_continuous("emg")
+    np.testing.assert_array_equal(data, ramp(0, 200 * 64, 2)[0])
+    assert any("append blocks" in r.getMessage() for r in caplog.records)
+
+
+def test_labels_on_disk_in_time_order_before_return(tmp_path):
+    with Session(tmp_path) as session:
+        session.add_label(1, timestamp=5.0)
+        on_disk = json.loads((session.path / "labels.json").read_text())
+        assert on_disk == [{"timestamp": 5.0, "class_index": 1}]
+        session.add_label(0, timestamp=2.0)
+        session.add_label(-1, timestamp=9.0)
+        on_disk = json.loads((session.path / "labels.json").read_text())
+        assert [e["timestamp"] for e in on_disk] == [2.0, 5.0, 9.0]
+        event = session.add_label(2)
+        assert event.timestamp > 0
+        with pytest.raises(ValueError, match="class_index"):
+            session.add_label(-2, timestamp=1.0)
+    assert session.label_track[:3] == [LabelEvent(2.0, 0), LabelEvent(5.0, 1), LabelEvent(9.0, -1)]
+
+
+def test_save_meta_and_closed_session(tmp_path):
+    session = Session(tmp_path)
+    session.init_stream("emg", StreamInfo(1, 10.0))
+    session.save_meta("my-app", ["Rest", "Fist"])
+    meta = json.loads((session.path / "meta.json").read_text())
+    assert (meta["app_name"], meta["class_names"]) == ("my-app", ["Rest", "Fist"])
+    session.close()
+    with pytest.raises(SessionError, match="closed"):
+        session.append("emg", np.zeros((1, 1)), [0.0])
+
+
+def test_pack_verifies_and_removes_folder(tmp_path):
+    session = Session(tmp_path, class_names=["a"])
+    session.init_stream("emg", StreamInfo(3, 200.0))
+    session.append("emg", *ramp(0, 1000, 3, fs=200.0))
+    session.add_label(0, timestamp=100.0)
+    folder = session.path
+    zip_path = session.pack_to_zip()
+    assert zip_path == folder.with_name(folder.name + ".session.zip") == session.path
+    assert not folder.exists()
+    assert not list(tmp_path.glob(".*"))
+    with zipfile.ZipFile(zip_path) as zf:
+        assert "meta.json" in zf.namelist()
+    with open_session_store(zip_path) as store:
+        np.testing.assert_array_equal(store.get_continuous("emg")[0], ramp(0, 1000, 3, fs=200.0)[0])
+    with pytest.raises(SessionError, match="already packed"):
+        session.pack_to_zip()
+
+
+def test_failed_pack_keeps_folder_and_removes_zip(tmp_path, monkeypatch):
+    session = Session(tmp_path)
+    session.init_stream("emg", StreamInfo(3, 200.0))
+    session.append("emg", *ramp(0, 500, 3))
+    session.add_label(0, timestamp=100.0)
+    folder = session.path
+
+    def tampered(self, zip_path, expected):  # the archive no longer matches the recording
+        raise ArchiveError(f"{zip_path}: stream 'emg' has shape (1, 3) in the archive")
+
+    monkeypatch.setattr(Session, "_verify_packed", tampered)
+    with pytest.raises(ArchiveError, match="shape"):
+        session.pack_to_zip()
+    assert folder.is_dir()
+    assert not list(tmp_path.glob("*.zip"))
+    assert not list(tmp_path.glob(".*tmp"))
+    with open_session_store(folder) as store:
+        assert store.n_samples("emg") == 500
+
+
+def test_attach_trims_unwritten_tail_and_packs(tmp_path):
+    session = Session(tmp_path)
+    session.init_stream("emg", StreamInfo(2, 100.0))
+    session.append("emg", *ramp(0, 250, 2, fs=100.0))
+    session.add_label(1, timestamp=100.5)
+    session.close()
+    folder = session.path
+    # Simulate a crash between growing the arrays and writing their chunks.
+    import zarr
+
+    data = zarr.open_array(str(folder / "emg.zarr"), mode="r+")
+    ts = zarr.open_array(str(folder / "emg_timestamps.zarr"), mode="r+")
+    data.resize((400, 2))
+    ts.resize((330,))
+    assert valid_length(data, ts) == 250
+    (folder / ".labels.json.x.tmp").write_text("half")
+
+    resumed = Session.attach(folder)
+    assert resumed.n_samples("emg") == 250
+    assert resumed.label_track == [LabelEvent(100.5, 1)]
+    resumed.append("emg", *ramp(250, 50, 2, fs=100.0))
+    zip_path = resumed.pack_to_zip()
+    with open_session_store(zip_path) as store:
+        got, got_ts = store.get_continuous("emg")
+    np.testing.assert_array_equal(got, ramp(0, 300, 2, fs=100.0)[0])
+    np.testing.assert_array_equal(got_ts, ramp(0, 300, 2, fs=100.0)[1])
+
+
+def test_attach_refuses_non_folder(tmp_path):
+    with pytest.raises(SessionError, match="unpacked folder"):
+        Session.attach(tmp_path / "nope")
