@@ -1,0 +1,9 @@
+"""Sources of samples to record: the interface, and the built-in sources.
+
+``Source`` is the three-method interface (``connect``, ``read``, ``close``) documented in
+``labsession.sources._base``; ``register_source`` adds one by name.
+"""
+
+from labsession.sources._base import Chunk, Source, register_source, source_factories
+
+__all__ = ["Chunk", "Source", "register_source", "source_factories"]
