@@ -35,10 +35,12 @@ def _root(
 
 def _register() -> None:
     """Attach each sub-command module's commands (one line per module)."""
-    from labsession.cli import demo, info
+    from labsession.cli import demo, info, record
 
     app.command("info")(info.info)
     app.command("demo")(demo.demo)
+    app.command("record")(record.record)
+    app.command("synth")(record.synth)
 
 
 _register()

@@ -35,7 +35,11 @@ def info(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    console = Console()
+    print_summary(summary, Console())
+
+
+def print_summary(summary: dict, console: Console) -> None:
+    """Render a ``session_summary`` as text and tables."""
     state = "packed (.session.zip)" if summary["packed"] else "folder (not packed)"
     console.print(
         f"[bold]{summary['path']}[/bold]\n{state}, {_human_bytes(summary['size_bytes'])}, "

@@ -8,6 +8,13 @@ from labsession.recording._records import UNLABELLED, LabelEvent, Recording, Str
 from labsession.recording._session import Session
 from labsession.recording._store import SessionStore, open_session_store
 from labsession.recording._summary import session_summary
+from labsession.recording._training import TrainingData
+from labsession.recording._windows import (
+    SkippedSession,
+    WindowIterator,
+    iter_aligned_windows,
+    iter_labeled_windows,
+)
 
 use_zarrs_if_available()
 
@@ -17,7 +24,12 @@ __all__ = [
     "Recording",
     "Session",
     "SessionStore",
+    "SkippedSession",
     "StreamInfo",
+    "TrainingData",
+    "WindowIterator",
+    "iter_aligned_windows",
+    "iter_labeled_windows",
     "open_session_store",
     "session_summary",
 ]

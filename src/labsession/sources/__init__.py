@@ -5,5 +5,17 @@
 """
 
 from labsession.sources._base import Chunk, Source, register_source, source_factories
+from labsession.sources._lsl import LSLSource
+from labsession.sources._synthetic import SyntheticSource
 
-__all__ = ["Chunk", "Source", "register_source", "source_factories"]
+register_source("synthetic", SyntheticSource)
+register_source("lsl", LSLSource)
+
+__all__ = [
+    "Chunk",
+    "LSLSource",
+    "Source",
+    "SyntheticSource",
+    "register_source",
+    "source_factories",
+]

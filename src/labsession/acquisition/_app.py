@@ -1,0 +1,208 @@
+"""The App: streams, the recording lifecycle, and the headless run loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from labsession.acquisition._context import AppContext
+from labsession.acquisition._stream import Stream
+from labsession.recording import LabelEvent, Session
+
+if TYPE_CHECKING:
+    from labsession.acquisition._pipeline import Pipeline
+
+__all__ = ["App"]
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    """An experiment app: streams fed by sources, recorded into sessions on demand.
+
+    Parameters
+    ----------
+    name
+        Written to each session's ``meta.json`` as ``app_name``.
+    class_names
+        Names of the label classes (``meta.json`` ``class_names``).
+
+    Examples
+    --------
+    >>> from labsession import App, Stream
+    >>> from labsession.sources import SyntheticSource
+    >>> app = App("demo", class_names=["Rest", "Fist"])
+    >>> app.streams(Stream("emg", source=SyntheticSource(n_channels=4, fs=500.0)))
+    >>> app.run(mode="headless", duration=0.2)
+    """
+
+    def __init__(self, name: str, *, class_names: Sequence[str] = ()):
+        self.name = name
+        self.ctx = AppContext(class_names=list(class_names))
+        #: Called with the app after the streams start and before the run loop.
+        self.before_run_hooks: list[Callable[[App], None]] = []
+        self.pipelines: list[Pipeline] = []
+        self._packers: list[threading.Thread] = []
+        self._pack_errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._ui: Callable[..., None] | None = None
+
+    # -- set-up --------------------------------------------------------------------------------
+    def streams(self, *streams: Stream) -> None:
+        """Add streams (names must be unique)."""
+        for stream in streams:
+            if stream.name in self.ctx.streams:
+                raise ValueError(f"app {self.name!r} already has a stream named {stream.name!r}")
+            self.ctx.streams[stream.name] = stream
+
+    def ui(self, func: Callable[..., None]) -> Callable[..., None]:
+        """Decorator: the GUI callback, drawn every frame in ``run(mode="gui")``."""
+        self._ui = func
+        return func
+
+    def start(self) -> None:
+        """Start every stream's acquisition thread (idempotent)."""
+        for stream in self.ctx.streams.values():
+            stream.start()
+
+    def wait_connected(self, timeout: float = 10.0) -> list[str]:
+        """Wait up to ``timeout`` s for the streams to connect; return those still unconnected."""
+        deadline = time.monotonic() + timeout
+        for stream in self.ctx.streams.values():
+            stream.wait_connected(max(0.0, deadline - time.monotonic()))
+        return [name for name, s in self.ctx.streams.items() if not s.connected]
+
+    # -- recording -----------------------------------------------------------------------------
+    def start_recording(self, base_path: str | Path = "sessions") -> Session:
+        """Create a session and record every connected stream into it.
+
+        Streams whose source has not connected yet are skipped, with a warning naming them.
+        """
+        with self._lock:
+            if self.ctx.state == "recording":
+                raise RuntimeError(
+                    f"app {self.name!r} is already recording to {self.ctx.session.path}"
+                )
+            session = Session(base_path, app_name=self.name, class_names=self.ctx.class_names)
+            skipped = [name for name, s in self.ctx.streams.items() if s.info is None]
+            if skipped:
+                log.warning(
+                    "not recording streams that have not connected yet: %s", ", ".join(skipped)
+                )
+            for name, stream in self.ctx.streams.items():
+                if stream.info is not None:
+                    session.init_stream(name, stream.info)
+                    stream.attach_session(session)
+            self.ctx.session, self.ctx.state = session, "recording"
+        log.info("recording to %s", session.path)
+        return session
+
+    def add_label(self, class_index: int, timestamp: float | None = None) -> LabelEvent:
+        """Label the recording from now (or ``timestamp``) on as class ``class_index``."""
+        session = self.ctx.session
+        if session is None:
+            raise RuntimeError(f"app {self.name!r} is not recording; start_recording() first")
+        return session.add_label(class_index, timestamp)
+
+    def stop_recording(self, *, pack: bool = True) -> Session:
+        """Stop recording: detach the streams, save meta, and pack on a background thread.
+
+        No sample read before the call is lost: each stream is detached under its lock, so an
+        append in progress completes first. Call :meth:`wait_idle` to wait for the pack.
+        """
+        with self._lock:
+            session = self.ctx.session
+            if session is None:
+                raise RuntimeError(f"app {self.name!r} is not recording")
+            for stream in self.ctx.streams.values():
+                stream.detach_session()
+            session.save_meta(self.name, self.ctx.class_names)
+            self.ctx.session, self.ctx.state = None, "idle"
+        if pack:
+            thread = threading.Thread(target=self._pack, args=(session,), name="labsession-pack")
+            self._packers.append(thread)
+            thread.start()
+        else:
+            session.close()
+        return session
+
+    def _pack(self, session: Session) -> None:
+        try:
+            path = session.pack_to_zip()
+        except BaseException as exc:
+            log.exception("packing %s failed; the folder is kept", session.path)
+            self._pack_errors.append(exc)
+        else:
+            self.ctx.packed.append(path)
+
+    def wait_idle(self, timeout: float | None = None) -> None:
+        """Wait for background packing to finish; raise the first packing error if any."""
+        for thread in list(self._packers):
+            thread.join(timeout)
+        self._packers = [t for t in self._packers if t.is_alive()]
+        if self._pack_errors:
+            raise self._pack_errors.pop(0)
+
+    # -- running -------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to return (thread-safe; what Ctrl-C and SIGTERM do)."""
+        self._stop_event.set()
+
+    def run(
+        self, mode: Literal["headless", "gui"] = "headless", *, duration: float | None = None
+    ) -> None:
+        """Start the streams and pipelines, run the hooks, then wait until stopped.
+
+        In headless mode the app runs until ``duration`` seconds pass, :meth:`request_stop` is
+        called, or the process gets Ctrl-C / SIGTERM; a recording in progress is then stopped,
+        saved and packed before ``run`` returns.
+        """
+        if mode != "headless":
+            raise NotImplementedError(
+                f"mode {mode!r}: only 'headless' is available in this version"
+            )
+        self._stop_event.clear()
+        self.start()
+        for hook in self.before_run_hooks:
+            hook(self)
+        for pipeline in self.pipelines:
+            pipeline.start()
+        restore = self._install_signal_handlers()
+        try:
+            self._stop_event.wait(duration)
+        finally:
+            restore()
+            for pipeline in self.pipelines:
+                pipeline.stop()
+            if self.ctx.state == "recording":
+                self.stop_recording()
+            self.wait_idle()
+            for stream in self.ctx.streams.values():
+                stream.stop()
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum, frame):
+            log.warning(
+                "received %s: stopping (a recording in progress is saved and packed)",
+                signal.Signals(signum).name,
+            )
+            self.request_stop()
+
+        for sig in previous:
+            signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore

@@ -1,0 +1,41 @@
+"""The app's shared state, read by the GUI, hooks and pipelines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from labsession.acquisition._stream import Stream
+    from labsession.recording import Session
+
+__all__ = ["AppContext"]
+
+
+@dataclass
+class AppContext:
+    """What the app is doing now.
+
+    Attributes
+    ----------
+    state
+        ``"idle"`` or ``"recording"``.
+    streams
+        The app's streams by name.
+    session
+        The session being recorded (``None`` when idle).
+    class_names
+        Names of the label classes.
+    prediction
+        The latest output of the running pipeline's predict function.
+    packed
+        Paths of the ``.session.zip`` files packed so far, oldest first.
+    """
+
+    state: Literal["idle", "recording"] = "idle"
+    streams: dict[str, Stream] = field(default_factory=dict)
+    session: Session | None = None
+    class_names: list[str] = field(default_factory=list)
+    prediction: Any = None
+    packed: list[Path] = field(default_factory=list)

@@ -1,0 +1,150 @@
+"""Pipeline: train a model on recorded sessions, then predict on the live stream."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from labsession.acquisition._app import App
+
+__all__ = ["Pipeline"]
+
+log = logging.getLogger(__name__)
+
+TrainFn = Callable[[Any], Any]
+PredictFn = Callable[[Any, np.ndarray], Any]
+
+
+class Pipeline:
+    """Train on recorded sessions, predict on each new window of a live stream.
+
+    Parameters
+    ----------
+    app
+        The app whose stream is predicted on; the pipeline registers itself with it and runs
+        while ``app.run`` runs.
+    stream
+        Name of the stream whose windows are passed to the predict function.
+    rate
+        Predictions per second.
+    window_seconds
+        Window length passed to predict (default: the stream's ``window_seconds``).
+    outlet
+        If given, the name of an LSL outlet the predictions are pushed to (float32, one channel
+        per output value).
+
+    Examples
+    --------
+    >>> pipeline = Pipeline(app, stream="emg", rate=20)  # doctest: +SKIP
+    >>> @pipeline.train
+    ... def train(data):  # a TrainingData
+    ...     X, y, groups = data.to_arrays("emg", 0.2, 0.05)
+    ...     return LinearDiscriminantAnalysis().fit(X, y)
+    >>> @pipeline.predict
+    ... def predict(model, window):  # window: (n_channels, n_samples)
+    ...     return int(model.predict(features(window[None]))[0])
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        stream: str,
+        rate: float = 10.0,
+        window_seconds: float | None = None,
+        outlet: str | None = None,
+    ):
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0 predictions per second, got {rate}")
+        self.app = app
+        self.stream = stream
+        self.rate = float(rate)
+        self.window_seconds = window_seconds
+        self.outlet_name = outlet
+        #: The sessions to train on (a ``labsession.recording.TrainingData``).
+        self.training_data: Any = None
+        self.model: Any = None
+        self.n_predictions = 0
+        self._train_fn: TrainFn | None = None
+        self._predict_fn: PredictFn | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._outlet = None
+        app.pipelines.append(self)
+
+    def train(self, func: TrainFn) -> TrainFn:
+        """Decorator: ``func(training_data) -> model``."""
+        self._train_fn = func
+        return func
+
+    def predict(self, func: PredictFn) -> PredictFn:
+        """Decorator: ``func(model, window (n_channels, n_samples)) -> prediction``."""
+        self._predict_fn = func
+        return func
+
+    def fit(self, training_data: Any = None) -> Any:
+        """Call the train function on ``training_data`` (default :attr:`training_data`)."""
+        if self._train_fn is None:
+            raise RuntimeError("no train function: decorate one with @pipeline.train")
+        data = training_data if training_data is not None else self.training_data
+        if data is None:
+            raise RuntimeError("no training data: set pipeline.training_data or pass it to fit()")
+        self.model = self._train_fn(data)
+        return self.model
+
+    def predict_once(self) -> Any:
+        """Predict on the stream's latest window now; store it in ``app.ctx.prediction``."""
+        if self._predict_fn is None:
+            raise RuntimeError("no predict function: decorate one with @pipeline.predict")
+        window, _ = self.app.ctx.streams[self.stream].get_window(self.window_seconds)
+        prediction = self._predict_fn(self.model, window)
+        self.app.ctx.prediction = prediction
+        self.n_predictions += 1
+        if self.outlet_name is not None:
+            self._push(prediction)
+        return prediction
+
+    def _push(self, prediction: Any) -> None:
+        values = np.atleast_1d(np.asarray(prediction, dtype=np.float32))
+        if self._outlet is None:
+            from mne_lsl.lsl import StreamInfo, StreamOutlet
+
+            info = StreamInfo(
+                self.outlet_name, "Prediction", values.size, 0.0, "float32", self.outlet_name
+            )
+            self._outlet = StreamOutlet(info)
+        self._outlet.push_sample(values)
+
+    def start(self) -> None:
+        """Run :meth:`predict_once` ``rate`` times per second on a thread (if a predict is set)."""
+        if self._predict_fn is None or (self._thread is not None and self._thread.is_alive()):
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="labsession-predict", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop predicting."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+    def _loop(self) -> None:
+        stream = self.app.ctx.streams[self.stream]
+        while not self._stop.is_set() and not stream.wait_connected(0.1):
+            pass
+        period = 1.0 / self.rate
+        next_time = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.predict_once()
+            except Exception:
+                log.exception("predict failed")
+            next_time += period
+            self._stop.wait(max(0.0, next_time - time.monotonic()))

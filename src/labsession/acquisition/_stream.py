@@ -1,0 +1,136 @@
+"""A named stream: one acquisition thread reading a source into a ring buffer and a session."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from labsession.acquisition._ring import RingBuffer
+from labsession.recording import Session, StreamInfo
+from labsession.sources import Source
+
+__all__ = ["Stream"]
+
+log = logging.getLogger(__name__)
+
+
+class Stream:
+    """A source, the latest ``window_seconds`` of its samples, and (while recording) a session.
+
+    Parameters
+    ----------
+    name
+        Name of the stream in the session (``<name>.zarr``).
+    source
+        Where the samples come from (:class:`~labsession.sources.Source`).
+    window_seconds
+        Length of :meth:`get_window` and of the ring buffer's history (kept x2).
+    connect_retry
+        Seconds between connection attempts while the source cannot connect.
+    """
+
+    def __init__(
+        self, name: str, source: Source, window_seconds: float = 1.0, *, connect_retry: float = 1.0
+    ):
+        from labsession.recording._layout import check_stream_name
+
+        self.name = check_stream_name(name)
+        self.source = source
+        self.window_seconds = float(window_seconds)
+        self.connect_retry = connect_retry
+        self.info: StreamInfo | None = None
+        self.ring: RingBuffer | None = None
+        self._session: Session | None = None
+        self._session_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self.error: BaseException | None = None
+        self.n_samples = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the acquisition thread (it connects the source, retrying until it succeeds)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"labsession-acq-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread and close the source."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.source.close()
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Block until the source has connected (``info`` is set); False on timeout."""
+        return self._connected.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        """True once the source has connected."""
+        return self._connected.is_set()
+
+    # -- session -------------------------------------------------------------------------------
+    def attach_session(self, session: Session) -> None:
+        """Append every sample read from now on to ``session`` (stream must be connected)."""
+        if self.info is None:
+            raise RuntimeError(f"stream {self.name!r} is not connected")
+        with self._session_lock:
+            self._session = session
+
+    def detach_session(self) -> Session | None:
+        """Stop appending; returns after any append in progress has been handed to the session."""
+        with self._session_lock:
+            session, self._session = self._session, None
+        return session
+
+    # -- reading -------------------------------------------------------------------------------
+    def get_window(self, seconds: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Latest ``seconds`` (default ``window_seconds``): ``(data (n_channels, n), ts (n,))``."""
+        if self.ring is None or self.info is None:
+            raise RuntimeError(f"stream {self.name!r} is not connected yet")
+        n = round((seconds or self.window_seconds) * self.info.fs)
+        data, ts = self.ring.latest(n)
+        return data.T, ts
+
+    # -- thread --------------------------------------------------------------------------------
+    def _connect(self) -> bool:
+        while not self._stop.is_set():
+            try:
+                info = self.source.connect()
+            except Exception as exc:  # noqa: BLE001 - keep trying; the app goes on
+                log.warning("stream %r: source not connected yet (%s); retrying", self.name, exc)
+                self._stop.wait(self.connect_retry)
+                continue
+            self.info = info
+            capacity = max(1, int(2 * self.window_seconds * info.fs))
+            self.ring = RingBuffer(capacity, info.n_channels, info.dtype)
+            self._connected.set()
+            return True
+        return False
+
+    def _run(self) -> None:
+        if not self._connect():
+            return
+        assert self.ring is not None
+        try:
+            while not self._stop.is_set():
+                chunk = self.source.read()
+                if chunk is None:
+                    continue
+                data, ts = chunk
+                self.ring.write(data, ts)
+                self.n_samples += data.shape[0]
+                with self._session_lock:
+                    if self._session is not None:
+                        self._session.append(self.name, data, ts)
+        except Exception as exc:
+            log.exception("stream %r: acquisition stopped", self.name)
+            self.error = exc

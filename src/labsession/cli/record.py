@@ -1,0 +1,139 @@
+"""``labsession record`` (headless cue-driven recording) and ``labsession synth`` (LSL outlet)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _make_source(spec: str, channels: int, fs: float, classes: list[str], seed: int):
+    from labsession.sources import LSLSource, SyntheticSource
+
+    if spec == "synthetic":
+        return "emg", SyntheticSource(channels, fs, classes=classes, seed=seed)
+    if spec.startswith("lsl:") and len(spec) > 4:
+        name = spec[4:]
+        stream = "".join(c if c.isalnum() or c in "_-." else "_" for c in name)
+        return stream, LSLSource(name)
+    raise typer.BadParameter(f"unknown source {spec!r}: use 'synthetic' or 'lsl:NAME'")
+
+
+def record(
+    source: Annotated[
+        list[str], typer.Option("--source", help="synthetic or lsl:NAME (repeat for more streams).")
+    ] = ["synthetic"],  # noqa: B006 - typer needs a list default
+    classes: Annotated[
+        str, typer.Option(help="Comma-separated class names; the first is rest.")
+    ] = ("Rest,Fist,Open"),
+    cycle: Annotated[float, typer.Option(help="Seconds per cue.")] = 3.0,
+    repeats: Annotated[int, typer.Option(help="Cycles through the classes.")] = 4,
+    out: Annotated[Path, typer.Option(help="Folder of the sessions.")] = Path("sessions"),
+    channels: Annotated[int, typer.Option(help="Channels of the synthetic source.")] = 8,
+    fs: Annotated[float, typer.Option(help="Rate (Hz) of the synthetic source.")] = 2048.0,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic source.")] = 0,
+    connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for sources.")] = 10.0,
+    app_name: Annotated[
+        str, typer.Option(help="app_name written to meta.json.")
+    ] = "labsession-record",
+) -> None:
+    """Record a cue-driven session headless: rest, each class, rest, ... labelled as cued."""
+    from rich.console import Console
+
+    from labsession.acquisition import App, Stream, cue_schedule, run_cued_recording
+    from labsession.cli.info import print_summary
+    from labsession.core.progress import make_progress
+    from labsession.recording import session_summary
+    from labsession.sources import SyntheticSource
+
+    console = Console()
+    class_names = [c.strip() for c in classes.split(",") if c.strip()]
+    app = App(app_name, class_names=class_names)
+    synthetic = []
+    for spec in source:
+        name, src = _make_source(spec, channels, fs, class_names, seed)
+        if isinstance(src, SyntheticSource):
+            synthetic.append(src)
+        app.streams(Stream(name, src))
+    app.start()
+    missing = app.wait_connected(connect_timeout)
+    if len(missing) == len(source):
+        console.print(f"[red]no source connected within {connect_timeout} s: {missing}[/red]")
+        raise typer.Exit(1)
+
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    schedule = cue_schedule(len(class_names), repeats)
+    session = app.start_recording(out)
+    console.print(f"recording to {session.path} ({len(schedule)} cues of {cycle:g} s)")
+
+    progress = make_progress(unit="cues", console=console)
+    task = progress.add_task("recording", total=len(schedule))
+
+    def on_cue(step: int, class_index: int) -> None:
+        for src in synthetic:
+            src.set_class(class_index)
+        progress.update(task, completed=step)
+        progress.console.print(
+            f"[{step + 1:>3}/{len(schedule)}] cue: [bold]{class_names[class_index]}[/bold]"
+        )
+
+    started = time.monotonic()
+    try:
+        with progress:
+            completed = run_cued_recording(app, schedule, cycle, on_cue=on_cue, stop=stop)
+            if completed:
+                progress.update(task, completed=len(schedule))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        app.stop_recording()
+        app.wait_idle()
+        for stream in app.ctx.streams.values():
+            stream.stop()
+    if not completed:
+        console.print(f"stopped after {time.monotonic() - started:.1f} s; the session is saved")
+    zip_path = app.ctx.packed[-1]
+    console.print(f"packed: {zip_path}")
+    print_summary(session_summary(zip_path), console)
+
+
+def synth(
+    lsl: Annotated[
+        str, typer.Option("--lsl", help="Name of the LSL outlet to publish.")
+    ] = "labsession-synth",
+    channels: Annotated[int, typer.Option(help="Channels.")] = 8,
+    fs: Annotated[float, typer.Option(help="Rate (Hz).")] = 2048.0,
+    classes: Annotated[str, typer.Option(help="Comma-separated class names.")] = "Rest,Fist,Open",
+    cycle: Annotated[
+        float, typer.Option(help="Seconds per class before switching (0 = rest only).")
+    ] = 3.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run (0 = until Ctrl-C).")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Publish the synthetic EMG source as an LSL outlet, cycling through the classes."""
+    from mne_lsl.lsl import StreamInfo, StreamOutlet
+
+    from labsession.sources import SyntheticSource
+
+    names = [c.strip() for c in classes.split(",") if c.strip()]
+    source = SyntheticSource(channels, fs, classes=names, seed=seed)
+    info = StreamInfo(lsl, "EMG", channels, fs, "float32", f"labsession-synth-{lsl}")
+    outlet = StreamOutlet(info, chunk_size=32)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    typer.echo(f"publishing LSL stream {lsl!r}: {channels} channels at {fs:g} Hz")
+    source.connect()
+    start = time.monotonic()
+    while not stop.is_set() and (duration <= 0 or time.monotonic() - start < duration):
+        if cycle > 0:
+            source.set_class(int((time.monotonic() - start) / cycle) % len(names))
+        chunk = source.read()
+        if chunk is not None:
+            outlet.push_chunk(chunk[0], chunk[1])
+    source.close()

@@ -1,0 +1,558 @@
+"""Training windows from recorded sessions: labelled windows and aligned windows.
+
+The windows are MyoGestic's (``myogestic.session.iter_labeled_windows`` and
+``iter_aligned_windows``, whose ``window_ms``/``hop_ms``/``n_alignment_samples`` are
+``1000 * win_seconds``, ``1000 * hop_seconds`` and ``align_window_samples`` here): same segments,
+same window starts, same float32 values. What differs is how they are read:
+
+- chunk-wise: a session keeps its timestamps (8 bytes per sample) and one block of about
+  :data:`BLOCK_BYTES` of samples in memory, so a session larger than RAM iterates;
+- ``copy=False`` yields read-only strided views into that block instead of per-window copies;
+- arguments are checked before the first session is read, and every skipped session is logged
+  and listed, with the reason, on the iterator (:attr:`WindowIterator.skipped`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from labsession.errors import SessionError
+from labsession.recording._records import UNLABELLED
+from labsession.recording._segments import label_segments, nearest_index
+from labsession.recording._store import SessionStore, open_session_store
+
+__all__ = [
+    "BLOCK_BYTES",
+    "SkippedSession",
+    "WindowIterator",
+    "iter_aligned_windows",
+    "iter_labeled_windows",
+    "seconds_to_samples",
+]
+
+log = logging.getLogger(__name__)
+
+#: Target size of the block of samples held in memory per stream while iterating (bytes).
+BLOCK_BYTES = 8 * 2**20
+
+_FLOAT32 = np.dtype(np.float32)
+
+T = TypeVar("T")
+PathLike = str | os.PathLike[str]
+
+
+# -- argument checks -----------------------------------------------------------------------------
+def _check_seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return value
+
+
+def _check_paths(paths: PathLike | Iterable[PathLike]) -> list[Path]:
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    out = [Path(p) for p in paths]
+    if not out:
+        raise ValueError("paths is empty: pass one or more session folders or .session.zip files")
+    return out
+
+
+def seconds_to_samples(seconds: float, fs: float) -> int:
+    """Whole samples in ``seconds`` at ``fs`` Hz: ``floor(seconds * fs)`` without float slop.
+
+    Both numbers are taken as the decimals they print as, so 0.29 s at 100 Hz is 29 samples
+    (``int(0.29 * 100)`` is 28), as MyoGestic's ``int(window_ms * fs / 1000)`` gives.
+    """
+    return math.floor(Fraction(repr(float(seconds))) * Fraction(repr(float(fs))))
+
+
+# -- bookkeeping ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SkippedSession:
+    """A session an iterator did not take windows from, and why."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class WindowIterator(Iterator[T], Generic[T]):
+    """The iterator returned by the window functions: windows, plus what was skipped.
+
+    Iterate it once (as any generator). While and after iterating, :attr:`skipped` lists the
+    sessions that gave no windows with the reason, :attr:`n_windows` counts the windows yielded
+    and :attr:`n_sessions` the sessions they came from; :meth:`summary` says it in one line,
+    which is also logged (INFO, WARNING when nothing was yielded) when iteration ends.
+    Close it (or use it as a context manager) to release the open session early when you stop
+    before the end.
+    """
+
+    def __init__(self, produce: Callable[[WindowIterator[T]], Iterator[T]], what: str):
+        self.skipped: list[SkippedSession] = []
+        self.n_windows = 0
+        self.n_sessions = 0
+        #: The session being read and its position in ``paths`` (None before the first).
+        self.current_path: Path | None = None
+        self.current_index: int | None = None
+        self._what = what
+        self._gen = produce(self)
+
+    def __iter__(self) -> WindowIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stop iterating and close the session being read (idempotent)."""
+        self._gen.close()
+
+    def __enter__(self) -> WindowIterator[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _skip(self, path: Path, reason: str) -> None:
+        self.skipped.append(SkippedSession(path, reason))
+        log.warning("%s: skipping %s: %s", self._what, path, reason)
+
+    def summary(self) -> str:
+        """One line: windows yielded, from how many sessions, and each skipped session's reason."""
+        text = f"{self._what}: {self.n_windows} windows from {self.n_sessions} session(s)"
+        if self.skipped:
+            text += f"; {len(self.skipped)} skipped: " + "; ".join(map(str, self.skipped))
+        return text
+
+    def _finish(self) -> None:
+        level = logging.WARNING if self.n_windows == 0 else logging.INFO
+        log.log(level, "%s", self.summary())
+
+
+# -- reading -------------------------------------------------------------------------------------
+class _BlockReader:
+    """Samples ``[start, stop)`` of one stream, read a chunk-aligned block at a time.
+
+    Each block is a fresh read-only array, so views handed out earlier stay valid (and unchanged)
+    after the next block is read.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        name: str,
+        n: int,
+        *,
+        dtype: np.dtype | None = _FLOAT32,
+        block_bytes: int = BLOCK_BYTES,
+    ):
+        self._store, self._name, self._n = store, name, n
+        self._array = store.stores[name]
+        self._dtype = dtype
+        self._chunk = int(self._array.chunks[0])
+        itemsize = max(self._array.dtype.itemsize, np.dtype(dtype or self._array.dtype).itemsize)
+        row_bytes = max(1, int(np.prod(self._array.shape[1:], dtype=np.int64))) * itemsize
+        self._block = max(self._chunk, block_bytes // row_bytes // self._chunk * self._chunk)
+        self._buf = np.empty((0, *self._array.shape[1:]), dtype=dtype or self._array.dtype)
+        self._lo = self._hi = 0
+
+    def get(self, start: int, stop: int) -> np.ndarray:
+        if not (self._lo <= start and stop <= self._hi):
+            end = -(-(start + self._block) // self._chunk) * self._chunk
+            end = min(max(stop, end), self._n)
+            block = self._store._read(self._name, lambda: self._array[start:end])
+            if self._dtype is not None:
+                block = block.astype(self._dtype, copy=False)
+            block.flags.writeable = False
+            self._buf, self._lo, self._hi = block, start, end
+        return self._buf[start - self._lo : stop - self._lo]
+
+
+def _nearest_many(ts: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """:func:`nearest_index` for many targets at once, vectorised for non-decreasing ``ts``."""
+    if ts.size < 2 or np.any(np.diff(ts) < 0):
+        return np.atleast_1d(nearest_index(ts, targets))
+    right = np.clip(np.searchsorted(ts, targets, side="left"), 1, ts.size - 1)
+    left = right - 1
+    result = np.where(np.abs(ts[right] - targets) < np.abs(ts[left] - targets), right, left)
+    # argmin's tie-break: step back while the previous sample is as near.
+    todo = np.flatnonzero(result > 0)
+    while todo.size:
+        i = result[todo]
+        back = np.abs(ts[i - 1] - targets[todo]) <= np.abs(ts[i] - targets[todo])
+        todo = todo[back]
+        result[todo] -= 1
+        todo = todo[result[todo] > 0]
+    return result
+
+
+def _open(it: WindowIterator[Any], path: Path) -> SessionStore | None:
+    try:
+        return open_session_store(path)
+    except (SessionError, OSError) as exc:
+        it._skip(path, f"cannot be opened ({exc})")
+        return None
+
+
+def _survey(paths: list[Path], streams: Sequence[str], *, need_labels: bool, what: str) -> None:
+    """Fail early when no session could ever give a window: unknown stream, no labels."""
+    seen_streams: set[str] = set()
+    readable = with_streams = labelled = 0
+    problems = []
+    for path in paths:
+        try:
+            store = open_session_store(path)
+        except (SessionError, OSError) as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        with store:
+            readable += 1
+            seen_streams.update(store.stream_names)
+            if all(s in store.stream_names for s in streams):
+                with_streams += 1
+                if any(e.class_index != UNLABELLED for e in store.label_track):
+                    labelled += 1
+    if not readable:
+        raise SessionError(
+            f"{what}: none of the {len(paths)} session(s) can be opened: " + "; ".join(problems)
+        )
+    if not with_streams:
+        missing = [s for s in streams if s not in seen_streams] or list(streams)
+        raise ValueError(
+            f"{what}: no session recorded stream(s) {missing}"
+            + (" together" if len(streams) > 1 and missing == list(streams) else "")
+            + f"; the streams recorded are {sorted(seen_streams)}"
+        )
+    if need_labels and not labelled:
+        raise ValueError(
+            f"{what}: no session with stream {streams[0]!r} has a label (other than -1), so "
+            f"there is no labelled segment to cut; add labels while recording "
+            f"(Session.add_label) or use iter_aligned_windows for unlabelled data"
+        )
+
+
+def _geometry(
+    it: WindowIterator[Any],
+    store: SessionStore,
+    stream: str,
+    win_seconds: float,
+    hop_seconds: float,
+) -> tuple[int, int, int] | None:
+    """``(win, hop, n)`` in samples of ``stream``, or None (skip recorded) if unusable."""
+    if stream not in store.stream_names:
+        it._skip(store.path, f"no stream {stream!r} (streams: {store.stream_names})")
+        return None
+    fs = store.stream_info(stream).fs
+    win = seconds_to_samples(win_seconds, fs)
+    if win < 1:
+        it._skip(store.path, f"a {win_seconds} s window holds no sample of {stream!r} at {fs} Hz")
+        return None
+    hop = max(1, seconds_to_samples(hop_seconds, fs))
+    n = store.n_samples(stream)
+    if n < win:
+        it._skip(store.path, f"stream {stream!r} has {n} samples, fewer than one window ({win})")
+        return None
+    return win, hop, n
+
+
+# -- labelled windows ----------------------------------------------------------------------------
+LabeledWindow = tuple[np.ndarray, np.ndarray, int]
+
+
+def iter_labeled_windows(
+    paths: PathLike | Iterable[PathLike],
+    stream_name: str,
+    win_seconds: float,
+    hop_seconds: float,
+    classes: Iterable[int] | None = None,
+    *,
+    copy: bool = True,
+    skip_first: bool = False,
+) -> WindowIterator[LabeledWindow]:
+    """Yield fixed-length windows of each labelled segment of the sessions.
+
+    A label covers the samples from the one nearest its timestamp to the one nearest the next
+    label's timestamp (exclusive); the last label runs to the end of the data. Labels of class
+    -1 are skipped. Windows start at the segment's first sample, step by ``hop_seconds`` and
+    never cross the segment's end (a segment shorter than one window gives none). The result
+    equals MyoGestic's ``iter_labeled_windows(paths, stream_name, 1000 * win_seconds,
+    1000 * hop_seconds, classes)``.
+
+    Parameters
+    ----------
+    paths
+        Session folders and/or ``.session.zip`` archives (one path or an iterable), read in
+        order.
+    stream_name
+        The stream to cut, e.g. ``"emg"``.
+    win_seconds, hop_seconds
+        Window length and step (s, > 0). In samples of each session's stream:
+        ``floor(seconds * fs)`` computed exactly (0.29 s at 100 Hz is 29); the hop is at least
+        one sample.
+    classes
+        Keep only these class indices (default: every class).
+    copy
+        True (default): each window is a new C-contiguous array the caller may keep and
+        modify. False: windows and timestamps are read-only views into the block being read
+        (no copy; keep only what you need, or copy it).
+    skip_first
+        Drop the first labelled segment of each session (set-up noise). MyoGestic keeps it;
+        :class:`TrainingData` drops it by default.
+
+    Yields
+    ------
+    window : ndarray
+        ``(n_channels, n_samples)`` float32, channels first.
+    ts : ndarray
+        ``(n_samples,)`` float64 timestamps (s, LSL clock).
+    class_index : int
+        The segment's class.
+
+    Returns
+    -------
+    WindowIterator
+        Iterate it for the windows; ``.skipped`` and ``.summary()`` tell which sessions gave
+        none and why (sessions that cannot be opened, lack the stream or labels, or are shorter
+        than one window).
+
+    Raises
+    ------
+    ValueError
+        Before any window: ``win_seconds`` or ``hop_seconds`` not > 0, ``paths`` empty, no
+        session recorded ``stream_name``, or none of those has a label.
+    SessionError
+        No session can be opened, or a chunk of an opened session is corrupt.
+
+    Examples
+    --------
+    >>> for window, ts, cls in iter_labeled_windows(
+    ...     ["sessions/a.session.zip"], "emg", 0.2, 0.05
+    ... ):  # doctest: +SKIP
+    ...     window.shape  # (n_channels, 400) at 2 kHz
+    """
+    win_seconds = _check_seconds("win_seconds", win_seconds)
+    hop_seconds = _check_seconds("hop_seconds", hop_seconds)
+    session_paths = _check_paths(paths)
+    wanted = None if classes is None else {int(c) for c in classes}
+    what = f"labelled windows of {stream_name!r}"
+    _survey(session_paths, [stream_name], need_labels=True, what=what)
+
+    def produce(it: WindowIterator[LabeledWindow]) -> Iterator[LabeledWindow]:
+        for index, path in enumerate(session_paths):
+            it.current_path, it.current_index = path, index
+            store = _open(it, path)
+            if store is None:
+                continue
+            with store:
+                yield from _labeled_session(
+                    it,
+                    store,
+                    stream_name,
+                    win_seconds,
+                    hop_seconds,
+                    wanted,
+                    copy=copy,
+                    skip_first=skip_first,
+                )
+        it._finish()
+
+    return WindowIterator(produce, what)
+
+
+def _labeled_session(
+    it: WindowIterator[LabeledWindow],
+    store: SessionStore,
+    stream: str,
+    win_seconds: float,
+    hop_seconds: float,
+    wanted: set[int] | None,
+    *,
+    copy: bool,
+    skip_first: bool,
+) -> Iterator[LabeledWindow]:
+    geometry = _geometry(it, store, stream, win_seconds, hop_seconds)
+    if geometry is None:
+        return
+    win, hop, n = geometry
+    labels = store.label_track
+    labelled = [i for i, e in enumerate(labels) if e.class_index != UNLABELLED]
+    if not labelled:
+        it._skip(store.path, "no labels (other than -1)")
+        return
+    ts = store.get_timestamps(stream)
+    segments = label_segments(ts, labels)
+    if skip_first:
+        segments = [s for s in segments if s.index != labelled[0]]
+    if wanted is not None:
+        segments = [s for s in segments if s.label.class_index in wanted]
+    reader = _BlockReader(store, stream, n)
+    count = 0
+    for seg in segments:
+        cls = seg.label.class_index
+        for start in range(seg.start, seg.stop - win + 1, hop):
+            stop = start + win
+            window = reader.get(start, stop).T
+            if copy:
+                yield window.copy(), ts[start:stop].copy(), cls
+            else:
+                yield window, ts[start:stop], cls
+            count += 1
+    if count:
+        it.n_windows += count
+        it.n_sessions += 1
+    else:
+        which = "" if wanted is None else f" of classes {sorted(wanted)}"
+        it._skip(store.path, f"no labelled segment{which} is as long as one window ({win})")
+
+
+# -- aligned windows -----------------------------------------------------------------------------
+AlignedWindow = tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]
+
+
+def iter_aligned_windows(
+    paths: PathLike | Iterable[PathLike],
+    primary_stream: str,
+    aligned_streams: Sequence[str],
+    win_seconds: float,
+    hop_seconds: float,
+    align_window_samples: int = 1,
+    *,
+    copy: bool = True,
+) -> WindowIterator[AlignedWindow]:
+    """Yield windows of a primary stream with the matching values of other streams.
+
+    Windows run over the whole primary stream (labels are ignored), from its first sample in
+    steps of ``hop_seconds``. For each, every aligned stream contributes the mean of
+    ``align_window_samples`` samples around its sample nearest the window's middle timestamp
+    (``ts[win // 2]``): from ``align_window_samples // 2`` samples before it to the rest after
+    it, clipped at the ends of the stream. The result equals MyoGestic's
+    ``iter_aligned_windows(paths, primary_stream, aligned_streams, 1000 * win_seconds,
+    1000 * hop_seconds, align_window_samples)``.
+
+    Parameters
+    ----------
+    paths
+        Session folders and/or ``.session.zip`` archives, read in order.
+    primary_stream
+        The stream to cut into windows, e.g. ``"emg"``.
+    aligned_streams
+        Streams to read a target from at each window, e.g. ``["glove"]``. A session lacking
+        any of them is skipped.
+    win_seconds, hop_seconds
+        Window length and step (s, > 0), as in :func:`iter_labeled_windows`.
+    align_window_samples
+        Samples of each aligned stream averaged per window (>= 1).
+    copy
+        As in :func:`iter_labeled_windows`.
+
+    Yields
+    ------
+    window : ndarray
+        ``(n_channels, n_samples)`` float32 primary window.
+    aligned : dict of str to ndarray
+        ``{name: (n_channels_of_name,) float32}`` averaged aligned values.
+    ts : ndarray
+        ``(n_samples,)`` float64 timestamps of the window (s).
+
+    Raises
+    ------
+    ValueError
+        ``win_seconds``/``hop_seconds`` not > 0, ``align_window_samples`` < 1, ``paths`` or
+        ``aligned_streams`` empty, or no session recorded all the streams.
+    """
+    win_seconds = _check_seconds("win_seconds", win_seconds)
+    hop_seconds = _check_seconds("hop_seconds", hop_seconds)
+    if (
+        isinstance(align_window_samples, bool)
+        or not isinstance(align_window_samples, numbers.Integral)
+        or align_window_samples < 1
+    ):
+        raise ValueError(
+            f"align_window_samples must be an integer >= 1, got {align_window_samples!r}"
+        )
+    if isinstance(aligned_streams, str):
+        aligned_streams = [aligned_streams]
+    aligned = list(aligned_streams)
+    if not aligned:
+        raise ValueError("aligned_streams is empty: name at least one stream to align")
+    session_paths = _check_paths(paths)
+    what = f"windows of {primary_stream!r} aligned with {aligned}"
+    _survey(session_paths, [primary_stream, *aligned], need_labels=False, what=what)
+    n_align = int(align_window_samples)
+
+    def produce(it: WindowIterator[AlignedWindow]) -> Iterator[AlignedWindow]:
+        for index, path in enumerate(session_paths):
+            it.current_path, it.current_index = path, index
+            store = _open(it, path)
+            if store is None:
+                continue
+            with store:
+                yield from _aligned_session(
+                    it, store, primary_stream, aligned, win_seconds, hop_seconds, n_align, copy
+                )
+        it._finish()
+
+    return WindowIterator(produce, what)
+
+
+def _aligned_session(
+    it: WindowIterator[AlignedWindow],
+    store: SessionStore,
+    primary: str,
+    aligned: list[str],
+    win_seconds: float,
+    hop_seconds: float,
+    n_align: int,
+    copy: bool,
+) -> Iterator[AlignedWindow]:
+    missing = [s for s in aligned if s not in store.stream_names]
+    if missing:
+        it._skip(store.path, f"no aligned stream(s) {missing} (streams: {store.stream_names})")
+        return
+    geometry = _geometry(it, store, primary, win_seconds, hop_seconds)
+    if geometry is None:
+        return
+    win, hop, n = geometry
+    sizes = {name: store.n_samples(name) for name in aligned}
+    if empty := [name for name, size in sizes.items() if size == 0]:
+        it._skip(store.path, f"aligned stream(s) {empty} have no samples")
+        return
+    ts = store.get_timestamps(primary)
+    starts = np.arange(0, n - win + 1, hop)
+    mids = ts[starts + win // 2]
+    n_left, n_right = n_align // 2, n_align - n_align // 2
+    spans = {}
+    readers = {}
+    for name in aligned:
+        nearest = _nearest_many(store.get_timestamps(name), mids)
+        spans[name] = (np.maximum(nearest - n_left, 0), np.minimum(nearest + n_right, sizes[name]))
+        readers[name] = _BlockReader(store, name, sizes[name])
+    reader = _BlockReader(store, primary, n)
+    for k, start in enumerate(starts.tolist()):
+        stop = start + win
+        values = {}
+        for name in aligned:
+            lo, hi = spans[name]
+            values[name] = np.mean(readers[name].get(int(lo[k]), int(hi[k])), axis=0)
+        window = reader.get(start, stop).T
+        if copy:
+            yield window.copy(), values, ts[start:stop].copy()
+        else:
+            yield window, values, ts[start:stop]
+    it.n_windows += len(starts)
+    it.n_sessions += 1

@@ -1,0 +1,170 @@
+"""Record any Lab Streaming Layer stream, resolved by name (mne-lsl's liblsl binding)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from labsession.recording import StreamInfo
+from labsession.sources._base import Chunk, Source
+
+__all__ = ["LSLSource"]
+
+log = logging.getLogger(__name__)
+
+
+class LSLSource(Source):
+    """Pull chunks from the LSL stream called ``name``, surviving the outlet going away.
+
+    On connect the stream is resolved by name and its channel count, rate, sample type and
+    channel names become the :class:`StreamInfo`. When the outlet disappears, :attr:`state`
+    turns ``"disconnected"``, a warning is logged, ``read`` returns ``None`` and the stream is
+    resolved again every ``retry_interval`` seconds; when an outlet of the same name and layout
+    returns, reading resumes (state ``"connected"``). Other streams keep recording meanwhile.
+
+    Parameters
+    ----------
+    name
+        The LSL stream name.
+    timeout
+        Seconds :meth:`connect` waits for the stream to appear.
+    stype
+        Optional LSL stream type to disambiguate (e.g. ``"EMG"``).
+    processing_flags
+        liblsl post-processing of timestamps. The default ``("clocksync",)`` maps remote
+        timestamps onto this machine's clock; ``()`` keeps them exactly as pushed.
+    retry_interval
+        Seconds between reconnection attempts while disconnected.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        timeout: float = 5.0,
+        stype: str | None = None,
+        processing_flags: Sequence[str] = ("clocksync",),
+        retry_interval: float = 1.0,
+    ):
+        self.name = name
+        self.timeout = timeout
+        self.stype = stype
+        self.processing_flags = tuple(processing_flags)
+        self.retry_interval = retry_interval
+        self.info: StreamInfo | None = None
+        self.state = "idle"
+        self._inlet = None
+        self._next_retry = 0.0
+
+    def _resolve(self, timeout: float):
+        from mne_lsl.lsl import resolve_streams
+
+        found = resolve_streams(timeout=timeout, name=self.name, stype=self.stype)
+        return found[0] if found else None
+
+    def _open(self, sinfo) -> StreamInfo:
+        from mne_lsl.lsl import StreamInlet
+
+        inlet = StreamInlet(
+            sinfo, recover=False, processing_flags=list(self.processing_flags) or None
+        )
+        inlet.open_stream(timeout=self.timeout)
+        full = inlet.get_sinfo(timeout=self.timeout)
+        names = full.get_channel_names()
+        info = StreamInfo(
+            n_channels=full.n_channels,
+            fs=full.sfreq,
+            dtype=np.dtype(full.dtype),
+            channel_names=names if names and all(names) else None,
+        )
+        self._inlet = inlet
+        return info
+
+    def connect(self) -> StreamInfo:
+        """Resolve the stream (waiting up to ``timeout``) and open an inlet.
+
+        Raises
+        ------
+        TimeoutError
+            If no stream called ``name`` appears in time.
+        ValueError
+            If the stream is irregular (rate 0), which sessions cannot record yet.
+        """
+        sinfo = self._resolve(self.timeout)
+        if sinfo is None:
+            raise TimeoutError(f"no LSL stream named {self.name!r} found within {self.timeout} s")
+        if sinfo.sfreq <= 0:
+            raise ValueError(f"LSL stream {self.name!r} has an irregular rate; not supported yet")
+        self.info = self._open(sinfo)
+        self.state = "connected"
+        return self.info
+
+    def read(self) -> Chunk | None:
+        """Return the samples pulled since the last call, or ``None`` (also while disconnected)."""
+        from mne_lsl.lsl.stream_inlet import StreamInlet  # noqa: F401 - ensures liblsl is loaded
+
+        if self.state == "disconnected":
+            self._try_reconnect()
+            return None
+        if self._inlet is None:
+            raise RuntimeError(f"LSLSource {self.name!r}: read() before connect()")
+        try:
+            data, ts = self._inlet.pull_chunk(timeout=self.poll_interval)
+        except RuntimeError as exc:  # liblsl's LostError: the outlet went away
+            log.warning(
+                "LSL stream %r disconnected (%s); will reconnect when it returns", self.name, exc
+            )
+            self._drop_inlet()
+            self.state = "disconnected"
+            self._next_retry = time.monotonic()
+            return None
+        if len(ts) == 0:
+            return None
+        return np.asarray(data), np.asarray(ts, dtype=np.float64)
+
+    def _try_reconnect(self) -> None:
+        now = time.monotonic()
+        if now < self._next_retry:
+            time.sleep(min(self.poll_interval, self._next_retry - now))
+            return
+        self._next_retry = now + self.retry_interval
+        sinfo = self._resolve(min(self.retry_interval, 0.5))
+        if sinfo is None:
+            return
+        try:
+            info = self._open(sinfo)
+        except Exception as exc:  # noqa: BLE001 - a flaky outlet: try again later
+            log.info("LSL stream %r found but could not be opened yet (%s)", self.name, exc)
+            self._drop_inlet()
+            return
+        if self.info is not None and (info.n_channels, info.fs, info.dtype) != (
+            self.info.n_channels,
+            self.info.fs,
+            self.info.dtype,
+        ):
+            log.error(
+                "LSL stream %r came back with a different layout (%s, was %s); not reconnecting",
+                self.name,
+                info,
+                self.info,
+            )
+            self._drop_inlet()
+            return
+        log.warning("LSL stream %r reconnected", self.name)
+        self.state = "connected"
+
+    def _drop_inlet(self) -> None:
+        inlet, self._inlet = self._inlet, None
+        if inlet is not None:
+            try:
+                inlet.close_stream()
+            except Exception:
+                log.debug("closing inlet of %r", self.name, exc_info=True)
+
+    def close(self) -> None:
+        """Close the inlet (idempotent)."""
+        self._drop_inlet()
+        self.state = "idle"

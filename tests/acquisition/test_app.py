@@ -1,0 +1,154 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from labsession import App, Stream
+from labsession.recording import Session, open_session_store
+from labsession.sources import LSLSource, SyntheticSource
+
+
+def wait_until(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_recording_lifecycle_skips_unconnected_and_loses_nothing(tmp_path, caplog):
+    synth = SyntheticSource(4, 500.0, classes=["Rest", "Fist"])
+    app = App("life", class_names=["Rest", "Fist"])
+    app.streams(
+        Stream("emg", synth, window_seconds=0.5),
+        Stream("absent", LSLSource("no-such-lsl-stream", timeout=0.1), connect_retry=0.2),
+    )
+    app.start()
+    assert app.wait_connected(2) == ["absent"]
+    assert app.ctx.streams["absent"].info is None
+    session = app.start_recording(tmp_path)
+    assert app.ctx.state == "recording"
+    assert app.ctx.session is session
+    assert any("absent" in r.getMessage() for r in caplog.records)
+    app.add_label(0)
+    assert wait_until(lambda: app.ctx.streams["emg"].n_samples > 300)
+    synth.set_class(1)
+    app.add_label(1)
+    window, ts = app.ctx.streams["emg"].get_window()
+    assert window.shape == (4, 250)
+    assert np.all(np.diff(ts) > 0)
+    app.stop_recording()
+    recorded_while_attached = app.ctx.streams["emg"].n_samples
+    assert app.ctx.state == "idle"
+    assert app.ctx.session is None
+    app.wait_idle()
+    for stream in app.ctx.streams.values():
+        stream.stop()
+    (zip_path,) = app.ctx.packed
+    with open_session_store(zip_path) as store:
+        assert store.stream_names == ["emg"]
+        assert store.class_names == ["Rest", "Fist"]
+        assert store.app_name == "life"
+        _, ts = store.get_continuous("emg")
+        assert [e.class_index for e in store.label_track] == [0, 1]
+    # Contiguous: not one sample missing between first and last, and nothing after stop.
+    np.testing.assert_allclose(np.diff(ts), 1 / 500.0, atol=1e-9)
+    assert len(ts) <= recorded_while_attached
+
+
+def test_cannot_record_twice_or_label_when_idle(tmp_path):
+    app = App("twice")
+    app.streams(Stream("emg", SyntheticSource(2, 100.0)))
+    app.start()
+    app.wait_connected(2)
+    with pytest.raises(RuntimeError, match="not recording"):
+        app.add_label(0)
+    app.start_recording(tmp_path)
+    with pytest.raises(RuntimeError, match="already recording"):
+        app.start_recording(tmp_path)
+    app.stop_recording()
+    app.wait_idle()
+    app.ctx.streams["emg"].stop()
+
+
+def test_headless_run_hooks_and_duration(tmp_path):
+    app = App("headless")
+    app.streams(Stream("emg", SyntheticSource(2, 200.0)))
+    calls = []
+    app.before_run_hooks.append(lambda a: calls.append(a.start_recording(tmp_path)))
+    started = time.monotonic()
+    app.run(mode="headless", duration=0.5)
+    assert 0.5 <= time.monotonic() - started < 10
+    assert len(calls) == 1
+    assert app.ctx.state == "idle"
+    (zip_path,) = app.ctx.packed
+    assert zip_path.exists()
+    with pytest.raises(NotImplementedError, match="headless"):
+        app.run(mode="gui")
+
+
+def _start_record(tmp_path, cycle="5"):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labsession.cli",
+            "record",
+            "--cycle",
+            cycle,
+            "--repeats",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--fs",
+            "1000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "cue: Fist" in line:
+            break
+    return proc, lines
+
+
+@pytest.mark.slow
+def test_sigterm_stops_saves_and_packs(tmp_path):
+    proc, _ = _start_record(tmp_path)
+    time.sleep(1.0)  # record some of the "Fist" cue
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest
+    assert "stopped after" in rest
+    (zip_path,) = tmp_path.glob("*.session.zip")
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+    with open_session_store(zip_path) as store:
+        assert [e.class_index for e in store.label_track] == [0, 1]
+        assert store.n_samples("emg") > 5000
+
+
+@pytest.mark.slow
+def test_sigkill_during_recording_leaves_a_session_attach_can_finish(tmp_path):
+    proc, _ = _start_record(tmp_path)
+    time.sleep(1.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    proc.stdout.close()
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    with open_session_store(folder) as store:
+        assert [e.class_index for e in store.label_track] == [0, 1]
+        n = store.n_samples("emg")
+        assert n >= 5000  # 6.5 s recorded: at most the last second (+ a write) lost
+    zip_path = Session.attach(folder).pack_to_zip()
+    with open_session_store(zip_path) as store:
+        assert store.n_samples("emg") == n
+        assert store.class_names == ["Rest", "Fist", "Open"]

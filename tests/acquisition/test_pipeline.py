@@ -1,0 +1,63 @@
+import time
+
+import numpy as np
+import pytest
+from mne_lsl.lsl import StreamInlet, resolve_streams
+
+from labsession import App, Pipeline, Stream
+from labsession.sources import SyntheticSource
+
+
+def test_train_then_predict_live_into_ctx_and_lsl_outlet():
+    source = SyntheticSource(4, 500.0, classes=["Rest", "Fist"])
+    app = App("predict")
+    app.streams(Stream("emg", source, window_seconds=0.2))
+    outlet_name = f"labsession-pred-{time.monotonic_ns()}"
+    pipeline = Pipeline(app, stream="emg", rate=20, outlet=outlet_name)
+
+    @pipeline.train
+    def train(threshold):
+        return threshold
+
+    @pipeline.predict
+    def predict(model, window):
+        assert window.shape == (4, 100)
+        return float(np.sqrt((window**2).mean()) > model)
+
+    pipeline.fit(0.5)
+    app.start()
+    app.wait_connected(2)
+    pipeline.start()
+    try:
+        deadline = time.monotonic() + 10
+        while app.ctx.prediction != 0.0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert app.ctx.prediction == 0.0  # rest is quiet
+        (info,) = resolve_streams(timeout=5, name=outlet_name)
+        inlet = StreamInlet(info)
+        inlet.open_stream(timeout=5)
+        source.set_class(1)
+        deadline = time.monotonic() + 10
+        while app.ctx.prediction != 1.0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert app.ctx.prediction == 1.0  # the fist is loud
+        got = []
+        deadline = time.monotonic() + 5
+        while 1.0 not in got and time.monotonic() < deadline:
+            data, _ = inlet.pull_chunk(timeout=0.1)
+            got.extend(np.asarray(data).ravel().tolist())
+        assert 1.0 in got
+        inlet.close_stream()
+    finally:
+        pipeline.stop()
+        app.ctx.streams["emg"].stop()
+    assert pipeline.n_predictions > 5
+
+
+def test_pipeline_errors_are_clear():
+    app = App("x")
+    pipeline = Pipeline(app, stream="emg")
+    with pytest.raises(RuntimeError, match=r"@pipeline\.train"):
+        pipeline.fit([])
+    with pytest.raises(ValueError, match="rate"):
+        Pipeline(app, stream="emg", rate=0)
