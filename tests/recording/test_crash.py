@@ -78,3 +78,19 @@ def test_sigkill_loses_at_most_last_second_and_no_label(tmp_path):
     with open_session_store(zip_path) as packed:
         assert packed.n_samples("emg") == len(ts)
         assert len(packed.label_track) >= len(labels)
+
+
+def test_unclosed_session_is_written_at_interpreter_exit(tmp_path):
+    script = (
+        "import sys, numpy as np\n"
+        "from labsession.recording import Session, StreamInfo\n"
+        "s = Session(sys.argv[1])\n"
+        "s.init_stream('emg', StreamInfo(2, 1000.0))\n"
+        "s.append('emg', np.ones((300, 2), np.float32), np.arange(300) / 1000)\n"
+        "print(s.path)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    with open_session_store(out.stdout.strip()) as store:
+        assert store.n_samples("emg") == 300  # less than a chunk, never flushed by the script

@@ -10,9 +10,11 @@ are never dropped.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +26,22 @@ from labsession.recording._records import StreamInfo
 __all__ = ["SessionWriter"]
 
 log = logging.getLogger(__name__)
+
+_LIVE_WRITERS: weakref.WeakSet[SessionWriter] = weakref.WeakSet()
+
+
+def _close_live_writers() -> None:
+    """At interpreter exit, write what unclosed sessions still hold in memory."""
+    for writer in list(_LIVE_WRITERS):
+        try:
+            writer.close()
+        except Exception:  # already logged by the writer; exit goes on
+            log.exception("could not finish writing %s at exit", writer._name)
+
+
+# Runs before concurrent.futures shuts its executors down (zarr's I/O needs them), which plain
+# ``atexit`` handlers do not; fall back to ``atexit`` should the private hook ever disappear.
+getattr(threading, "_register_atexit", atexit.register)(_close_live_writers)
 
 
 @dataclass
@@ -71,6 +89,7 @@ class SessionWriter:
             target=self._run, name=f"labsession-writer-{name}", daemon=True
         )
         self._thread.start()
+        _LIVE_WRITERS.add(self)
 
     # -- producer side -------------------------------------------------------------------------
     def add_stream(
@@ -139,6 +158,7 @@ class SessionWriter:
             self._closing = True
             self._cond.notify_all()
         self._thread.join()
+        _LIVE_WRITERS.discard(self)
         with self._cond:
             self._raise_if_failed()
 
