@@ -6,6 +6,7 @@ import pytest
 from labsession import App, Stream
 from labsession.recording import open_session_store
 from labsession.sources import LSLSource, SyntheticSource
+from labsession.testing.source_tests import SourceTests
 
 
 def wait_until(predicate, timeout=15.0):
@@ -86,3 +87,19 @@ def test_outlet_lost_and_back_while_other_stream_records(tmp_path, lsl_name, out
         counter = store.get_continuous("emg")[0][:, 0].astype(np.int64)
         assert store.n_samples("synth") > 0
     np.testing.assert_array_equal(counter, np.arange(1000))
+
+
+class TestLSLConformance(SourceTests):
+    @pytest.fixture
+    def source(self, lsl_name, outlet_factory):
+        outlet = outlet_factory(lsl_name, "src-" + lsl_name, 100_000, 1000.0)
+        source = LSLSource(lsl_name)
+        connect = source.connect
+
+        def connect_then_push():  # the outlet starts pushing once an inlet is there
+            info = connect()
+            outlet.go()
+            return info
+
+        source.connect = connect_then_push
+        return source

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from labsession.sources import SyntheticSource
+from labsession.testing.source_tests import SourceTests
 
 
 def test_paced_by_clock_and_timestamps_regular():
@@ -48,3 +49,9 @@ def test_seeded_reproducible():
 def test_read_before_connect():
     with pytest.raises(RuntimeError, match="before connect"):
         SyntheticSource().read()
+
+
+class TestSyntheticConformance(SourceTests):
+    @pytest.fixture
+    def source(self):
+        return SyntheticSource(3, 500.0)

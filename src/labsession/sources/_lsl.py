@@ -72,6 +72,9 @@ class LSLSource(Source):
             sinfo, recover=False, processing_flags=list(self.processing_flags) or None
         )
         inlet.open_stream(timeout=self.timeout)
+        if "clocksync" in self.processing_flags:
+            # The first clock-offset estimate blocks; take it here, not in the first read().
+            inlet.time_correction(timeout=self.timeout)
         full = inlet.get_sinfo(timeout=self.timeout)
         names = full.get_channel_names()
         info = StreamInfo(
@@ -123,7 +126,8 @@ class LSLSource(Source):
             return None
         if len(ts) == 0:
             return None
-        return np.asarray(data), np.asarray(ts, dtype=np.float64)
+        # mne-lsl returns views of its pull buffer, which the next pull overwrites: copy.
+        return np.array(data, copy=True), np.array(ts, dtype=np.float64, copy=True)
 
     def _try_reconnect(self) -> None:
         now = time.monotonic()
