@@ -10,15 +10,7 @@ import pytest
 from labsession import App, Stream
 from labsession.recording import Session, open_session_store
 from labsession.sources import LSLSource, SyntheticSource
-
-
-def wait_until(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+from labsession.testing import wait_until
 
 
 def test_recording_lifecycle_skips_unconnected_and_loses_nothing(tmp_path, caplog):

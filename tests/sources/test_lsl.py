@@ -1,4 +1,3 @@
-import time
 
 import numpy as np
 import pytest
@@ -6,16 +5,8 @@ import pytest
 from labsession import App, Stream
 from labsession.recording import open_session_store
 from labsession.sources import LSLSource, SyntheticSource
+from labsession.testing import wait_until
 from labsession.testing.source_tests import SourceTests
-
-
-def wait_until(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_connect_reads_layout_from_the_stream(lsl_name, outlet_factory):
