@@ -144,3 +144,33 @@ def test_sigkill_during_recording_leaves_a_session_attach_can_finish(tmp_path):
     with open_session_store(zip_path) as store:
         assert store.n_samples("emg") == n
         assert store.class_names == ["Rest", "Fist", "Open"]
+
+
+@pytest.mark.slow
+def test_headless_app_run_saves_and_packs_on_sigterm(tmp_path):
+    script = (
+        "import sys\n"
+        "from labsession import App, Stream\n"
+        "from labsession.sources import SyntheticSource\n"
+        "app = App('sigterm', class_names=['Rest'])\n"
+        "app.streams(Stream('emg', SyntheticSource(2, 500.0, classes=['Rest', 'A'])))\n"
+        "def begin(a):\n"
+        "    a.start_recording(sys.argv[1])\n"
+        "    a.add_label(0)\n"
+        "    print('recording', flush=True)\n"
+        "app.before_run_hooks.append(begin)\n"
+        "app.run(mode='headless')\n"
+        "print('packed', app.ctx.packed[-1], flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "recording"
+    assert wait_until(lambda: any(tmp_path.glob("*/emg.zarr/c")), timeout=20)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    zip_path = out.split()[-1]
+    with open_session_store(zip_path) as store:
+        assert store.n_samples("emg") >= 500
+        assert [e.class_index for e in store.label_track] == [0]

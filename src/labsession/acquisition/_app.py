@@ -155,9 +155,16 @@ class App:
         self._stop_event.set()
 
     def run(
-        self, mode: Literal["headless", "gui"] = "headless", *, duration: float | None = None
+        self,
+        mode: Literal["headless", "gui"] = "headless",
+        *,
+        duration: float | None = None,
+        connect_timeout: float = 5.0,
     ) -> None:
-        """Start the streams and pipelines, run the hooks, then wait until stopped.
+        """Start the streams, wait for them to connect, run the hooks and pipelines, then wait.
+
+        Streams get up to ``connect_timeout`` seconds to connect before the hooks run (those
+        still unconnected are named in a warning and keep trying).
 
         In headless mode the app runs until ``duration`` seconds pass, :meth:`request_stop` is
         called, or the process gets Ctrl-C / SIGTERM; a recording in progress is then stopped,
@@ -169,6 +176,9 @@ class App:
             )
         self._stop_event.clear()
         self.start()
+        missing = self.wait_connected(connect_timeout)
+        if missing:
+            log.warning("not connected after %g s (still trying): %s", connect_timeout, missing)
         for hook in self.before_run_hooks:
             hook(self)
         for pipeline in self.pipelines:
