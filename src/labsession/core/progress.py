@@ -16,8 +16,10 @@ from rich.progress import (
 __all__ = ["make_progress"]
 
 
-def make_progress(*, unit: str = "items", disable: bool = False, console: Console | None = None) -> Progress:
-    """Return a rich :class:`~rich.progress.Progress` with count, rate-friendly columns and ETA.
+def make_progress(
+    *, unit: str = "items", disable: bool = False, console: Console | None = None
+) -> Progress:
+    """Return a rich :class:`~rich.progress.Progress` with description, bar, count and ETA.
 
     Use it as a context manager; ``disable=True`` keeps the same code path silent (tests, logs).
     """
