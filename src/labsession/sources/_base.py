@@ -2,9 +2,9 @@
 
 A source is polled by one acquisition thread::
 
-    info = source.connect()          # once; StreamInfo(n_channels, fs, dtype, channel_names)
+    info = source.connect()  # once; StreamInfo(n_channels, fs, dtype, channel_names)
     while running:
-        chunk = source.read()        # (data (n, n_channels), ts (n,)) or None
+        chunk = source.read()  # (data (n, n_channels), ts (n,)) or None
     source.close()
 
 ``read`` returns every sample that arrived since the previous call, in order, each exactly once,
