@@ -38,11 +38,13 @@ def nearest_index(ts: np.ndarray, t: float | np.ndarray) -> np.ndarray | int:
         result = np.where(take_right, right, left)
         # Ties (repeated timestamps, or distances equal after rounding): argmin takes the first
         # sample at the minimum distance, so step back while the previous one is as near.
-        for k, x in enumerate(targets):
-            i = int(result[k])
-            while i > 0 and abs(ts[i - 1] - x) <= abs(ts[i] - x):
-                i -= 1
-            result[k] = i
+        todo = np.flatnonzero(result > 0)
+        while todo.size:
+            i = result[todo]
+            back = np.abs(ts[i - 1] - targets[todo]) <= np.abs(ts[i] - targets[todo])
+            todo = todo[back]
+            result[todo] -= 1
+            todo = todo[result[todo] > 0]
     return int(result[0]) if scalar else result
 
 

@@ -163,8 +163,8 @@ class TrainingData:
         ------
         ValueError
             As :func:`~labsession.recording.iter_labeled_windows`; also if no window results
-            (the message lists the skipped sessions) or sessions disagree on the window shape
-            (different channel counts or rates) while ``features`` is ``None``.
+            (the message lists the skipped sessions), or sessions disagree on the channel
+            count, or (with ``features=None``) on the samples per window (different rates).
         """
         resolved = None if features is None else resolve_features(features)
         blocks: list[np.ndarray] = []

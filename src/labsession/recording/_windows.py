@@ -5,8 +5,11 @@ The windows are MyoGestic's (``myogestic.session.iter_labeled_windows`` and
 ``1000 * win_seconds``, ``1000 * hop_seconds`` and ``align_window_samples`` here): same segments,
 same window starts, same float32 values. What differs is how they are read:
 
-- chunk-wise: a session keeps its timestamps (8 bytes per sample) and one block of about
-  :data:`BLOCK_BYTES` of samples in memory, so a session larger than RAM iterates;
+- chunk-wise: labelled windows hold a few blocks (``_chunks.BLOCK_BYTES`` each) of samples and
+  of timestamps (the next block read ahead by a worker thread), so memory does not grow with the
+  session and a session larger than RAM iterates; aligned windows keep their streams'
+  timestamps (8 bytes per sample). Chunks in the layout both tools write are read straight from
+  the folder or the zip member, skipping Zarr's per-chunk overhead;
 - ``copy=False`` yields read-only strided views into that block instead of per-window copies;
 - arguments are checked before the first session is read, and every skipped session is logged
   and listed, with the reason, on the iterator (:attr:`WindowIterator.skipped`).
@@ -27,12 +30,17 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from labsession.errors import SessionError
-from labsession.recording._records import UNLABELLED
-from labsession.recording._segments import label_segments, nearest_index
+from labsession.recording import _chunks
+from labsession.recording._chunks import (
+    BlockReader,
+    nearest_streamed,
+    read_timestamps,
+)
+from labsession.recording._records import UNLABELLED, LabelEvent
+from labsession.recording._segments import Segment, nearest_index
 from labsession.recording._store import SessionStore, open_session_store
 
 __all__ = [
-    "BLOCK_BYTES",
     "SkippedSession",
     "WindowIterator",
     "iter_aligned_windows",
@@ -42,10 +50,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Target size of the block of samples held in memory per stream while iterating (bytes).
-BLOCK_BYTES = 8 * 2**20
-
-_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
 
 T = TypeVar("T")
 PathLike = str | os.PathLike[str]
@@ -144,61 +149,17 @@ class WindowIterator(Iterator[T], Generic[T]):
         log.log(level, "%s", self.summary())
 
 
-# -- reading -------------------------------------------------------------------------------------
-class _BlockReader:
-    """Samples ``[start, stop)`` of one stream, read a chunk-aligned block at a time.
-
-    Each block is a fresh read-only array, so views handed out earlier stay valid (and unchanged)
-    after the next block is read.
-    """
-
-    def __init__(
-        self,
-        store: SessionStore,
-        name: str,
-        n: int,
-        *,
-        dtype: np.dtype | None = _FLOAT32,
-        block_bytes: int = BLOCK_BYTES,
-    ):
-        self._store, self._name, self._n = store, name, n
-        self._array = store.stores[name]
-        self._dtype = dtype
-        self._chunk = int(self._array.chunks[0])
-        itemsize = max(self._array.dtype.itemsize, np.dtype(dtype or self._array.dtype).itemsize)
-        row_bytes = max(1, int(np.prod(self._array.shape[1:], dtype=np.int64))) * itemsize
-        self._block = max(self._chunk, block_bytes // row_bytes // self._chunk * self._chunk)
-        self._buf = np.empty((0, *self._array.shape[1:]), dtype=dtype or self._array.dtype)
-        self._lo = self._hi = 0
-
-    def get(self, start: int, stop: int) -> np.ndarray:
-        if not (self._lo <= start and stop <= self._hi):
-            end = -(-(start + self._block) // self._chunk) * self._chunk
-            end = min(max(stop, end), self._n)
-            block = self._store._read(self._name, lambda: self._array[start:end])
-            if self._dtype is not None:
-                block = block.astype(self._dtype, copy=False)
-            block.flags.writeable = False
-            self._buf, self._lo, self._hi = block, start, end
-        return self._buf[start - self._lo : stop - self._lo]
-
-
-def _nearest_many(ts: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """:func:`nearest_index` for many targets at once, vectorised for non-decreasing ``ts``."""
-    if ts.size < 2 or np.any(np.diff(ts) < 0):
-        return np.atleast_1d(nearest_index(ts, targets))
-    right = np.clip(np.searchsorted(ts, targets, side="left"), 1, ts.size - 1)
-    left = right - 1
-    result = np.where(np.abs(ts[right] - targets) < np.abs(ts[left] - targets), right, left)
-    # argmin's tie-break: step back while the previous sample is as near.
-    todo = np.flatnonzero(result > 0)
-    while todo.size:
-        i = result[todo]
-        back = np.abs(ts[i - 1] - targets[todo]) <= np.abs(ts[i] - targets[todo])
-        todo = todo[back]
-        result[todo] -= 1
-        todo = todo[result[todo] > 0]
-    return result
+def _labelled_segments(labels: Sequence[LabelEvent], nearest: np.ndarray, n: int) -> list[Segment]:
+    """:func:`label_segments` (no pre/post, all classes) from the labels' nearest samples."""
+    segments = []
+    for i, event in enumerate(labels):
+        if event.class_index == UNLABELLED:
+            continue
+        start = int(nearest[i])
+        stop = int(nearest[i + 1]) if i + 1 < len(labels) else n
+        if stop > start:
+            segments.append(Segment(i, event, start, stop))
+    return segments
 
 
 def _open(it: WindowIterator[Any], path: Path) -> SessionStore | None:
@@ -394,24 +355,35 @@ def _labeled_session(
     if not labelled:
         it._skip(store.path, "no labels (other than -1)")
         return
-    ts = store.get_timestamps(stream)
-    segments = label_segments(ts, labels)
+    # Only blocks of the timestamps are held too: peak memory does not grow with the session.
+    ts_block = max(int(store.ts_stores[stream].chunks[0]), _chunks.BLOCK_BYTES // 64)  # 1/8 block
+    times = np.array([e.timestamp for e in labels], dtype=np.float64)
+    nearest = nearest_streamed(store, stream, n, times, block=ts_block)
+    segments = _labelled_segments(labels, nearest, n)
     if skip_first:
         segments = [s for s in segments if s.index != labelled[0]]
     if wanted is not None:
         segments = [s for s in segments if s.label.class_index in wanted]
-    reader = _BlockReader(store, stream, n)
+    reader = BlockReader(store, stream, n, prefetch=True)
+    ts_reader = BlockReader(
+        store, stream, n, dtype=_FLOAT64, array=store.ts_stores[stream], block_bytes=ts_block * 8
+    )
     count = 0
-    for seg in segments:
-        cls = seg.label.class_index
-        for start in range(seg.start, seg.stop - win + 1, hop):
-            stop = start + win
-            window = reader.get(start, stop).T
-            if copy:
-                yield window.copy(), ts[start:stop].copy(), cls
-            else:
-                yield window, ts[start:stop], cls
-            count += 1
+    try:
+        for seg in segments:
+            cls = seg.label.class_index
+            for start in range(seg.start, seg.stop - win + 1, hop):
+                stop = start + win
+                window = reader.get(start, stop).T
+                ts = ts_reader.get(start, stop)
+                if copy:
+                    yield window.copy(), ts.copy(), cls
+                else:
+                    yield window, ts, cls
+                count += 1
+    finally:
+        reader.close()
+        ts_reader.close()
     if count:
         it.n_windows += count
         it.n_sessions += 1
@@ -532,27 +504,31 @@ def _aligned_session(
     if empty := [name for name, size in sizes.items() if size == 0]:
         it._skip(store.path, f"aligned stream(s) {empty} have no samples")
         return
-    ts = store.get_timestamps(primary)
+    ts = read_timestamps(store, primary, n)
+    ts.flags.writeable = False  # shared by the views handed out with copy=False
     starts = np.arange(0, n - win + 1, hop)
     mids = ts[starts + win // 2]
     n_left, n_right = n_align // 2, n_align - n_align // 2
     spans = {}
     readers = {}
     for name in aligned:
-        nearest = _nearest_many(store.get_timestamps(name), mids)
+        nearest = nearest_index(read_timestamps(store, name, sizes[name]), mids)
         spans[name] = (np.maximum(nearest - n_left, 0), np.minimum(nearest + n_right, sizes[name]))
-        readers[name] = _BlockReader(store, name, sizes[name])
-    reader = _BlockReader(store, primary, n)
-    for k, start in enumerate(starts.tolist()):
-        stop = start + win
-        values = {}
-        for name in aligned:
-            lo, hi = spans[name]
-            values[name] = np.mean(readers[name].get(int(lo[k]), int(hi[k])), axis=0)
-        window = reader.get(start, stop).T
-        if copy:
-            yield window.copy(), values, ts[start:stop].copy()
-        else:
-            yield window, values, ts[start:stop]
+        readers[name] = BlockReader(store, name, sizes[name])
+    reader = BlockReader(store, primary, n, prefetch=True)
+    try:
+        for k, start in enumerate(starts.tolist()):
+            stop = start + win
+            values = {}
+            for name in aligned:
+                lo, hi = spans[name]
+                values[name] = np.mean(readers[name].get(int(lo[k]), int(hi[k])), axis=0)
+            window = reader.get(start, stop).T
+            if copy:
+                yield window.copy(), values, ts[start:stop].copy()
+            else:
+                yield window, values, ts[start:stop]
+    finally:
+        reader.close()
     it.n_windows += len(starts)
     it.n_sessions += 1

@@ -1,0 +1,163 @@
+"""TrainingData: arrays for scikit-learn, grouped by session; the docs and example scripts run."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.model_selection import GroupKFold, cross_val_score
+
+from labsession.recording import (
+    Session,
+    StreamInfo,
+    TrainingData,
+    iter_labeled_windows,
+    open_session_store,
+)
+from labsession.recording.features import feature_matrix
+from labsession.testing import class_patterns, emg_like, record_synthetic_session
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    base = tmp_path_factory.mktemp("train")
+    return [
+        record_synthetic_session(base, fs=1000.0, phase_seconds=0.8, repeats=2, seed=0),
+        record_synthetic_session(base, fs=1000.0, phase_seconds=0.8, repeats=2, seed=1, pack=False),
+        record_synthetic_session(base, fs=1000.0, phase_seconds=0.8, repeats=2, seed=2),
+    ]
+
+
+def test_to_arrays_raw_windows_labels_and_groups(paths):
+    data = TrainingData(paths)
+    X, y, groups = data.to_arrays("emg", 0.2, 0.1)
+    expected = [
+        (w, c, g)
+        for g, p in enumerate(paths)
+        for w, _, c in iter_labeled_windows(p, "emg", 0.2, 0.1, skip_first=True)
+    ]
+    assert X.shape == (len(expected), 8, 200)
+    assert X.dtype == np.float32
+    assert y.dtype == np.int64
+    assert groups.dtype == np.int64
+    np.testing.assert_array_equal(X, np.stack([w for w, _, _ in expected]))
+    np.testing.assert_array_equal(y, [c for _, c, _ in expected])
+    np.testing.assert_array_equal(groups, [g for _, _, g in expected])
+    assert set(groups.tolist()) == {0, 1, 2}
+    assert data.paths == [Path(p) for p in paths]
+    assert data.class_names == ["Rest", "Fist", "Open"]
+    assert TrainingData(paths, ["r", "f", "o"]).class_names == ["r", "f", "o"]
+
+
+def test_first_segment_skipped_by_default(paths):
+    data = TrainingData(paths[:1])
+    default = list(data.windows("emg", 0.2, 0.1))
+    kept = list(data.windows("emg", 0.2, 0.1, skip_first=False))
+    with open_session_store(paths[0]) as store:
+        first, second = store.label_track[:2]
+    per_segment = (800 - 200) // 100 + 1
+    assert len(kept) - len(default) == per_segment
+    assert all(ts[0] >= second.timestamp - 1e-9 for _, ts, _ in default)
+    assert kept[0][1][0] == pytest.approx(first.timestamp)
+    _, y_kept, _ = data.to_arrays("emg", 0.2, 0.1, skip_first=False)
+    assert len(y_kept) == len(kept)
+
+
+def test_to_arrays_with_features_in_batches(paths, monkeypatch):
+    from labsession.recording import _training
+
+    data = TrainingData(paths)
+    X_raw, y_raw, g_raw = data.to_arrays("emg", 0.2, 0.05, classes=[1, 2])
+    monkeypatch.setattr(_training, "_BATCH", 7)  # many batches, the last one partial
+    X, y, groups = data.to_arrays("emg", 0.2, 0.05, classes=[1, 2], features=["rms", "zc"])
+    assert X.shape == (len(y_raw), 16)
+    assert X.dtype == np.float64
+    np.testing.assert_array_equal(X, feature_matrix(X_raw, ["rms", "zc"]))
+    np.testing.assert_array_equal(y, y_raw)
+    np.testing.assert_array_equal(groups, g_raw)
+    assert set(y.tolist()) == {1, 2}
+
+
+def record_subject_session(base, seed, *, fs=1000.0, phase=1.0):
+    """A session of one subject (same muscles per class, new effort and noise per session)."""
+    rng = np.random.default_rng(seed)
+    patterns = class_patterns(3, 8, seed=0)
+    with Session(base, class_names=["Rest", "Fist", "Open"]) as session:
+        session.init_stream("emg", StreamInfo(8, fs))
+        n = int(phase * fs)
+        for i, cls in enumerate([0, 1, 0, 2] * 3 + [0]):
+            session.add_label(cls, timestamp=i * phase)
+            effort = rng.uniform(0.7, 1.3, size=8)
+            data = emg_like(np.tile(patterns[cls] * effort, (n, 1)), fs, rng=rng)
+            session.append("emg", data, i * phase + np.arange(n) / fs)
+        return session.pack_to_zip()
+
+
+def test_grouped_cross_validation_learns_the_classes(tmp_path):
+    paths = [record_subject_session(tmp_path, seed) for seed in range(3)]
+    X, y, groups = TrainingData(paths).to_arrays(
+        "emg", 0.2, 0.05, features=["rms", "mav", "wl", "zc", "ssc"]
+    )
+    assert np.bincount(groups).tolist() == [len(y) // 3] * 3
+    scores = cross_val_score(LinearDiscriminantAnalysis(), X, y, groups=groups, cv=GroupKFold(3))
+    assert scores.min() > 0.9, scores
+
+
+def test_errors_name_the_problem(paths, tmp_path):
+    data = TrainingData(paths)
+    with pytest.raises(ValueError, match=r"no training windows.*as long as one window"):
+        data.to_arrays("emg", 0.2, 0.1, classes=[9])
+    with pytest.raises(ValueError, match="no session recorded stream"):
+        data.to_arrays("eeg", 0.2, 0.1)
+    with pytest.raises(ValueError, match="hop_seconds"):
+        data.to_arrays("emg", 0.2, -1)
+    with pytest.raises(ValueError, match="unknown feature"):
+        data.to_arrays("emg", 0.2, 0.1, features=["nope"])
+    with pytest.raises(ValueError, match="paths is empty"):
+        TrainingData([])
+    # Sessions with different channel counts cannot share one X.
+    other = Session(tmp_path, class_names=["Rest", "Fist"])
+    other.init_stream("emg", StreamInfo(4, 1000.0))
+    other.append("emg", np.ones((3000, 4), np.float32), np.arange(3000) / 1000)
+    other.add_label(0, timestamp=0.0)
+    other.add_label(1, timestamp=1.0)
+    other.close()
+    with pytest.raises(ValueError, match="change shape"):
+        TrainingData([paths[0], other.path]).to_arrays("emg", 0.2, 0.1)
+    with pytest.raises(ValueError, match="change shape"):
+        TrainingData([paths[0], other.path]).to_arrays("emg", 0.2, 0.1, features="rms")
+
+
+def _docs_example() -> str:
+    text = (ROOT / "docs" / "training.md").read_text()
+    section = text.split("## A full example", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_docs_example_runs(tmp_path):
+    script = tmp_path / "docs_example.py"
+    script.write_text(_docs_example())
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "leave-one-session-out accuracy:" in result.stdout
+
+
+def test_example_script_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "train_classifier.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    accuracy = re.search(r"replayed session: ([0-9.]+)", result.stdout)
+    assert accuracy, result.stdout
+    assert float(accuracy.group(1)) > 0.85
+    assert len(list(tmp_path.glob("*.session.zip"))) == 4

@@ -1,0 +1,460 @@
+"""Window iterators: MyoGestic's results on its own files, chunk-wise reading, checks, skips."""
+
+import hashlib
+import logging
+import shutil
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+import zarr
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from labsession.errors import SessionError
+from labsession.recording import (
+    Session,
+    StreamInfo,
+    WindowIterator,
+    _chunks,
+    iter_aligned_windows,
+    iter_labeled_windows,
+    open_session_store,
+)
+from labsession.recording._segments import nearest_index
+from labsession.recording._windows import seconds_to_samples
+from labsession.testing import record_synthetic_session
+
+
+def digest(array):
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory):
+    """Two labsession-written sessions: a zip and a folder (8 ch at 1 kHz, glove at 100 Hz)."""
+    base = tmp_path_factory.mktemp("win")
+    zipped = record_synthetic_session(base, fs=1000.0, phase_seconds=0.6, repeats=2, seed=1)
+    folder = record_synthetic_session(
+        base, fs=1000.0, phase_seconds=0.6, repeats=2, seed=2, pack=False
+    )
+    return zipped, folder
+
+
+def reference_labeled(path, stream, window_ms, hop_ms, classes=None):
+    """MyoGestic's iter_labeled_windows (2.6.2), transcribed over whole in-memory arrays."""
+    with open_session_store(path) as store:
+        data, ts = store.get_continuous(stream)
+        fs = store.stream_info(stream).fs
+        events = store.label_track
+    data = data.astype(np.float32, copy=False)
+    win, hop = int(window_ms * fs / 1000), max(1, int(hop_ms * fs / 1000))
+    out = []
+    for i, event in enumerate(events):
+        if event.class_index < 0 or (classes is not None and event.class_index not in classes):
+            continue
+        lo = int(np.argmin(np.abs(ts - event.timestamp)))
+        hi = (
+            int(np.argmin(np.abs(ts - events[i + 1].timestamp))) if i + 1 < len(events) else len(ts)
+        )
+        if hi - lo < win:
+            continue
+        for start in range(lo, hi - win + 1, hop):
+            out.append((data[start : start + win].T, ts[start : start + win], event.class_index))
+    return out
+
+
+def assert_same_windows(got, expected):
+    assert len(got) == len(expected)
+    for (w, ts, c), (w2, ts2, c2) in zip(got, expected, strict=True):
+        assert c == c2
+        np.testing.assert_array_equal(w, w2)
+        np.testing.assert_array_equal(ts, ts2)
+
+
+# -- MyoGestic's own output on its own files -----------------------------------------------------
+@pytest.mark.parametrize(
+    ("key", "win", "hop", "classes"),
+    [("w200_h100", 0.2, 0.1, None), ("w250_h50_cls12", 0.25, 0.05, {1, 2})],
+)
+def test_labeled_windows_equal_myogestic(
+    myogestic_session, myogestic_expected, key, win, hop, classes
+):
+    expected = myogestic_expected[key]
+    got = list(iter_labeled_windows([myogestic_session], "emg", win, hop, classes))
+    assert len(got) == len(expected)
+    for (window, ts, cls), (e_cls, first, last, shape, sha) in zip(got, expected, strict=True):
+        assert cls == e_cls
+        assert ts[0] == pytest.approx(first, abs=1e-9)
+        assert ts[-1] == pytest.approx(last, abs=1e-9)
+        assert list(window.shape) == shape
+        assert window.dtype == np.float32
+        assert digest(window) == sha
+
+
+def test_aligned_windows_equal_myogestic(myogestic_session, myogestic_expected):
+    expected = myogestic_expected["aligned_w200_h50_a3"]
+    got = list(iter_aligned_windows([myogestic_session], "emg", ["glove"], 0.2, 0.05, 3))
+    assert len(got) == len(expected)
+    for (window, aligned, ts), (first, shape, sha, glove) in zip(got, expected, strict=True):
+        assert ts[0] == pytest.approx(first, abs=1e-9)
+        assert list(window.shape) == shape
+        assert digest(window) == sha
+        assert set(aligned) == {"glove"}
+        assert aligned["glove"].dtype == np.float32
+        np.testing.assert_array_equal(aligned["glove"], np.asarray(glove, dtype=np.float32))
+
+
+def test_labeled_windows_equal_reference_on_labsession_files(sessions):
+    for path in sessions:
+        for win, hop, classes in [(0.2, 0.05, None), (0.29, 0.07, {1}), (0.05, 0.0001, {2})]:
+            got = list(iter_labeled_windows(path, "emg", win, hop, classes))
+            assert_same_windows(
+                got, reference_labeled(path, "emg", win * 1000, hop * 1000, classes)
+            )
+            assert got
+
+
+# -- sample counts -------------------------------------------------------------------------------
+def test_seconds_to_samples_has_no_float_slop():
+    assert int(0.29 * 100) == 28  # the trap
+    assert seconds_to_samples(0.29, 100.0) == 29
+    assert seconds_to_samples(0.2, 2000.0) == 400
+    assert seconds_to_samples(0.05, 2048.0) == 102  # floor of 102.4
+    assert seconds_to_samples(0.0001, 1000.0) == 0
+    for fs in (100.0, 512.0, 1000.0, 2000.0, 2048.0, 4000.0):
+        for ms in range(1, 1001):
+            exact = ms * int(fs) // 1000
+            assert seconds_to_samples(ms / 1000, fs) == exact, (ms, fs)
+
+
+def test_window_length_and_hop_in_samples(tmp_path):
+    """0.29 s windows at 100 Hz hold 29 samples; a hop under one sample steps by one."""
+    session = Session(tmp_path, class_names=["a", "b"])
+    session.init_stream("s", StreamInfo(2, 100.0))
+    session.append("s", np.arange(400, dtype=np.float32).reshape(200, 2), np.arange(200) / 100)
+    session.add_label(1, timestamp=0.0)
+    session.close()
+    windows = list(iter_labeled_windows(session.path, "s", 0.29, 0.001))
+    assert {w.shape for w, _, _ in windows} == {(2, 29)}
+    assert len(windows) == 200 - 29 + 1
+    assert [ts[0] for _, ts, _ in windows[:3]] == pytest.approx([0.0, 0.01, 0.02])
+
+
+# -- chunk-wise reading and views ----------------------------------------------------------------
+def test_small_blocks_give_the_same_windows(sessions, monkeypatch):
+    """Blocks of one chunk (the smallest) give exactly what large blocks give."""
+    path = sessions[0]
+    big = list(iter_labeled_windows(path, "emg", 0.3, 0.1))
+    monkeypatch.setattr(_chunks, "BLOCK_BYTES", 1)
+    small = list(iter_labeled_windows(path, "emg", 0.3, 0.1))
+    assert_same_windows(small, big)
+    aligned_big = list(iter_aligned_windows(path, "emg", ["glove"], 0.3, 0.1, 5))
+    monkeypatch.setattr(_chunks, "BLOCK_BYTES", 8 * 2**20)
+    aligned_small = list(iter_aligned_windows(path, "emg", ["glove"], 0.3, 0.1, 5))
+    for a, b in zip(aligned_small, aligned_big, strict=True):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1]["glove"], b[1]["glove"])
+
+
+def _long_session(base, seconds, channels=32, fs=2000.0):
+    session = Session(base, class_names=["a", "b"])
+    session.init_stream("emg", StreamInfo(channels, fs))
+    block = np.random.default_rng(0).standard_normal((20_000, channels)).astype(np.float32)
+    for k in range(int(seconds * fs) // 20_000):
+        session.append("emg", block, (np.arange(20_000) + k * 20_000) / fs)
+    for t in range(0, int(seconds), 5):
+        session.add_label(t % 2, timestamp=float(t))
+    return session.pack_to_zip()
+
+
+def test_memory_does_not_grow_with_the_session(tmp_path, monkeypatch):
+    """1 MiB blocks: a 51 MB stream iterates in the same memory as one half as long."""
+    monkeypatch.setattr(_chunks, "BLOCK_BYTES", 2**20)
+    peaks = {}
+    for seconds in (100, 200):
+        path = _long_session(tmp_path / str(seconds), seconds)
+        for copy in (True, False):
+            tracemalloc.start()
+            try:
+                count = sum(1 for _ in iter_labeled_windows(path, "emg", 0.2, 0.05, copy=copy))
+                peaks[seconds, copy] = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert count == seconds // 5 * ((10_000 - 400) // 100 + 1)
+    for copy in (True, False):
+        short, long = peaks[100, copy], peaks[200, copy]
+        # Data and timestamp blocks plus decode buffers: a few MiB, whatever the length (the
+        # longer stream alone is 51 MB, its timestamps 3.2 MB).
+        assert long < 10 * 2**20, peaks
+        assert long < short * 1.1 + 2**18, peaks
+
+
+def test_unsorted_and_repeated_timestamps_match_the_reference(tmp_path, monkeypatch):
+    """Clock steps back and repeated stamps: nearest samples still equal argmin's, across blocks."""
+    ts = np.arange(3000) / 100.0
+    ts[1200:1300] -= 0.5  # the clock stepped back
+    ts[2000:2010] = ts[2000]  # repeated stamps
+    session = Session(tmp_path, class_names=["a", "b", "c"])
+    session.init_stream("s", StreamInfo(2, 100.0))
+    data = np.random.default_rng(1).standard_normal((3000, 2)).astype(np.float32)
+    session.append("s", data, ts)
+    for t, cls in [(1.0, 0), (11.7, 1), (12.2, 2), (20.03, 0), (20.0, 1), (25.0, -1), (26.0, 2)]:
+        session.add_label(cls, timestamp=t)
+    session.close()
+    expected = reference_labeled(session.path, "s", 200, 50)
+    for block_bytes in (1, 8 * 2**20):  # one chunk per block, and one block for all
+        monkeypatch.setattr(_chunks, "BLOCK_BYTES", block_bytes)
+        assert_same_windows(list(iter_labeled_windows(session.path, "s", 0.2, 0.05)), expected)
+
+
+@given(
+    arrays(np.float64, st.integers(1, 60), elements=st.floats(-50, 50)),
+    arrays(np.float64, st.integers(1, 10), elements=st.floats(-60, 60)),
+)
+def test_nearest_many_equals_argmin(ts, targets):
+    for series in (np.sort(ts), np.round(np.sort(ts)), ts):
+        expected = [int(np.argmin(np.abs(series - t))) for t in targets]
+        assert nearest_index(series, targets).tolist() == expected
+
+
+def test_views_without_copy(sessions):
+    path = sessions[1]
+    copies = list(iter_labeled_windows(path, "emg", 0.2, 0.1))
+    views = list(iter_labeled_windows(path, "emg", 0.2, 0.1, copy=False))
+    assert_same_windows(views, copies)
+    window, ts, _ = views[0]
+    assert not window.flags.writeable
+    assert not ts.flags.writeable
+    assert not window.flags.owndata
+    assert window.base is not None
+    assert copies[0][0].flags.c_contiguous
+    assert copies[0][0].flags.writeable
+    copies[0][0][:] = 0  # a copy is the caller's own
+    assert np.any(views[0][0] != 0)
+
+
+def test_mixed_folders_and_zips_in_order(sessions):
+    both = list(iter_labeled_windows(list(sessions), "emg", 0.2, 0.1))
+    each = [w for p in sessions for w in iter_labeled_windows(p, "emg", 0.2, 0.1)]
+    assert_same_windows(both, each)
+
+
+def test_skip_first_drops_the_first_labelled_segment(sessions):
+    path = sessions[0]
+    every = list(iter_labeled_windows(path, "emg", 0.2, 0.1))
+    kept = list(iter_labeled_windows(path, "emg", 0.2, 0.1, skip_first=True))
+    with open_session_store(path) as store:
+        first_stop = store.label_track[1].timestamp
+    dropped = [w for w in every if w[1][0] < first_stop - 1e-9]
+    assert dropped
+    assert len(every) == len(kept) + len(dropped)
+    assert_same_windows(kept, every[len(dropped) :])
+
+
+def test_windows_never_cross_a_label_boundary(tmp_path):
+    session = Session(tmp_path, class_names=["a", "b", "c"])
+    session.init_stream("s", StreamInfo(1, 100.0))
+    session.append("s", np.zeros((1000, 1), np.float32), np.arange(1000) / 100)
+    bounds = [0.0, 1.234, 2.0, 3.0, 4.56, 4.6, 7.77]
+    classes = [0, 1, -1, 2, 1, 0, 2]
+    for t, cls in zip(bounds, classes, strict=True):
+        session.add_label(cls, timestamp=t)
+    session.close()
+    windows = list(iter_labeled_windows(session.path, "s", 0.25, 0.1))
+    for _, ts, cls in windows:
+        k = max(i for i, b in enumerate(bounds) if b <= ts[0] + 0.005)
+        assert ts[-1] < (bounds[k + 1] if k + 1 < len(bounds) else np.inf) - 0.005
+        assert cls == classes[k] != -1
+    # The 0.04 s segment of class 1 at 4.56 s is shorter than a window: none from it.
+    assert not [ts for _, ts, _ in windows if 4.55 < ts[0] < 4.6]
+    assert [c for _, _, c in windows].count(2) == 13 + 21
+
+
+# -- checks and skipped sessions -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("win", "hop", "match"),
+    [
+        (0, 0.1, "win_seconds"),
+        (-0.2, 0.1, "win_seconds"),
+        (0.2, 0.0, "hop_seconds"),
+        (float("nan"), 0.1, "win_seconds"),
+        (0.2, float("inf"), "hop_seconds"),
+    ],
+)
+def test_bad_window_or_hop_is_refused(sessions, win, hop, match):
+    with pytest.raises(ValueError, match=match):
+        iter_labeled_windows(sessions[0], "emg", win, hop)
+    with pytest.raises(ValueError, match=match):
+        iter_aligned_windows(sessions[0], "emg", ["glove"], win, hop)
+
+
+def test_argument_errors_name_the_problem(sessions, tmp_path):
+    with pytest.raises(ValueError, match=r"no session recorded stream\(s\) \['eeg'\].*'emg'"):
+        iter_labeled_windows(list(sessions), "eeg", 0.2, 0.1)
+    with pytest.raises(ValueError, match=r"\['mocap'\]"):
+        iter_aligned_windows(sessions[0], "emg", ["mocap"], 0.2, 0.1)
+    with pytest.raises(ValueError, match="paths is empty"):
+        iter_labeled_windows([], "emg", 0.2, 0.1)
+    with pytest.raises(ValueError, match="align_window_samples"):
+        iter_aligned_windows(sessions[0], "emg", ["glove"], 0.2, 0.1, 0)
+    with pytest.raises(TypeError, match="win_seconds"):
+        iter_labeled_windows(sessions[0], "emg", "0.2", 0.1)
+    with pytest.raises(SessionError, match="none of the 1 session"):
+        iter_labeled_windows(tmp_path / "missing", "emg", 0.2, 0.1)
+    unlabelled = Session(tmp_path / "u")
+    unlabelled.init_stream("emg", StreamInfo(2, 100.0))
+    unlabelled.append("emg", np.zeros((100, 2), np.float32), np.arange(100) / 100)
+    unlabelled.add_label(-1, timestamp=0.0)
+    unlabelled.close()
+    with pytest.raises(ValueError, match="has a label"):
+        iter_labeled_windows(unlabelled.path, "emg", 0.2, 0.1)
+    # Aligned windows need no labels.
+    assert len(list(iter_aligned_windows(unlabelled.path, "emg", ["emg"], 0.2, 0.1))) == 9
+
+
+def test_skipped_sessions_are_listed_and_logged(sessions, tmp_path, caplog):
+    no_labels = Session(tmp_path / "a")
+    no_labels.init_stream("emg", StreamInfo(8, 1000.0))
+    no_labels.append("emg", np.zeros((500, 8), np.float32), np.arange(500) / 1000)
+    no_labels.close()
+    other_stream = Session(tmp_path / "b", class_names=["x"])
+    other_stream.init_stream("eeg", StreamInfo(4, 250.0))
+    other_stream.append("eeg", np.zeros((500, 4), np.float32), np.arange(500) / 250)
+    other_stream.add_label(0, timestamp=0.0)
+    other_stream.close()
+    corrupt = tmp_path / "broken.session.zip"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    paths = [no_labels.path, sessions[0], tmp_path / "nowhere", other_stream.path, corrupt]
+
+    with caplog.at_level(logging.INFO, logger="labsession.recording._windows"):
+        it = iter_labeled_windows(paths, "emg", 0.2, 0.1)
+        assert isinstance(it, WindowIterator)
+        got = list(it)
+    assert_same_windows(got, list(iter_labeled_windows(sessions[0], "emg", 0.2, 0.1)))
+    assert it.n_windows == len(got)
+    assert it.n_sessions == 1
+    reasons = {s.path: s.reason for s in it.skipped}
+    assert set(reasons) == {no_labels.path, tmp_path / "nowhere", other_stream.path, corrupt}
+    assert "no labels" in reasons[no_labels.path]
+    assert "cannot be opened" in reasons[tmp_path / "nowhere"]
+    assert "no stream 'emg'" in reasons[other_stream.path]
+    assert "eeg" in reasons[other_stream.path]
+    assert "cannot be opened" in reasons[corrupt]
+    summary = it.summary()
+    assert f"{len(got)} windows from 1 session(s); 4 skipped" in summary
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 4
+    assert all("skipping" in w for w in warnings)
+    assert summary in [r.getMessage() for r in caplog.records]
+
+
+def test_too_short_and_filtered_out_sessions_say_so(sessions):
+    it = iter_labeled_windows(sessions[0], "emg", 5.0, 0.1)
+    assert list(it) == []
+    assert "fewer than one window" in it.skipped[0].reason or "as long as" in it.skipped[0].reason
+    it = iter_labeled_windows(sessions[0], "emg", 0.2, 0.1, classes={7})
+    assert list(it) == []
+    assert "of classes [7]" in it.skipped[0].reason
+
+
+def test_abandoned_iteration_closes_the_session(sessions):
+    """Stopping early releases the zip (warnings are errors here: a leaked handle would fail)."""
+    it = iter_labeled_windows(list(sessions), "emg", 0.2, 0.1)
+    with it:
+        next(it)
+        assert it.current_index == 0
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+def test_crashed_recording_is_trimmed_to_valid_samples(tmp_path):
+    """A stream whose last timestamps are NaN (crash mid-write) yields only written samples."""
+    session = Session(tmp_path, class_names=["a"])
+    session.init_stream("s", StreamInfo(1, 100.0))
+    session.append("s", np.ones((300, 1), np.float32), np.arange(300) / 100)
+    session.add_label(0, timestamp=0.0)
+    session.close()
+    ts = zarr.open_array(str(session.path / "s_timestamps.zarr"), mode="r+")
+    assert ts.shape == (300,)
+    ts[250:] = np.nan
+    windows = list(iter_labeled_windows(session.path, "s", 0.5, 0.5))
+    assert len(windows) == 5
+    assert windows[-1][1][-1] == pytest.approx(2.49)
+
+
+def test_aligned_values_average_around_the_nearest_sample(tmp_path):
+    session = Session(tmp_path)
+    session.init_stream("p", StreamInfo(1, 100.0))
+    session.append("p", np.zeros((100, 1), np.float32), np.arange(100) / 100)
+    session.init_stream("a", StreamInfo(2, 10.0))
+    values = np.stack([np.arange(10), -np.arange(10)], axis=1).astype(np.float32)
+    session.append("a", values, np.arange(10) / 10 + 0.001)
+    session.close()
+    got = list(iter_aligned_windows(session.path, "p", ["a"], 0.2, 0.2, 3))
+    assert len(got) == 5
+    # Window k spans samples 20k..20k+19; its middle (sample 20k+10) is at 0.2k + 0.1 s, nearest
+    # aligned sample 2k+1; mean of samples 2k, 2k+1, 2k+2 (clipped at the end).
+    expected = [np.mean(values[max(0, 2 * k) : min(10, 2 * k + 3)], axis=0) for k in range(5)]
+    for (_, aligned, _), e in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(aligned["a"], e)
+
+
+# -- direct chunk reads --------------------------------------------------------------------------
+def test_direct_chunk_reads_equal_zarr(myogestic_session):
+    with open_session_store(myogestic_session) as store:
+        for name in ("emg", "glove"):
+            for array in (store.stores[name], store.ts_stores[name]):
+                raw = _chunks.RawChunks.open(array)
+                assert raw is not None
+                n = array.shape[0]
+                for a, b in [(0, n), (5, 17), (99, 101), (n - 3, n), (7, 7)]:
+                    np.testing.assert_array_equal(raw.read(a, b), array[a:b])
+
+
+def test_missing_chunk_reads_as_fill_value_like_zarr(myogestic_dir, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(myogestic_dir / "folder", folder)
+    (folder / "emg.zarr" / "c" / "3" / "0").unlink()
+    with open_session_store(folder) as store:
+        array = store.stores["emg"]
+        raw = _chunks.RawChunks.open(array)
+        np.testing.assert_array_equal(raw.read(2500, 4500), array[2500:4500])
+        assert not raw.read(3000, 4000).any()
+
+
+def test_deflated_zip_falls_back_to_zarr(myogestic_dir, myogestic_expected, tmp_path):
+    """An archive re-packed with compression still reads (through Zarr), with equal windows."""
+    deflated = tmp_path / "deflated.session.zip"
+    folder = myogestic_dir / "folder"
+    with zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                zf.write(file, file.relative_to(folder).as_posix())
+    with open_session_store(deflated) as store:
+        assert _chunks.RawChunks.open(store.stores["emg"]) is None
+    got = list(iter_labeled_windows(deflated, "emg", 0.2, 0.1))
+    assert [digest(w) for w, _, _ in got] == [row[4] for row in myogestic_expected["w200_h100"]]
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_block_reader_serves_any_range(myogestic_session, prefetch):
+    """Forward, backward, straddling and longer-than-a-block requests all equal Zarr's slices."""
+    rng = np.random.default_rng(0)
+    with open_session_store(myogestic_session) as store:
+        full = store.stores["emg"][:]
+        n = full.shape[0]
+        reader = _chunks.BlockReader(store, "emg", n, block_bytes=2000 * 32, prefetch=prefetch)
+        try:
+            assert reader._block == 2000
+            starts = [*range(0, n - 300, 137), *rng.integers(0, n - 1, 40).tolist()]
+            for start in starts:
+                for length in (1, 300, 1999, 2001, 4500):
+                    stop = min(n, start + length)
+                    got = reader.get(start, stop)
+                    np.testing.assert_array_equal(got, full[start:stop])
+                    assert not got.flags.writeable
+        finally:
+            reader.close()
