@@ -10,6 +10,7 @@ __all__ = [
     "ArchiveError",
     "ConfigError",
     "LabsessionError",
+    "ReproducibilityError",
     "SessionError",
     "UnsafeArchiveMemberError",
 ]
@@ -36,3 +37,7 @@ class UnsafeArchiveMemberError(ArchiveError):
 
 class ConfigError(LabsessionError, ValueError):
     """A configuration file or value is invalid (unknown key, bad value, unreadable file)."""
+
+
+class ReproducibilityError(LabsessionError, ValueError):
+    """A run produced a different result than an earlier run with the same seed (run sessions)."""

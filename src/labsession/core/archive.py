@@ -9,12 +9,21 @@ written.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
+
+try:  # POSIX only
+    import grp
+    import pwd
+except ImportError:  # pragma: no cover - Windows
+    grp = pwd = None  # type: ignore[assignment]
 
 from labsession.core.atomic import atomic_path, fsync_dir
 from labsession.errors import ArchiveError, UnsafeArchiveMemberError
@@ -23,9 +32,11 @@ __all__ = [
     "TAR_FORMATS",
     "check_member_name",
     "folder_manifest",
+    "link_target_inside",
     "pack_tar",
     "pack_zip",
     "safe_extract",
+    "tar_manifest",
     "tar_mode",
     "verify_tar",
     "verify_zip",
@@ -41,28 +52,44 @@ TAR_FORMATS: dict[str, str] = {
 }
 
 
-def folder_manifest(src_dir: str | os.PathLike[str]) -> dict[str, int]:
+def folder_manifest(src_dir: str | os.PathLike[str], *, links: bool = False) -> dict[str, int]:
     """Map every regular file under ``src_dir`` (POSIX relative path) to its size in bytes.
+
+    Parameters
+    ----------
+    links
+        Accept symbolic links that point inside ``src_dir`` (they are not listed).
 
     Raises
     ------
     ArchiveError
-        If the folder holds a symbolic link or a special file, which archives here never carry.
+        If the folder holds a special file, or a symbolic link (with ``links``: one that points
+        out of the folder).
     """
-    src = Path(src_dir)
-    manifest: dict[str, int] = {}
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src).as_posix()
-        mode = path.lstat().st_mode
-        if stat.S_ISDIR(mode):
-            continue
-        if not stat.S_ISREG(mode):
-            raise ArchiveError(
-                f"{path}: only regular files and folders can be archived "
-                f"(found a {'symbolic link' if stat.S_ISLNK(mode) else 'special file'})"
-            )
-        manifest[rel] = path.stat().st_size
-    return manifest
+    return {
+        name: st.st_size
+        for name, st, _ in _walk(Path(src_dir), links=links)
+        if stat.S_ISREG(st.st_mode)
+    }
+
+
+def link_target_inside(root: str | os.PathLike[str], link: str | os.PathLike[str]) -> str:
+    """The target of symbolic link ``link`` if it is relative and resolves inside ``root``.
+
+    Raises
+    ------
+    ArchiveError
+        If the target is absolute or resolves (following every link on the way) out of ``root``.
+    """
+    target = os.readlink(link)
+    real_root = os.path.realpath(root)
+    resolved = os.path.realpath(link)
+    if os.path.isabs(target) or os.path.commonpath([real_root, resolved]) != real_root:
+        raise ArchiveError(
+            f"{link}: symbolic link to {target!r} points out of {root}; only relative links "
+            "that stay inside the folder can be archived"
+        )
+    return target
 
 
 def check_member_name(name: str, *, archive: str | os.PathLike[str] = "") -> PurePosixPath:
@@ -172,15 +199,15 @@ def tar_mode(path: str | os.PathLike[str]) -> str:
     raise ArchiveError(f"{path}: unknown archive suffix; expected one of {sorted(TAR_FORMATS)}")
 
 
-def verify_tar(
-    tar_path: str | os.PathLike[str], *, expected: dict[str, int] | None = None
-) -> list[str]:
-    """Read a tar archive to its end and return its file members (with their sizes checked).
+def tar_manifest(tar_path: str | os.PathLike[str]) -> dict[str, int]:
+    """Read a tar archive to its end and map every file member to its size in bytes.
+
+    Each member's data is read (not only its header), so a truncated or corrupt archive fails.
 
     Raises
     ------
     ArchiveError
-        If it is unreadable or truncated, or its files differ from ``expected``.
+        If it is unreadable or truncated.
     """
     found: dict[str, int] = {}
     try:
@@ -193,11 +220,88 @@ def verify_tar(
                     while block := extracted.read(1 << 20):
                         size += len(block)
                     found[member.name] = size
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise ArchiveError(f"{tar_path}: not a readable tar archive ({exc})") from exc
+    return found
+
+
+def verify_tar(
+    tar_path: str | os.PathLike[str], *, expected: dict[str, int] | None = None
+) -> list[str]:
+    """Read a tar archive to its end and return its file members (with their sizes checked).
+
+    Raises
+    ------
+    ArchiveError
+        If it is unreadable or truncated, or its files differ from ``expected``.
+    """
+    found = tar_manifest(tar_path)
     if expected is not None:
         _compare_manifest(tar_path, expected, found)
     return list(found)
+
+
+@functools.lru_cache(maxsize=64)
+def _owner_names(uid: int, gid: int) -> tuple[str, str]:
+    user = group = ""
+    if pwd is not None:
+        with contextlib.suppress(KeyError):
+            user = pwd.getpwuid(uid).pw_name
+    if grp is not None:
+        with contextlib.suppress(KeyError):
+            group = grp.getgrgid(gid).gr_name
+    return user, group
+
+
+def _tarinfo(name: str, st: os.stat_result, linkname: str | None = None) -> tarfile.TarInfo:
+    # What TarFile.gettarinfo does, minus a stat and two passwd look-ups per member; the mtime is
+    # whole seconds so that no PAX header is needed for it (half the header work on small files).
+    info = tarfile.TarInfo(name)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname, info.gname = _owner_names(st.st_uid, st.st_gid)
+    info.mtime = int(st.st_mtime)
+    if stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+        info.size = 0
+    elif linkname is not None:
+        info.type = tarfile.SYMTYPE
+        info.linkname = linkname
+        info.size = 0
+    else:
+        info.type = tarfile.REGTYPE
+        info.size = st.st_size
+    return info
+
+
+def _walk(src: Path, *, links: bool = False) -> list[tuple[str, os.stat_result, str | None]]:
+    """Every folder, regular file (and with ``links`` inside link) under ``src``, sorted.
+
+    Entries are (POSIX relative path, lstat, link target or None). Links are not followed.
+    """
+    entries: list[tuple[str, os.stat_result, str | None]] = []
+    stack = [("", src)]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                rel = prefix + entry.name
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    entries.append((rel, st, None))
+                    stack.append((rel + "/", Path(entry.path)))
+                elif stat.S_ISREG(st.st_mode):
+                    entries.append((rel, st, None))
+                elif links and stat.S_ISLNK(st.st_mode):
+                    entries.append((rel, st, link_target_inside(src, entry.path)))
+                else:
+                    kind = "symbolic link" if stat.S_ISLNK(st.st_mode) else "special file"
+                    raise ArchiveError(
+                        f"{entry.path}: only regular files and folders can be archived "
+                        f"(found a {kind})"
+                    )
+    entries.sort(key=lambda e: e[0])
+    return entries
 
 
 def pack_tar(
@@ -206,21 +310,44 @@ def pack_tar(
     *,
     arcname: str | None = None,
     compresslevel: int = 1,
+    fsync: bool = True,
+    links: bool = False,
 ) -> Path:
     """Pack ``src_dir`` into a tar archive (compression from the suffix), verify, move into place.
 
     Members sit under ``arcname/`` (default: the folder's own name), so extraction recreates the
-    folder. The archive is verified against the folder's manifest before the rename.
+    folder. The archive is verified against the folder's manifest (every file read back, its
+    size compared) before the rename. Modification times are stored in whole seconds.
+
+    Parameters
+    ----------
+    fsync
+        Flush the archive and its folder to disk before returning (keep True when the source
+        is removed afterwards).
+    links
+        Store symbolic links that point inside the folder as links (others still raise
+        :class:`~labsession.errors.ArchiveError`, before anything is written).
     """
     src = Path(src_dir)
     top = src.name if arcname is None else arcname
-    manifest = folder_manifest(src)
-    expected = {f"{top}/{name}" if top else name: size for name, size in manifest.items()}
+    entries = _walk(src, links=links)
+    expected = {
+        f"{top}/{name}" if top else name: st.st_size
+        for name, st, _ in entries
+        if stat.S_ISREG(st.st_mode)
+    }
     compression = tar_mode(tar_path)
     kwargs = {"compresslevel": compresslevel} if compression in ("gz", "bz2") else {}
-    with atomic_path(tar_path) as tmp:
+    with atomic_path(tar_path, fsync=fsync) as tmp:
         with tarfile.open(tmp, f"w:{compression}", **kwargs) as tf:  # type: ignore[call-overload]
-            tf.add(src, arcname=top or ".", recursive=True)
+            tf.addfile(_tarinfo(top or ".", src.stat()))
+            for name, st, linkname in entries:
+                info = _tarinfo(f"{top}/{name}" if top else name, st, linkname)
+                if info.isdir() or info.issym():
+                    tf.addfile(info)
+                else:
+                    with open(src / name, "rb") as f:
+                        tf.addfile(info, f)
         verify_tar(tmp, expected=expected)
     return Path(tar_path)
 

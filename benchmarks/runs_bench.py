@@ -1,0 +1,285 @@
+"""Run-session benchmark: start+close overhead and bulk archive/restore, beside scitex-session.
+
+Figures printed:
+
+1. Start+close overhead of a trivial ``@session`` function, median over fresh processes: the time
+   from calling ``main()`` to the session being closed (the decorator's own work: argument
+   parsing, run folder, tee, CONFIGS, seeds, close and move), and the wall time of the whole
+   ``python script.py`` process next to a bare ``python -c "import numpy"``.
+2. Bulk archive and restore of N run folders with seven small files each, in sessions per second,
+   timed inside the worker process (imports excluded): labsession (all CPUs, and one process) and
+   scitex-session on the same folders in the same run, in alternating order, with the ratios.
+
+scitex-session is never a labsession dependency: install it in a scratch venv and point
+``--scitex-python`` at it::
+
+    python3 -m venv /tmp/scitex-venv && /tmp/scitex-venv/bin/pip install scitex-session
+    python benchmarks/runs_bench.py                 # 2,000 runs, 3 repeats
+    python benchmarks/runs_bench.py --n 200 --repeats 1 --overhead-runs 5   # a quick look
+
+This file also serves as the worker (``--worker``); it imports only the standard library at the
+top so that the scitex venv's Python can run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+FILES = (
+    "logs/stdout.log",
+    "logs/stderr.log",
+    "CONFIGS/CONFIG.yaml",
+    "CONFIGS/CONFIG.json",
+    "CONFIGS/args.yaml",
+    "CONFIGS/args.json",
+    "results.csv",
+)
+
+LABSESSION_TRIVIAL = """
+import os, sys, time
+t0 = time.perf_counter()
+from labsession.runs import session
+t_import = time.perf_counter() - t0
+
+@session
+def main():
+    return 0
+
+if __name__ == "__main__":
+    t1 = time.perf_counter()
+    try:
+        main()
+    except SystemExit:
+        pass
+    with open(os.environ["BENCH_OUT"], "w") as f:
+        f.write(f"{time.perf_counter() - t1} {t_import}")
+"""
+
+SCITEX_TRIVIAL = """
+import os, sys, time
+t0 = time.perf_counter()
+import scitex_session
+t_import = time.perf_counter() - t0
+
+@scitex_session.session
+def main():
+    return 0
+
+if __name__ == "__main__":
+    t1 = time.perf_counter()
+    try:
+        main()
+    except SystemExit:
+        pass
+    with open(os.environ["BENCH_OUT"], "w") as f:
+        f.write(f"{time.perf_counter() - t1} {t_import}")
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# worker mode: runs inside labsession's or scitex's interpreter
+# --------------------------------------------------------------------------------------------
+def _worker(tool: str, op: str, root: str, jobs: int | None) -> None:
+    if tool == "labsession":
+        from labsession.runs import archive_existing, restore_existing
+
+        kwargs = {"progress": False, "jobs": jobs}
+    else:
+        from scitex_session._lifecycle._archive import archive_existing, restore_existing
+
+        kwargs = {}
+    t0 = time.perf_counter()
+    if op == "archive":
+        summary = archive_existing(root, dry_run=False, **kwargs)
+    else:
+        summary = restore_existing(root, dry_run=False, **kwargs)
+    seconds = time.perf_counter() - t0
+    summary = {k: v for k, v in summary.items() if k != "errors"}
+    print(json.dumps({"seconds": seconds, "summary": summary}))
+
+
+# --------------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------------
+def make_runs(root: Path, n: int) -> None:
+    """Create ``n`` run folders named like run IDs with seven small files each (~1-4 KiB)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        day, hour, minute, second = 1 + i // 86400 % 28, i // 3600 % 24, i // 60 % 60, i % 60
+        run = root / f"2026Y-01M-{day:02d}D-{hour:02d}h{minute:02d}m{second:02d}s_b{i:04d}"
+        (run / "logs").mkdir(parents=True)
+        (run / "CONFIGS").mkdir()
+        for j, name in enumerate(FILES):
+            line = f"run {i} file {name} value {i * 7 + j}\n".encode()
+            (run / name).write_bytes(line * (20 + 10 * j))
+
+
+def _clean_archives(root: Path) -> None:
+    for path in root.iterdir():
+        if path.is_file() and path.name.endswith(".tar.gz"):
+            path.unlink()
+
+
+def _run_worker(python: str, tool: str, op: str, root: Path, jobs: int | None) -> dict:
+    cmd = [python, __file__, "--worker", tool, "--op", op, "--root", str(root)]
+    if jobs is not None:
+        cmd += ["--jobs", str(jobs)]
+    env = dict(os.environ, MPLBACKEND="Agg")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{tool} {op} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_bulk(args: argparse.Namespace, work: Path) -> dict[str, dict[str, list[float]]]:
+    tools = [("labsession", sys.executable, None), ("labsession -j1", sys.executable, 1)]
+    if args.scitex_python:
+        tools.append(("scitex-session", args.scitex_python, None))
+    rates: dict[str, dict[str, list[float]]] = {
+        t: {"archive": [], "restore": []} for t, *_ in tools
+    }
+    # One set of folders for every tool: each archives them all, restores them all (the folders
+    # are back, byte for byte), and its archives are removed before the next tool's turn.
+    root = work / "runs"
+    t0 = time.perf_counter()
+    make_runs(root, args.n)
+    print(f"  created {args.n} runs x 7 files in {time.perf_counter() - t0:.1f} s")
+    for rep in range(args.repeats):
+        order = tools if rep % 2 == 0 else tools[::-1]
+        for label, python, jobs in order:
+            tool = "scitex" if label.startswith("scitex") else "labsession"
+            arch = _run_worker(python, tool, "archive", root, jobs)
+            assert arch["summary"]["archived"] == args.n, arch
+            rest = _run_worker(python, tool, "restore", root, jobs)
+            assert rest["summary"]["restored"] == args.n, rest
+            _clean_archives(root)
+            rates[label]["archive"].append(args.n / arch["seconds"])
+            rates[label]["restore"].append(args.n / rest["seconds"])
+            print(
+                f"  repeat {rep + 1} {label:15s} archive {args.n / arch['seconds']:8.0f}/s  "
+                f"restore {args.n / rest['seconds']:8.0f}/s"
+            )
+    return rates
+
+
+def _time_script(
+    python: str, script: Path, runs: int
+) -> tuple[list[float], list[float], list[float]]:
+    inside, wall, imports = [], [], []
+    out_file = script.with_suffix(".time")
+    env = dict(os.environ, MPLBACKEND="Agg", BENCH_OUT=str(out_file))
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [python, str(script)],
+            cwd=script.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        wall.append(time.perf_counter() - t0)
+        if done.returncode != 0:
+            raise RuntimeError(f"{script} failed:\n{done.stderr[-3000:]}")
+        session_s, import_s = map(float, out_file.read_text().split())
+        inside.append(session_s)
+        imports.append(import_s)
+    return inside, wall, imports
+
+
+def bench_overhead(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]:
+    folder = work / "overhead"
+    folder.mkdir()
+    results = {}
+    baseline = []
+    for _ in range(args.overhead_runs):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import numpy"], check=True)
+        baseline.append(time.perf_counter() - t0)
+    results["python -c 'import numpy'"] = {"wall": statistics.median(baseline)}
+    candidates = [("labsession", sys.executable, LABSESSION_TRIVIAL)]
+    if args.scitex_python:
+        candidates.append(("scitex-session", args.scitex_python, SCITEX_TRIVIAL))
+    for label, python, body in candidates:
+        script = folder / f"trivial_{label.split('-')[0]}.py"
+        script.write_text(textwrap.dedent(body))
+        inside, wall, imports = _time_script(python, script, args.overhead_runs)
+        results[label] = {
+            "start+close": statistics.median(inside),
+            "import": statistics.median(imports),
+            "wall": statistics.median(wall),
+        }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="run folders to archive/restore")
+    parser.add_argument("--repeats", type=int, default=3, help="bulk repeats (medians reported)")
+    parser.add_argument(
+        "--overhead-runs", type=int, default=15, help="processes per overhead figure"
+    )
+    parser.add_argument(
+        "--scitex-python",
+        default="/tmp/scitex-venv/bin/python",
+        help="Python of a venv with scitex-session ('' to skip the comparison)",
+    )
+    parser.add_argument("--workdir", default=None, help="scratch folder (default: a temp folder)")
+    parser.add_argument("--worker", choices=["labsession", "scitex"], help=argparse.SUPPRESS)
+    parser.add_argument("--op", choices=["archive", "restore"], help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--jobs", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args.worker, args.op, args.root, args.jobs)
+        return
+    if args.scitex_python and not Path(args.scitex_python).exists():
+        print(f"note: {args.scitex_python} not found; skipping the scitex-session comparison")
+        args.scitex_python = ""
+    work = Path(tempfile.mkdtemp(prefix="runs_bench_", dir=args.workdir))
+    print(f"runs_bench: n={args.n}, repeats={args.repeats}, cpus={os.cpu_count()}, work={work}")
+    try:
+        print("start+close overhead of a trivial @session function:")
+        overhead = bench_overhead(args, work)
+        print("bulk archive/restore:")
+        rates = bench_bulk(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\n== start+close overhead (median over {args.overhead_runs} processes) ==")
+    print(f"{'':28s} {'start+close':>12s} {'import':>9s} {'process wall':>13s}")
+    for label, fig in overhead.items():
+        sc = f"{fig['start+close'] * 1e3:9.1f} ms" if "start+close" in fig else ""
+        im = f"{fig['import'] * 1e3:6.1f} ms" if "import" in fig else ""
+        print(f"{label:28s} {sc:>12s} {im:>9s} {fig['wall'] * 1e3:10.1f} ms")
+    if "scitex-session" in overhead:
+        ratio = overhead["scitex-session"]["start+close"] / overhead["labsession"]["start+close"]
+        print(f"start+close: labsession is {ratio:.1f}x faster than scitex-session")
+
+    print(f"\n== bulk, {args.n} runs x 7 files, sessions/s (median of {args.repeats}) ==")
+    med = {
+        label: {op: statistics.median(v) for op, v in ops.items()} for label, ops in rates.items()
+    }
+    for label, ops in med.items():
+        print(f"{label:16s} archive {ops['archive']:8.0f}/s   restore {ops['restore']:8.0f}/s")
+    if "scitex-session" in med:
+        for label in ("labsession", "labsession -j1"):
+            print(
+                f"ratio {label} / scitex-session: archive "
+                f"{med[label]['archive'] / med['scitex-session']['archive']:.2f}x, restore "
+                f"{med[label]['restore'] / med['scitex-session']['restore']:.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()

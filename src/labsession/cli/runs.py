@@ -1,0 +1,152 @@
+"""``labsession runs``: list, archive and restore the run folders of ``@session`` scripts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="List, archive and restore run sessions (<script>_out/ folders).",
+    no_args_is_help=True,
+)
+
+_ROOT = typer.Argument(help="A <script>_out folder or one of its status folders.")
+_JOBS = typer.Option("--jobs", "-j", help="Worker processes (default: all CPUs).", min=1)
+_DRY = typer.Option("--dry-run/--no-dry-run", help="Only report what would be done (default).")
+
+
+def _print_summary(summary: dict[str, Any], done_key: str, dry_run: bool) -> None:
+    from rich.console import Console
+
+    console = Console()
+    verb = f"would be {done_key}" if dry_run else done_key
+    console.print(
+        f"scanned {summary['scanned']}, candidates {summary['candidates']}, "
+        f"{verb} {summary['candidates'] if dry_run else summary[done_key]}, "
+        f"skipped {summary['skipped']}, failed {summary['failed']}"
+    )
+    if summary["bytes_in"] or summary["bytes_out"]:
+        console.print(f"bytes in {summary['bytes_in']:,}, bytes out {summary['bytes_out']:,}")
+    for failure in summary["errors"]:
+        console.print(f"[red]failed[/red] {failure['path']}: {failure['error']}", markup=True)
+
+
+@app.command("list")
+def list_runs(
+    root: Annotated[Path, _ROOT],
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """List the runs under ROOT with their status (interrupted = process gone while RUNNING)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from labsession.runs import SessionManager
+
+    try:
+        records = SessionManager().list_sessions(root)
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in records.values()], indent=2))
+        return
+    table = Table()
+    table.add_column("ID", no_wrap=True)
+    for name in ("status", "exit", "pid", "archived"):
+        table.add_column(name)
+    table.add_column("path", overflow="fold")
+    colours = {"success": "green", "error": "red", "interrupted": "yellow", "running": "cyan"}
+    for record in records.values():
+        colour = colours.get(record.status, "white")
+        table.add_row(
+            record.session_id,
+            f"[{colour}]{record.status}[/{colour}]",
+            "" if record.exit_code is None else str(record.exit_code),
+            "" if record.pid is None else str(record.pid),
+            "yes" if record.archived else "",
+            str(record.path or ""),
+        )
+    Console().print(table if records else f"no runs under {root}")
+
+
+@app.command("archive")
+def archive(
+    root: Annotated[
+        Path, typer.Argument(help="A folder of run folders, e.g. fit_out/FINISHED_SUCCESS.")
+    ],
+    older_than_days: Annotated[
+        float | None, typer.Option("--older-than-days", help="Only runs older than N days.")
+    ] = None,
+    dry_run: Annotated[bool, _DRY] = True,
+    jobs: Annotated[int | None, _JOBS] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="tar.gz, tar, tar.bz2 or tar.xz.")
+    ] = "tar.gz",
+    pattern: Annotated[
+        str | None, typer.Option("--pattern", help="Only run folders whose name contains this.")
+    ] = None,
+    max_dirs: Annotated[int | None, typer.Option("--max", help="At most N runs.", min=1)] = None,
+    track_bytes: Annotated[bool, typer.Option("--bytes", help="Report bytes in and out.")] = False,
+) -> None:
+    """Pack each run folder directly under ROOT into one verified archive, then remove it."""
+    from labsession.runs import archive_existing
+
+    try:
+        summary = archive_existing(
+            root,
+            older_than_days=older_than_days,
+            format=fmt,
+            pattern=pattern,
+            dry_run=dry_run,
+            max_dirs=max_dirs,
+            track_bytes=track_bytes,
+            jobs=jobs,
+        )
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _print_summary(summary, "archived", dry_run)
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command("restore")
+def restore(
+    root: Annotated[Path, typer.Argument(help="The folder holding run archives.")],
+    pattern: Annotated[str, typer.Option("--pattern", help="Glob of archive names.")] = "*.tar.gz",
+    dest_root: Annotated[
+        Path | None, typer.Option("--dest", help="Where to restore (default: beside).")
+    ] = None,
+    remove_archive: Annotated[
+        bool, typer.Option("--remove-archive", help="Remove each archive once restored.")
+    ] = False,
+    dry_run: Annotated[bool, _DRY] = True,
+    jobs: Annotated[int | None, _JOBS] = None,
+    max_files: Annotated[
+        int | None, typer.Option("--max", help="At most N archives.", min=1)
+    ] = None,
+    track_bytes: Annotated[bool, typer.Option("--bytes", help="Report bytes in and out.")] = False,
+) -> None:
+    """Extract each run archive directly under ROOT into a folder of the same name."""
+    from labsession.runs import restore_existing
+
+    try:
+        summary = restore_existing(
+            root,
+            pattern=pattern,
+            dest_root=dest_root,
+            remove_archive=remove_archive,
+            dry_run=dry_run,
+            max_files=max_files,
+            track_bytes=track_bytes,
+            jobs=jobs,
+        )
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _print_summary(summary, "restored", dry_run)
+    if summary["failed"]:
+        raise typer.Exit(1)

@@ -1,0 +1,387 @@
+"""Bulk archive and restore of many run folders, in parallel processes, past failures.
+
+Candidates are the direct children of ``root`` named like a run ID (folders for
+:func:`archive_existing`, archives matching a glob for :func:`restore_existing`), filtered by age
+and a substring. Each one goes through :func:`archive_session_dir` or
+:func:`restore_session_archive` (verify before removing anything). The work is split into chunks
+run by a pool of processes; a rich progress bar counts sessions; a session that fails is logged,
+counted and listed in the summary while the others continue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+import math
+import multiprocessing as mp
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labsession.core.atomic import fsync_dir
+from labsession.runs._archive import (
+    archive_path_for,
+    flush_archives,
+    flush_trees,
+    pack_verified,
+    remove_source,
+    restore_session_archive,
+    strip_archive_suffix,
+)
+from labsession.runs._ids import is_run_id
+
+__all__ = ["archive_existing", "restore_existing"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    source: str
+    ok: bool
+    error: str = ""
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+#: Threads per worker process. File creation, removal and fsync wait on the file system with
+#: the GIL released, so a few sessions in flight per process hide that latency.
+THREADS_PER_PROCESS = 2
+
+
+def _threaded(func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    if len(items) <= 1:
+        return [func(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(THREADS_PER_PROCESS, len(items))) as pool:
+        return list(pool.map(func, items))
+
+
+def _archive_chunk(
+    paths: Sequence[str], fmt: str, compresslevel: int, track_bytes: bool
+) -> list[_Outcome]:
+    # Pack and verify the whole chunk first, flush the archives to disk in one pass, and only
+    # then remove the sources: one durable point per chunk rather than per session.
+    def pack(path: str) -> tuple[Path, Path, int] | _Outcome:
+        try:
+            size_in = _tree_size(Path(path)) if track_bytes else 0
+            target = pack_verified(Path(path), fmt=fmt, compresslevel=compresslevel, fsync=False)
+        except Exception as exc:  # noqa: BLE001 - one bad session must not stop the others
+            return _Outcome(path, False, error=f"{type(exc).__name__}: {exc}")
+        return Path(path), target, size_in
+
+    results = _threaded(pack, paths)
+    outcomes = [r for r in results if isinstance(r, _Outcome)]
+    packed = [r for r in results if not isinstance(r, _Outcome)]
+    try:
+        flush_archives([target for _src, target, _size in packed])
+    except OSError as exc:  # nothing is removed if the archives may not be on disk
+        return outcomes + [
+            _Outcome(str(src), False, error=f"flush failed, source kept: {exc}")
+            for src, _t, _s in packed
+        ]
+    _threaded(lambda item: remove_source(item[0], item[1]), packed)
+    for src, target, size_in in packed:
+        size_out = target.stat().st_size if track_bytes else 0
+        outcomes.append(_Outcome(str(src), True, bytes_in=size_in, bytes_out=size_out))
+    return outcomes
+
+
+def _restore_chunk(
+    pairs: Sequence[tuple[str, str]], remove_archive: bool, track_bytes: bool
+) -> list[_Outcome]:
+    # Restore the chunk, then (when archives are to go) flush all restored files in one batch
+    # before removing any archive.
+    def restore(pair: tuple[str, str]) -> tuple[Path, Path, int, int] | _Outcome:
+        archive, dest = pair
+        try:
+            size_in = os.stat(archive).st_size if track_bytes else 0
+            folder = restore_session_archive(archive, dest, remove_archive=False)
+            size_out = _tree_size(folder) if track_bytes else 0
+        except Exception as exc:  # noqa: BLE001 - one bad session must not stop the others
+            return _Outcome(archive, False, error=f"{type(exc).__name__}: {exc}")
+        return Path(archive), folder, size_in, size_out
+
+    results = _threaded(restore, pairs)
+    outcomes = [r for r in results if isinstance(r, _Outcome)]
+    restored = [r for r in results if not isinstance(r, _Outcome)]
+    if remove_archive and restored:
+        try:
+            flush_trees([folder for _a, folder, _i, _o in restored])
+        except OSError as exc:
+            return outcomes + [
+                _Outcome(str(a), False, error=f"flush failed, archive kept: {exc}")
+                for a, _f, _i, _o in restored
+            ]
+        for archive, _folder, _i, _o in restored:
+            archive.unlink()
+        for folder in {a.parent for a, _f, _i, _o in restored}:
+            fsync_dir(folder)
+    outcomes += [
+        _Outcome(str(a), True, bytes_in=size_in, bytes_out=size_out)
+        for a, _f, size_in, size_out in restored
+    ]
+    return outcomes
+
+
+def _pool_context() -> mp.context.BaseContext:
+    # fork starts workers fastest, but is only safe while this process has a single thread.
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return mp.get_context("fork")
+    return mp.get_context("spawn")
+
+
+def _run_chunks(
+    func: Callable[..., list[_Outcome]],
+    items: list[Any],
+    extra: tuple[Any, ...],
+    *,
+    jobs: int | None,
+    description: str,
+    progress: bool,
+) -> list[_Outcome]:
+    if not items:
+        return []
+    jobs = (os.cpu_count() or 1) if jobs is None else max(1, jobs)
+    chunk = max(1, min(64, math.ceil(len(items) / (jobs * 8))))
+    chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
+    from labsession.core.progress import make_progress  # rich: only when there is work
+
+    outcomes: list[_Outcome] = []
+    if jobs == 1 or len(chunks) == 1:
+        with make_progress(unit="sessions", disable=not progress) as bar:
+            task = bar.add_task(description, total=len(items))
+            for part in chunks:
+                outcomes += func(part, *extra)
+                bar.advance(task, len(part))
+        return outcomes
+    workers = min(jobs, len(chunks))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        futures = {pool.submit(func, part, *extra): part for part in chunks}
+        with make_progress(unit="sessions", disable=not progress) as bar:
+            task = bar.add_task(description, total=len(items))
+            for future in as_completed(futures):
+                part = futures[future]
+                try:
+                    outcomes += future.result()
+                except Exception as exc:  # noqa: BLE001 - a crashed worker fails its chunk only
+                    name = part[0][0] if isinstance(part[0], tuple) else part[0]
+                    outcomes += [
+                        _Outcome(str(p[0] if isinstance(p, tuple) else p), False, error=repr(exc))
+                        for p in part
+                    ]
+                    logger.error("worker failed on the chunk starting at %s: %r", name, exc)
+                bar.advance(task, len(part))
+    return outcomes
+
+
+def _summarise(summary: dict[str, Any], done_key: str, outcomes: list[_Outcome]) -> None:
+    for outcome in sorted(outcomes, key=lambda o: o.source):
+        if outcome.ok:
+            summary[done_key] += 1
+            summary["bytes_in"] += outcome.bytes_in
+            summary["bytes_out"] += outcome.bytes_out
+        else:
+            summary["failed"] += 1
+            summary["errors"].append({"path": outcome.source, "error": outcome.error})
+            logger.warning("failed: %s: %s", outcome.source, outcome.error)
+
+
+def _new_summary(done_key: str) -> dict[str, Any]:
+    return {
+        "scanned": 0,
+        "candidates": 0,
+        done_key: 0,
+        "skipped": 0,
+        "failed": 0,
+        "bytes_in": 0,
+        "bytes_out": 0,
+        "errors": [],
+    }
+
+
+def _check_root(root: str | os.PathLike[str]) -> Path:
+    path = Path(root)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: root folder does not exist")
+    if not path.is_dir():
+        raise NotADirectoryError(f"{path}: root is not a folder")
+    return path
+
+
+def archive_existing(
+    root: str | os.PathLike[str],
+    older_than_days: float | None = None,
+    format: str = "tar.gz",
+    pattern: str | None = None,
+    dry_run: bool = True,
+    max_dirs: int | None = None,
+    track_bytes: bool = False,
+    *,
+    jobs: int | None = None,
+    compresslevel: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Archive every run folder directly under ``root`` (one archive each, sources removed).
+
+    Parameters
+    ----------
+    root
+        A status folder such as ``script_out/FINISHED_SUCCESS``.
+    older_than_days
+        Only folders last modified more than this many days ago.
+    format
+        Archive format (see :func:`archive_session_dir`).
+    pattern
+        Only folders whose name contains this substring.
+    dry_run
+        Count and log what would be archived, change nothing (the default: say ``False`` to act).
+    max_dirs
+        Archive at most this many folders (in name order, that is start-time order).
+    track_bytes
+        Add up the bytes before and after (costs a walk of each folder).
+    jobs
+        Worker processes (default: the number of CPUs; 1 runs in this process).
+    compresslevel
+        gzip/bzip2 level.
+    progress
+        Show a rich progress bar.
+
+    Returns
+    -------
+    dict
+        ``{scanned, candidates, archived, skipped, failed, bytes_in, bytes_out, errors}``;
+        ``errors`` lists ``{"path", "error"}`` for each failed session. A folder whose archive
+        already exists is skipped.
+    """
+    base = _check_root(root)
+    archive_path_for(base / "x", format)  # validates the format before any work
+    summary = _new_summary("archived")
+    cutoff = time.time() - older_than_days * 86400.0 if older_than_days is not None else None
+    todo: list[str] = []
+    with os.scandir(base) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        summary["scanned"] += 1
+        if not entry.is_dir(follow_symlinks=False) or not is_run_id(entry.name):
+            continue
+        if pattern is not None and pattern not in entry.name:
+            continue
+        if cutoff is not None and entry.stat(follow_symlinks=False).st_mtime > cutoff:
+            continue
+        if archive_path_for(entry.path, format).exists():
+            summary["skipped"] += 1
+            logger.info("skipped (archive exists): %s", entry.path)
+            continue
+        if max_dirs is not None and len(todo) >= max_dirs:
+            break
+        todo.append(entry.path)
+    summary["candidates"] = len(todo)
+    if dry_run:
+        for path in todo:
+            if track_bytes:
+                summary["bytes_in"] += _tree_size(Path(path))
+            logger.info("[dry run] would archive %s", path)
+        return summary
+    outcomes = _run_chunks(
+        _archive_chunk,
+        todo,
+        (format, compresslevel, track_bytes),
+        jobs=jobs,
+        description=f"archiving {base.name}",
+        progress=progress,
+    )
+    _summarise(summary, "archived", outcomes)
+    return summary
+
+
+def restore_existing(
+    root: str | os.PathLike[str],
+    pattern: str = "*.tar.gz",
+    dest_root: str | os.PathLike[str] | None = None,
+    remove_archive: bool = False,
+    dry_run: bool = True,
+    max_files: int | None = None,
+    track_bytes: bool = False,
+    *,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Restore every run archive directly under ``root`` into a folder of the same name.
+
+    Parameters
+    ----------
+    root
+        The folder holding the archives.
+    pattern
+        Glob the archive file names must match (``"*.tar.gz"``; ``"*2026Y-05M*"`` for a month).
+    dest_root
+        Where the folders go (default: beside the archives).
+    remove_archive
+        Remove each archive once its folder is restored, verified and on disk.
+    dry_run, max_files, track_bytes, jobs, progress
+        As for :func:`archive_existing`.
+
+    Returns
+    -------
+    dict
+        ``{scanned, candidates, restored, skipped, failed, bytes_in, bytes_out, errors}``. An
+        archive whose folder already exists is skipped.
+    """
+    base = _check_root(root)
+    dest_base = Path(dest_root) if dest_root is not None else base
+    summary = _new_summary("restored")
+    todo: list[tuple[str, str]] = []
+    with os.scandir(base) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        if not fnmatch.fnmatchcase(entry.name, pattern) or not entry.is_file():
+            continue
+        summary["scanned"] += 1
+        try:
+            stem = strip_archive_suffix(entry.name)
+        except ValueError:
+            continue
+        if not is_run_id(stem):
+            continue
+        dest = dest_base / stem
+        if dest.exists():
+            summary["skipped"] += 1
+            logger.info("skipped (folder exists): %s", dest)
+            continue
+        if max_files is not None and len(todo) >= max_files:
+            break
+        todo.append((entry.path, str(dest)))
+    summary["candidates"] = len(todo)
+    if dry_run:
+        for archive, dest in todo:
+            if track_bytes:
+                summary["bytes_in"] += os.stat(archive).st_size
+            logger.info("[dry run] would restore %s -> %s", archive, dest)
+        return summary
+    dest_base.mkdir(parents=True, exist_ok=True)
+    outcomes = _run_chunks(
+        _restore_chunk,
+        todo,
+        (remove_archive, track_bytes),
+        jobs=jobs,
+        description=f"restoring {base.name}",
+        progress=progress,
+    )
+    _summarise(summary, "restored", outcomes)
+    return summary

@@ -1,0 +1,187 @@
+"""Tee a text stream to the terminal and a log file, line by line, without ANSI codes in the log.
+
+The terminal receives every write unchanged (colours included, and ``isatty`` answers for the
+terminal, so libraries keep colouring). The log receives complete lines with ANSI escape codes
+removed, written and flushed to the operating system as each line ends, so a process killed with
+SIGKILL loses no finished line. Progress bars that redraw with ``\\r`` keep only their last state
+in the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import re
+import sys
+import threading
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["ANSI_PATTERN", "Tee", "strip_ansi"]
+
+logger = logging.getLogger(__name__)
+
+#: CSI and other escape sequences (colours, cursor moves) as terminals interpret them.
+ANSI_PATTERN = re.compile(r"\x1b(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])")
+
+
+def strip_ansi(text: str) -> str:
+    """Return ``text`` without ANSI escape sequences."""
+    return ANSI_PATTERN.sub("", text)
+
+
+def _last_carriage_state(line: str) -> str:
+    # "50%\r100%" shows "100%" on a terminal; keep what the reader saw last.
+    return line.rsplit("\r", 1)[-1] if "\r" in line else line
+
+
+class Tee(io.TextIOBase):
+    """A writable text stream that copies to ``stream`` and appends clean lines to ``log_path``.
+
+    Parameters
+    ----------
+    stream
+        The terminal stream (``sys.stdout`` or ``sys.stderr`` before the swap).
+    log_path
+        The log file; created (truncated) on open.
+
+    Notes
+    -----
+    Output written straight to the file descriptor (C extensions, child processes) bypasses
+    Python's ``sys.stdout`` and reaches the terminal only.
+    """
+
+    def __init__(self, stream: TextIO, log_path: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self._stream = stream
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    # --- the stream interface -------------------------------------------------------------
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self._stream, "errors", None)
+
+    @property
+    def terminal(self) -> TextIO:
+        """The stream the tee forwards to."""
+        return self._stream
+
+    @property
+    def buffer(self) -> Any:
+        """The terminal's binary buffer (bytes written there bypass the log)."""
+        return self._stream.buffer
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with contextlib.suppress(ValueError):  # a closed terminal: the log still gets the line
+            self._stream.write(text)
+        self._write_log(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._stream.flush()
+        with self._lock:
+            if not self._log.closed:
+                self._log.flush()
+
+    def write_log_only(self, text: str) -> None:
+        """Append ``text`` to the log without showing it on the terminal (e.g. a traceback
+        that the interpreter will print itself)."""
+        self._write_log(text)
+
+    def close(self) -> None:
+        """Write a pending partial line, flush and close the log (the terminal stays open)."""
+        with self._lock:
+            if self._log.closed:
+                return
+            if self._pending:
+                self._log.write(strip_ansi(_last_carriage_state(self._pending)) + "\n")
+                self._pending = ""
+            self._log.flush()
+            self._log.close()
+        super().close()
+
+    @property
+    def closed(self) -> bool:  # type: ignore[override]
+        return self._log.closed
+
+    # --- the log side ---------------------------------------------------------------------
+    def _write_log(self, text: str) -> None:
+        with self._lock:
+            if self._log.closed:
+                return
+            data = self._pending + text
+            if "\n" not in data:
+                self._pending = data
+                return
+            head, _, self._pending = data.rpartition("\n")
+            lines = (strip_ansi(_last_carriage_state(line)) for line in head.split("\n"))
+            self._log.write("\n".join(lines) + "\n")
+            self._log.flush()  # to the OS: survives SIGKILL of this process
+
+
+def swap_streams(log_dir: str | os.PathLike[str]) -> tuple[Tee, Tee]:
+    """Replace ``sys.stdout``/``sys.stderr`` by tees logging to ``log_dir/{stdout,stderr}.log``.
+
+    Logging handlers that wrote to the old streams are pointed at the tees. Undo with
+    :func:`restore_streams`.
+    """
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    out = Tee(sys.stdout, log_dir / "stdout.log")
+    err = Tee(sys.stderr, log_dir / "stderr.log")
+    _retarget_handlers({id(sys.stdout): out, id(sys.stderr): err})
+    sys.stdout, sys.stderr = out, err
+    return out, err
+
+
+def restore_streams(out: Tee, err: Tee) -> None:
+    """Undo :func:`swap_streams`: flush and close the logs, put the terminal streams back."""
+    for tee in (out, err):
+        try:
+            tee.flush()
+        except (OSError, ValueError) as exc:  # pragma: no cover - disk full at the very end
+            logger.warning("could not flush %s: %s", tee.log_path, exc)
+    _retarget_handlers({id(out): out.terminal, id(err): err.terminal})
+    if sys.stdout is out:
+        sys.stdout = out.terminal
+    if sys.stderr is err:
+        sys.stderr = err.terminal
+    out.close()
+    err.close()
+
+
+def _retarget_handlers(mapping: dict[int, TextIO]) -> None:
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for lg in loggers:
+        for handler in lg.handlers:
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and id(stream) in mapping:
+                handler.setStream(mapping[id(stream)])

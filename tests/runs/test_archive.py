@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+
+import pytest
+
+from labsession.errors import ArchiveError, UnsafeArchiveMemberError
+from labsession.runs import archive_session_dir, restore_session_archive
+
+from .conftest import make_run_dirs
+
+RUN = "2026Y-01M-02D-03h04m05s_abcd"
+
+
+def _snapshot(folder):
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _evil_tar(path, member: tarfile.TarInfo, data: bytes = b""):
+    with tarfile.open(path, "w:gz") as tf:
+        ok = tarfile.TarInfo(f"{RUN}/ok.txt")
+        ok.size = 2
+        tf.addfile(ok, io.BytesIO(b"ok"))
+        member.size = len(data) if member.isfile() else 0
+        tf.addfile(member, io.BytesIO(data) if data else None)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["tar.gz", "tar", "tar.xz", "tar.bz2"])
+def test_round_trip(tmp_path, fmt):
+    (run,) = make_run_dirs(tmp_path, 1)
+    (run / "empty_dir").mkdir()
+    before = _snapshot(run)
+    archive = archive_session_dir(run, format=fmt)
+    assert archive == tmp_path / f"{run.name}.{fmt}"
+    assert not run.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+    restored = restore_session_archive(archive)
+    assert restored == run
+    assert _snapshot(restored) == before
+    assert (restored / "empty_dir").is_dir()
+    assert archive.exists()  # kept unless asked
+
+
+def test_keep_source_and_remove_archive(tmp_path):
+    (run,) = make_run_dirs(tmp_path, 1)
+    archive = archive_session_dir(run, remove_src=False)
+    assert run.is_dir()
+    dest = restore_session_archive(archive, tmp_path / "copy", remove_archive=True)
+    assert _snapshot(dest) == _snapshot(run)
+    assert not archive.exists()
+
+
+def test_never_overwrites(tmp_path):
+    (run,) = make_run_dirs(tmp_path, 1)
+    archive = tmp_path / f"{run.name}.tar.gz"
+    archive.write_bytes(b"older archive")
+    with pytest.raises(FileExistsError, match="already exists"):
+        archive_session_dir(run)
+    assert archive.read_bytes() == b"older archive"
+    assert run.is_dir()
+    archive.unlink()
+    archive_session_dir(run, remove_src=False)
+    with pytest.raises(FileExistsError, match="destination exists"):
+        restore_session_archive(archive)
+
+
+def test_folder_with_a_link_is_not_archived(tmp_path):
+    (run,) = make_run_dirs(tmp_path, 1)
+    os.symlink("/etc/passwd", run / "link")
+    with pytest.raises(ArchiveError, match="symbolic link"):
+        archive_session_dir(run)
+    assert run.is_dir()
+    assert (run / "result.csv").is_file()
+    assert not list(tmp_path.glob("*.tar.gz"))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_folder_with_a_relative_link_out_is_not_archived(tmp_path):
+    (run,) = make_run_dirs(tmp_path, 1)
+    (tmp_path / "outside.txt").write_text("not the run's")
+    os.symlink("../outside.txt", run / "escape")
+    with pytest.raises(ArchiveError, match="points out of"):
+        archive_session_dir(run)
+    assert (run / "escape").is_symlink()
+    assert not list(tmp_path.glob("*.tar.gz"))
+
+
+def test_links_inside_the_run_and_file_modes_survive_a_round_trip(tmp_path):
+    (run,) = make_run_dirs(tmp_path, 1)
+    os.symlink("logs/stdout.log", run / "latest.log")
+    os.symlink("../CONFIGS", run / "logs" / "configs")  # a folder, one level up but inside
+    script = run / "rerun.sh"
+    script.write_text("#!/bin/sh\necho again\n")
+    script.chmod(0o750)
+    (run / "result.csv").chmod(0o640)
+    archive = archive_session_dir(run)
+    assert not run.exists()
+    restored = restore_session_archive(archive)
+    assert os.readlink(restored / "latest.log") == "logs/stdout.log"
+    assert (restored / "latest.log").read_text() == (restored / "logs" / "stdout.log").read_text()
+    assert os.readlink(restored / "logs" / "configs") == "../CONFIGS"
+    assert (restored / "logs" / "configs" / "CONFIG.yaml").is_file()
+    assert (restored / "rerun.sh").stat().st_mode & 0o777 == 0o750
+    assert (restored / "result.csv").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_chain_of_links_that_resolves_out_is_refused(tmp_path):
+    """``s -> .`` and ``a -> s/..``: each target looks harmless as text; ``a`` resolves out."""
+    archive = tmp_path / f"{RUN}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        for name, target in (("s", "."), ("a", "s/..")):
+            tf.addfile(_member(f"{RUN}/{name}", tarfile.SYMTYPE, target))
+    dest = tmp_path / "restore"
+    with pytest.raises(UnsafeArchiveMemberError, match=r"'s/\.\.', out of the folder"):
+        restore_session_archive(archive, dest)
+    assert not dest.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [archive.name]
+
+
+def test_a_file_under_a_link_name_is_never_written_through_the_link(tmp_path):
+    archive = tmp_path / f"{RUN}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.addfile(_member(f"{RUN}/up", tarfile.SYMTYPE, ".."))
+        late = tarfile.TarInfo(f"{RUN}/up/written-through-the-link.txt")
+        late.size = 5
+        tf.addfile(late, io.BytesIO(b"pwned"))
+    with pytest.raises(UnsafeArchiveMemberError):
+        restore_session_archive(archive, tmp_path / "restore")
+    assert not (tmp_path / "written-through-the-link.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [archive.name]
+
+
+def test_bad_inputs_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing"):
+        archive_session_dir(tmp_path / "nothing")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match="not a folder"):
+        archive_session_dir(tmp_path / "f")
+    with pytest.raises(ValueError, match="unknown archive format 'rar'"):
+        archive_session_dir(tmp_path, format="rar")
+    with pytest.raises(FileNotFoundError, match=r"missing\.tar\.gz"):
+        restore_session_archive(tmp_path / "missing.tar.gz")
+
+
+def _member(name, kind=tarfile.REGTYPE, linkname=""):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    return info
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (_member(f"{RUN}/../../escaped.txt"), "climbs out"),
+        (_member("/tmp/absolute.txt"), "absolute path"),
+        (_member(f"{RUN}/link", tarfile.SYMTYPE, "../../../etc/passwd"), "out of the folder"),
+        (_member(f"{RUN}/abs", tarfile.SYMTYPE, "/etc/passwd"), "absolute path"),
+        (_member(f"{RUN}/hard", tarfile.LNKTYPE, "/etc/passwd"), "hard link"),
+        (_member(f"{RUN}/dev", tarfile.CHRTYPE), "device"),
+    ],
+)
+def test_traversal_members_are_refused(tmp_path, member, message):
+    archive = _evil_tar(tmp_path / f"{RUN}.tar.gz", member, b"pwned" if member.isfile() else b"")
+    dest = tmp_path / "deep" / "restore"
+    with pytest.raises(UnsafeArchiveMemberError, match=message) as info:
+        restore_session_archive(archive, dest)
+    assert repr(member.name) in str(info.value)  # the member is named
+    assert not dest.exists()
+    assert not list(dest.parent.iterdir())  # the temporary folder is gone too
+    assert not (tmp_path / "escaped.txt").exists()
+    assert archive.exists()
+
+
+def test_corrupt_archive_is_refused_and_nothing_left(tmp_path):
+    (run,) = make_run_dirs(tmp_path, 1)
+    (run / "big.bin").write_bytes(os.urandom(200_000))
+    archive = archive_session_dir(run)
+    archive.write_bytes(archive.read_bytes()[:-5000])
+    with pytest.raises(ArchiveError, match=run.name):
+        restore_session_archive(archive)
+    assert not run.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [archive.name]
+
+
+def test_restores_archives_with_members_at_the_root(tmp_path):
+    archive = tmp_path / f"{RUN}.tar"
+    with tarfile.open(archive, "w") as tf:
+        for name, data in (("logs/stdout.log", b"hi\n"), ("CONFIGS/CONFIG.yaml", b"ID: x\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    dest = restore_session_archive(archive)
+    assert dest == tmp_path / RUN
+    assert (dest / "logs" / "stdout.log").read_bytes() == b"hi\n"
+
+
+def test_restores_a_renamed_archive_of_one_run(tmp_path):
+    (run,) = make_run_dirs(tmp_path / "src", 1)
+    before = _snapshot(run)
+    archive = archive_session_dir(run)
+    renamed = archive.rename(tmp_path / "backup.tar.gz")
+    dest = restore_session_archive(renamed)
+    assert dest == tmp_path / "backup"
+    assert _snapshot(dest) == before

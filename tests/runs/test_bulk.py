@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from labsession.runs import archive_existing, restore_existing
+
+from .conftest import make_run_dirs
+
+SUMMARY_KEYS = {"scanned", "candidates", "skipped", "failed", "bytes_in", "bytes_out", "errors"}
+
+
+def _contents(folder):
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_dry_run_changes_nothing(tmp_path):
+    runs = make_run_dirs(tmp_path, 5)
+    (tmp_path / "not-a-run").mkdir()
+    summary = archive_existing(tmp_path, track_bytes=True, progress=False)
+    assert set(summary) == SUMMARY_KEYS | {"archived"}
+    assert (summary["scanned"], summary["candidates"], summary["archived"]) == (6, 5, 0)
+    assert summary["bytes_in"] == sum(sum(len(b) for b in _contents(r).values()) for r in runs)
+    assert all(r.is_dir() for r in runs)
+    assert not list(tmp_path.glob("*.tar.gz"))
+
+
+def test_bulk_archive_and_restore_continue_past_a_failure(tmp_path):
+    runs = make_run_dirs(tmp_path, 24)
+    before = {r.name: _contents(r) for r in runs}
+    bad = runs[7]
+    os.symlink("/etc/hostname", bad / "link")  # a link out of the run: this one fails
+    summary = archive_existing(tmp_path, dry_run=False, jobs=2, track_bytes=True, progress=False)
+    assert summary["candidates"] == 24
+    assert (summary["archived"], summary["failed"]) == (23, 1)
+    assert summary["errors"][0]["path"] == str(bad)
+    assert "symbolic link" in summary["errors"][0]["error"]
+    assert (bad / "result.csv").is_file()  # the failing source is untouched
+    assert summary["bytes_out"] > 0
+    assert sorted(p.name for p in tmp_path.glob("*.tar.gz")) == sorted(
+        f"{r.name}.tar.gz" for r in runs if r != bad
+    )
+
+    # a corrupt archive among the good ones
+    corrupt = tmp_path / f"{runs[3].name}.tar.gz"
+    corrupt.write_bytes(corrupt.read_bytes()[:40])
+    restored = restore_existing(
+        tmp_path, dry_run=False, jobs=2, remove_archive=True, track_bytes=True, progress=False
+    )
+    assert set(restored) == SUMMARY_KEYS | {"restored"}
+    assert (restored["candidates"], restored["restored"], restored["failed"]) == (23, 22, 1)
+    assert restored["errors"][0]["path"] == str(corrupt)
+    assert corrupt.exists()  # kept: it was not restored
+    assert restored["bytes_out"] == sum(
+        sum(len(b) for b in c.values())
+        for name, c in before.items()
+        if name not in (bad.name, runs[3].name)
+    )
+    for run in runs:
+        if run not in (bad, runs[3]):
+            assert _contents(run) == before[run.name]
+            assert not (tmp_path / f"{run.name}.tar.gz").exists()
+
+
+def test_filters_and_caps(tmp_path):
+    runs = make_run_dirs(tmp_path, 6)
+    old = time.time() - 10 * 86400
+    for run in runs[:3]:
+        os.utime(run, (old, old))
+    assert archive_existing(tmp_path, older_than_days=5, progress=False)["candidates"] == 3
+    assert archive_existing(tmp_path, pattern="t004", progress=False)["candidates"] == 1
+    assert archive_existing(tmp_path, max_dirs=2, progress=False)["candidates"] == 2
+
+    done = archive_existing(tmp_path, dry_run=False, older_than_days=5, jobs=1, progress=False)
+    assert done["archived"] == 3
+    assert [r.exists() for r in runs] == [False] * 3 + [True] * 3
+
+    # an archive beside its folder means "done already": skipped
+    (tmp_path / f"{runs[4].name}.tar.gz").write_bytes(b"x")
+    again = archive_existing(tmp_path, progress=False)
+    assert (again["candidates"], again["skipped"]) == (2, 1)
+
+    dest = tmp_path / "restored"
+    back = restore_existing(
+        tmp_path, pattern="*t00[01]*.tar.gz", dest_root=dest, dry_run=False, progress=False
+    )
+    assert back["restored"] == 2
+    assert sorted(p.name for p in dest.iterdir()) == [runs[0].name, runs[1].name]
+    skip = restore_existing(tmp_path, dest_root=dest, progress=False)
+    assert skip["skipped"] == 2
+
+
+def test_missing_root_and_bad_format(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        archive_existing(tmp_path / "nowhere")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="not a folder"):
+        restore_existing(tmp_path / "file")
+    with pytest.raises(ValueError, match="zip7"):
+        archive_existing(tmp_path, format="zip7")

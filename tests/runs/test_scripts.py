@@ -1,0 +1,197 @@
+"""Real scripts in real subprocesses: one succeeds, one raises, one is killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from labsession.runs import SessionManager, is_run_id
+
+from .conftest import run_script, script_env, wait_for, write_script
+
+OK_SCRIPT = '''
+from labsession.runs import session
+
+@session(verbose=True)
+def main(n_trials: int = 3, label: str = "x", shuffle: bool = False) -> int:
+    """Simulate trials.
+
+    Parameters
+    ----------
+    n_trials
+        How many trials to simulate.
+    """
+    print(f"\\x1b[32mtrials {n_trials} {label} {shuffle}\\x1b[0m")
+    logger.info("mean %.3f", rngg("trials").normal(size=n_trials).mean())
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], color=COLORS["blue"])
+    fig.savefig(CONFIG["SDIR_RUN"] / "trials.png")
+    return 0 if n_trials > 0 else 3
+
+if __name__ == "__main__":
+    main()
+'''
+
+RAISE_SCRIPT = """
+from labsession.runs import session
+
+@session
+def main(threshold: float = 0.5):
+    print("about to fail")
+    raise ValueError(f"threshold {threshold} is out of range")
+
+if __name__ == "__main__":
+    main()
+"""
+
+KILL_SCRIPT = """
+import time
+from labsession.runs import session
+
+@session
+def main():
+    print("before the kill")
+    (CONFIG["SDIR_RUN"] / "ready").write_text("ok")
+    while True:
+        time.sleep(0.05)
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def _only_run(folder):
+    runs = [p for p in folder.iterdir() if is_run_id(p.name)]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_script_that_succeeds(tmp_path):
+    script = write_script(tmp_path, "simulate.py", OK_SCRIPT)
+    done = run_script(script, "--n-trials", "5", "--label", "pilot", "--shuffle")
+    assert done.returncode == 0, done.stderr
+    assert "\x1b[32mtrials 5 pilot True" in done.stdout  # the terminal keeps its colours
+    out = tmp_path / "simulate_out"
+    assert not (out / "RUNNING").exists()
+    run = _only_run(out / "FINISHED_SUCCESS")
+    assert (run / "logs" / "stdout.log").read_text() == "trials 5 pilot True\n"
+    assert "mean" in (run / "logs" / "stderr.log").read_text()
+    assert (run / "trials.png").stat().st_size > 0
+    config = json.loads((run / "CONFIGS" / "CONFIG.json").read_text())
+    assert config["ARGS"] == {"n_trials": 5, "label": "pilot", "shuffle": True}
+    assert json.loads((run / "CONFIGS" / "args.json").read_text()) == config["ARGS"]
+    assert config["STATUS"] == "success"
+    assert config["EXIT_STATUS"] == 0
+    assert config["ID"] == run.name
+    assert "--n-trials 5" in config["COMMAND_LINE"]
+
+
+def test_return_code_is_the_exit_code(tmp_path):
+    script = write_script(tmp_path, "simulate.py", OK_SCRIPT)
+    done = run_script(script, "--n-trials", "0")
+    assert done.returncode == 3
+    run = _only_run(tmp_path / "simulate_out" / "FINISHED_ERROR")
+    assert json.loads((run / "CONFIGS" / "CONFIG.json").read_text())["EXIT_STATUS"] == 3
+
+
+def test_script_that_raises(tmp_path):
+    script = write_script(tmp_path, "fails.py", RAISE_SCRIPT)
+    done = run_script(script, "--threshold", "2")
+    assert done.returncode == 1
+    assert done.stderr.count("ValueError: threshold 2.0 is out of range") == 1
+    run = _only_run(tmp_path / "fails_out" / "FINISHED_ERROR")
+    stderr_log = (run / "logs" / "stderr.log").read_text()
+    assert "Traceback (most recent call last)" in stderr_log
+    assert stderr_log.count("ValueError: threshold 2.0 is out of range") == 1
+    assert (run / "logs" / "stdout.log").read_text() == "about to fail\n"
+    config = json.loads((run / "CONFIGS" / "CONFIG.json").read_text())
+    assert (config["STATUS"], config["EXIT_STATUS"]) == ("error", 1)
+
+
+def test_script_killed_while_running_is_found(tmp_path):
+    script = write_script(tmp_path, "stuck.py", KILL_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        running = tmp_path / "stuck_out" / "RUNNING"
+        wait_for(
+            lambda: running.is_dir() and any((p / "ready").exists() for p in running.iterdir()),
+            timeout=60,
+            what="the script to reach its loop",
+        )
+        assert SessionManager().list_sessions(tmp_path / "stuck_out")  # listed while alive
+        live = next(iter(SessionManager().list_sessions(tmp_path / "stuck_out").values()))
+        assert live.status == "running"
+        assert live.pid == proc.pid
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    run = _only_run(running)
+    records = SessionManager().list_sessions(tmp_path / "stuck_out")
+    record = records[run.name]
+    assert record.status == "interrupted"
+    assert record.path == run
+    assert record.pid == proc.pid
+    assert record.end_time is None
+    assert (run / "logs" / "stdout.log").read_text() == "before the kill\n"  # no line lost
+
+
+def test_help_starts_no_run(tmp_path):
+    script = write_script(tmp_path, "simulate.py", OK_SCRIPT)
+    done = run_script(script, "--help")
+    assert done.returncode == 0
+    assert "Simulate trials." in done.stdout
+    assert "How many trials to simulate." in done.stdout
+    assert "--shuffle, --no-shuffle" in done.stdout
+    assert not (tmp_path / "simulate_out").exists()
+
+
+def test_bad_argument_starts_no_run(tmp_path):
+    script = write_script(tmp_path, "simulate.py", OK_SCRIPT)
+    done = run_script(script, "--n-trials", "many")
+    assert done.returncode == 2
+    assert "invalid int value" in done.stderr
+    assert not (tmp_path / "simulate_out").exists()
+
+
+@pytest.mark.parametrize("mode", ["call", "run"])
+def test_plain_call_and_run(tmp_path, mode):
+    body = """
+    import sys
+    from labsession.runs import run, session
+
+    @session
+    def main(k: int = 1) -> int:
+        print("k", k)
+        return k
+
+    if __name__ == "__main__":
+        if sys.argv[1] == "call":
+            print("plain", main(k=4))
+        else:
+            sys.exit(run(main, parse_args=["--k", "5"]))
+    """
+    script = write_script(tmp_path, "api.py", body)
+    done = run_script(script, mode)
+    if mode == "call":
+        assert done.returncode == 0
+        assert "plain 4" in done.stdout
+        assert not (tmp_path / "api_out").exists()
+    else:
+        assert done.returncode == 5
+        run = _only_run(tmp_path / "api_out" / "FINISHED_ERROR")
+        assert (run / "logs" / "stdout.log").read_text() == "k 5\n"
