@@ -1,0 +1,84 @@
+"""``labsession motion``: motion correction of 2-photon videos (heavy imports inside commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Motion correction of 2-photon videos.", no_args_is_help=True)
+
+_QUALITIES = ("quality", "balanced", "fast", "custom")
+_FORMATS = ("HDF5", "TIFF", "MAT", "NPZ", "ZARR")
+
+
+@app.command("compensate")
+def compensate(
+    input_file: Annotated[
+        Path, typer.Argument(exists=True, help="Video: TIFF, HDF5, MAT v7.3, NPY or Zarr.")
+    ],
+    quality: Annotated[
+        str | None, typer.Option("--quality", "-q", help=f"Preset: {', '.join(_QUALITIES)}.")
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", "-b", help="Flow backend: flowreg, diso, flowreg_torch."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Output folder (default: <input>_compensated)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", exists=True, help="Options file (TOML, YAML, JSON)."),
+    ] = None,
+    output_format: Annotated[
+        str | None, typer.Option("--format", "-f", help=f"Output: {', '.join(_FORMATS)}.")
+    ] = None,
+    buffer_size: Annotated[
+        int | None, typer.Option("--buffer-size", help="Frames per buffer.")
+    ] = None,
+    save_w: Annotated[bool, typer.Option("--save-w", help="Also write the flow (w.h5).")] = False,
+    qc: Annotated[bool, typer.Option("--qc/--no-qc", help="Write motion-qc.png.")] = True,
+) -> None:
+    """Register every frame of INPUT_FILE to a reference and write the corrected video."""
+    from labsession.errors import ConfigError
+    from labsession.motion import OFOptions, compensate_recording
+    from labsession.motion.plots import save_qc_figure
+
+    overrides: dict[str, object] = {"input_file": str(input_file)}
+    if quality is not None:
+        overrides["quality_setting"] = quality
+    if backend is not None:
+        overrides["flow_backend"] = backend
+    if output_format is not None:
+        overrides["output_format"] = output_format.upper()
+    if buffer_size is not None:
+        overrides["buffer_size"] = buffer_size
+    if save_w:
+        overrides["save_w"] = True
+    overrides["output_path"] = str(output or input_file.with_name(f"{input_file.stem}_compensated"))
+    try:
+        base = OFOptions.from_file(config).model_dump() if config else {}
+        options = OFOptions.from_mapping({**base, **overrides}, source=str(config or "options"))
+        result = compensate_recording(options)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+    stats = result.statistics
+    if qc:
+        result.files["qc"] = save_qc_figure(
+            Path(options.output_path) / "motion-qc.png",
+            mean_before=result.average_raw,
+            mean_after=result.average,
+            statistics=stats,
+            title=f"{input_file.name} ({options.flow_backend}, {options.quality_setting.value})",
+        )
+    typer.echo(
+        f"{len(stats['mean_displacement'])} frames at {float(stats['frames_per_second']):.1f} "
+        f"frames/s; correlation with the reference {stats['corr_before'].mean():.3f} -> "
+        f"{stats['corr_after'].mean():.3f}"
+    )
+    for name, path in result.files.items():
+        typer.echo(f"  {name:12s} {path}")

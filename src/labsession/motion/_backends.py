@@ -1,0 +1,281 @@
+"""Flow backends behind one interface, and the registry users extend.
+
+A backend is built from :class:`OFOptions` by a factory and called on a buffer of frames:
+
+>>> backend = get_backend(options)  # doctest: +SKIP
+>>> w = backend(reference, frames, weight=weights, w_init=None)  # (N, H, W, 2)
+
+Built in: ``flowreg`` (variational flow, numba, Flotho et al. 2022 / Brox et al. 2004),
+``diso`` (OpenCV's Dense Inverse Search, Kroeger et al. 2016) and ``flowreg_torch`` (the same
+model as ``flowreg`` in PyTorch, needs the ``labsession[torch]`` extra).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from labsession.errors import ConfigError
+from labsession.motion._options import OFOptions
+
+__all__ = [
+    "FlowBackend",
+    "available_backends",
+    "get_backend",
+    "get_displacement",
+    "register_backend",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class FlowBackend(Protocol):
+    """Estimates the displacement from each moving frame to a reference.
+
+    Called with ``reference`` (H, W, C) float32 and ``moving`` (N, H, W, C) float32, both
+    preprocessed (normalised to about [0, 1] and smoothed), ``weight`` (C,) summing to 1 and
+    ``w_init`` (N, H, W, 2) or ``None`` (possibly a read-only view). Returns ``w``
+    (N, H, W, 2) float32 in pixels with ``w[..., 0] = u`` (x) and ``w[..., 1] = v`` (y) such that
+    ``moving[y + v, x + u] ~ reference[y, x]`` (backward warping).
+    """
+
+    def __call__(
+        self,
+        reference: np.ndarray,
+        moving: np.ndarray,
+        *,
+        weight: np.ndarray,
+        w_init: np.ndarray | None = None,
+    ) -> np.ndarray: ...
+
+
+BackendFactory = Callable[[OFOptions], FlowBackend]
+_REGISTRY: dict[str, BackendFactory] = {}
+
+
+def register_backend(name: str, factory: BackendFactory, *, overwrite: bool = False) -> None:
+    """Make ``factory(options) -> FlowBackend`` available as ``flow_backend=name``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is taken and ``overwrite`` is false.
+    """
+    key = name.strip().lower()
+    if key in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"flow backend {key!r} is already registered; pass overwrite=True to replace it"
+        )
+    _REGISTRY[key] = factory
+
+
+def available_backends() -> list[str]:
+    """Names of the registered flow backends, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_backend(options: OFOptions) -> FlowBackend:
+    """Build the backend named by ``options.flow_backend``.
+
+    Raises
+    ------
+    ConfigError
+        If no backend of that name is registered.
+    """
+    name = options.flow_backend
+    if name not in _REGISTRY:
+        raise ConfigError(
+            f"unknown flow_backend {name!r}; registered backends: {available_backends()} "
+            "(add one with labsession.motion.register_backend)"
+        )
+    return _REGISTRY[name](options)
+
+
+def get_displacement(
+    reference: np.ndarray,
+    moving: np.ndarray,
+    options: OFOptions | None = None,
+    w_init: np.ndarray | None = None,
+) -> np.ndarray:
+    """Displacement field from ``moving`` to ``reference`` with the configured backend.
+
+    Parameters
+    ----------
+    reference, moving
+        Images ``(H, W)`` or ``(H, W, C)``, intensities scaled to about [0, 1] (the
+        regularisation ``alpha`` is tuned for that range; ``compensate_arr`` normalises).
+    options
+        Flow parameters (backend, alpha, pyramid, ...); defaults to ``OFOptions()``.
+    w_init
+        Initial displacement ``(H, W, 2)`` in pixels, or ``None`` for zero.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 2)`` float32, ``[u, v]`` in pixels with ``moving[y + v, x + u] ~
+        reference[y, x]``.
+    """
+    from labsession.motion._checks import as_image
+
+    options = options or OFOptions()
+    ref = as_image(reference, name="reference")
+    mov = as_image(moving, name="moving")
+    if ref.shape != mov.shape:
+        raise ValueError(
+            f"reference and moving must have the same shape, got {ref.shape} and {mov.shape}"
+        )
+    init = None
+    if w_init is not None:
+        init = np.asarray(w_init, dtype=np.float32)
+        if init.shape != (*ref.shape[:2], 2):
+            raise ValueError(f"w_init must have shape {(*ref.shape[:2], 2)}, got {init.shape}")
+        init = init[None]
+    backend = get_backend(options)
+    weight = options.channel_weights(ref.shape[2])
+    return backend(ref, mov[None], weight=weight, w_init=init)[0]
+
+
+class FlowregBackend:
+    """Variational optical flow (numba): coarse-to-fine warping, robust data and smoothness.
+
+    References
+    ----------
+    Flotho, P., Nomura, S., Kuhn, B., Strauss, D. J. (2022). Software for non-parametric image
+    registration of 2-photon imaging data. J. Biophotonics 15(8), e202100330.
+    https://doi.org/10.1002/jbio.202100330
+
+    Brox, T., Bruhn, A., Papenberg, N., Weickert, J. (2004). High accuracy optical flow
+    estimation based on a theory for warping. ECCV 2004, LNCS 3024, 25-36.
+    https://doi.org/10.1007/978-3-540-24673-2_3
+    """
+
+    def __init__(self, options: OFOptions) -> None:
+        self.options = options
+
+    def __call__(
+        self,
+        reference: np.ndarray,
+        moving: np.ndarray,
+        *,
+        weight: np.ndarray,
+        w_init: np.ndarray | None = None,
+    ) -> np.ndarray:
+        from labsession.motion._flowreg_kernels import flow_batch
+
+        opts = self.options
+        fixed = np.ascontiguousarray(np.moveaxis(reference, -1, 0), dtype=np.float32)
+        frames = np.ascontiguousarray(np.moveaxis(moving, -1, 1), dtype=np.float32)
+        n, _, height, width = frames.shape
+        if w_init is None:
+            init = np.zeros((n, 2, height, width), dtype=np.float32)
+        else:
+            init = np.ascontiguousarray(np.moveaxis(w_init, -1, 1), dtype=np.float32)
+        w = flow_batch(
+            fixed,
+            frames,
+            init,
+            np.ascontiguousarray(weight, dtype=np.float32),
+            float(opts.alpha[0]),
+            float(opts.alpha[1]),
+            float(opts.eta),
+            int(opts.levels),
+            int(opts.effective_min_level),
+            int(opts.iterations),
+            int(opts.update_lag),
+            float(opts.a_data),
+            float(opts.a_smooth),
+            opts.constancy_assumption.value == "gc",
+        )
+        return np.ascontiguousarray(np.moveaxis(w, 1, -1))
+
+
+_DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
+
+
+class DisoBackend:
+    """OpenCV's Dense Inverse Search optical flow on the weighted channel mix.
+
+    ``backend_params``: ``preset`` (ultrafast, fast, medium; default from ``quality_setting``:
+    quality -> medium, balanced -> fast, fast -> ultrafast), and any of ``finest_scale``,
+    ``patch_size``, ``patch_stride``, ``gradient_descent_iterations``,
+    ``variational_refinement_iterations``, ``variational_refinement_alpha`` (OpenCV's setters of
+    the same names).
+
+    References
+    ----------
+    Kroeger, T., Timofte, R., Dai, D., Van Gool, L. (2016). Fast optical flow using dense
+    inverse search. ECCV 2016. https://doi.org/10.1007/978-3-319-46493-0_29
+    """
+
+    _SETTERS: ClassVar[dict[str, str]] = {
+        "finest_scale": "setFinestScale",
+        "patch_size": "setPatchSize",
+        "patch_stride": "setPatchStride",
+        "gradient_descent_iterations": "setGradientDescentIterations",
+        "variational_refinement_iterations": "setVariationalRefinementIterations",
+        "variational_refinement_alpha": "setVariationalRefinementAlpha",
+    }
+
+    def __init__(self, options: OFOptions) -> None:
+        params = dict(options.backend_params)
+        default = {"fast": "ultrafast", "balanced": "fast"}.get(
+            options.quality_setting.value, "medium"
+        )
+        preset = str(params.pop("preset", default)).lower()
+        if preset not in _DIS_PRESETS:
+            raise ConfigError(
+                f"backend_params.preset {preset!r} unknown for diso; use one of "
+                f"{sorted(_DIS_PRESETS)}"
+            )
+        unknown = sorted(set(params) - set(self._SETTERS))
+        if unknown:
+            raise ConfigError(
+                f"unknown backend_params for diso: {unknown}; known: "
+                f"{['preset', *sorted(self._SETTERS)]}"
+            )
+        self.preset = _DIS_PRESETS[preset]
+        self.params = params
+
+    def _make(self):
+        import cv2
+
+        dis = cv2.DISOpticalFlow_create(self.preset)
+        for key, value in self.params.items():
+            getattr(dis, self._SETTERS[key])(value)
+        return dis
+
+    def __call__(
+        self,
+        reference: np.ndarray,
+        moving: np.ndarray,
+        *,
+        weight: np.ndarray,
+        w_init: np.ndarray | None = None,
+    ) -> np.ndarray:
+        dis = self._make()
+        ref8 = _to_uint8(reference @ weight)
+        out = np.empty((*moving.shape[:3], 2), dtype=np.float32)
+        for t in range(moving.shape[0]):
+            # DIS writes into the flow it is given: pass a private copy of the initial flow
+            init = None if w_init is None else np.array(w_init[t], np.float32, order="C")
+            out[t] = dis.calc(ref8, _to_uint8(moving[t] @ weight), init)
+        return out
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _torch_factory(options: OFOptions) -> FlowBackend:
+    from labsession.motion._flowreg_torch import TorchFlowregBackend
+
+    return TorchFlowregBackend(options)
+
+
+register_backend("flowreg", FlowregBackend)
+register_backend("diso", DisoBackend)
+register_backend("flowreg_torch", _torch_factory)

@@ -1,0 +1,447 @@
+"""numba kernels of the variational optical flow (the ``flowreg`` backend).
+
+The model is Brox et al.'s (2004) warping scheme as used for 2-photon data by Flotho et al.
+(2022): for each pyramid level, from coarse to fine, the moving image is warped by the current
+flow ``(u, v)`` and an increment ``(du, dv)`` minimises
+
+    sum_c weight_c * Psi_data([du, dv, 1] J_c [du, dv, 1]^T)
+        + alpha * Psi_smooth(|grad(u + du)|^2 + |grad(v + dv)|^2),
+
+where ``J_c`` is the motion tensor of channel ``c`` (gray-value or normalised gradient
+constancy) and ``Psi(s^2) = (s^2 + eps)^a``. The Euler-Lagrange equations are solved by
+successive over-relaxation with the non-linearities (data weights and the smoothness
+diffusivity) frozen for ``update_lag`` sweeps. Flow is kept in full-resolution pixels at every
+level; grid spacings ``hx``, ``hy`` > 1 at coarse levels carry the scale.
+
+All arrays are float32, channel-first ``(C, H, W)``; the batch entry point parallelises over
+frames with ``prange``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from labsession.motion._image_kernels import (
+    blur_channels,
+    median5,
+    resize_channels,
+    resize_plane,
+    resize_plane_cubic,
+    warp_channels,
+)
+
+__all__ = ["flow_batch", "pyramid_depth"]
+
+_EPS_PSI = 1e-5
+_EPS_GC = 1e-6
+_OMEGA = 1.95
+
+
+@njit(cache=True)
+def pyramid_depth(height: int, width: int, eta: float, levels: int) -> int:
+    """Index of the coarsest level: shrink by ``eta`` until the short side rounds below 10."""
+    depth = 0
+    side = float(min(height, width))
+    for _ in range(levels):
+        depth += 1
+        side *= eta
+        if round(side) < 10:
+            break
+    return depth
+
+
+@njit(cache=True, fastmath=True)
+def _grad(image: np.ndarray, hx: float, hy: float) -> tuple[np.ndarray, np.ndarray]:
+    height, width = image.shape
+    gx = np.empty_like(image)
+    gy = np.empty_like(image)
+    for y in range(height):
+        ym = max(y - 1, 0)
+        yp = min(y + 1, height - 1)
+        for x in range(width):
+            xm = max(x - 1, 0)
+            xp = min(x + 1, width - 1)
+            gx[y, x] = (image[y, xp] - image[y, xm]) / (2.0 * hx)
+            gy[y, x] = (image[yp, x] - image[ym, x]) / (2.0 * hy)
+    return gx, gy
+
+
+@njit(cache=True, fastmath=True)
+def _motion_tensor(
+    fixed: np.ndarray, warped: np.ndarray, hx: float, hy: float, gradient_constancy: bool
+) -> np.ndarray:
+    """Motion tensor ``(6, C, h, w)`` ordered J11, J12, J13, J22, J23, J33; zero on the border."""
+    n_ch, height, width = fixed.shape
+    tensor = np.zeros((6, n_ch, height, width), dtype=np.float32)
+    for c in range(n_ch):
+        gx1, gy1 = _grad(fixed[c], hx, hy)
+        gx2, gy2 = _grad(warped[c], hx, hy)
+        if gradient_constancy:
+            _, gxy1 = _grad(gx1, hx, hy)
+            _, gxy2 = _grad(gx2, hx, hy)
+        for y in range(1, height - 1):
+            for x in range(1, width - 1):
+                if gradient_constancy:
+                    # compact second differences for fxx, fyy; fxy from the x-gradient
+                    f1c = fixed[c, y, x]
+                    f2c = warped[c, y, x]
+                    fxx = (
+                        0.5
+                        * (
+                            fixed[c, y, x - 1]
+                            - 2.0 * f1c
+                            + fixed[c, y, x + 1]
+                            + warped[c, y, x - 1]
+                            - 2.0 * f2c
+                            + warped[c, y, x + 1]
+                        )
+                        / (hx * hx)
+                    )
+                    fyy = (
+                        0.5
+                        * (
+                            fixed[c, y - 1, x]
+                            - 2.0 * f1c
+                            + fixed[c, y + 1, x]
+                            + warped[c, y - 1, x]
+                            - 2.0 * f2c
+                            + warped[c, y + 1, x]
+                        )
+                        / (hy * hy)
+                    )
+                    fxy = 0.5 * (gxy1[y, x] + gxy2[y, x])
+                    fxt = gx2[y, x] - gx1[y, x]
+                    fyt = gy2[y, x] - gy1[y, x]
+                    rx = 1.0 / (fxx * fxx + fxy * fxy + _EPS_GC)
+                    ry = 1.0 / (fxy * fxy + fyy * fyy + _EPS_GC)
+                    tensor[0, c, y, x] = rx * fxx * fxx + ry * fxy * fxy
+                    tensor[1, c, y, x] = rx * fxx * fxy + ry * fxy * fyy
+                    tensor[2, c, y, x] = rx * fxx * fxt + ry * fxy * fyt
+                    tensor[3, c, y, x] = rx * fxy * fxy + ry * fyy * fyy
+                    tensor[4, c, y, x] = rx * fxy * fxt + ry * fyy * fyt
+                    tensor[5, c, y, x] = rx * fxt * fxt + ry * fyt * fyt
+                else:
+                    fx = 0.5 * (gx1[y, x] + gx2[y, x])
+                    fy = 0.5 * (gy1[y, x] + gy2[y, x])
+                    ft = warped[c, y, x] - fixed[c, y, x]
+                    tensor[0, c, y, x] = fx * fx
+                    tensor[1, c, y, x] = fx * fy
+                    tensor[2, c, y, x] = fx * ft
+                    tensor[3, c, y, x] = fy * fy
+                    tensor[4, c, y, x] = fy * ft
+                    tensor[5, c, y, x] = ft * ft
+    return tensor
+
+
+@njit(cache=True, fastmath=True)
+def _smoothness_diffusivity(
+    u: np.ndarray, v: np.ndarray, a_smooth: float, hx: float, hy: float, out: np.ndarray
+) -> None:
+    """``out = a * (|grad u|^2 + |grad v|^2 + eps)^(a - 1)`` for the current total flow."""
+    ux, uy = _grad(u, hx, hy)
+    vx, vy = _grad(v, hx, hy)
+    height, width = u.shape
+    for y in range(height):
+        for x in range(width):
+            s2 = ux[y, x] ** 2 + uy[y, x] ** 2 + vx[y, x] ** 2 + vy[y, x] ** 2
+            out[y, x] = a_smooth * (s2 + _EPS_PSI) ** (a_smooth - 1.0)
+
+
+@njit(cache=True, fastmath=True)
+def _data_coefficients(
+    tensor: np.ndarray,
+    weight: np.ndarray,
+    du: np.ndarray,
+    dv: np.ndarray,
+    a_data: float,
+    robust: bool,
+    coef: np.ndarray,
+) -> None:
+    """Channel sums ``sum_c weight_c psi_c J_c`` into ``coef`` (5, h, w): 11, 12, 13, 22, 23.
+
+    ``psi_c`` is the robust data weight at the current increment (``du``, ``dv`` padded by
+    one pixel); with ``robust`` false it is 1 (the first sweeps of a level).
+    """
+    n_ch, height, width = tensor.shape[1], tensor.shape[2], tensor.shape[3]
+    coef[:] = 0.0
+    for c in range(n_ch):
+        for y in range(height):
+            for x in range(width):
+                wc = weight[c]
+                if robust:
+                    a = du[y + 1, x + 1]
+                    b = dv[y + 1, x + 1]
+                    s2 = (
+                        tensor[0, c, y, x] * a * a
+                        + 2.0 * tensor[1, c, y, x] * a * b
+                        + 2.0 * tensor[2, c, y, x] * a
+                        + tensor[3, c, y, x] * b * b
+                        + 2.0 * tensor[4, c, y, x] * b
+                        + tensor[5, c, y, x]
+                    )
+                    wc *= a_data * (max(s2, 0.0) + _EPS_PSI) ** (a_data - 1.0)
+                coef[0, y, x] += wc * tensor[0, c, y, x]
+                coef[1, y, x] += wc * tensor[1, c, y, x]
+                coef[2, y, x] += wc * tensor[2, c, y, x]
+                coef[3, y, x] += wc * tensor[3, c, y, x]
+                coef[4, y, x] += wc * tensor[4, c, y, x]
+
+
+@njit(cache=True, fastmath=True)
+def _smoothness_coefficients(
+    diffusivity: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    ax: float,
+    ay: float,
+    links: np.ndarray,
+    base: np.ndarray,
+) -> None:
+    """Neighbour weights ``links`` (4, h, w: left, right, up, down; 0 across the border) and
+    ``base`` (3, h, w): their sum and ``sum_n g_n (u_n - u)``, ``sum_n g_n (v_n - v)``."""
+    height, width = u.shape
+    links[:] = 0.0
+    for y in range(height):
+        for x in range(width):
+            d0 = diffusivity[y, x]
+            if x > 0:
+                links[0, y, x] = 0.5 * (d0 + diffusivity[y, x - 1]) * ax
+            if x < width - 1:
+                links[1, y, x] = 0.5 * (d0 + diffusivity[y, x + 1]) * ax
+            if y > 0:
+                links[2, y, x] = 0.5 * (d0 + diffusivity[y - 1, x]) * ay
+            if y < height - 1:
+                links[3, y, x] = 0.5 * (d0 + diffusivity[y + 1, x]) * ay
+            xl = max(x - 1, 0)
+            xr = min(x + 1, width - 1)
+            yu = max(y - 1, 0)
+            yd = min(y + 1, height - 1)
+            gl = links[0, y, x]
+            gr = links[1, y, x]
+            gu = links[2, y, x]
+            gd = links[3, y, x]
+            base[0, y, x] = gl + gr + gu + gd
+            base[1, y, x] = (
+                gl * (u[y, xl] - u[y, x])
+                + gr * (u[y, xr] - u[y, x])
+                + gu * (u[yu, x] - u[y, x])
+                + gd * (u[yd, x] - u[y, x])
+            )
+            base[2, y, x] = (
+                gl * (v[y, xl] - v[y, x])
+                + gr * (v[y, xr] - v[y, x])
+                + gu * (v[yu, x] - v[y, x])
+                + gd * (v[yd, x] - v[y, x])
+            )
+
+
+@njit(cache=True, fastmath=True)
+def _solve_level(
+    tensor: np.ndarray,
+    weight: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    alpha_x: float,
+    alpha_y: float,
+    iterations: int,
+    update_lag: int,
+    a_data: float,
+    a_smooth: float,
+    hx: float,
+    hy: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """SOR sweeps for the increment ``(du, dv)`` at one level (Neumann boundaries).
+
+    The non-linear weights are frozen between refreshes, so everything that depends only on
+    them (channel sums, neighbour weights, the neighbour sums of the fixed ``u``, ``v``) is
+    computed once per refresh and each sweep only gathers the increments of the neighbours.
+    """
+    height, width = u.shape
+    du = np.zeros((height + 2, width + 2), dtype=np.float32)  # padded: no border branches
+    dv = np.zeros((height + 2, width + 2), dtype=np.float32)
+    coef = np.empty((5, height, width), dtype=np.float32)
+    links = np.empty((4, height, width), dtype=np.float32)
+    base = np.empty((3, height, width), dtype=np.float32)
+    diffusivity = np.ones((height, width), dtype=np.float32)
+    total_u = np.empty_like(u)
+    total_v = np.empty_like(v)
+    ax = alpha_x / (hx * hx)
+    ay = alpha_y / (hy * hy)
+    _data_coefficients(tensor, weight, du, dv, a_data, False, coef)
+    _smoothness_coefficients(diffusivity, u, v, ax, ay, links, base)
+    omega = np.float32(_OMEGA)
+    keep = np.float32(1.0 - _OMEGA)
+    for it in range(iterations):
+        if (it + 1) % update_lag == 0:
+            _data_coefficients(tensor, weight, du, dv, a_data, True, coef)
+            if a_smooth != 1.0:
+                for y in range(height):
+                    for x in range(width):
+                        total_u[y, x] = u[y, x] + du[y + 1, x + 1]
+                        total_v[y, x] = v[y, x] + dv[y + 1, x + 1]
+                _smoothness_diffusivity(total_u, total_v, a_smooth, hx, hy, diffusivity)
+                _smoothness_coefficients(diffusivity, u, v, ax, ay, links, base)
+        for y in range(height):
+            for x in range(width):
+                py = y + 1
+                px = x + 1
+                gl = links[0, y, x]
+                gr = links[1, y, x]
+                gu = links[2, y, x]
+                gd = links[3, y, x]
+                num_u = (
+                    base[1, y, x]
+                    + gl * du[py, px - 1]
+                    + gr * du[py, px + 1]
+                    + gu * du[py - 1, px]
+                    + gd * du[py + 1, px]
+                )
+                num_v = (
+                    base[2, y, x]
+                    + gl * dv[py, px - 1]
+                    + gr * dv[py, px + 1]
+                    + gu * dv[py - 1, px]
+                    + gd * dv[py + 1, px]
+                )
+                den_u = base[0, y, x] + coef[0, y, x]
+                if den_u > 0.0:
+                    new = (num_u - coef[1, y, x] * dv[py, px] - coef[2, y, x]) / den_u
+                    du[py, px] = keep * du[py, px] + omega * new
+                den_v = base[0, y, x] + coef[3, y, x]
+                if den_v > 0.0:
+                    new = (num_v - coef[1, y, x] * du[py, px] - coef[4, y, x]) / den_v
+                    dv[py, px] = keep * dv[py, px] + omega * new
+    return du[1:-1, 1:-1].copy(), dv[1:-1, 1:-1].copy()
+
+
+@njit(cache=True, fastmath=True)
+def _flow_frame(
+    fixed_pyramid: list,
+    moving: np.ndarray,
+    init: np.ndarray,
+    weight: np.ndarray,
+    alpha_x: float,
+    alpha_y: float,
+    eta: float,
+    top: int,
+    bottom: int,
+    iterations: int,
+    update_lag: int,
+    a_data: float,
+    a_smooth: float,
+    gradient_constancy: bool,
+) -> np.ndarray:
+    _n_ch, height, width = moving.shape
+    sigma = 0.6 * math.sqrt(max(1.0 / (eta * eta) - 1.0, 0.0))
+    moving_pyramid = [moving]
+    for i in range(1, top + 1):
+        fh, fw = fixed_pyramid[i].shape[1], fixed_pyramid[i].shape[2]
+        blurred = blur_channels(moving_pyramid[i - 1], sigma)
+        moving_pyramid.append(resize_channels(blurred, fh, fw))
+    u = init[0]
+    v = init[1]
+    for i in range(top, bottom - 1, -1):
+        fixed = fixed_pyramid[i]
+        lh, lw = fixed.shape[1], fixed.shape[2]
+        u = resize_plane(u, lh, lw)
+        v = resize_plane(v, lh, lw)
+        hx = width / lw
+        hy = height / lh
+        warped = warp_channels(moving_pyramid[i], fixed, u, v, 1.0 / hx, 1.0 / hy)
+        tensor = _motion_tensor(fixed, warped, hx, hy, gradient_constancy)
+        scale = 1.0 if i == bottom else eta ** (-0.5 * i)
+        du, dv = _solve_level(
+            tensor,
+            weight,
+            u,
+            v,
+            alpha_x * scale,
+            alpha_y * scale,
+            iterations,
+            update_lag,
+            a_data,
+            a_smooth,
+            hx,
+            hy,
+        )
+        if min(lh, lw) > 5:
+            du = median5(du)
+            dv = median5(dv)
+        u = u + du
+        v = v + dv
+    out = np.empty((2, height, width), dtype=np.float32)
+    if u.shape[0] == height and u.shape[1] == width:
+        out[0] = u
+        out[1] = v
+    else:
+        out[0] = resize_plane_cubic(u, height, width)
+        out[1] = resize_plane_cubic(v, height, width)
+    return out
+
+
+@njit(cache=True, fastmath=True)
+def _build_pyramid(image: np.ndarray, eta: float, top: int) -> list:
+    _n_ch, height, width = image.shape
+    sigma = 0.6 * math.sqrt(max(1.0 / (eta * eta) - 1.0, 0.0))
+    pyramid = [image]
+    for i in range(1, top + 1):
+        lh = max(1, round(height * eta**i))
+        lw = max(1, round(width * eta**i))
+        pyramid.append(resize_channels(blur_channels(pyramid[i - 1], sigma), lh, lw))
+    return pyramid
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def flow_batch(
+    fixed: np.ndarray,
+    moving: np.ndarray,
+    init: np.ndarray,
+    weight: np.ndarray,
+    alpha_x: float,
+    alpha_y: float,
+    eta: float,
+    levels: int,
+    min_level: int,
+    iterations: int,
+    update_lag: int,
+    a_data: float,
+    a_smooth: float,
+    gradient_constancy: bool,
+) -> np.ndarray:
+    """Flow from each moving frame to ``fixed``, frames in parallel.
+
+    Parameters are plain: ``fixed`` (C, H, W), ``moving`` (N, C, H, W), ``init`` (N, 2, H, W)
+    initial flow in pixels, ``weight`` (C,) summing to 1. Returns (N, 2, H, W) float32 with
+    ``[u, v]`` such that ``moving(y + v, x + u) ~ fixed(y, x)``.
+    """
+    n_frames = moving.shape[0]
+    height, width = fixed.shape[1], fixed.shape[2]
+    top = pyramid_depth(height, width, eta, levels)
+    bottom = min_level
+    if top <= bottom:
+        bottom = top - 1
+    bottom = max(bottom, 0)
+    top = max(top, bottom)
+    fixed_pyramid = _build_pyramid(fixed, eta, top)
+    out = np.empty((n_frames, 2, height, width), dtype=np.float32)
+    for t in prange(n_frames):
+        out[t] = _flow_frame(
+            fixed_pyramid,
+            moving[t],
+            init[t],
+            weight,
+            alpha_x,
+            alpha_y,
+            eta,
+            top,
+            bottom,
+            iterations,
+            update_lag,
+            a_data,
+            a_smooth,
+            gradient_constancy,
+        )
+    return out

@@ -1,0 +1,213 @@
+"""Backward warping of frames by displacement fields, and valid (in-view) masks.
+
+Convention used throughout :mod:`labsession.motion`: a displacement field ``w`` of shape
+``(H, W, 2)`` holds ``[u, v]`` (x, y) in pixels, and the registered frame is the moving frame
+sampled at ``(y + v, x + u)``. A pixel is *valid* when that sample lies inside the field of view.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "backward_valid_mask",
+    "compute_batch_valid_masks",
+    "imregister_binary",
+    "valid_mask",
+    "valid_masks",
+    "warp_frame",
+    "warp_video",
+]
+
+_INTERPOLATION = {
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+}
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)
+    grid_x.flags.writeable = False
+    grid_y.flags.writeable = False
+    return grid_x, grid_y
+
+
+def _maps(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    grid_x, grid_y = _grid(*w.shape[:2])
+    return grid_x + w[..., 0].astype(np.float32), grid_y + w[..., 1].astype(np.float32)
+
+
+def _inside(map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    height, width = map_x.shape
+    return (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+
+
+def valid_mask(w: np.ndarray) -> np.ndarray:
+    """Pixels whose source ``(y + v, x + u)`` lies inside the image.
+
+    Parameters
+    ----------
+    w
+        Displacement ``(H, W, 2)`` in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` bool.
+    """
+    w = np.asarray(w)
+    if w.ndim != 3 or w.shape[2] != 2:
+        raise ValueError(f"w must have shape (H, W, 2), got {w.shape}")
+    return _inside(*_maps(w))
+
+
+def valid_masks(w: np.ndarray) -> np.ndarray:
+    """:func:`valid_mask` for each frame of ``w`` ``(T, H, W, 2)``; returns ``(T, H, W)`` bool."""
+    w = np.asarray(w)
+    if w.ndim != 4 or w.shape[3] != 2:
+        raise ValueError(f"w must have shape (T, H, W, 2), got {w.shape}")
+    return (
+        np.stack([valid_mask(frame_w) for frame_w in w])
+        if len(w)
+        else np.zeros(w.shape[:3], dtype=bool)
+    )
+
+
+def warp_frame(
+    frame: np.ndarray,
+    w: np.ndarray,
+    *,
+    interpolation: str = "cubic",
+    fill: np.ndarray | float | None = None,
+) -> np.ndarray:
+    """Warp one frame backward by ``w`` (``out[y, x] = frame[y + v, x + u]``).
+
+    Parameters
+    ----------
+    frame
+        ``(H, W)`` or ``(H, W, C)``; computed in float32.
+    w
+        Displacement ``(H, W, 2)`` in pixels.
+    interpolation
+        ``"nearest"``, ``"linear"`` or ``"cubic"``.
+    fill
+        Value for pixels whose source is outside the image: an array shaped like ``frame``
+        (e.g. the reference), a number, or ``None`` to replicate the border.
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape as ``frame``, float32.
+    """
+    if interpolation not in _INTERPOLATION:
+        raise ValueError(
+            f"interpolation must be one of {sorted(_INTERPOLATION)}, got {interpolation!r}"
+        )
+    frame = np.asarray(frame, dtype=np.float32)
+    w = np.asarray(w, dtype=np.float32)
+    if frame.shape[:2] != w.shape[:2] or w.ndim != 3 or w.shape[2] != 2:
+        raise ValueError(f"w must have shape {(*frame.shape[:2], 2)}, got {w.shape}")
+    map_x, map_y = _maps(w)
+    flag = _INTERPOLATION[interpolation]
+    channels = frame[..., None] if frame.ndim == 2 else frame
+    out = np.empty_like(channels)
+    for start in range(0, channels.shape[2], 4):  # cv2.remap takes up to 4 channels at once
+        part = np.ascontiguousarray(channels[..., start : start + 4])
+        warped = cv2.remap(part, map_x, map_y, flag, borderMode=cv2.BORDER_REPLICATE)
+        out[..., start : start + 4] = warped.reshape(part.shape)
+    if fill is not None:
+        outside = ~_inside(map_x, map_y)
+        if np.ndim(fill) == 0:
+            out[outside] = float(fill)
+        else:
+            fill_arr = np.asarray(fill, dtype=np.float32).reshape(channels.shape)
+            out[outside] = fill_arr[outside]
+    return out[..., 0] if frame.ndim == 2 else out
+
+
+def warp_video(
+    video: np.ndarray,
+    w: np.ndarray,
+    *,
+    interpolation: str = "cubic",
+    fill: np.ndarray | float | None = None,
+) -> np.ndarray:
+    """:func:`warp_frame` for each frame: ``video`` ``(T, H, W[, C])``, ``w`` ``(T, H, W, 2)``."""
+    video = np.asarray(video)
+    w = np.asarray(w)
+    if len(video) != len(w):
+        raise ValueError(f"video has {len(video)} frames but w has {len(w)}")
+    out = np.empty(video.shape, dtype=np.float32)
+    for t in range(len(video)):
+        out[t] = warp_frame(video[t], w[t], interpolation=interpolation, fill=fill)
+    return out
+
+
+def _uv(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    u = np.asarray(u, dtype=np.float32)
+    v = np.asarray(v, dtype=np.float32)
+    if u.ndim != 2 or u.shape != v.shape:
+        raise ValueError(f"u and v must be (H, W) arrays of one shape, got {u.shape} and {v.shape}")
+    return np.stack([u, v], axis=-1)
+
+
+def backward_valid_mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """:func:`valid_mask` with the field given as separate ``u`` and ``v`` (pyflowreg's names).
+
+    Parameters
+    ----------
+    u, v
+        ``(H, W)`` horizontal (x) and vertical (y) displacements in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` bool, True where the warped pixel is sampled from inside the field of view.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mask = backward_valid_mask(np.full((4, 6), 2.0), np.zeros((4, 6)))
+    >>> mask[0].astype(int).tolist()  # the 2 right-most columns sample beyond x = 5
+    [1, 1, 1, 1, 0, 0]
+    """
+    return valid_mask(_uv(u, v))
+
+
+def imregister_binary(mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Warp a binary mask backward by ``(u, v)`` (nearest neighbour), False outside the view.
+
+    ``out[y, x] = mask[round(y + v), round(x + u)] and backward_valid_mask(u, v)[y, x]`` (the
+    MATLAB ``(imregister_wrapper_w(m, w, 'nearest') > 0.5) & idx_warp``).
+
+    Parameters
+    ----------
+    mask
+        ``(H, W)`` bool or 0/1 (any value > 0.5 counts as True).
+    u, v
+        ``(H, W)`` displacements in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` bool.
+    """
+    w = _uv(u, v)
+    mask = np.asarray(mask)
+    if mask.shape != w.shape[:2]:
+        raise ValueError(f"mask has shape {mask.shape}, u and v {w.shape[:2]}")
+    warped = warp_frame((mask > 0.5).astype(np.float32), w, interpolation="nearest")
+    return (warped > 0.5) & valid_mask(w)
+
+
+def compute_batch_valid_masks(w: np.ndarray) -> np.ndarray:
+    """:func:`valid_masks` encoded for an HDF5 mask file: ``(T, H, W)`` uint8, 255 valid, 0 not.
+
+    The encoding is pyflowreg's; any value > 0 reads as valid.
+    """
+    return np.where(valid_masks(w), 255, 0).astype(np.uint8)
