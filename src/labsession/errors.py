@@ -10,6 +10,7 @@ __all__ = [
     "ArchiveError",
     "ConfigError",
     "LabsessionError",
+    "MotionSessionError",
     "ReproducibilityError",
     "SessionError",
     "UnsafeArchiveMemberError",
@@ -41,3 +42,10 @@ class ConfigError(LabsessionError, ValueError):
 
 class ReproducibilityError(LabsessionError, ValueError):
     """A run produced a different result than an earlier run with the same seed (run sessions)."""
+
+
+class MotionSessionError(LabsessionError, RuntimeError):
+    """A stage of the multi-recording motion session failed or cannot start.
+
+    The message names the recording, the missing earlier stage or the array-task variable.
+    """

@@ -82,3 +82,12 @@ def compensate(
     )
     for name, path in result.files.items():
         typer.echo(f"  {name:12s} {path}")
+
+
+def _register_session_commands() -> None:
+    from labsession.cli._motion_session import register
+
+    register(app)
+
+
+_register_session_commands()

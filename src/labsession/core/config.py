@@ -20,7 +20,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from labsession.core.atomic import atomic_write_text
 from labsession.errors import ConfigError
 
-__all__ = ["CONFIG_SUFFIXES", "FileConfig", "dump_mapping", "load_mapping"]
+__all__ = [
+    "CONFIG_SUFFIXES",
+    "FileConfig",
+    "describe_validation_error",
+    "dump_mapping",
+    "load_mapping",
+]
 
 #: File suffixes understood by :func:`load_mapping` and :func:`dump_mapping`.
 CONFIG_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
@@ -90,7 +96,8 @@ def dump_mapping(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return atomic_write_text(path, text)
 
 
-def _describe(exc: ValidationError, source: str) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad key of a pydantic error (``unknown key 'x'; alpha: ...``)."""
     parts = []
     for error in exc.errors():
         key = ".".join(str(p) for p in error["loc"]) or "<root>"
@@ -98,7 +105,7 @@ def _describe(exc: ValidationError, source: str) -> str:
             parts.append(f"unknown key {key!r}")
         else:
             parts.append(f"{key}: {error['msg']} (got {error.get('input')!r})")
-    return f"{source}: invalid configuration: " + "; ".join(parts)
+    return "; ".join(parts)
 
 
 class FileConfig(BaseModel):
@@ -112,7 +119,9 @@ class FileConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, source)) from None
+            raise ConfigError(
+                f"{source}: invalid configuration: {describe_validation_error(exc)}"
+            ) from None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Self:

@@ -1,0 +1,180 @@
+"""``labsession motion run | status | submit``: the multi-recording session pipeline.
+
+Wired into the ``motion`` sub-app with :func:`register`. Heavy imports happen inside commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["parse_of_params", "register"]
+
+_CONFIG = typer.Option(
+    "--config", "-c", exists=True, dir_okay=False, help="Session config (TOML, YAML or JSON)."
+)
+_OF_PARAMS = typer.Option(
+    "--of-params",
+    help="OFOptions override for stage 1 as key=value (repeatable), e.g. --of-params alpha=4.",
+)
+
+
+def parse_of_params(items: list[str] | None) -> dict[str, Any]:
+    """``["alpha=4", "levels=50"]`` -> ``{"alpha": 4, "levels": 50}`` (values read as YAML).
+
+    Raises
+    ------
+    typer.BadParameter
+        For an item without ``=`` or with an empty key.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected key=value, got {item!r}", param_hint="--of-params")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def _load(config: Path, of_params: list[str] | None):  # -> SessionConfig
+    from labsession.motion.session import SessionConfig
+
+    session = SessionConfig.from_file(config)
+    overrides = parse_of_params(of_params)
+    return session.with_flow_overrides(overrides) if overrides else session
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+def run(
+    config: Annotated[Path, _CONFIG],
+    stage: Annotated[
+        int | None,
+        typer.Option("--stage", "-s", min=1, max=3, help="Run only this stage (default: 1-3)."),
+    ] = None,
+    array: Annotated[
+        bool,
+        typer.Option(
+            "--array", help="Stage 1 for this HPC array task only (SLURM/SGE/PBS task id)."
+        ),
+    ] = False,
+    of_params: Annotated[list[str] | None, _OF_PARAMS] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Run the session's stages: motion correction, average alignment, masks and re-projection."""
+    from labsession.errors import LabsessionError
+    from labsession.motion.session import run_session, run_stage1_array
+
+    try:
+        session = _load(config, of_params)
+        stages = [stage] if stage else [1, 2, 3]
+        if array:
+            if stages != [1]:
+                raise typer.BadParameter("--array runs stage 1 only: add --stage 1")
+            folder = run_stage1_array(session)
+            typer.echo(f"stage 1 done: {folder}")
+            return
+        final = run_session(session, stages=stages, progress=progress)
+    except LabsessionError as exc:
+        raise _fail(exc) from None
+    done = ", ".join(str(s) for s in stages)
+    typer.echo(f"stage(s) {done} done for {session.root}")
+    if final is not None:
+        typer.echo(
+            f"final valid mask: {int(final.sum())} of {final.size} pixels -> {session.final_dir}"
+        )
+
+
+def status(
+    config: Annotated[Path, _CONFIG],
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Show each recording's stage state (verified like a resumed run verifies it)."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from labsession.errors import LabsessionError
+    from labsession.motion.session import SessionConfig, session_state
+
+    try:
+        state = session_state(SessionConfig.from_file(config))
+    except LabsessionError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(state, indent=2, default=str))
+        return
+    table = Table(title=f"motion session {config}")
+    for column in ("recording", "frames", "stage 1", "stage 2", "stage 3"):
+        table.add_column(column, overflow="fold")
+    for row in state["recordings"]:
+        name = row["recording"] + (" (center)" if row["center"] else "")
+        table.add_row(name, str(row["frames"]), row["stage1"], row["stage2"], row["stage3"])
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    session = state["session"]
+    extra = f", {session['valid_pixels']} valid pixels" if "valid_pixels" in session else ""
+    console.print(f"session stage 3 (final mask): {session['stage3']}{extra}")
+
+
+def submit(
+    config: Annotated[Path, _CONFIG],
+    slurm: Annotated[bool, typer.Option("--slurm", help="Write sbatch scripts (SLURM).")] = False,
+    run_now: Annotated[
+        bool, typer.Option("--run", help="Submit them with sbatch (array, then dependent job).")
+    ] = False,
+    time: Annotated[str, typer.Option("--time", help="#SBATCH --time per job.")] = "04:00:00",
+    cpus: Annotated[int, typer.Option("--cpus", min=1, help="#SBATCH --cpus-per-task.")] = 4,
+    mem: Annotated[str, typer.Option("--mem", help="#SBATCH --mem.")] = "16G",
+    partition: Annotated[
+        str | None, typer.Option("--partition", help="#SBATCH --partition.")
+    ] = None,
+    of_params: Annotated[list[str] | None, _OF_PARAMS] = None,
+) -> None:
+    """Write (and with --run submit) an sbatch array for stage 1 and a dependent stage 2-3 job."""
+    from labsession.errors import LabsessionError
+    from labsession.motion.session import submit_slurm, write_slurm_scripts
+
+    if not slurm:
+        typer.echo("error: choose a batch system: --slurm (the only one supported)", err=True)
+        raise typer.Exit(2)
+    try:
+        session = _load(config, of_params)
+        stage1, stage23 = write_slurm_scripts(
+            config,
+            config=session,
+            time=time,
+            cpus=cpus,
+            mem=mem,
+            partition=partition,
+            of_params=of_params,
+        )
+        typer.echo(f"wrote {stage1}\nwrote {stage23}")
+        if run_now:
+            array_id, final_id = submit_slurm(stage1, stage23)
+            typer.echo(f"submitted stage 1 array job {array_id}; stages 2-3 job {final_id}")
+        else:
+            typer.echo(
+                f"submit with: jid=$(sbatch --parsable {stage1}) && "
+                f"sbatch --dependency=afterok:$jid {stage23}"
+            )
+    except LabsessionError as exc:
+        raise _fail(exc) from None
+
+
+def register(motion_app: typer.Typer) -> None:
+    """Add ``run``, ``status`` and ``submit`` to the ``labsession motion`` sub-app."""
+    motion_app.command("run")(run)
+    motion_app.command("status")(status)
+    motion_app.command("submit")(submit)

@@ -1,0 +1,269 @@
+"""Configuration of a multi-recording motion session (:class:`SessionConfig`).
+
+Field names and defaults follow pyflowreg's ``SessionConfig`` so its TOML/YAML files load
+unchanged (plus ``stage2_constancy_assumption``, ``dask_address`` and ``dask_cluster``).
+
+Relative paths: a path written in a config *file* (``root``, ``output_root``,
+``final_results``, ``flow_options``) is resolved against that file's folder. A config built in
+Python resolves a relative ``root`` against the working directory. ``output_root`` and
+``final_results`` left relative (the defaults) live under ``root``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from labsession.core.config import FileConfig, describe_validation_error
+from labsession.motion._options import ConstancyAssumption, OFOptions, OutputFormat, QualitySetting
+
+__all__ = ["DaskClusterSpec", "SessionConfig"]
+
+#: OFOptions fields the session sets per recording; a user may not override them.
+ROUTED_FIELDS = ("input_file", "output_path")
+_PATH_KEYS = ("root", "output_root", "final_results")
+
+
+class DaskClusterSpec(BaseModel):
+    """The Dask cluster to start when no ``dask_address`` is given.
+
+    Attributes
+    ----------
+    cls
+        Import path of the cluster class (key ``class`` in files), e.g.
+        ``"dask_jobqueue.SLURMCluster"``; default ``"distributed.LocalCluster"``.
+    kwargs
+        Keyword arguments of the class (for a LocalCluster the default is one single-threaded
+        worker process per ``n_workers``).
+    scale
+        Workers (or jobs) to request with ``cluster.scale(n)`` after creation, if set.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    cls: str = Field("distributed.LocalCluster", alias="class")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    scale: int | None = Field(None, ge=1)
+
+
+class SessionConfig(FileConfig):
+    """Settings of :func:`run_stage1`, :func:`run_stage2` and :func:`run_stage3`.
+
+    Attributes
+    ----------
+    root
+        Folder holding the recordings (must exist).
+    pattern
+        Glob, relative to ``root``, selecting the recordings (``"*.tif"``).
+    center
+        File name (relative to ``root``) of the recording the others are aligned to; ``None``
+        takes the middle one in sorted order (index ``ceil(n / 2) - 1``, as the MATLAB scripts).
+    output_root, final_results
+        Folders of the per-recording outputs (``<output_root>/<stem>/``) and of the session
+        results; relative ones live under ``root``.
+    resume
+        Skip a recording (or result) only when its outputs are verified complete.
+    scheduler
+        ``"local"`` (process pool), ``"array"`` (one recording per HPC array task) or
+        ``"dask"`` (a Dask distributed cluster).
+    n_workers
+        Processes for the local pool (``-1`` = all cores); also the LocalCluster size for dask.
+    flow_backend, backend_params
+        Flow backend of every stage (``labsession.motion.available_backends()``).
+    flow_options
+        Stage-1 :class:`~labsession.motion.OFOptions` overrides: a mapping, or the path of an
+        options file (TOML/YAML/JSON).
+    stage1_quality_setting
+        Quality preset of stage 1 (``fast``, ``balanced``, ``quality``); ``None`` keeps
+        ``flow_options``'s.
+    cc_upsample
+        Sub-pixel factor of the phase cross-correlation that pre-aligns the averages.
+    sigma_smooth
+        Gaussian sigma (pixels) applied to the averages before stage-2 alignment.
+    alpha_between, iterations_between, stage2_constancy_assumption
+        Flow parameters of the average-to-reference refinement.
+    align_chunk_size
+        Frames re-projected at a time in stage 3.
+    align_output_format
+        Format of the re-projected videos ``aligned_<stem>.<ext>``.
+    dask_address
+        Address of a running Dask scheduler (``"tcp://host:8786"``).
+    dask_cluster
+        Cluster to start when ``dask_address`` is unset (:class:`DaskClusterSpec`); ``None``
+        starts a LocalCluster with ``n_workers`` single-threaded processes.
+    """
+
+    root: Path
+    pattern: str = "*.tif"
+    center: str | None = None
+    output_root: Path = Path("compensated_outputs")
+    final_results: Path = Path("final_results")
+    resume: bool = True
+    scheduler: Literal["local", "array", "dask"] = "local"
+    n_workers: int = -1
+    flow_backend: str = "flowreg"
+    backend_params: dict[str, Any] = Field(default_factory=dict)
+    flow_options: dict[str, Any] | Path | None = None
+    stage1_quality_setting: QualitySetting | None = None
+    cc_upsample: int = Field(4, ge=1)
+    sigma_smooth: float = Field(6.0, ge=0.0)
+    alpha_between: float = Field(25.0, gt=0.0)
+    iterations_between: int = Field(100, ge=1)
+    stage2_constancy_assumption: ConstancyAssumption = ConstancyAssumption.GC
+    align_chunk_size: int = Field(64, ge=1)
+    align_output_format: OutputFormat = OutputFormat.TIFF
+    dask_address: str | None = None
+    dask_cluster: DaskClusterSpec | None = None
+
+    # -- validation ------------------------------------------------------------------------
+    @field_validator("root")
+    @classmethod
+    def _root_is_folder(cls, value: Path) -> Path:
+        value = value.expanduser().resolve()
+        if not value.is_dir():
+            found = "a file" if value.exists() else "nothing"
+            raise ValueError(f"must be an existing folder of recordings; found {found} at {value}")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_relative(cls, value: str) -> str:
+        if not value.strip() or Path(value).is_absolute():
+            raise ValueError(f"must be a non-empty glob relative to root, got {value!r}")
+        return value
+
+    @field_validator("n_workers")
+    @classmethod
+    def _workers(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError(f"must be -1 (all cores) or >= 1, got {value}")
+        return value
+
+    @field_validator("flow_backend")
+    @classmethod
+    def _backend_known(cls, value: str) -> str:
+        from labsession.motion import available_backends
+
+        value = value.strip().lower()
+        if value not in available_backends():
+            raise ValueError(f"unknown flow backend {value!r}; registered: {available_backends()}")
+        return value
+
+    @field_validator("flow_options", mode="before")
+    @classmethod
+    def _flow_options_form(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            return Path(value) if value else None
+        return value
+
+    @field_validator("flow_options")
+    @classmethod
+    def _flow_options_valid(cls, value: dict[str, Any] | Path | None) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, Path):
+            if not value.expanduser().is_file():
+                raise ValueError(f"options file not found: {value}")
+            return value.expanduser()
+        routed = sorted(set(value) & set(ROUTED_FIELDS))
+        if routed:
+            raise ValueError(f"{routed} are set per recording by the session; remove them")
+        try:
+            OFOptions.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError(
+                f"invalid OFOptions override: {describe_validation_error(exc)}"
+            ) from None
+        return value
+
+    @classmethod
+    def _prepare(cls, data: dict[str, Any], *, base_dir: Path) -> dict[str, Any]:
+        """Resolve the relative paths written in a config file against the file's folder."""
+        data = dict(data)
+        for key in (*_PATH_KEYS, "flow_options"):
+            value = data.get(key)
+            if isinstance(value, str) and value.strip() and not Path(value).is_absolute():
+                data[key] = str((base_dir / value).resolve())
+        return data
+
+    # -- derived values --------------------------------------------------------------------
+    @property
+    def output_dir(self) -> Path:
+        """Absolute folder of the per-recording outputs."""
+        return self.output_root if self.output_root.is_absolute() else self.root / self.output_root
+
+    @property
+    def final_dir(self) -> Path:
+        """Absolute folder of the session results (stage 3)."""
+        final = self.final_results
+        return final if final.is_absolute() else self.root / final
+
+    @property
+    def effective_workers(self) -> int:
+        """``n_workers`` with ``-1`` replaced by the number of usable cores."""
+        if self.n_workers > 0:
+            return self.n_workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # pragma: no cover - macOS, Windows
+            return max(1, os.cpu_count() or 1)
+
+    def flow_overrides(self) -> dict[str, Any]:
+        """The ``flow_options`` overrides as a mapping (read from the file if a path)."""
+        if self.flow_options is None:
+            return {}
+        if isinstance(self.flow_options, dict):
+            return dict(self.flow_options)
+        options = OFOptions.from_file(self.flow_options)
+        data = options.model_dump(exclude_unset=True, exclude=set(ROUTED_FIELDS))
+        return data
+
+    def with_flow_overrides(self, overrides: dict[str, Any]) -> SessionConfig:
+        """A copy whose ``flow_options`` also holds ``overrides`` (validated; CLI ``--of-params``).
+
+        Raises
+        ------
+        ConfigError
+            If an override is not a valid OFOptions field or value.
+        """
+        data = self.model_dump(exclude_unset=True, by_alias=True)
+        data["flow_options"] = {**self.flow_overrides(), **overrides}
+        return type(self).from_mapping(data, source="--of-params")
+
+    def stage1_options(self, input_file: Path, output_path: Path) -> OFOptions:
+        """The :class:`OFOptions` of one recording in stage 1.
+
+        Precedence: OFOptions defaults < ``flow_options`` < session settings
+        (``flow_backend``, non-empty ``backend_params``, ``stage1_quality_setting``) < the routing
+        the session needs (input, output folder, HDF5 output, valid masks saved).
+        """
+        data = self.flow_overrides()
+        data["flow_backend"] = self.flow_backend
+        if self.backend_params:
+            data["backend_params"] = dict(self.backend_params)
+        if self.stage1_quality_setting is not None:
+            data["quality_setting"] = self.stage1_quality_setting
+        data.update(
+            input_file=Path(input_file),
+            output_path=Path(output_path),
+            output_format="HDF5",
+            save_valid_idx=True,
+        )
+        return OFOptions.model_validate(data)
+
+    def stage2_options(self) -> OFOptions:
+        """:class:`OFOptions` of the average-to-reference refinement (stage 2)."""
+        data: dict[str, Any] = {
+            "alpha": self.alpha_between,
+            "iterations": self.iterations_between,
+            "constancy_assumption": self.stage2_constancy_assumption,
+            "flow_backend": self.flow_backend,
+            "backend_params": dict(self.backend_params),
+            "quality_setting": "quality",
+            "weight": self.flow_overrides().get("weight", [0.5, 0.5]),
+        }
+        return OFOptions.model_validate(data)

@@ -1,0 +1,163 @@
+"""Completeness checks that decide whether a stage may skip a recording on resume.
+
+Every stage writes its results atomically and records what it finished in ``status.json``
+(written last, atomically). A recording is skipped only when the status says done *and* the
+files are there, readable and consistent (frame counts equal the input's, arrays have the right
+shape, the inputs they were computed from are unchanged); anything else is redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labsession.core.atomic import atomic_write_json
+
+__all__ = [
+    "COMPENSATED_NAME",
+    "STATUS_NAME",
+    "aligned_complete",
+    "clean_partial_files",
+    "file_digest",
+    "input_fingerprint",
+    "read_status",
+    "stage1_complete",
+    "stage2_complete",
+    "update_status",
+    "video_frames",
+]
+
+logger = logging.getLogger(__name__)
+
+STATUS_NAME = "status.json"
+COMPENSATED_NAME = "compensated.hdf5"
+VALID_NAME = "idx.hdf"
+AVERAGE_NAME = "temporal_average.npy"
+W_NAME = "w_to_reference.npz"
+
+
+def read_status(folder: Path) -> dict[str, Any]:
+    """``folder/status.json`` as a dict; ``{}`` when missing or unreadable (treated as not done)."""
+    path = Path(folder) / STATUS_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        logger.warning("%s is unreadable (%s); its stages will be redone", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def update_status(folder: Path, **entries: Any) -> dict[str, Any]:
+    """Merge ``entries`` into ``folder/status.json`` and rewrite it atomically."""
+    status = read_status(folder)
+    status.update(entries)
+    atomic_write_json(Path(folder) / STATUS_NAME, status)
+    return status
+
+
+def input_fingerprint(path: Path) -> dict[str, Any]:
+    """Size and modification time (ns) of an input file: a changed input is redone.
+
+    The path is left out so a session folder moved or copied whole (with its times kept,
+    ``cp -p``/``rsync -a``) still resumes.
+    """
+    stat = Path(path).stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def file_digest(path: Path) -> str:
+    """SHA-1 of a (small) file's bytes, to tie a result to the exact input it was made from."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def video_frames(path: Path) -> tuple[int, int, int, int] | None:
+    """Shape ``(T, H, W, C)`` of a readable video file, or ``None`` if it cannot be opened."""
+    from labsession.motion import open_video
+
+    try:
+        with open_video(path) as reader:
+            return tuple(int(s) for s in reader.shape)  # type: ignore[return-value]
+    except Exception as exc:  # noqa: BLE001 - any failure to read means "redo"
+        logger.info("%s is not readable (%s)", path, exc)
+        return None
+
+
+def clean_partial_files(folder: Path) -> list[Path]:
+    """Remove temporaries a killed writer left in ``folder`` (``.<name>.*.tmp``/``.npy`` spools)."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        if path.name.startswith(".") and path.suffix in (".tmp", ".npy") and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        logger.info("removed %d partial file(s) left in %s", len(removed), folder)
+    return removed
+
+
+def stage1_complete(folder: Path, input_file: Path, n_frames: int) -> tuple[bool, str]:
+    """Whether stage 1 of one recording is complete, and why not.
+
+    Complete means: ``status.json`` says ``stage1 == "done"`` for this very input (same size
+    and modification time), ``compensated.hdf5`` and ``idx.hdf`` open and hold ``n_frames``
+    frames, and ``temporal_average.npy`` loads with the frames' ``(H, W, C)`` shape.
+    """
+    status = read_status(folder)
+    if status.get("stage1") != "done":
+        return False, f"status stage1 is {status.get('stage1')!r}"
+    if status.get("input") != input_fingerprint(input_file):
+        return False, "the input file changed since stage 1 ran"
+    shape = video_frames(folder / COMPENSATED_NAME)
+    if shape is None:
+        return False, f"{COMPENSATED_NAME} missing or unreadable"
+    if shape[0] != n_frames:
+        return False, f"{COMPENSATED_NAME} has {shape[0]} frames, the input {n_frames}"
+    valid = video_frames(folder / VALID_NAME)
+    if valid is None or valid[:3] != shape[:3]:
+        return False, f"{VALID_NAME} missing, unreadable or of shape {valid}"
+    try:
+        average = np.load(folder / AVERAGE_NAME, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        return False, f"{AVERAGE_NAME} unreadable ({exc})"
+    if average.shape != shape[1:]:
+        return False, f"{AVERAGE_NAME} has shape {average.shape}, expected {shape[1:]}"
+    return True, "complete"
+
+
+def stage2_complete(folder: Path, expected: dict[str, Any], shape: tuple[int, int]) -> bool:
+    """Whether ``w_to_reference.npz`` is done for the same inputs (``expected`` == ``stage2``)."""
+    status = read_status(folder)
+    if status.get("stage2") != "done" or status.get("stage2_inputs") != expected:
+        return False
+    try:
+        with np.load(folder / W_NAME, allow_pickle=False) as data:
+            return data["u"].shape == shape and data["v"].shape == shape
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def aligned_complete(
+    path: Path, folder: Path, expected: dict[str, Any], n_frames: int
+) -> tuple[bool, str]:
+    """Whether the re-projected video ``path`` is complete for the same inputs."""
+    status = read_status(folder)
+    if status.get("stage3_aligned") != expected:
+        return False, "status does not record this re-projection"
+    shape = video_frames(path)
+    if shape is None:
+        return False, f"{path.name} missing or unreadable"
+    if shape[0] != n_frames:
+        return False, f"{path.name} has {shape[0]} frames, expected {n_frames}"
+    return True, "complete"

@@ -1,0 +1,298 @@
+"""Stage 1: motion-correct each recording of the session into its own output folder.
+
+``<output_root>/<stem>/`` receives ``compensated.hdf5`` (dataset ``mov``, ``(T, H, W, C)``
+float32), ``idx.hdf`` (dataset ``valid``, ``(T, H, W, 1)`` uint8, 1 = in view),
+``temporal_average.npy`` (``(H, W, C)`` float32), the engine's ``average.npy``,
+``reference.npy``, ``statistics.npz`` and ``options.json``, ``status.json`` and the log
+``session.log``. Recordings run in parallel (process pool or Dask) or one per HPC array task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from labsession.core.atomic import atomic_save_npy, fsync_dir
+from labsession.core.progress import make_progress
+from labsession.errors import MotionSessionError
+from labsession.motion.session._config import SessionConfig
+from labsession.motion.session._discover import discover_recordings, recording_dir, recording_log
+from labsession.motion.session._executors import SessionExecutor, make_executor
+from labsession.motion.session._resume import (
+    AVERAGE_NAME,
+    COMPENSATED_NAME,
+    clean_partial_files,
+    input_fingerprint,
+    stage1_complete,
+    update_status,
+    video_frames,
+)
+
+__all__ = [
+    "ARRAY_TASK_VARIABLES",
+    "compensate_one",
+    "get_array_task_id",
+    "run_stage1",
+    "run_stage1_array",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Environment variables holding the 1-based array task index, in the order they are read.
+ARRAY_TASK_VARIABLES = ("SLURM_ARRAY_TASK_ID", "SGE_TASK_ID", "PBS_ARRAY_INDEX")
+
+#: Name of the per-recording log file in its output folder.
+LOG_NAME = "session.log"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def compensate_one(config: SessionConfig, input_file: Path) -> dict[str, Any]:
+    """Run (or, when complete, skip) stage 1 for one recording; the task each worker runs.
+
+    Parameters
+    ----------
+    config
+        The session configuration.
+    input_file
+        The recording.
+
+    Returns
+    -------
+    dict
+        ``stem``, ``folder``, ``state`` (``"done"`` or ``"skipped"``), ``n_frames`` and
+        ``seconds``.
+    """
+    input_file = Path(input_file)
+    folder = recording_dir(config, input_file)
+    started = time.perf_counter()
+    with recording_log(folder, LOG_NAME):
+        shape = video_frames(input_file)
+        if shape is None:
+            raise MotionSessionError(f"{input_file}: the recording cannot be read as a video")
+        n_frames = shape[0]
+        if config.resume:
+            complete, reason = stage1_complete(folder, input_file, n_frames)
+            if complete:
+                logger.info("stage 1 of %s is complete; skipped", input_file.name)
+                return {
+                    "stem": input_file.stem,
+                    "folder": folder,
+                    "state": "skipped",
+                    "n_frames": n_frames,
+                    "seconds": 0.0,
+                }
+            logger.info("stage 1 of %s (re)starts: %s", input_file.name, reason)
+        clean_partial_files(folder)
+        # Later stages depend on this output: mark them stale before anything is rewritten.
+        update_status(
+            folder,
+            stage1="running",
+            stage1_started=_now(),
+            pid=os.getpid(),
+            stage2=None,
+            stage3_aligned=None,
+        )
+        options = config.stage1_options(input_file, folder)
+        logger.info(
+            "stage 1: correcting %s (%d frames, backend %s, quality %s)",
+            input_file.name,
+            n_frames,
+            options.flow_backend,
+            options.quality_setting.value,
+        )
+        from labsession.motion import compensate_recording
+
+        result = compensate_recording(options, progress=False)
+        written = result.files["compensated"]
+        target = folder / COMPENSATED_NAME
+        if written != target:  # the engine names HDF5 output compensated.h5
+            os.replace(written, target)
+            fsync_dir(folder)
+        atomic_save_npy(folder / AVERAGE_NAME, result.average)
+        out_shape = video_frames(target)
+        if out_shape is None or out_shape[0] != n_frames:
+            raise MotionSessionError(
+                f"{target}: the engine wrote {out_shape} frames for an input of {n_frames}"
+            )
+        seconds = time.perf_counter() - started
+        update_status(
+            folder,
+            stage1="done",
+            stage1_finished=_now(),
+            stage1_seconds=round(seconds, 3),
+            stage1_run=uuid.uuid4().hex,
+            input=input_fingerprint(input_file),
+            n_frames=n_frames,
+            frame_shape=list(shape[1:]),
+        )
+        logger.info("stage 1 of %s done in %.1f s", input_file.name, seconds)
+    return {
+        "stem": input_file.stem,
+        "folder": folder,
+        "state": "done",
+        "n_frames": n_frames,
+        "seconds": seconds,
+    }
+
+
+def _raise_failures(stage: str, failures: Mapping[str, BaseException], total: int) -> None:
+    if not failures:
+        return
+    from concurrent.futures.process import BrokenProcessPool
+
+    detail = "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in failures.items())
+    hint = "see session.log in each recording's output folder; rerun to resume"
+    if any(isinstance(exc, BrokenProcessPool) for exc in failures.values()):
+        hint = (
+            "a worker process died: if this runs from a script, put the call under "
+            "`if __name__ == '__main__':` (workers are spawned), or lower n_workers if memory "
+            "ran out; rerun to resume"
+        )
+    raise MotionSessionError(
+        f"{stage} failed for {len(failures)} of {total} recording(s): {detail} ({hint})"
+    ) from next(iter(failures.values()))
+
+
+def run_stage1(
+    config: SessionConfig,
+    *,
+    progress: bool = True,
+    executor: SessionExecutor | None = None,
+) -> list[Path]:
+    """Motion-correct every recording of the session (stage 1), resuming completed ones.
+
+    With ``scheduler="array"`` this processes only the array task's recording
+    (:func:`run_stage1_array`). Otherwise all recordings run on ``executor`` (default: the
+    scheduler's, a process pool of ``n_workers`` or a Dask cluster); a failing recording does
+    not stop the others, and the failures are raised together at the end.
+
+    Parameters
+    ----------
+    config
+        The session configuration.
+    progress
+        Show a progress bar over recordings.
+    executor
+        Where to run the tasks; closed here only if created here.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The output folder of each recording, in sorted input order.
+
+    Raises
+    ------
+    MotionSessionError
+        Naming every recording that failed.
+    """
+    if config.scheduler == "array" and executor is None:
+        return [run_stage1_array(config)]
+    files = discover_recordings(config)
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("stage 1: %d recording(s) in %s", len(files), config.root)
+    own = executor is None
+    executor = executor or make_executor(config)
+    failures: dict[str, BaseException] = {}
+    try:
+        with make_progress(unit="recordings", disable=not progress) as bar:
+            task = bar.add_task("stage 1: motion correction", total=len(files))
+            arguments = [(config, path) for path in files]
+            for index, result, error in executor.map_unordered(compensate_one, arguments):
+                if error is not None:
+                    logger.error("stage 1 failed for %s: %s", files[index].name, error)
+                    failures[files[index].name] = error
+                else:
+                    logger.info("%s: %s", result["stem"], result["state"])
+                bar.update(task, advance=1)
+    finally:
+        if own:
+            executor.close()
+    _raise_failures("stage 1", failures, len(files))
+    return [recording_dir(config, path) for path in files]
+
+
+def get_array_task_id(environ: Mapping[str, str] | None = None) -> int:
+    """The 1-based array task index from SLURM, SGE or PBS.
+
+    Reads ``SLURM_ARRAY_TASK_ID``, ``SGE_TASK_ID`` and ``PBS_ARRAY_INDEX`` in that order (SGE's
+    ``"undefined"`` counts as unset).
+
+    Parameters
+    ----------
+    environ
+        Mapping to read instead of ``os.environ``.
+
+    Raises
+    ------
+    MotionSessionError
+        If none is set, or the value is not a positive integer (the message shows what was
+        found).
+    """
+    env = os.environ if environ is None else environ
+    for name in ARRAY_TASK_VARIABLES:
+        value = env.get(name)
+        if value is None or not value.strip() or value.strip().lower() == "undefined":
+            continue
+        try:
+            task = int(value)
+        except ValueError:
+            raise MotionSessionError(
+                f"{name}={value!r} is not an integer array task index"
+            ) from None
+        if task < 1:
+            raise MotionSessionError(
+                f"{name}={task}: array task indices are 1-based; submit with --array=1-N"
+            )
+        return task
+    found = {name: env.get(name) for name in ARRAY_TASK_VARIABLES}
+    raise MotionSessionError(
+        f"no array task index: none of {', '.join(ARRAY_TASK_VARIABLES)} is set (found "
+        f"{found}). run_stage1_array runs inside an array job (sbatch --array=1-N, qsub -t 1-N, "
+        "qsub -J 1-N); outside one, use run_stage1 or scheduler='local'"
+    )
+
+
+def run_stage1_array(
+    config: SessionConfig, *, task_id: int | None = None, environ: Mapping[str, str] | None = None
+) -> Path:
+    """Stage 1 for the one recording of this array task (sorted order, 1-based).
+
+    Parameters
+    ----------
+    config
+        The session configuration.
+    task_id
+        The 1-based index; default :func:`get_array_task_id`.
+    environ
+        Environment to read the index from (default ``os.environ``).
+
+    Returns
+    -------
+    pathlib.Path
+        The recording's output folder.
+
+    Raises
+    ------
+    MotionSessionError
+        If no index is set or it is beyond the number of recordings.
+    """
+    files = discover_recordings(config)
+    task = get_array_task_id(environ) if task_id is None else task_id
+    if not 1 <= task <= len(files):
+        raise MotionSessionError(
+            f"array task {task} is out of range: {len(files)} recording(s) match "
+            f"{config.pattern!r} in {config.root}; submit the array as --array=1-{len(files)}"
+        )
+    input_file = files[task - 1]
+    logger.info("array task %d of %d: %s", task, len(files), input_file.name)
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    return compensate_one(config, input_file)["folder"]

@@ -1,0 +1,189 @@
+"""SessionConfig: defaults, file formats, relative paths, errors naming the key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labsession.errors import ConfigError
+from labsession.motion.session import (
+    SessionConfig,
+    discover_recordings,
+    recording_dir,
+    resolve_center,
+)
+
+from .conftest import fast_config, fast_config_text
+
+
+def test_defaults_follow_the_issue(tmp_path: Path) -> None:
+    config = SessionConfig(root=tmp_path)
+    assert config.pattern == "*.tif"
+    assert config.center is None
+    assert config.output_dir == tmp_path.resolve() / "compensated_outputs"
+    assert config.final_dir == tmp_path.resolve() / "final_results"
+    assert config.resume is True
+    assert config.scheduler == "local"
+    assert config.n_workers == -1
+    assert config.effective_workers >= 1
+    assert config.flow_backend == "flowreg"
+    assert config.backend_params == {}
+    assert config.flow_options is None
+    assert config.stage1_quality_setting is None
+    assert (config.cc_upsample, config.sigma_smooth) == (4, 6.0)
+    assert (config.alpha_between, config.iterations_between) == (25.0, 100)
+    assert config.stage2_constancy_assumption.value == "gc"
+    assert config.align_chunk_size == 64
+    assert config.align_output_format.value == "TIFF"
+    assert config.dask_address is None
+    assert config.dask_cluster is None
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml", ".json"])
+def test_from_file_resolves_relative_paths_against_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "opts.toml").write_text("alpha = 3.0\n")
+    data = {
+        "root": "data",
+        "output_root": "out/comp",
+        "final_results": "out/final",
+        "flow_options": "opts.toml",
+        "scheduler": "dask",
+        "dask_cluster": {"class": "distributed.LocalCluster", "kwargs": {"n_workers": 2}},
+    }
+    path = project / f"session{suffix}"
+    if suffix == ".toml":
+        path.write_text(
+            'root = "data"\noutput_root = "out/comp"\nfinal_results = "out/final"\n'
+            'flow_options = "opts.toml"\nscheduler = "dask"\n\n[dask_cluster]\n'
+            'class = "distributed.LocalCluster"\nkwargs = { n_workers = 2 }\n'
+        )
+    elif suffix == ".yaml":
+        import yaml
+
+        path.write_text(yaml.safe_dump(data))
+    else:
+        path.write_text(json.dumps(data))
+    monkeypatch.chdir(tmp_path)  # somewhere else: paths must not depend on the cwd
+    config = SessionConfig.from_file(path)
+    assert config.root == (project / "data").resolve()
+    assert config.output_dir == (project / "out/comp").resolve()
+    assert config.final_dir == (project / "out/final").resolve()
+    assert config.flow_overrides() == {"alpha": (3.0, 3.0)}
+    assert config.dask_cluster is not None
+    assert config.dask_cluster.cls == "distributed.LocalCluster"
+    assert config.dask_cluster.kwargs == {"n_workers": 2}
+    if suffix == ".toml":
+        assert SessionConfig.from_toml(path) == config
+    if suffix == ".yaml":
+        assert SessionConfig.from_yaml(path) == config
+
+
+def test_default_outputs_live_under_root_when_loaded_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "session.toml"
+    path.write_text('root = "data"\n')
+    config = SessionConfig.from_toml(path)
+    assert config.output_dir == (tmp_path / "data" / "compensated_outputs").resolve()
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("bogus = 1", "bogus"),
+        ('scheduler = "slurm"', "scheduler"),
+        ("cc_upsample = 0", "cc_upsample"),
+        ("n_workers = 0", "n_workers"),
+        ("sigma_smooth = -1.0", "sigma_smooth"),
+        ('flow_backend = "nope"', "flow_backend"),
+        ('align_output_format = "AVI"', "align_output_format"),
+        ('stage1_quality_setting = "ultra"', "stage1_quality_setting"),
+        ('stage2_constancy_assumption = "brightness"', "stage2_constancy_assumption"),
+        ("flow_options = { alpha = -1 }", "flow_options"),
+        ("flow_options = { bogus_option = 1 }", "bogus_option"),
+        ('flow_options = { input_file = "x.tif" }', "input_file"),
+        ('flow_options = "missing.toml"', "flow_options"),
+        ("dask_cluster = { workers = 3 }", "dask_cluster.workers"),
+    ],
+)
+def test_bad_values_are_rejected_naming_the_key(tmp_path: Path, line: str, key: str) -> None:
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "session.toml"
+    path.write_text(f'root = "data"\n{line}\n')
+    with pytest.raises(ConfigError, match=key) as info:
+        SessionConfig.from_toml(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_root_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "session.toml"
+    path.write_text('root = "nowhere"\n')
+    with pytest.raises(ConfigError, match=r"root.*existing folder"):
+        SessionConfig.from_file(path)
+
+
+def test_wrong_suffix_for_from_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\.toml"):
+        SessionConfig.from_toml(tmp_path / "session.yaml")
+
+
+def test_stage1_options_precedence(tmp_path: Path) -> None:
+    config = SessionConfig(
+        root=tmp_path,
+        flow_backend="diso",
+        stage1_quality_setting="fast",
+        flow_options={"alpha": 4.0, "flow_backend": "flowreg", "quality_setting": "quality"},
+    )
+    options = config.stage1_options(tmp_path / "a.tif", tmp_path / "out")
+    assert options.alpha == (4.0, 4.0)  # from flow_options
+    assert options.flow_backend == "diso"  # session setting wins
+    assert options.quality_setting.value == "fast"
+    assert options.save_valid_idx is True
+    assert options.output_format.value == "HDF5"
+    assert options.output_path == tmp_path / "out"
+
+
+def test_flow_overrides_from_the_cli_are_validated(tmp_path: Path) -> None:
+    config = SessionConfig(root=tmp_path, flow_options={"alpha": 2.0})
+    merged = config.with_flow_overrides({"levels": 20})
+    assert merged.flow_overrides() == {"alpha": 2.0, "levels": 20}
+    with pytest.raises(ConfigError, match="wrong_name"):
+        config.with_flow_overrides({"wrong_name": 1})
+
+
+def test_discovery_center_and_folders(tmp_path: Path) -> None:
+    for name in ("b.tif", "a.tif", "c.tif", "notes.txt", ".hidden.tif"):
+        (tmp_path / name).write_bytes(b"")
+    config = SessionConfig(root=tmp_path)
+    files = discover_recordings(config)
+    assert [p.name for p in files] == ["a.tif", "b.tif", "c.tif"]
+    assert resolve_center(config, files) == (1, tmp_path.resolve() / "b.tif")
+    assert recording_dir(config, files[0]) == config.output_dir / "a"
+    chosen = SessionConfig(root=tmp_path, center="c.tif")
+    assert resolve_center(chosen, files)[0] == 2
+    with pytest.raises(ConfigError, match=r"center 'z.tif' is not among"):
+        resolve_center(SessionConfig(root=tmp_path, center="z.tif"), files)
+    # four recordings: MATLAB's ceil(n / 2) -> the second (index 1)
+    (tmp_path / "d.tif").write_bytes(b"")
+    assert resolve_center(config, discover_recordings(config))[0] == 1
+
+
+def test_discovery_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"pattern '\*.tif' matches no recording"):
+        discover_recordings(SessionConfig(root=tmp_path))
+    (tmp_path / "a.tif").write_bytes(b"")
+    (tmp_path / "a.h5").write_bytes(b"")
+    with pytest.raises(ConfigError, match="share the stem 'a'"):
+        discover_recordings(SessionConfig(root=tmp_path, pattern="a.*"))
+
+
+def test_fast_config_helpers_agree(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "session.toml"
+    path.write_text(fast_config_text())
+    assert SessionConfig.from_file(path) == fast_config(tmp_path / "data")

@@ -1,0 +1,155 @@
+"""A run killed with SIGKILL mid-stage, then rerun, ends with the same results as an
+uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from labsession.motion import open_video
+from labsession.motion.session import recording_dir, run_session, session_state
+
+from .conftest import fast_config
+
+
+def _wait_for(predicate, proc: subprocess.Popen, *, deadline: float = 60.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the child finished (rc {proc.returncode}) before the kill point")
+        time.sleep(0.002)
+    raise AssertionError("the kill point was not reached before the deadline")
+
+
+def _has_partial(folder: Path, prefix: str = ".") -> bool:
+    try:
+        return any(p.name.startswith(prefix) for p in folder.iterdir())
+    except FileNotFoundError:
+        return False
+
+
+def _arrays(config) -> dict[str, np.ndarray]:
+    out = {}
+    for path in sorted(config.root.glob("*.tif")):
+        folder = recording_dir(config, path)
+        with h5py.File(folder / "compensated.hdf5", "r") as f:
+            out[f"{path.stem}/compensated"] = f["mov"][:]
+        with h5py.File(folder / "idx.hdf", "r") as f:
+            out[f"{path.stem}/valid"] = f["valid"][:]
+        with np.load(folder / "w_to_reference.npz") as data:
+            out[f"{path.stem}/u"], out[f"{path.stem}/v"] = data["u"], data["v"]
+        with open_video(config.final_dir / f"aligned_{path.stem}.tif") as reader:
+            out[f"{path.stem}/aligned"] = reader[:]
+    with np.load(config.final_dir / "final_valid_idx.npz") as data:
+        for key in ("final_valid", "aligned_valid_masks", "per_seq_valid_masks"):
+            out[key] = data[key]
+    return out
+
+
+@pytest.fixture(scope="module")
+def long_session(tmp_path_factory: pytest.TempPathFactory):
+    from labsession.motion.session import make_synthetic_session
+
+    root = tmp_path_factory.mktemp("long") / "data"
+    make_synthetic_session(root, n_frames=120, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, long_session: Path):
+    import shutil
+
+    root = tmp_path_factory.mktemp("uninterrupted") / "data"
+    shutil.copytree(long_session, root)
+    config = fast_config(root, align_chunk_size=8, flow_options={"buffer_size": 16})
+    run_session(config, progress=False)
+    return _arrays(config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_point", ["stage1", "stage3"])
+def test_sigkill_mid_stage_then_rerun_equals_uninterrupted(
+    tmp_path: Path, long_session: Path, uninterrupted: dict, kill_point: str
+) -> None:
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(long_session, root)
+    config = fast_config(root, align_chunk_size=8, flow_options={"buffer_size": 16})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _child_code(root)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        if kill_point == "stage1":
+            # rec_1's compensated video is being written: its temporary file exists
+            folder = recording_dir(config, root / "rec_1.tif")
+            _wait_for(lambda: _has_partial(folder, ".compensated."), proc)
+        else:
+            # stage 3 is re-projecting rec_1 (rec_0's aligned video is already published)
+            _wait_for(
+                lambda: (
+                    (config.final_dir / "aligned_rec_0.tif").exists()
+                    and _has_partial(config.final_dir, ".aligned_rec_1.")
+                ),
+                proc,
+            )
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+
+    state = session_state(config)
+    if kill_point == "stage1":
+        assert state["recordings"][0]["stage1"] == "done"
+        assert state["recordings"][1]["stage1"].startswith("running")
+        assert state["recordings"][2]["stage1"] == "pending"
+        status = json.loads((recording_dir(config, root / "rec_1.tif") / "status.json").read_text())
+        assert status["stage1"] == "running"
+    else:
+        assert all(r["stage2"] == "done" for r in state["recordings"])
+        assert state["session"]["stage3"] == "running"
+
+    run_session(config, progress=False)  # resume
+    resumed = _arrays(config)
+    assert resumed.keys() == uninterrupted.keys()
+    for key, value in uninterrupted.items():
+        np.testing.assert_array_equal(resumed[key], value, err_msg=key)
+    assert not [p for p in config.final_dir.iterdir() if p.name.startswith(".")]
+    for path in sorted(root.glob("*.tif")):
+        assert not _has_partial(recording_dir(config, path))
+    log = (recording_dir(config, root / "rec_1.tif") / "session.log").read_text()
+    if kill_point == "stage1":
+        assert "partial file(s) left in" in log
+
+
+def _child_code(root: Path) -> str:
+    """All three stages in one process (n_workers=1) on 120-frame recordings."""
+    return (
+        "import sys\n"
+        "from pathlib import Path\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from conftest import fast_config\n"
+        "from labsession.motion.session import run_session\n"
+        f"config = fast_config(Path({str(root)!r}), align_chunk_size=8,"
+        " flow_options={'buffer_size': 16})\n"
+        "run_session(config, progress=False)\n"
+    )
