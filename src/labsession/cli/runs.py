@@ -94,23 +94,18 @@ def archive(
     """Pack each run folder directly under ROOT into one verified archive, then remove it."""
     from labsession.runs import archive_existing
 
-    try:
-        summary = archive_existing(
-            root,
-            older_than_days=older_than_days,
-            format=fmt,
-            pattern=pattern,
-            dry_run=dry_run,
-            max_dirs=max_dirs,
-            track_bytes=track_bytes,
-            jobs=jobs,
-        )
-    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    _print_summary(summary, "archived", dry_run)
-    if summary["failed"]:
-        raise typer.Exit(1)
+    _run_bulk(
+        archive_existing,
+        "archived",
+        root,
+        older_than_days=older_than_days,
+        format=fmt,
+        pattern=pattern,
+        dry_run=dry_run,
+        max_dirs=max_dirs,
+        track_bytes=track_bytes,
+        jobs=jobs,
+    )
 
 
 @app.command("restore")
@@ -133,20 +128,27 @@ def restore(
     """Extract each run archive directly under ROOT into a folder of the same name."""
     from labsession.runs import restore_existing
 
+    _run_bulk(
+        restore_existing,
+        "restored",
+        root,
+        pattern=pattern,
+        dest_root=dest_root,
+        remove_archive=remove_archive,
+        dry_run=dry_run,
+        max_files=max_files,
+        track_bytes=track_bytes,
+        jobs=jobs,
+    )
+
+
+def _run_bulk(bulk: Any, verb: str, root: Path, *, dry_run: bool, **kwargs: Any) -> None:
+    """Run a bulk archive/restore, print its summary; exit 2 on bad input, 1 if one failed."""
     try:
-        summary = restore_existing(
-            root,
-            pattern=pattern,
-            dest_root=dest_root,
-            remove_archive=remove_archive,
-            dry_run=dry_run,
-            max_files=max_files,
-            track_bytes=track_bytes,
-            jobs=jobs,
-        )
+        summary = bulk(root, dry_run=dry_run, **kwargs)
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    _print_summary(summary, "restored", dry_run)
+    _print_summary(summary, verb, dry_run)
     if summary["failed"]:
         raise typer.Exit(1)

@@ -31,6 +31,7 @@ from labsession.errors import ArchiveError, UnsafeArchiveMemberError
 __all__ = [
     "TAR_FORMATS",
     "check_member_name",
+    "compare_manifest",
     "folder_manifest",
     "link_target_inside",
     "pack_tar",
@@ -146,17 +147,28 @@ def verify_zip(
     names = [info.filename for info in infos if not info.is_dir()]
     if expected is not None:
         found = {info.filename: info.file_size for info in infos if not info.is_dir()}
-        _compare_manifest(zip_path, expected, found)
+        compare_manifest(zip_path, expected, found)
     return names
 
 
-def _compare_manifest(archive: object, expected: dict[str, int], found: dict[str, int]) -> None:
+def compare_manifest(
+    archive: object,
+    expected: dict[str, int],
+    found: dict[str, int],
+    *,
+    problem: str = "archive does not match its source",
+) -> None:
+    """Raise :class:`ArchiveError` naming the files missing, unexpected or of another size.
+
+    ``expected`` and ``found`` map POSIX relative paths to sizes (as :func:`folder_manifest`
+    and :func:`tar_manifest` return them); ``problem`` starts the message after the archive.
+    """
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
     wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
     if missing or extra or wrong:
         raise ArchiveError(
-            f"{archive}: archive does not match its source "
+            f"{archive}: {problem} "
             f"(missing {missing[:5]}, unexpected {extra[:5]}, size differs {wrong[:5]})"
         )
 
@@ -237,7 +249,7 @@ def verify_tar(
     """
     found = tar_manifest(tar_path)
     if expected is not None:
-        _compare_manifest(tar_path, expected, found)
+        compare_manifest(tar_path, expected, found)
     return list(found)
 
 

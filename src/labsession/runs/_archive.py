@@ -28,6 +28,7 @@ from pathlib import Path
 from labsession.core.archive import (
     TAR_FORMATS,
     check_member_name,
+    compare_manifest,
     folder_manifest,
     link_target_inside,
     pack_tar,
@@ -192,17 +193,6 @@ def flush_trees(roots: list[Path]) -> None:
             fsync_dir(folder)
 
 
-def _compare(archive: Path, expected: dict[str, int], found: dict[str, int]) -> None:
-    missing = sorted(set(expected) - set(found))
-    extra = sorted(set(found) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
-    if missing or extra or wrong:
-        raise ArchiveError(
-            f"{archive}: extracted files do not match the archive (missing {missing[:5]}, "
-            f"unexpected {extra[:5]}, size differs {wrong[:5]})"
-        )
-
-
 class _NotUnderOneFolder(Exception):
     """The archive's members do not all sit under the folder its first member named."""
 
@@ -352,7 +342,12 @@ def restore_session_archive(
         if len(children) == 1 and children[0].is_dir() and is_run_id(children[0].name):
             root = children[0]  # one run folder under another archive name: its content
             expected = {k.split("/", 1)[1]: v for k, v in expected.items()}
-        _compare(arc, expected, folder_manifest(root, links=True))
+        compare_manifest(
+            arc,
+            expected,
+            folder_manifest(root, links=True),
+            problem="extracted files do not match the archive",
+        )
         if remove_archive:
             flush_trees([root])
         os.rename(root, dest)
