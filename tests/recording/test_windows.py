@@ -439,14 +439,24 @@ def test_deflated_zip_falls_back_to_zarr(myogestic_dir, myogestic_expected, tmp_
     assert [digest(w) for w, _, _ in got] == [row[4] for row in myogestic_expected["w200_h100"]]
 
 
+@pytest.mark.parametrize("channels_first", [False, True])
 @pytest.mark.parametrize("prefetch", [False, True])
-def test_block_reader_serves_any_range(myogestic_session, prefetch):
+def test_block_reader_serves_any_range(myogestic_session, prefetch, channels_first):
     """Forward, backward, straddling and longer-than-a-block requests all equal Zarr's slices."""
     rng = np.random.default_rng(0)
     with open_session_store(myogestic_session) as store:
         full = store.stores["emg"][:]
         n = full.shape[0]
-        reader = _chunks.BlockReader(store, "emg", n, block_bytes=2000 * 32, prefetch=prefetch)
+        reader = _chunks.BlockReader(
+            store,
+            "emg",
+            n,
+            block_bytes=2000 * 32,
+            prefetch=prefetch,
+            channels_first=channels_first,
+        )
+        if channels_first:
+            full = full.T
         try:
             assert reader._block == 2000
             starts = [*range(0, n - 300, 137), *rng.integers(0, n - 1, 40).tolist()]
@@ -454,7 +464,9 @@ def test_block_reader_serves_any_range(myogestic_session, prefetch):
                 for length in (1, 300, 1999, 2001, 4500):
                     stop = min(n, start + length)
                     got = reader.get(start, stop)
-                    np.testing.assert_array_equal(got, full[start:stop])
+                    np.testing.assert_array_equal(
+                        got, full[..., start:stop] if channels_first else full[start:stop]
+                    )
                     assert not got.flags.writeable
         finally:
             reader.close()

@@ -161,6 +161,11 @@ class BlockReader:
     reads the next block while the caller works on the current one (requests must then move
     forward, as window iterators do; others still work, only without the head start). Call
     :meth:`close` to stop the worker.
+
+    With ``channels_first=True`` (2-D streams) each block is transposed once, as it is read, to
+    ``(n_channels, block)`` C order, and :meth:`get` returns ``(n_channels, stop - start)``:
+    overlapping windows then cost one transposition per sample instead of one per window, and
+    copying a window is a copy of contiguous rows.
     """
 
     def __init__(
@@ -173,9 +178,13 @@ class BlockReader:
         block_bytes: int | None = None,
         prefetch: bool = False,
         array: zarr.Array | None = None,
+        channels_first: bool = False,
     ):
         self._store, self._name, self._n = store, name, n
         array = store.stores[name] if array is None else array
+        if channels_first and array.ndim != 2:
+            raise ValueError(f"channels_first needs a 2-D stream; {name!r} has shape {array.shape}")
+        self._channels_first = channels_first
         self._array = array
         self._read = chunk_reader(array)
         self._dtype = dtype
@@ -189,9 +198,13 @@ class BlockReader:
 
     def _load(self, k: int) -> np.ndarray:
         lo, hi = k * self._block, min((k + 1) * self._block, self._n)
-        block = self._read(lo, hi)
-        if self._dtype is not None:
-            block = block.astype(self._dtype, copy=False)
+        return self._finish(self._read(lo, hi))
+
+    def _finish(self, rows: np.ndarray) -> np.ndarray:
+        """Rows as read -> the block as handed out: dtype, orientation, read-only."""
+        block = rows.astype(self._dtype or self._array.dtype, copy=False)
+        if self._channels_first:
+            block = np.ascontiguousarray(block.T)
         block.flags.writeable = False
         return block
 
@@ -214,18 +227,24 @@ class BlockReader:
         return entry
 
     def get(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``[start, stop)``: ``(stop - start, ...)``, or channels first (see above)."""
         if stop - start > self._block:
-            block = self._store._read(self._name, lambda: self._read(start, stop))
-            block = block.astype(self._dtype or self._array.dtype, copy=False)
-            block.flags.writeable = False
-            return block
+            return self._finish(self._store._read(self._name, lambda: self._read(start, stop)))
         k, last = start // self._block, (stop - 1) // self._block
         first = self._get_block(k, k)
         lo = k * self._block
         if last == k:
-            return first[start - lo : stop - lo]
+            return (
+                first[..., start - lo : stop - lo]
+                if self._channels_first
+                else first[start - lo : stop - lo]
+            )
         second = self._get_block(last, k)
-        joined = np.concatenate([first[start - lo :], second[: stop - last * self._block]])
+        head_stop = stop - last * self._block
+        if self._channels_first:
+            joined = np.concatenate([first[:, start - lo :], second[:, :head_stop]], axis=1)
+        else:
+            joined = np.concatenate([first[start - lo :], second[:head_stop]])
         joined.flags.writeable = False
         return joined
 

@@ -364,7 +364,9 @@ def _labeled_session(
         segments = [s for s in segments if s.index != labelled[0]]
     if wanted is not None:
         segments = [s for s in segments if s.label.class_index in wanted]
-    reader = BlockReader(store, stream, n, prefetch=True)
+    # Copies: blocks transposed once as read, so each window's copy is of contiguous rows.
+    # Views: sample-major blocks, each window a transposed (strided) view.
+    reader = BlockReader(store, stream, n, prefetch=True, channels_first=copy)
     ts_reader = BlockReader(
         store, stream, n, dtype=_FLOAT64, array=store.ts_stores[stream], block_bytes=ts_block * 8
     )
@@ -374,7 +376,7 @@ def _labeled_session(
             cls = seg.label.class_index
             for start in range(seg.start, seg.stop - win + 1, hop):
                 stop = start + win
-                window = reader.get(start, stop).T
+                window = reader.get(start, stop) if copy else reader.get(start, stop).T
                 ts = ts_reader.get(start, stop)
                 if copy:
                     yield window.copy(), ts.copy(), cls
@@ -515,7 +517,7 @@ def _aligned_session(
         nearest = nearest_index(read_timestamps(store, name, sizes[name]), mids)
         spans[name] = (np.maximum(nearest - n_left, 0), np.minimum(nearest + n_right, sizes[name]))
         readers[name] = BlockReader(store, name, sizes[name])
-    reader = BlockReader(store, primary, n, prefetch=True)
+    reader = BlockReader(store, primary, n, prefetch=True, channels_first=copy)
     try:
         for k, start in enumerate(starts.tolist()):
             stop = start + win
@@ -523,7 +525,7 @@ def _aligned_session(
             for name in aligned:
                 lo, hi = spans[name]
                 values[name] = np.mean(readers[name].get(int(lo[k]), int(hi[k])), axis=0)
-            window = reader.get(start, stop).T
+            window = reader.get(start, stop) if copy else reader.get(start, stop).T
             if copy:
                 yield window.copy(), values, ts[start:stop].copy()
             else:
