@@ -167,17 +167,25 @@ class FlowregBackend:
         from labsession.motion._flowreg_kernels import flow_batch
 
         opts = self.options
-        fixed = np.ascontiguousarray(np.moveaxis(reference, -1, 0), dtype=np.float32)
-        frames = np.ascontiguousarray(np.moveaxis(moving, -1, 1), dtype=np.float32)
-        n, _, height, width = frames.shape
+        fixed = np.ascontiguousarray(reference, dtype=np.float32)
+        frames = np.ascontiguousarray(moving, dtype=np.float32)
+        n, height, width = frames.shape[:3]
         if w_init is None:
-            init = np.zeros((n, 2, height, width), dtype=np.float32)
+            init = np.zeros((1, height, width, 2), dtype=np.float32)
+            index = np.zeros(n, dtype=np.int64)
         else:
-            init = np.ascontiguousarray(np.moveaxis(w_init, -1, 1), dtype=np.float32)
+            w_init = np.asarray(w_init)
+            if w_init.strides[0] == 0:  # one flow broadcast to all frames: pass it once
+                init = np.ascontiguousarray(w_init[:1], dtype=np.float32)
+                index = np.zeros(n, dtype=np.int64)
+            else:
+                init = np.ascontiguousarray(w_init, dtype=np.float32)
+                index = np.arange(n, dtype=np.int64)
         w = flow_batch(
             fixed,
             frames,
             init,
+            index,
             np.ascontiguousarray(weight, dtype=np.float32),
             float(opts.alpha[0]),
             float(opts.alpha[1]),
@@ -190,7 +198,7 @@ class FlowregBackend:
             float(opts.a_smooth),
             opts.constancy_assumption.value == "gc",
         )
-        return np.ascontiguousarray(np.moveaxis(w, 1, -1))
+        return w
 
 
 _DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
@@ -210,6 +218,10 @@ class DisoBackend:
     Kroeger, T., Timofte, R., Dai, D., Van Gool, L. (2016). Fast optical flow using dense
     inverse search. ECCV 2016. https://doi.org/10.1007/978-3-319-46493-0_29
     """
+
+    #: Only the weighted channel mix is used: the engine may hand over the preprocessed mix
+    #: as a single channel of weight 1 (see ``_Engine``).
+    uses_channel_mix: ClassVar[bool] = True
 
     _SETTERS: ClassVar[dict[str, str]] = {
         "finest_scale": "setFinestScale",
@@ -257,13 +269,20 @@ class DisoBackend:
         w_init: np.ndarray | None = None,
     ) -> np.ndarray:
         dis = self._make()
-        ref8 = _to_uint8(reference @ weight)
+        ref8 = _to_uint8(_mix(reference, weight))
         out = np.empty((*moving.shape[:3], 2), dtype=np.float32)
         for t in range(moving.shape[0]):
             # DIS writes into the flow it is given: pass a private copy of the initial flow
             init = None if w_init is None else np.array(w_init[t], np.float32, order="C")
-            out[t] = dis.calc(ref8, _to_uint8(moving[t] @ weight), init)
+            out[t] = dis.calc(ref8, _to_uint8(_mix(moving[t], weight)), init)
         return out
+
+
+def _mix(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``image @ weight`` for ``(H, W, C)``; a view of the plane when it is one channel of 1."""
+    if image.shape[-1] == 1 and float(weight[0]) == 1.0:
+        return image[..., 0]
+    return image @ weight
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from labsession.core.progress import make_progress
 from labsession.motion._backends import get_backend
 from labsession.motion._checks import as_image, as_video
 from labsession.motion._options import OFOptions
-from labsession.motion._preprocess import intensity_range, preprocess
+from labsession.motion._preprocess import intensity_range, preprocess, preprocess_mix
 from labsession.motion._readers import open_video
 from labsession.motion._reference import cc_initial_flow, reference_from_options
 from labsession.motion._writers import SUFFIXES, VideoWriter
@@ -40,11 +40,22 @@ class _Engine:
         self.sigma = options.channel_sigma(n_ch)
         separate = options.channel_normalization.value == "separate"
         self.low, self.high = intensity_range(self.reference, separate=separate)
-        self.reference_proc = self._prep(self.reference)
         self.backend = get_backend(options)
+        # Backends that only see the weighted channel mix (diso) get it preprocessed as one
+        # channel of weight 1: normalising and smoothing the mix once is cheaper than doing
+        # each channel, and the same when all channels share one sigma.
+        self.mix_only = bool(getattr(self.backend, "uses_channel_mix", False)) and bool(
+            np.all(self.sigma == self.sigma[:1])
+        )
+        self.flow_weight = np.ones(1, dtype=np.float32) if self.mix_only else self.weight
+        self.reference_proc = self._prep(self.reference)
         self.w_init: np.ndarray | None = None
 
     def _prep(self, frames: np.ndarray) -> np.ndarray:
+        if self.mix_only:
+            return preprocess_mix(
+                frames, low=self.low, high=self.high, weight=self.weight, sigma=self.sigma
+            )
         return preprocess(frames, low=self.low, high=self.high, sigma=self.sigma)
 
     def process(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,14 +63,14 @@ class _Engine:
         proc = self._prep(batch)
         init = None
         if opts.cc_initialization:
-            init = cc_initial_flow(self.reference_proc, proc, self.weight, upsample=opts.cc_up)
+            init = cc_initial_flow(self.reference_proc, proc, self.flow_weight, upsample=opts.cc_up)
         elif opts.update_initialization_w:
             if self.w_init is None:  # first buffer: start from the mean flow of its first frames
-                first = self.backend(self.reference_proc, proc[:_N_INIT], weight=self.weight)
+                first = self.backend(self.reference_proc, proc[:_N_INIT], weight=self.flow_weight)
                 self.w_init = first.mean(axis=0)
             # a read-only broadcast view: backends copy what they need
             init = np.broadcast_to(self.w_init, (len(batch), *self.w_init.shape))
-        w = self.backend(self.reference_proc, proc, weight=self.weight, w_init=init)
+        w = self.backend(self.reference_proc, proc, weight=self.flow_weight, w_init=init)
         registered = warp_video(
             batch, w, interpolation=opts.interpolation_method.value, fill=self.reference
         )

@@ -13,8 +13,9 @@ successive over-relaxation with the non-linearities (data weights and the smooth
 diffusivity) frozen for ``update_lag`` sweeps. Flow is kept in full-resolution pixels at every
 level; grid spacings ``hx``, ``hy`` > 1 at coarse levels carry the scale.
 
-All arrays are float32, channel-first ``(C, H, W)``; the batch entry point parallelises over
-frames with ``prange``.
+All arrays are float32, channel-first ``(C, H, W)``; the batch entry point takes the callers'
+channel-last frames, rearranges each inside its loop and parallelises over frames with
+``prange``.
 """
 
 from __future__ import annotations
@@ -239,6 +240,31 @@ def _smoothness_coefficients(
 
 
 @njit(cache=True, fastmath=True)
+def _relaxation_factors(
+    links: np.ndarray, base: np.ndarray, coef: np.ndarray, relax: np.ndarray
+) -> None:
+    """SOR factors ``relax`` (4, h, w) for the frozen weights: ``omega / den`` for u and v,
+    then ``1 - omega`` for each (1 and 0 where ``den`` is 0: that increment is not updated)."""
+    height, width = relax.shape[1], relax.shape[2]
+    for y in range(height):
+        for x in range(width):
+            den_u = base[0, y, x] + coef[0, y, x]
+            den_v = base[0, y, x] + coef[3, y, x]
+            if den_u > 0.0:
+                relax[0, y, x] = _OMEGA / den_u
+                relax[2, y, x] = 1.0 - _OMEGA
+            else:
+                relax[0, y, x] = 0.0
+                relax[2, y, x] = 1.0
+            if den_v > 0.0:
+                relax[1, y, x] = _OMEGA / den_v
+                relax[3, y, x] = 1.0 - _OMEGA
+            else:
+                relax[1, y, x] = 0.0
+                relax[3, y, x] = 1.0
+
+
+@njit(cache=True, fastmath=True)
 def _solve_level(
     tensor: np.ndarray,
     weight: np.ndarray,
@@ -272,8 +298,8 @@ def _solve_level(
     ay = alpha_y / (hy * hy)
     _data_coefficients(tensor, weight, du, dv, a_data, False, coef)
     _smoothness_coefficients(diffusivity, u, v, ax, ay, links, base)
-    omega = np.float32(_OMEGA)
-    keep = np.float32(1.0 - _OMEGA)
+    relax = np.empty((4, height, width), dtype=np.float32)
+    _relaxation_factors(links, base, coef, relax)
     for it in range(iterations):
         if (it + 1) % update_lag == 0:
             _data_coefficients(tensor, weight, du, dv, a_data, True, coef)
@@ -284,36 +310,37 @@ def _solve_level(
                         total_v[y, x] = v[y, x] + dv[y + 1, x + 1]
                 _smoothness_diffusivity(total_u, total_v, a_smooth, hx, hy, diffusivity)
                 _smoothness_coefficients(diffusivity, u, v, ax, ay, links, base)
+            _relaxation_factors(links, base, coef, relax)
         for y in range(height):
+            py = y + 1
             for x in range(width):
-                py = y + 1
                 px = x + 1
-                gl = links[0, y, x]
-                gr = links[1, y, x]
-                gu = links[2, y, x]
-                gd = links[3, y, x]
-                num_u = (
+                # everything but the left neighbour's fresh increment is off the serial
+                # dependency chain of the sweep: one multiply-add per pixel remains on it
+                ru = relax[0, y, x]
+                rest_u = (
                     base[1, y, x]
-                    + gl * du[py, px - 1]
-                    + gr * du[py, px + 1]
-                    + gu * du[py - 1, px]
-                    + gd * du[py + 1, px]
+                    - coef[2, y, x]
+                    - coef[1, y, x] * dv[py, px]
+                    + links[1, y, x] * du[py, px + 1]
+                    + links[2, y, x] * du[py - 1, px]
+                    + links[3, y, x] * du[py + 1, px]
                 )
-                num_v = (
+                du[py, px] = (relax[2, y, x] * du[py, px] + ru * rest_u) + (
+                    ru * links[0, y, x]
+                ) * du[py, px - 1]
+                rv = relax[1, y, x]
+                rest_v = (
                     base[2, y, x]
-                    + gl * dv[py, px - 1]
-                    + gr * dv[py, px + 1]
-                    + gu * dv[py - 1, px]
-                    + gd * dv[py + 1, px]
+                    - coef[4, y, x]
+                    - coef[1, y, x] * du[py, px]
+                    + links[1, y, x] * dv[py, px + 1]
+                    + links[2, y, x] * dv[py - 1, px]
+                    + links[3, y, x] * dv[py + 1, px]
                 )
-                den_u = base[0, y, x] + coef[0, y, x]
-                if den_u > 0.0:
-                    new = (num_u - coef[1, y, x] * dv[py, px] - coef[2, y, x]) / den_u
-                    du[py, px] = keep * du[py, px] + omega * new
-                den_v = base[0, y, x] + coef[3, y, x]
-                if den_v > 0.0:
-                    new = (num_v - coef[1, y, x] * du[py, px] - coef[4, y, x]) / den_v
-                    dv[py, px] = keep * dv[py, px] + omega * new
+                dv[py, px] = (relax[3, y, x] * dv[py, px] + rv * rest_v) + (
+                    rv * links[0, y, x]
+                ) * dv[py, px - 1]
     return du[1:-1, 1:-1].copy(), dv[1:-1, 1:-1].copy()
 
 
@@ -399,6 +426,7 @@ def flow_batch(
     fixed: np.ndarray,
     moving: np.ndarray,
     init: np.ndarray,
+    init_index: np.ndarray,
     weight: np.ndarray,
     alpha_x: float,
     alpha_y: float,
@@ -413,25 +441,36 @@ def flow_batch(
 ) -> np.ndarray:
     """Flow from each moving frame to ``fixed``, frames in parallel.
 
-    Parameters are plain: ``fixed`` (C, H, W), ``moving`` (N, C, H, W), ``init`` (N, 2, H, W)
-    initial flow in pixels, ``weight`` (C,) summing to 1. Returns (N, 2, H, W) float32 with
-    ``[u, v]`` such that ``moving(y + v, x + u) ~ fixed(y, x)``.
+    Parameters are plain, C-contiguous float32 in the callers' channel-last layout (each
+    frame is rearranged to channel-first inside the parallel loop): ``fixed`` (H, W, C),
+    ``moving`` (N, H, W, C), ``init`` (M, H, W, 2) initial flows in pixels of which frame
+    ``t`` starts from ``init[init_index[t]]`` (so one shared initial flow is not repeated),
+    ``weight`` (C,) summing to 1. Returns (N, H, W, 2) float32 with ``[u, v]`` such that
+    ``moving(y + v, x + u) ~ fixed(y, x)``.
     """
-    n_frames = moving.shape[0]
-    height, width = fixed.shape[1], fixed.shape[2]
+    n_frames, height, width, n_ch = moving.shape
     top = pyramid_depth(height, width, eta, levels)
     bottom = min_level
     if top <= bottom:
         bottom = top - 1
     bottom = max(bottom, 0)
     top = max(top, bottom)
-    fixed_pyramid = _build_pyramid(fixed, eta, top)
-    out = np.empty((n_frames, 2, height, width), dtype=np.float32)
+    fixed_first = np.empty((n_ch, height, width), dtype=np.float32)
+    for c in range(n_ch):
+        fixed_first[c] = fixed[:, :, c]
+    fixed_pyramid = _build_pyramid(fixed_first, eta, top)
+    out = np.empty((n_frames, height, width, 2), dtype=np.float32)
     for t in prange(n_frames):
-        out[t] = _flow_frame(
+        frame = np.empty((n_ch, height, width), dtype=np.float32)
+        for c in range(n_ch):
+            frame[c] = moving[t, :, :, c]
+        start = np.empty((2, height, width), dtype=np.float32)
+        start[0] = init[init_index[t], :, :, 0]
+        start[1] = init[init_index[t], :, :, 1]
+        w = _flow_frame(
             fixed_pyramid,
-            moving[t],
-            init[t],
+            frame,
+            start,
             weight,
             alpha_x,
             alpha_y,
@@ -444,4 +483,6 @@ def flow_batch(
             a_smooth,
             gradient_constancy,
         )
+        out[t, :, :, 0] = w[0]
+        out[t, :, :, 1] = w[1]
     return out

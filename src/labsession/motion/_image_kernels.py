@@ -39,30 +39,74 @@ def _gauss_kernel(sigma: float) -> np.ndarray:
 
 @njit(cache=True, fastmath=True)
 def blur_channels(images: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of ``(C, H, W)`` images with replicated borders."""
+    """Separable Gaussian blur of ``(C, H, W)`` images with replicated borders.
+
+    Rows are copied into an edge-padded buffer and both passes run over contiguous rows
+    without index clamping, so the inner loops vectorise.
+    """
     n_ch, height, width = images.shape
     if sigma <= 0.0:
         return images.copy()
     kernel = _gauss_kernel(sigma)
     radius = kernel.shape[0] // 2
+    padded = np.empty(width + 2 * radius, dtype=np.float32)
     tmp = np.empty((height, width), dtype=np.float32)
     out = np.empty_like(images)
     for c in range(n_ch):
         for y in range(height):
-            for x in range(width):
-                acc = np.float32(0.0)
-                for k in range(-radius, radius + 1):
-                    xx = min(max(x + k, 0), width - 1)
-                    acc += kernel[k + radius] * images[c, y, xx]
-                tmp[y, x] = acc
+            row = images[c, y]
+            padded[radius : radius + width] = row
+            for k in range(radius):
+                padded[k] = row[0]
+                padded[radius + width + k] = row[width - 1]
+            dst = tmp[y]
+            dst[:] = 0.0
+            for k in range(2 * radius + 1):
+                wk = kernel[k]
+                for x in range(width):
+                    dst[x] += wk * padded[x + k]
         for y in range(height):
-            for x in range(width):
-                acc = np.float32(0.0)
-                for k in range(-radius, radius + 1):
-                    yy = min(max(y + k, 0), height - 1)
-                    acc += kernel[k + radius] * tmp[yy, x]
-                out[c, y, x] = acc
+            dst = out[c, y]
+            dst[:] = 0.0
+            for k in range(-radius, radius + 1):
+                wk = kernel[k + radius]
+                src = tmp[min(max(y + k, 0), height - 1)]
+                for x in range(width):
+                    dst[x] += wk * src[x]
     return out
+
+
+@njit(cache=True, fastmath=True)
+def _linear_taps(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear taps of a resize from ``n_src`` to ``n_dst`` samples: ``i0``, ``i1``, ``f``."""
+    i0 = np.empty(n_dst, dtype=np.int64)
+    i1 = np.empty(n_dst, dtype=np.int64)
+    frac = np.empty(n_dst, dtype=np.float32)
+    step = n_src / n_dst
+    for d in range(n_dst):
+        pos = min(max((d + 0.5) * step - 0.5, 0.0), n_src - 1.0)
+        lo = min(int(pos), n_src - 2) if n_src > 1 else 0
+        i0[d] = lo
+        i1[d] = min(lo + 1, n_src - 1)
+        frac[d] = np.float32(pos - lo)
+    return i0, i1, frac
+
+
+@njit(cache=True, fastmath=True)
+def _cubic_taps(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bicubic taps of a resize from ``n_src`` to ``n_dst``: indices and weights ``(n_dst, 4)``
+    (indices clamped to the image, as replicated borders)."""
+    index = np.empty((n_dst, 4), dtype=np.int64)
+    weights = np.empty((n_dst, 4), dtype=np.float64)
+    step = n_src / n_dst
+    for d in range(n_dst):
+        pos = (d + 0.5) * step - 0.5
+        lo = int(np.floor(pos))
+        w = _cubic_weights(pos - lo)
+        for i in range(4):
+            index[d, i] = min(max(lo - 1 + i, 0), n_src - 1)
+            weights[d, i] = w[i]
+    return index, weights
 
 
 @njit(cache=True, fastmath=True)
@@ -115,15 +159,34 @@ def _bicubic(image: np.ndarray, y: float, x: float) -> np.float32:
 
 @njit(cache=True, fastmath=True)
 def resize_plane_cubic(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bicubic resize of one ``(H, W)`` image to ``(height, width)`` (for flow upsampling)."""
+    """Bicubic resize of one ``(H, W)`` image to ``(height, width)`` (for flow upsampling).
+
+    Separable: each source row is interpolated along x, then the rows along y.
+    """
     src_h, src_w = image.shape
-    out = np.empty((height, width), dtype=np.float32)
-    sy = src_h / height
-    sx = src_w / width
-    for y in range(height):
-        ys = (y + 0.5) * sy - 0.5
+    xi, xw = _cubic_taps(src_w, width)
+    yi, yw = _cubic_taps(src_h, height)
+    rows = np.empty((src_h, width), dtype=np.float64)
+    for r in range(src_h):
+        src = image[r]
+        dst = rows[r]
         for x in range(width):
-            out[y, x] = _bicubic(image, ys, (x + 0.5) * sx - 0.5)
+            dst[x] = (
+                xw[x, 0] * src[xi[x, 0]]
+                + xw[x, 1] * src[xi[x, 1]]
+                + xw[x, 2] * src[xi[x, 2]]
+                + xw[x, 3] * src[xi[x, 3]]
+            )
+    out = np.empty((height, width), dtype=np.float32)
+    for y in range(height):
+        r0 = rows[yi[y, 0]]
+        r1 = rows[yi[y, 1]]
+        r2 = rows[yi[y, 2]]
+        r3 = rows[yi[y, 3]]
+        w0, w1, w2, w3 = yw[y, 0], yw[y, 1], yw[y, 2], yw[y, 3]
+        dst = out[y]
+        for x in range(width):
+            dst[x] = w0 * r0[x] + w1 * r1[x] + w2 * r2[x] + w3 * r3[x]
     return out
 
 
@@ -132,12 +195,17 @@ def resize_plane(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of one ``(H, W)`` image to ``(height, width)`` (no anti-aliasing)."""
     src_h, src_w = image.shape
     out = np.empty((height, width), dtype=np.float32)
-    sy = src_h / height
-    sx = src_w / width
+    x0, x1, fx = _linear_taps(src_w, width)
+    y0, y1, fy = _linear_taps(src_h, height)
     for y in range(height):
-        ys = (y + 0.5) * sy - 0.5
+        top = image[y0[y]]
+        bottom = image[y1[y]]
+        wy = fy[y]
+        dst = out[y]
         for x in range(width):
-            out[y, x] = _bilinear(image, ys, (x + 0.5) * sx - 0.5)
+            a = top[x0[x]] * (1 - fx[x]) + top[x1[x]] * fx[x]
+            b = bottom[x0[x]] * (1 - fx[x]) + bottom[x1[x]] * fx[x]
+            dst[x] = a * (1 - wy) + b * wy
     return out
 
 
@@ -175,59 +243,110 @@ def warp_channels(
     return out
 
 
+def _batcher_pairs(n: int) -> list[tuple[int, int]]:
+    """Comparators ``(i, j)``, ``i < j``, of Batcher's odd-even merge sort of ``n = 2**k`` wires."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+def _median_network(n_in: int) -> tuple[np.ndarray, int]:
+    """Selection network for the median of ``n_in`` values (odd), from Batcher's sorter.
+
+    The sorter runs on the next power of two of wires, the extra ones holding +inf, which is
+    resolved here (their comparators only relabel wires); comparators that cannot reach the
+    median's wire are then dropped, and those with one live output keep only its ``min`` or
+    ``max``. Returns ``(ops, slot)``: rows ``[a, b, kind]`` meaning ``buf[a], buf[b] =
+    min, max`` (kind 0), ``buf[a] = min`` (1) or ``buf[b] = max`` (2), applied in order to a
+    buffer of the ``n_in`` values; the median ends in ``buf[slot]``.
+    """
+    size = 1
+    while size < n_in:
+        size *= 2
+    infinite = [w >= n_in for w in range(size)]
+    slot = list(range(size))
+    ops = []
+    for i, j in _batcher_pairs(size):
+        if infinite[j]:
+            continue
+        if infinite[i]:
+            slot[i], slot[j] = slot[j], slot[i]
+            infinite[i], infinite[j] = False, True
+            continue
+        ops.append((slot[i], slot[j]))
+    target = slot[n_in // 2]
+    live = {target}
+    kept = []
+    for a, b in reversed(ops):
+        if a in live or b in live:
+            kept.append((a, b, 0 if (a in live and b in live) else (1 if a in live else 2)))
+            live |= {a, b}
+    kept.reverse()
+    return np.array(kept, dtype=np.int64), target
+
+
+#: 5x5 median: 113 compare-exchanges (89 full, 24 half) on a 25-slot buffer.
+_MEDIAN25_OPS, _MEDIAN25_SLOT = _median_network(25)
+
+
 @njit(cache=True, fastmath=True)
-def _select(values: np.ndarray, k: int) -> np.float32:
-    """k-th smallest of ``values`` (reordered in place), by Hoare's quickselect."""
-    lo = 0
-    hi = values.shape[0] - 1
-    while lo < hi:
-        pivot = values[(lo + hi) // 2]
-        i = lo
-        j = hi
-        while i <= j:
-            while values[i] < pivot:
-                i += 1
-            while values[j] > pivot:
-                j -= 1
-            if i <= j:
-                tmp = values[i]
-                values[i] = values[j]
-                values[j] = tmp
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            break
-    return values[k]
+def _mirror(i: int, n: int) -> int:
+    if i < 0:
+        i = -i
+    if i >= n:
+        i = 2 * n - 2 - i
+    return min(max(i, 0), n - 1)
 
 
 @njit(cache=True, fastmath=True)
 def median5(field: np.ndarray) -> np.ndarray:
-    """5x5 median filter of an ``(H, W)`` field with mirrored borders (removes flow outliers)."""
+    """5x5 median filter of an ``(H, W)`` field with mirrored borders (removes flow outliers).
+
+    A whole row at a time: the 25 shifted copies of the window rows go into a ``(25, W)``
+    buffer and a fixed selection network (min/max over contiguous rows, which vectorise)
+    leaves each pixel's median in one buffer row. The result equals a sort-based median.
+    """
     height, width = field.shape
     out = np.empty_like(field)
-    window = np.empty(25, dtype=np.float32)
-    for y in range(height):
+    buf = np.empty((25, width), dtype=np.float32)
+    cols = np.empty((5, width), dtype=np.int64)
+    for k in range(5):
         for x in range(width):
-            n = 0
-            for dy in range(-2, 3):
-                yy = y + dy
-                if yy < 0:
-                    yy = -yy
-                if yy >= height:
-                    yy = 2 * height - 2 - yy
-                yy = min(max(yy, 0), height - 1)
-                for dx in range(-2, 3):
-                    xx = x + dx
-                    if xx < 0:
-                        xx = -xx
-                    if xx >= width:
-                        xx = 2 * width - 2 - xx
-                    xx = min(max(xx, 0), width - 1)
-                    window[n] = field[yy, xx]
-                    n += 1
-            out[y, x] = _select(window, 12)
+            cols[k, x] = _mirror(x + k - 2, width)
+    ops = _MEDIAN25_OPS
+    for y in range(height):
+        n = 0
+        for dy in range(-2, 3):
+            row = field[_mirror(y + dy, height)]
+            for k in range(5):
+                dst = buf[n]
+                for x in range(width):
+                    dst[x] = row[cols[k, x]]
+                n += 1
+        for r in range(ops.shape[0]):
+            lo = buf[ops[r, 0]]
+            hi = buf[ops[r, 1]]
+            kind = ops[r, 2]
+            if kind == 0:
+                for x in range(width):
+                    a = lo[x]
+                    b = hi[x]
+                    lo[x] = min(a, b)
+                    hi[x] = max(a, b)
+            elif kind == 1:
+                for x in range(width):
+                    lo[x] = min(lo[x], hi[x])
+            else:
+                for x in range(width):
+                    hi[x] = max(lo[x], hi[x])
+        out[y] = buf[_MEDIAN25_SLOT]
     return out

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-__all__ = ["intensity_range", "preprocess"]
+__all__ = ["intensity_range", "preprocess", "preprocess_mix"]
 
 
 def intensity_range(reference: np.ndarray, *, separate: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -68,6 +68,78 @@ def preprocess(
         if temporal and out.ndim == 4 and int(4.0 * st + 0.5) >= 1 and len(out) > 1:
             out[..., c] = gaussian_filter1d(out[..., c], st, axis=0, mode="reflect", truncate=4.0)
     return out
+
+
+def preprocess_mix(
+    frames: np.ndarray,
+    *,
+    low: np.ndarray,
+    high: np.ndarray,
+    weight: np.ndarray,
+    sigma: np.ndarray,
+    temporal: bool = True,
+) -> np.ndarray:
+    """The weighted channel mix of :func:`preprocess`'s output, computed on the mix.
+
+    Normalisation and smoothing are linear and, with one ``sigma`` row for all channels,
+    commute with the weighted sum: this mixes the raw channels first (one affine map per
+    pixel) and smooths one image per frame instead of ``C``. Equals
+    ``preprocess(...) @ weight`` up to float rounding.
+
+    Parameters
+    ----------
+    frames
+        ``(T, H, W, C)`` or ``(H, W, C)``.
+    low, high
+        ``(C,)`` intensity range mapped to [0, 1].
+    weight
+        ``(C,)`` channel weights.
+    sigma
+        ``(C, 3)`` with identical rows (``[sx, sy, st]``).
+    temporal
+        Smooth along time too (``st``) when ``frames`` is a video.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(T, H, W, 1)`` or ``(H, W, 1)`` float32.
+
+    Raises
+    ------
+    ValueError
+        If the channels have different ``sigma`` rows.
+    """
+    sigma = np.asarray(sigma, dtype=np.float64)
+    if not np.all(sigma == sigma[:1]):
+        raise ValueError("preprocess_mix needs the same sigma for every channel")
+    scale = np.where(high - low > 0, high - low, 1.0).astype(np.float64)
+    gain = np.asarray(weight, dtype=np.float64) / scale
+    offset = -float(np.sum(gain * np.asarray(low, dtype=np.float64)))
+    video = frames if frames.ndim == 4 else frames[None]
+    n_ch = video.shape[-1]
+    matrix = np.append(gain, offset)[None]  # (1, C + 1): cv2.transform's affine map
+    sx, sy, st = sigma[0]
+    ksize = (_ksize(sx), _ksize(sy))
+    out = np.empty(video.shape[:3], dtype=np.float32)
+    for t in range(video.shape[0]):
+        frame = np.ascontiguousarray(video[t], dtype=np.float32)
+        if n_ch <= 4:
+            mixed = cv2.transform(frame, matrix).reshape(out.shape[1:])
+        else:
+            mixed = (frame @ gain.astype(np.float32) + np.float32(offset)).astype(np.float32)
+        if sx > 0 or sy > 0:
+            mixed = cv2.GaussianBlur(
+                mixed,
+                ksize,
+                sigmaX=max(sx, 1e-6),
+                sigmaY=max(sy, 1e-6),
+                borderType=cv2.BORDER_REFLECT,
+            )
+        out[t] = mixed
+    if temporal and frames.ndim == 4 and int(4.0 * st + 0.5) >= 1 and len(out) > 1:
+        out = gaussian_filter1d(out, st, axis=0, mode="reflect", truncate=4.0)
+    out = out[..., None]
+    return out if frames.ndim == 4 else out[0]
 
 
 def _ksize(sigma: float) -> int:

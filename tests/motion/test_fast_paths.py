@@ -1,0 +1,158 @@
+"""Fast code paths agree with their plain definitions: numba kernels, the diso channel mix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import correlate1d
+
+from labsession.motion import OFOptions
+from labsession.motion._backends import FlowregBackend
+from labsession.motion._compensate import _Engine
+from labsession.motion._image_kernels import (
+    _bicubic,
+    _gauss_kernel,
+    _median_network,
+    blur_channels,
+    median5,
+    resize_plane,
+    resize_plane_cubic,
+)
+from labsession.motion._preprocess import intensity_range, preprocess, preprocess_mix
+from labsession.motion.synthetic import endpoint_error
+
+
+def _median5_reference(field: np.ndarray) -> np.ndarray:
+    padded = np.pad(field, 2, mode="reflect")  # mirrored without repeating the edge
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (5, 5))
+    return np.median(windows.reshape(*field.shape, 25), axis=-1).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(6, 6), (7, 11), (33, 40)])
+def test_median5_equals_sort_based_median(shape):
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=shape).astype(np.float32)
+    ties = np.round(2 * noise).astype(np.float32)  # many equal values
+    for field in (noise, ties):
+        np.testing.assert_array_equal(median5(field), _median5_reference(field))
+
+
+def test_median_network_selects_the_median_of_every_zero_one_input():
+    """0-1 principle on a sample of inputs (all 2**25 take a few seconds in numba)."""
+    ops, slot = _median_network(25)
+    rng = np.random.default_rng(1)
+    ones = rng.integers(0, 26, size=4000)
+    buf = (rng.random((4000, 25)).argsort(axis=1) < ones[:, None]).astype(np.int8).T.copy()
+    for a, b, kind in ops:
+        lo, hi = np.minimum(buf[a], buf[b]), np.maximum(buf[a], buf[b])
+        if kind != 2:
+            buf[a] = lo
+        if kind != 1:
+            buf[b] = hi
+    np.testing.assert_array_equal(buf[slot], (ones >= 13).astype(np.int8))
+
+
+@pytest.mark.parametrize("sigma", [0.45, 1.0, 2.5])
+def test_blur_channels_matches_separable_correlation(sigma):
+    images = np.random.default_rng(2).random((2, 23, 31)).astype(np.float32)
+    kernel = _gauss_kernel(sigma).astype(np.float64)
+    expected = correlate1d(images.astype(np.float64), kernel, axis=2, mode="nearest")
+    expected = correlate1d(expected, kernel, axis=1, mode="nearest")
+    np.testing.assert_allclose(blur_channels(images, sigma), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("src", "dst"), [((21, 17), (52, 40)), ((40, 33), (31, 26))])
+def test_resizes_match_pointwise_interpolation(src, dst):
+    image = np.random.default_rng(3).random(src).astype(np.float32)
+    height, width = dst
+    sy, sx = src[0] / height, src[1] / width
+    cubic = np.array(
+        [
+            [_bicubic(image, (y + 0.5) * sy - 0.5, (x + 0.5) * sx - 0.5) for x in range(width)]
+            for y in range(height)
+        ]
+    )
+    np.testing.assert_allclose(resize_plane_cubic(image, height, width), cubic, atol=1e-5)
+    ys = np.clip((np.arange(height) + 0.5) * sy - 0.5, 0, src[0] - 1)
+    xs = np.clip((np.arange(width) + 0.5) * sx - 0.5, 0, src[1] - 1)
+    rows = np.array([np.interp(xs, np.arange(src[1]), row) for row in image])
+    linear = np.array([np.interp(ys, np.arange(src[0]), col) for col in rows.T]).T
+    np.testing.assert_allclose(resize_plane(image, height, width), linear, atol=1e-5)
+
+
+def test_flowreg_broadcast_initial_flow_equals_a_full_one(small_video):
+    backend = FlowregBackend(OFOptions(quality_setting="fast"))
+    opts = OFOptions()
+    ref = preprocess(
+        small_video.reference.astype(np.float32),
+        low=np.zeros(2, np.float32),
+        high=np.full(2, small_video.reference.max(), np.float32),
+        sigma=opts.channel_sigma(2),
+    )
+    frames = preprocess(
+        small_video.video[:4].astype(np.float32),
+        low=np.zeros(2, np.float32),
+        high=np.full(2, small_video.reference.max(), np.float32),
+        sigma=opts.channel_sigma(2),
+    )
+    weight = opts.channel_weights(2)
+    shared = np.broadcast_to(small_video.w[:2].mean(axis=0), (4, 64, 64, 2))
+    broadcast = backend(ref, frames, weight=weight, w_init=shared)
+    full = backend(ref, frames, weight=weight, w_init=np.ascontiguousarray(shared))
+    np.testing.assert_array_equal(broadcast, full)
+    assert broadcast.shape == (4, 64, 64, 2)
+
+
+@pytest.mark.parametrize("st", [0.1, 1.0])
+def test_preprocess_mix_equals_mixing_the_preprocessed_channels(small_video, st):
+    ref = small_video.reference.astype(np.float32)
+    low, high = intensity_range(ref, separate=True)
+    sigma = np.array([[1.5, 1.0, st], [1.5, 1.0, st]])
+    weight = np.array([0.3, 0.7])
+    video = small_video.video.astype(np.float32)
+    expected = preprocess(video, low=low, high=high, sigma=sigma) @ weight
+    mixed = preprocess_mix(video, low=low, high=high, weight=weight, sigma=sigma)
+    assert mixed.shape == (*video.shape[:3], 1)
+    assert mixed.dtype == np.float32
+    np.testing.assert_allclose(mixed[..., 0], expected, atol=1e-5)
+    single = preprocess_mix(ref, low=low, high=high, weight=weight, sigma=sigma)
+    np.testing.assert_allclose(
+        single[..., 0], preprocess(ref, low=low, high=high, sigma=sigma) @ weight, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="same sigma"):
+        preprocess_mix(video, low=low, high=high, weight=weight, sigma=[[1, 1, st], [2, 2, st]])
+
+
+@pytest.mark.parametrize("n_ch", [1, 3, 5])
+def test_preprocess_mix_any_channel_count(n_ch):
+    rng = np.random.default_rng(4)
+    video = rng.random((3, 20, 24, n_ch)).astype(np.float32) * 50 + 10
+    low, high = intensity_range(video[0], separate=True)
+    sigma = np.tile([1.0, 1.5, 0.1], (n_ch, 1))
+    weight = rng.random(n_ch) / n_ch
+    expected = preprocess(video, low=low, high=high, sigma=sigma) @ weight
+    mixed = preprocess_mix(video, low=low, high=high, weight=weight, sigma=sigma)
+    np.testing.assert_allclose(mixed[..., 0], expected, atol=1e-5)
+
+
+def test_diso_mix_fast_path_gives_the_flow_of_the_general_path(small_video):
+    opts = OFOptions(flow_backend="diso", quality_setting="balanced", weight=[0.3, 0.7])
+    fast = _Engine(small_video.reference, opts)
+    assert fast.mix_only
+    general = _Engine(small_video.reference, opts)
+    general.mix_only = False
+    general.flow_weight = general.weight
+    general.reference_proc = general._prep(general.reference)
+    assert general.reference_proc.shape[-1] == 2
+    registered_fast, w_fast = fast.process(small_video.video)
+    registered_general, w_general = general.process(small_video.video)
+    assert np.abs(w_fast - w_general).mean() < 0.01
+    assert endpoint_error(w_fast, small_video.w) < 1.01 * endpoint_error(w_general, small_video.w)
+    np.testing.assert_allclose(registered_fast, registered_general, atol=0.05)
+
+
+def test_diso_channels_with_different_sigma_use_the_general_path(small_video):
+    opts = OFOptions(flow_backend="diso", sigma=[[1.0, 1.0, 0.1], [2.0, 2.0, 0.1]])
+    engine = _Engine(small_video.reference, opts)
+    assert not engine.mix_only
+    assert engine.reference_proc.shape[-1] == 2
