@@ -210,3 +210,26 @@ def test_restores_a_renamed_archive_of_one_run(tmp_path):
     dest = restore_session_archive(renamed)
     assert dest == tmp_path / "backup"
     assert _snapshot(dest) == before
+
+
+def test_files_written_or_added_after_packing_are_kept(tmp_path, caplog):
+    """Only what the archive holds is removed: a log still being written loses nothing."""
+    from labsession.runs._archive import pack_verified, remove_source
+
+    (run,) = make_run_dirs(tmp_path, 1)
+    target, entries = pack_verified(run, fmt="tar.gz", compresslevel=1, fsync=True)
+    with open(run / "logs" / "stdout.log", "a") as f:
+        f.write("a line written after packing\n")
+    (run / "logs" / "late.log").write_text("new file")
+    remove_source(run, target, entries)
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == [
+        "logs",
+        "logs/late.log",
+        "logs/stdout.log",
+    ]
+    assert (run / "logs" / "stdout.log").read_text().endswith("a line written after packing\n")
+    assert "kept 2 path(s)" in caplog.text  # the changed log and the folder holding the new one
+    assert "logs/stdout.log" in caplog.text
+    restored = restore_session_archive(target, tmp_path / "restored")
+    assert (restored / "result.csv").is_file()
+    assert "after packing" not in (restored / "logs" / "stdout.log").read_text()

@@ -36,11 +36,13 @@ __all__ = [
     "link_target_inside",
     "pack_tar",
     "pack_zip",
+    "remove_packed",
     "safe_extract",
     "tar_manifest",
     "tar_mode",
     "verify_tar",
     "verify_zip",
+    "walk_folder",
 ]
 
 #: Archive suffixes :func:`pack_tar` understands, with the ``tarfile`` compression they select.
@@ -69,7 +71,7 @@ def folder_manifest(src_dir: str | os.PathLike[str], *, links: bool = False) -> 
     """
     return {
         name: st.st_size
-        for name, st, _ in _walk(Path(src_dir), links=links)
+        for name, st, _ in walk_folder(Path(src_dir), links=links)
         if stat.S_ISREG(st.st_mode)
     }
 
@@ -286,10 +288,20 @@ def _tarinfo(name: str, st: os.stat_result, linkname: str | None = None) -> tarf
     return info
 
 
-def _walk(src: Path, *, links: bool = False) -> list[tuple[str, os.stat_result, str | None]]:
-    """Every folder, regular file (and with ``links`` inside link) under ``src``, sorted.
+#: One entry of :func:`walk_folder`: POSIX relative path, its lstat, link target or None.
+FolderEntry = tuple[str, os.stat_result, str | None]
 
-    Entries are (POSIX relative path, lstat, link target or None). Links are not followed.
+
+def walk_folder(src: Path, *, links: bool = False) -> list[FolderEntry]:
+    """Every folder, regular file (and with ``links`` inside link) under ``src``, sorted by path.
+
+    Links are not followed. A descendant sorts after its folder, so the reversed list removes
+    children first (:func:`remove_packed`).
+
+    Raises
+    ------
+    ArchiveError
+        On a special file, or a symbolic link (with ``links``: one that points out of ``src``).
     """
     entries: list[tuple[str, os.stat_result, str | None]] = []
     stack = [("", src)]
@@ -324,6 +336,7 @@ def pack_tar(
     compresslevel: int = 1,
     fsync: bool = True,
     links: bool = False,
+    entries: list[FolderEntry] | None = None,
 ) -> Path:
     """Pack ``src_dir`` into a tar archive (compression from the suffix), verify, move into place.
 
@@ -339,10 +352,14 @@ def pack_tar(
     links
         Store symbolic links that point inside the folder as links (others still raise
         :class:`~labsession.errors.ArchiveError`, before anything is written).
+    entries
+        The folder's :func:`walk_folder` listing, when the caller already made it (to remove
+        exactly what was packed with :func:`remove_packed`).
     """
     src = Path(src_dir)
     top = src.name if arcname is None else arcname
-    entries = _walk(src, links=links)
+    if entries is None:
+        entries = walk_folder(src, links=links)
     expected = {
         f"{top}/{name}" if top else name: st.st_size
         for name, st, _ in entries
@@ -362,6 +379,45 @@ def pack_tar(
                         tf.addfile(info, f)
         verify_tar(tmp, expected=expected)
     return Path(tar_path)
+
+
+def remove_packed(src_dir: str | os.PathLike[str], entries: list[FolderEntry]) -> list[str]:
+    """Remove exactly what ``entries`` (the listing packed) holds, then the folder if empty.
+
+    A file whose size or modification time changed since it was listed, and anything that
+    appeared in the folder since, is kept (with the folders above it): only what the archive
+    holds is removed. Returns the relative paths left behind (``"."`` for the folder itself).
+    """
+    src = Path(src_dir)
+    kept: list[str] = []
+    for rel, listed, linkname in reversed(entries):  # children before their folders
+        path = src / rel
+        if stat.S_ISDIR(listed.st_mode):
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                pass
+            except OSError:  # not empty: it holds something kept
+                kept.append(rel)
+            continue
+        try:
+            now = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        changed = (now.st_mode, now.st_size, now.st_mtime_ns) != (
+            listed.st_mode,
+            listed.st_size,
+            listed.st_mtime_ns,
+        )
+        if changed and linkname is None:
+            kept.append(rel)
+            continue
+        os.unlink(path)
+    try:
+        os.rmdir(src)
+    except OSError:
+        kept.append(".")
+    return kept
 
 
 def _check_zip_members(zip_path: Path, infos: Iterable[zipfile.ZipInfo]) -> None:

@@ -27,11 +27,14 @@ from pathlib import Path
 
 from labsession.core.archive import (
     TAR_FORMATS,
+    FolderEntry,
     check_member_name,
     compare_manifest,
     folder_manifest,
     link_target_inside,
     pack_tar,
+    remove_packed,
+    walk_folder,
 )
 from labsession.core.atomic import fsync_dir
 from labsession.errors import ArchiveError, UnsafeArchiveMemberError
@@ -118,17 +121,20 @@ def archive_session_dir(
         not read back as the folder's exact member list and sizes; the source is then untouched.
     """
     src = Path(src_dir)
-    target = pack_verified(src, fmt=format, compresslevel=compresslevel, fsync=remove_src)
+    target, entries = pack_verified(src, fmt=format, compresslevel=compresslevel, fsync=remove_src)
     if remove_src:
-        remove_source(src, target)
+        remove_source(src, target, entries)
     return target
 
 
-def pack_verified(src: Path, *, fmt: str, compresslevel: int, fsync: bool) -> Path:
+def pack_verified(
+    src: Path, *, fmt: str, compresslevel: int, fsync: bool
+) -> tuple[Path, list[FolderEntry]]:
     """Write ``src``'s archive beside it (temp file, read back, rename); keep ``src``.
 
-    With ``fsync=False`` the caller must flush the archive (:func:`flush_archives`) before
-    removing the source.
+    Returns the archive and the listing it was packed from (for :func:`remove_source`). With
+    ``fsync=False`` the caller must flush the archive (:func:`flush_archives`) before removing
+    the source.
     """
     target = archive_path_for(src, fmt)
     if not src.exists():
@@ -137,8 +143,9 @@ def pack_verified(src: Path, *, fmt: str, compresslevel: int, fsync: bool) -> Pa
         raise NotADirectoryError(f"{src}: not a folder; only run folders can be archived")
     if target.exists():
         raise FileExistsError(f"{target}: archive already exists; refusing to overwrite it")
-    pack_tar(src, target, compresslevel=compresslevel, fsync=fsync, links=True)
-    return target
+    entries = walk_folder(src, links=True)
+    pack_tar(src, target, compresslevel=compresslevel, fsync=fsync, entries=entries)
+    return target, entries
 
 
 def _fsync_file(path: str | os.PathLike[str]) -> None:
@@ -171,13 +178,26 @@ def flush_archives(archives: list[Path]) -> None:
     flush_files(archives)
 
 
-def remove_source(src: Path, archive: Path) -> None:
-    """Remove a run folder whose verified archive is on disk (a failure only warns)."""
+def remove_source(src: Path, archive: Path, entries: list[FolderEntry]) -> None:
+    """Remove what ``archive`` holds of run folder ``src`` once the archive is on disk.
+
+    Only the packed files are removed: one written to or added since packing stays, with a
+    warning (a run still writing its logs loses nothing). A failure only warns.
+    """
     try:
-        shutil.rmtree(src)
+        kept = remove_packed(src, entries)
     except OSError as exc:
         logger.warning("archived %s, but could not remove the folder: %s", archive, exc)
         return
+    if kept and kept != ["."]:
+        changed = [k for k in kept if k != "."]
+        logger.warning(
+            "archived %s, but kept %d path(s) in %s changed or added since packing: %s",
+            archive,
+            len(changed),
+            src,
+            changed[:5],
+        )
     logger.debug("archived %s -> %s", src, archive)
 
 

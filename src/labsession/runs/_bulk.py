@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labsession.core.archive import FolderEntry
 from labsession.core.atomic import fsync_dir
 from labsession.runs._archive import (
     archive_path_for,
@@ -77,26 +78,32 @@ def _archive_chunk(
 ) -> list[_Outcome]:
     # Pack and verify the whole chunk first, flush the archives to disk in one pass, and only
     # then remove the sources: one durable point per chunk rather than per session.
-    def pack(path: str) -> tuple[Path, Path, int] | _Outcome:
+    def pack(path: str) -> tuple[Path, Path, int, list[FolderEntry]] | _Outcome:
         try:
-            size_in = _tree_size(Path(path)) if track_bytes else 0
-            target = pack_verified(Path(path), fmt=fmt, compresslevel=compresslevel, fsync=False)
+            target, entries = pack_verified(
+                Path(path), fmt=fmt, compresslevel=compresslevel, fsync=False
+            )
         except Exception as exc:  # noqa: BLE001 - one bad session must not stop the others
             return _Outcome(path, False, error=f"{type(exc).__name__}: {exc}")
-        return Path(path), target, size_in
+        size_in = (
+            sum(st.st_size for _rel, st, link in entries if link is None) if track_bytes else 0
+        )
+        return Path(path), target, size_in, entries
 
-    results = _threaded(pack, paths)
+    # Packing is CPU-bound Python (tarfile): one at a time per process, as a second thread only
+    # contends for the GIL (measured: 1.5 ms per run alone, 3.7 ms each with two threads).
+    results = [pack(path) for path in paths]
     outcomes = [r for r in results if isinstance(r, _Outcome)]
     packed = [r for r in results if not isinstance(r, _Outcome)]
     try:
-        flush_archives([target for _src, target, _size in packed])
+        flush_archives([target for _src, target, _size, _entries in packed])
     except OSError as exc:  # nothing is removed if the archives may not be on disk
         return outcomes + [
             _Outcome(str(src), False, error=f"flush failed, source kept: {exc}")
-            for src, _t, _s in packed
+            for src, _t, _s, _e in packed
         ]
-    _threaded(lambda item: remove_source(item[0], item[1]), packed)
-    for src, target, size_in in packed:
+    _threaded(lambda item: remove_source(item[0], item[1], item[3]), packed)
+    for src, target, size_in, _entries in packed:
         size_out = target.stat().st_size if track_bytes else 0
         outcomes.append(_Outcome(str(src), True, bytes_in=size_in, bytes_out=size_out))
     return outcomes
