@@ -9,12 +9,13 @@ overhead; any other layout is read through Zarr.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numcodecs
@@ -116,31 +117,66 @@ class RawChunks:
 
         return cls(array, read_member)
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``[start, stop)`` as a new array."""
-        out = np.empty((stop - start, *self._shape[1:]), dtype=self._dtype)
+    def read(
+        self,
+        start: int,
+        stop: int,
+        *,
+        pool: Executor | None = None,
+        channels_first: bool = False,
+    ) -> np.ndarray:
+        """Rows ``[start, stop)`` as a new array; chunks decoded on ``pool`` when given.
+
+        zstd decoding releases the GIL, so a pool of two threads decodes a block's chunks
+        about 1.7x faster on two cores. ``channels_first`` (2-D arrays) returns the transpose,
+        C-contiguous, each chunk transposed by the task that decoded it.
+        """
+        if channels_first:
+            if len(self._shape) != 2:
+                raise ValueError(f"channels_first needs a 2-D array, not {self._shape}")
+            result = np.empty((self._shape[1], stop - start), dtype=self._dtype)
+            out = result.T  # rows written through this view land transposed
+        else:
+            result = out = np.empty((stop - start, *self._shape[1:]), dtype=self._dtype)
         chunk_rows = (self._chunk, *self._shape[1:])
-        for index in range(start // self._chunk, -(-stop // self._chunk)):
+
+        def fill(index: int) -> None:
             lo = index * self._chunk
             a, b = max(start, lo), min(stop, lo + self._chunk)
             raw = self._read_key(f"c/{index}{self._suffix}")
             if raw is None:
                 out[a - start : b - start] = self._fill
-                continue
+                return
             decoded = np.frombuffer(self._zstd.decode(raw), dtype=self._dtype)
             if decoded.size != math.prod(chunk_rows):
                 raise SessionError(
                     f"chunk {index} decodes to {decoded.size} values, expected {chunk_rows}"
                 )
             out[a - start : b - start] = decoded.reshape(chunk_rows)[a - lo : b - lo]
-        return out
+
+        indices = range(start // self._chunk, -(-stop // self._chunk))
+        if pool is None or len(indices) < 2:
+            for index in indices:
+                fill(index)
+        else:
+            for _ in pool.map(fill, indices):  # re-raises the first error
+                pass
+        return result
 
 
-def chunk_reader(array: zarr.Array) -> Callable[[int, int], np.ndarray]:
-    """A ``read(start, stop)`` of ``array``'s rows: raw chunks where possible, else Zarr."""
+def chunk_reader(
+    array: zarr.Array, *, pool: Executor | None = None, channels_first: bool = False
+) -> Callable[[int, int], np.ndarray]:
+    """A ``read(start, stop)`` of ``array``'s rows: raw chunks where possible, else Zarr.
+
+    ``pool`` decodes the raw chunks of one read in parallel; ``channels_first`` returns
+    ``(n_channels, stop - start)`` C-contiguous.
+    """
     raw = RawChunks.open(array)
     if raw is not None:
-        return raw.read
+        return functools.partial(raw.read, pool=pool, channels_first=channels_first)
+    if channels_first:
+        return lambda start, stop: np.ascontiguousarray(array[start:stop].T)
     return lambda start, stop: array[start:stop]
 
 
@@ -186,7 +222,9 @@ class BlockReader:
             raise ValueError(f"channels_first needs a 2-D stream; {name!r} has shape {array.shape}")
         self._channels_first = channels_first
         self._array = array
-        self._read = chunk_reader(array)
+        # Readers that prefetch also decode each block's chunks on two threads.
+        self._decode_pool = ThreadPoolExecutor(2, "labsession-decode") if prefetch else None
+        self._read = chunk_reader(array, pool=self._decode_pool, channels_first=channels_first)
         self._dtype = dtype
         chunk = int(array.chunks[0])
         itemsize = max(array.dtype.itemsize, np.dtype(dtype or array.dtype).itemsize)
@@ -200,11 +238,9 @@ class BlockReader:
         lo, hi = k * self._block, min((k + 1) * self._block, self._n)
         return self._finish(self._read(lo, hi))
 
-    def _finish(self, rows: np.ndarray) -> np.ndarray:
-        """Rows as read -> the block as handed out: dtype, orientation, read-only."""
-        block = rows.astype(self._dtype or self._array.dtype, copy=False)
-        if self._channels_first:
-            block = np.ascontiguousarray(block.T)
+    def _finish(self, block: np.ndarray) -> np.ndarray:
+        """A block as read (already channels first if asked) -> as handed out: dtype, read-only."""
+        block = block.astype(self._dtype or self._array.dtype, copy=False)
         block.flags.writeable = False
         return block
 
@@ -252,6 +288,8 @@ class BlockReader:
         """Stop the prefetch worker and drop the blocks (idempotent)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._decode_pool is not None:
+            self._decode_pool.shutdown(wait=True, cancel_futures=True)
         self._blocks.clear()
 
 
