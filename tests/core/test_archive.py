@@ -9,9 +9,11 @@ from labsession.core.archive import (
     folder_manifest,
     pack_tar,
     pack_zip,
+    remove_packed,
     safe_extract,
     verify_tar,
     verify_zip,
+    walk_folder,
 )
 from labsession.errors import ArchiveError, UnsafeArchiveMemberError
 
@@ -128,3 +130,59 @@ def test_tar_link_and_device_refused(tmp_path):
     with pytest.raises(UnsafeArchiveMemberError, match=r"up\.txt"):
         safe_extract(_tar_with(tmp_path, up, b"hi"), tmp_path / "d3")
     assert not (tmp_path / "up.txt").exists()
+
+
+def _packed_run(tmp_path):
+    """A run folder with files, a sub-folder and inside links, packed; returns (run, listing)."""
+    run = tmp_path / "run"
+    (run / "logs").mkdir(parents=True)
+    (run / "logs" / "stdout.log").write_text("log\n")
+    (run / "result.csv").write_text("1,2\n")
+    os.symlink("logs/stdout.log", run / "latest.log")
+    os.symlink("stdout.log", run / "logs" / "current")
+    entries = walk_folder(run, links=True)
+    pack_tar(run, tmp_path / "run.tar", entries=entries)
+    return run, entries
+
+
+def test_remove_packed_removes_everything_listed(tmp_path):
+    run, entries = _packed_run(tmp_path)
+    assert remove_packed(run, entries) == []
+    assert not run.exists()
+
+
+def test_remove_packed_keeps_a_link_replaced_by_a_file_or_folder(tmp_path):
+    run, entries = _packed_run(tmp_path)
+    os.unlink(run / "latest.log")
+    (run / "latest.log").write_text("written after packing\n")
+    os.unlink(run / "logs" / "current")
+    (run / "logs" / "current").mkdir()
+    kept = remove_packed(run, entries)
+    assert {"latest.log", "logs/current", "logs", "."} <= set(kept)
+    assert (run / "latest.log").read_text() == "written after packing\n"
+    assert (run / "logs" / "current").is_dir()
+
+
+def test_remove_packed_never_follows_a_folder_swapped_for_a_link(tmp_path):
+    run, entries = _packed_run(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "stdout.log").write_text("not the run's\n")
+    (elsewhere / "current").write_text("not the run's either\n")
+    os.rename(run / "logs", tmp_path / "logs.moved")
+    os.symlink(elsewhere, run / "logs")
+    remove_packed(run, entries)
+    assert (elsewhere / "stdout.log").read_text() == "not the run's\n"
+    assert (elsewhere / "current").read_text() == "not the run's either\n"
+
+
+def test_remove_packed_keeps_a_replacement_with_the_same_size_and_times(tmp_path):
+    run, entries = _packed_run(tmp_path)
+    st = os.stat(run / "result.csv")
+    replacement = run / ".result.csv.new"
+    replacement.write_text("9,9\n")  # same size
+    os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))  # as cp -p or rsync -t keep them
+    os.replace(replacement, run / "result.csv")
+    kept = remove_packed(run, entries)
+    assert "result.csv" in kept
+    assert (run / "result.csv").read_text() == "9,9\n"

@@ -92,6 +92,16 @@ def test_folder_with_a_relative_link_out_is_not_archived(tmp_path):
     assert not list(tmp_path.glob("*.tar.gz"))
 
 
+def test_a_link_that_climbs_after_a_name_is_not_archived(tmp_path):
+    """It could not be restored safely (``b/..`` climbs from wherever ``b`` points)."""
+    (run,) = make_run_dirs(tmp_path, 1)
+    os.symlink("logs/../result.csv", run / "twisted")
+    with pytest.raises(ArchiveError, match="climbs after a name"):
+        archive_session_dir(run)
+    assert (run / "result.csv").is_file()
+    assert not list(tmp_path.glob("*.tar.gz"))
+
+
 def test_links_inside_the_run_and_file_modes_survive_a_round_trip(tmp_path):
     (run,) = make_run_dirs(tmp_path, 1)
     os.symlink("logs/stdout.log", run / "latest.log")
@@ -118,9 +128,36 @@ def test_a_chain_of_links_that_resolves_out_is_refused(tmp_path):
         for name, target in (("s", "."), ("a", "s/..")):
             tf.addfile(_member(f"{RUN}/{name}", tarfile.SYMTYPE, target))
     dest = tmp_path / "restore"
-    with pytest.raises(UnsafeArchiveMemberError, match=r"'s/\.\.', out of the folder"):
+    with pytest.raises(UnsafeArchiveMemberError, match=r"'s/\.\.' climbs after a name"):
         restore_session_archive(archive, dest)
     assert not dest.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [archive.name]
+
+
+def test_a_link_re_pointed_by_a_later_link_creates_nothing_outside(tmp_path):
+    """``a -> b/../evil`` then ``b -> .`` would make ``a`` climb out; a link under ``a`` would be
+    created through it. Nothing may appear beside the destination."""
+    parent = tmp_path / "FINISHED_SUCCESS"
+    (parent / "evil").mkdir(parents=True)
+    archive = parent / f"{RUN}.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.addfile(_member(f"{RUN}", tarfile.DIRTYPE))
+        for name, target in (("a", "b/../evil"), ("b", "."), ("a/sub/x", "../../../etc/passwd")):
+            tf.addfile(_member(f"{RUN}/{name}", tarfile.SYMTYPE, target))
+    before = sorted(parent.rglob("*"))
+    with pytest.raises(UnsafeArchiveMemberError, match="refused"):
+        restore_session_archive(archive)
+    assert sorted(parent.rglob("*")) == before
+
+
+def test_a_link_under_another_link_is_refused(tmp_path):
+    archive = tmp_path / f"{RUN}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.addfile(_member(f"{RUN}/d", tarfile.DIRTYPE))
+        tf.addfile(_member(f"{RUN}/up", tarfile.SYMTYPE, "d"))
+        tf.addfile(_member(f"{RUN}/up/x", tarfile.SYMTYPE, "y"))
+    with pytest.raises(UnsafeArchiveMemberError, match="under a link"):
+        restore_session_archive(archive, tmp_path / "restore")
     assert sorted(p.name for p in tmp_path.iterdir()) == [archive.name]
 
 

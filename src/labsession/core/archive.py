@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import stat
 import tarfile
@@ -30,6 +31,7 @@ from labsession.errors import ArchiveError, UnsafeArchiveMemberError
 
 __all__ = [
     "TAR_FORMATS",
+    "check_link_text",
     "check_member_name",
     "compare_manifest",
     "folder_manifest",
@@ -76,18 +78,42 @@ def folder_manifest(src_dir: str | os.PathLike[str], *, links: bool = False) -> 
     }
 
 
+def check_link_text(target: str) -> None:
+    """Refuse a link target that is empty, absolute, or climbs (``..``) after a name.
+
+    Leading ``..`` are fine (``../CONFIGS``); ``b/../x`` is not: if ``b`` is itself a link, the
+    ``..`` climbs from wherever ``b`` points, which no check of the text alone can bound.
+
+    Raises
+    ------
+    ArchiveError
+        Naming the target and the reason.
+    """
+    parts = PurePosixPath(target).parts
+    leading = len(parts) - len(tuple(itertools.dropwhile(lambda part: part == "..", parts)))
+    if not target or os.path.isabs(target):
+        raise ArchiveError(f"link target {target!r} is empty or an absolute path")
+    if ".." in parts[leading:]:
+        raise ArchiveError(f"link target {target!r} climbs after a name")
+
+
 def link_target_inside(root: str | os.PathLike[str], link: str | os.PathLike[str]) -> str:
     """The target of symbolic link ``link`` if it is relative and resolves inside ``root``.
 
     Raises
     ------
     ArchiveError
-        If the target is absolute or resolves (following every link on the way) out of ``root``.
+        If the target fails :func:`check_link_text` or resolves (following every link on the
+        way) out of ``root``.
     """
     target = os.readlink(link)
+    try:
+        check_link_text(target)
+    except ArchiveError as exc:
+        raise ArchiveError(f"{link}: symbolic link refused: {exc}") from None
     real_root = os.path.realpath(root)
     resolved = os.path.realpath(link)
-    if os.path.isabs(target) or os.path.commonpath([real_root, resolved]) != real_root:
+    if os.path.commonpath([real_root, resolved]) != real_root:
         raise ArchiveError(
             f"{link}: symbolic link to {target!r} points out of {root}; only relative links "
             "that stay inside the folder can be archived"
@@ -381,38 +407,77 @@ def pack_tar(
     return Path(tar_path)
 
 
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    """What tells that a path is still the very file that was listed (not a copy or rewrite)."""
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def remove_packed(src_dir: str | os.PathLike[str], entries: list[FolderEntry]) -> list[str]:
     """Remove exactly what ``entries`` (the listing packed) holds, then the folder if empty.
 
-    A file whose size or modification time changed since it was listed, and anything that
-    appeared in the folder since, is kept (with the folders above it): only what the archive
-    holds is removed. Returns the relative paths left behind (``"."`` for the folder itself).
+    Only the very files, links and folders listed are removed: one that was rewritten,
+    replaced (even by a copy with the same size and times) or added since is kept, with the
+    folders above it. Paths are resolved through open folder descriptors that refuse links,
+    so a folder swapped for a link since the listing never leads the removal elsewhere.
+    Returns the relative paths left behind (``"."`` for the folder itself).
     """
     src = Path(src_dir)
-    kept: list[str] = []
-    for rel, listed, linkname in reversed(entries):  # children before their folders
-        path = src / rel
-        if stat.S_ISDIR(listed.st_mode):
-            try:
-                os.rmdir(path)
-            except FileNotFoundError:
-                pass
-            except OSError:  # not empty: it holds something kept
-                kept.append(rel)
-            continue
+    listed = {rel: st for rel, st, _ in entries}
+    flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0)
+    fds: dict[str, int | None] = {}
+
+    def folder_fd(rel: str) -> int | None:
+        """An open descriptor of listed folder ``rel`` ("" = the root), None if it changed."""
+        if rel in fds:
+            return fds[rel]
+        fd = None
         try:
-            now = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        changed = (now.st_mode, now.st_size, now.st_mtime_ns) != (
-            listed.st_mode,
-            listed.st_size,
-            listed.st_mtime_ns,
-        )
-        if changed and linkname is None:
-            kept.append(rel)
-            continue
-        os.unlink(path)
+            if not rel:
+                fd = os.open(src, flags)
+            else:
+                parent, _, name = rel.rpartition("/")
+                parent_fd = folder_fd(parent)
+                if parent_fd is not None:
+                    fd = os.open(name, flags, dir_fd=parent_fd)
+                    if _identity(os.fstat(fd))[:2] != _identity(listed[rel])[:2]:
+                        os.close(fd)
+                        fd = None
+        except OSError:
+            fd = None
+        fds[rel] = fd
+        return fd
+
+    kept: list[str] = []
+    try:
+        for rel, before, _ in reversed(entries):  # children before their folders
+            parent, _, name = rel.rpartition("/")
+            parent_fd = folder_fd(parent)
+            if parent_fd is None:
+                kept.append(rel)
+                continue
+            if stat.S_ISDIR(before.st_mode):
+                own = fds.pop(rel, None)
+                if own is not None:
+                    os.close(own)
+                try:
+                    os.rmdir(name, dir_fd=parent_fd)
+                except FileNotFoundError:
+                    pass
+                except OSError:  # not empty (it holds something kept), or no longer a folder
+                    kept.append(rel)
+                continue
+            try:
+                now = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if _identity(now) != _identity(before):
+                kept.append(rel)
+                continue
+            os.unlink(name, dir_fd=parent_fd)
+    finally:
+        for fd in fds.values():
+            if fd is not None:
+                os.close(fd)
     try:
         os.rmdir(src)
     except OSError:

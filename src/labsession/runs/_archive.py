@@ -20,6 +20,7 @@ import lzma
 import os
 import secrets
 import shutil
+import stat
 import tarfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from pathlib import Path
 from labsession.core.archive import (
     TAR_FORMATS,
     FolderEntry,
+    check_link_text,
     check_member_name,
     compare_manifest,
     folder_manifest,
@@ -276,6 +278,8 @@ def _extract_checked(archive: Path, dest: Path, *, strip: str | None) -> dict[st
                     )
         for member, target in links:
             _make_link_inside(archive, member, target, dest)
+        for member, target in links:  # with every link in place: chains resolve inside too
+            _check_link(archive, member.name, target, dest)
     except FileExistsError as exc:
         raise ArchiveError(f"{archive}: member {exc.filename!r} appears twice; refused") from exc
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
@@ -284,25 +288,46 @@ def _extract_checked(archive: Path, dest: Path, *, strip: str | None) -> dict[st
 
 
 def _make_link_inside(archive: Path, member: tarfile.TarInfo, target: Path, root: Path) -> None:
-    if os.path.isabs(member.linkname):
-        raise UnsafeArchiveMemberError(
-            f"{archive}: member {member.name!r} links to the absolute path {member.linkname!r}; "
-            "refused"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Create link member ``target`` in ``root``, never through another link.
+
+    The link's target must pass :func:`~labsession.core.archive.check_link_text` (relative,
+    climbing with leading ``..`` only), and every folder on the way to the link must be a real
+    folder inside ``root``. Each link is
+    checked here and again, with all links in place, by :func:`_check_links`.
+    """
+    linkname = member.linkname
     try:
-        os.symlink(member.linkname, target)
+        check_link_text(linkname)
+    except ArchiveError as exc:
+        raise UnsafeArchiveMemberError(
+            f"{archive}: member {member.name!r}: {exc}; refused"
+        ) from None
+    folder = root
+    for name in target.relative_to(root).parts[:-1]:
+        folder = folder / name
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(folder).st_mode):  # a link (or file) on the way
+                raise UnsafeArchiveMemberError(
+                    f"{archive}: member {member.name!r} lies under a link or file; refused"
+                ) from None
+    try:
+        os.symlink(linkname, target)
     except FileExistsError:
         raise UnsafeArchiveMemberError(
             f"{archive}: member {member.name!r} is a link where the archive also holds a file "
             "or folder; refused"
         ) from None
+    _check_link(archive, member.name, target, root)
+
+
+def _check_link(archive: Path, name: str, link: Path, root: Path) -> None:
     try:
-        link_target_inside(root, target)
+        link_target_inside(root, link)
     except ArchiveError:
         raise UnsafeArchiveMemberError(
-            f"{archive}: member {member.name!r} links to {member.linkname!r}, out of the folder; "
-            "refused"
+            f"{archive}: member {name!r} links to {os.readlink(link)!r}, out of the folder; refused"
         ) from None
 
 
