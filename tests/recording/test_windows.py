@@ -470,3 +470,22 @@ def test_block_reader_serves_any_range(myogestic_session, prefetch, channels_fir
                     assert not got.flags.writeable
         finally:
             reader.close()
+
+
+def test_an_iterator_dropped_mid_loop_releases_its_threads_at_once(sessions):
+    """No reference cycle: dropping the iterator stops its read-ahead and decode threads."""
+    import gc
+    import threading
+
+    path = sessions[0]  # the zip
+    gc.disable()  # the threads must go without the cycle collector's help
+    try:
+        before = threading.active_count()
+        for _ in range(5):
+            it = iter_labeled_windows(path, "emg", 0.2, 0.05)
+            next(it)
+            assert threading.active_count() > before  # reading ahead
+            del it
+        assert threading.active_count() == before
+    finally:
+        gc.enable()

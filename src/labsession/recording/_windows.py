@@ -21,6 +21,7 @@ import logging
 import math
 import numbers
 import os
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -115,7 +116,10 @@ class WindowIterator(Iterator[T], Generic[T]):
         self.current_path: Path | None = None
         self.current_index: int | None = None
         self._what = what
-        self._gen = produce(self)
+        # The generator sees this iterator through a weak proxy: no reference cycle, so an
+        # iterator dropped mid-loop closes its session and reader threads at once, not whenever
+        # the garbage collector gets to the cycle.
+        self._gen = produce(weakref.proxy(self))
 
     def __iter__(self) -> WindowIterator[T]:
         return self
