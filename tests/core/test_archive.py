@@ -1,5 +1,6 @@
 import io
 import os
+import subprocess
 import tarfile
 import zipfile
 
@@ -59,12 +60,55 @@ def test_verify_zip_detects_missing_member(folder, tmp_path):
         verify_zip(out, expected=manifest)
 
 
+def _members(archive):
+    with tarfile.open(archive) as tf:
+        return [
+            (
+                m.name,
+                m.type,
+                m.size,
+                m.mode,
+                m.mtime,
+                tf.extractfile(m).read() if m.isfile() else b"",
+            )
+            for m in tf.getmembers()
+        ]
+
+
 @pytest.mark.parametrize("suffix", ["tar", "tar.gz", "tar.bz2", "tar.xz"])
-def test_pack_tar_round_trip(folder, tmp_path, suffix):
-    out = pack_tar(folder, tmp_path / f"x.{suffix}")
+@pytest.mark.parametrize("memory_limit", [0, 10**9], ids=["streamed", "in-memory"])
+def test_pack_tar_round_trip(folder, tmp_path, suffix, memory_limit):
+    (folder / "sub" / "b.bin").chmod(0o750)
+    out = pack_tar(folder, tmp_path / f"x.{suffix}", memory_limit=memory_limit)
     assert sorted(verify_tar(out)) == ["src/a.txt", "src/sub/b.bin"]
     dest = safe_extract(out, tmp_path / "restored")
     assert (dest / "src" / "sub" / "b.bin").read_bytes() == (folder / "sub" / "b.bin").read_bytes()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("suffix", ["tar", "tar.gz", "tar.bz2", "tar.xz"])
+def test_pack_tar_in_memory_and_streamed_hold_the_same_members(folder, tmp_path, suffix):
+    # A folder under the limit is packed in memory, one over it streamed: same archive content.
+    (folder / "sub" / "b.bin").chmod(0o750)
+    total = sum(folder_manifest(folder).values())
+    in_memory = pack_tar(folder, tmp_path / f"m.{suffix}", memory_limit=total)
+    streamed = pack_tar(folder, tmp_path / f"s.{suffix}", memory_limit=total - 1)
+    assert _members(in_memory) == _members(streamed)
+    names = [m[0] for m in _members(in_memory)]
+    assert names == ["src", "src/a.txt", "src/sub", "src/sub/b.bin"]
+
+
+def test_pack_tar_in_memory_gzip_reads_with_the_tar_command(folder, tmp_path):
+    out = pack_tar(folder, tmp_path / "x.tar.gz")
+    listed = subprocess.run(
+        ["tar", "-tzvf", str(out)], capture_output=True, text=True, check=True
+    ).stdout
+    line = next(line for line in listed.splitlines() if line.endswith("src/sub/b.bin"))
+    assert " 5000 " in line
+    dest = tmp_path / "by-tar"
+    dest.mkdir()
+    subprocess.run(["tar", "-xzf", str(out), "-C", str(dest)], check=True)
+    assert (dest / "src" / "a.txt").read_text() == "alpha"
 
 
 def test_pack_tar_unknown_suffix(folder, tmp_path):

@@ -9,15 +9,19 @@ written.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import functools
+import gzip
+import io
 import itertools
+import lzma
 import os
 import stat
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 
 try:  # POSIX only
@@ -30,6 +34,7 @@ from labsession.core.atomic import atomic_path, fsync_dir
 from labsession.errors import ArchiveError, UnsafeArchiveMemberError
 
 __all__ = [
+    "PACK_IN_MEMORY_BYTES",
     "TAR_FORMATS",
     "check_link_text",
     "check_member_name",
@@ -239,6 +244,20 @@ def tar_mode(path: str | os.PathLike[str]) -> str:
     raise ArchiveError(f"{path}: unknown archive suffix; expected one of {sorted(TAR_FORMATS)}")
 
 
+def _member_sizes(tf: tarfile.TarFile) -> dict[str, int]:
+    """Read every file member of an open tar to its end and map its name to the bytes read."""
+    found: dict[str, int] = {}
+    for member in tf:
+        if member.isfile():
+            extracted = tf.extractfile(member)
+            assert extracted is not None
+            size = 0
+            while block := extracted.read(1 << 20):
+                size += len(block)
+            found[member.name] = size
+    return found
+
+
 def tar_manifest(tar_path: str | os.PathLike[str]) -> dict[str, int]:
     """Read a tar archive to its end and map every file member to its size in bytes.
 
@@ -249,20 +268,11 @@ def tar_manifest(tar_path: str | os.PathLike[str]) -> dict[str, int]:
     ArchiveError
         If it is unreadable or truncated.
     """
-    found: dict[str, int] = {}
     try:
         with tarfile.open(tar_path, "r:*") as tf:
-            for member in tf:
-                if member.isfile():
-                    extracted = tf.extractfile(member)
-                    assert extracted is not None
-                    size = 0
-                    while block := extracted.read(1 << 20):
-                        size += len(block)
-                    found[member.name] = size
+            return _member_sizes(tf)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise ArchiveError(f"{tar_path}: not a readable tar archive ({exc})") from exc
-    return found
 
 
 def verify_tar(
@@ -330,7 +340,7 @@ def walk_folder(src: Path, *, links: bool = False) -> list[FolderEntry]:
         On a special file, or a symbolic link (with ``links``: one that points out of ``src``).
     """
     entries: list[tuple[str, os.stat_result, str | None]] = []
-    stack = [("", src)]
+    stack: list[tuple[str, str]] = [("", os.fspath(src))]
     while stack:
         prefix, folder = stack.pop()
         with os.scandir(folder) as it:
@@ -339,7 +349,7 @@ def walk_folder(src: Path, *, links: bool = False) -> list[FolderEntry]:
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
                     entries.append((rel, st, None))
-                    stack.append((rel + "/", Path(entry.path)))
+                    stack.append((rel + "/", entry.path))
                 elif stat.S_ISREG(st.st_mode):
                     entries.append((rel, st, None))
                 elif links and stat.S_ISLNK(st.st_mode):
@@ -354,6 +364,51 @@ def walk_folder(src: Path, *, links: bool = False) -> list[FolderEntry]:
     return entries
 
 
+#: :func:`pack_tar` packs a folder whose files add up to at most this many bytes in memory.
+PACK_IN_MEMORY_BYTES = 32 * 1024 * 1024
+
+#: Whole-buffer (compress(raw, level), decompress(data)) for each ``tarfile`` compression.
+_CODECS: dict[str, tuple[Callable[[bytes, int], bytes], Callable[[bytes], bytes]]] = {
+    "": (lambda raw, level: raw, lambda data: data),
+    "gz": (lambda raw, level: gzip.compress(raw, compresslevel=level, mtime=0), gzip.decompress),
+    "bz2": (lambda raw, level: bz2.compress(raw, level), bz2.decompress),
+    "xz": (lambda raw, level: lzma.compress(raw), lzma.decompress),
+}
+
+
+def _add_entries(tf: tarfile.TarFile, src: Path, top: str, entries: list[FolderEntry]) -> None:
+    root = os.fspath(src)
+    tf.addfile(_tarinfo(top or ".", src.stat()))
+    for name, st, linkname in entries:
+        info = _tarinfo(f"{top}/{name}" if top else name, st, linkname)
+        if info.isdir() or info.issym():
+            tf.addfile(info)
+        else:
+            with open(os.path.join(root, name), "rb") as f:
+                tf.addfile(info, f)
+
+
+def _write_in_memory(
+    tmp: Path, src: Path, top: str, entries: list[FolderEntry], compression: str, level: int
+) -> dict[str, int]:
+    """Pack into memory, check the tar, write it compressed, read the file back and compare."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tf:
+        _add_entries(tf, src, top, entries)
+    raw = buffer.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
+        packed = _member_sizes(tf)
+    compress, decompress = _CODECS[compression]
+    data = compress(raw, level)
+    with open(tmp, "wb") as f:
+        f.write(data)
+    with open(tmp, "rb") as f:
+        written = f.read()
+    if written != data or decompress(written) != raw:
+        raise ArchiveError(f"{tmp}: the archive read back differs from what was written")
+    return packed
+
+
 def pack_tar(
     src_dir: str | os.PathLike[str],
     tar_path: str | os.PathLike[str],
@@ -363,12 +418,20 @@ def pack_tar(
     fsync: bool = True,
     links: bool = False,
     entries: list[FolderEntry] | None = None,
+    memory_limit: int = PACK_IN_MEMORY_BYTES,
 ) -> Path:
     """Pack ``src_dir`` into a tar archive (compression from the suffix), verify, move into place.
 
     Members sit under ``arcname/`` (default: the folder's own name), so extraction recreates the
-    folder. The archive is verified against the folder's manifest (every file read back, its
-    size compared) before the rename. Modification times are stored in whole seconds.
+    folder. The archive is verified against the folder's manifest (every member's data read
+    back, its size compared) before the rename. Modification times are stored in whole seconds.
+
+    A folder whose files add up to at most ``memory_limit`` bytes (run folders, typically) is
+    packed in memory: its tar is read back and checked there, compressed in one call, written,
+    and the file read back must equal the bytes written and decompress to the checked tar.
+    Larger folders are streamed through :mod:`tarfile` and the file is read back as a stream.
+    Both give the same members; the one-call compression is several times cheaper per small
+    file than streaming each header and file through the compressor.
 
     Parameters
     ----------
@@ -381,6 +444,8 @@ def pack_tar(
     entries
         The folder's :func:`walk_folder` listing, when the caller already made it (to remove
         exactly what was packed with :func:`remove_packed`).
+    memory_limit
+        Largest total of file sizes packed in memory (0: always stream).
     """
     src = Path(src_dir)
     top = src.name if arcname is None else arcname
@@ -392,18 +457,20 @@ def pack_tar(
         if stat.S_ISREG(st.st_mode)
     }
     compression = tar_mode(tar_path)
-    kwargs = {"compresslevel": compresslevel} if compression in ("gz", "bz2") else {}
     with atomic_path(tar_path, fsync=fsync) as tmp:
-        with tarfile.open(tmp, f"w:{compression}", **kwargs) as tf:  # type: ignore[call-overload]
-            tf.addfile(_tarinfo(top or ".", src.stat()))
-            for name, st, linkname in entries:
-                info = _tarinfo(f"{top}/{name}" if top else name, st, linkname)
-                if info.isdir() or info.issym():
-                    tf.addfile(info)
-                else:
-                    with open(src / name, "rb") as f:
-                        tf.addfile(info, f)
-        verify_tar(tmp, expected=expected)
+        if sum(expected.values()) <= memory_limit:
+            try:
+                found = _write_in_memory(tmp, src, top, entries, compression, compresslevel)
+            except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
+                raise ArchiveError(
+                    f"{tar_path}: packed archive does not read back ({exc})"
+                ) from exc
+            compare_manifest(tar_path, expected, found)
+        else:
+            kwargs = {"compresslevel": compresslevel} if compression in ("gz", "bz2") else {}
+            with tarfile.open(tmp, f"w:{compression}", **kwargs) as tf:  # type: ignore[call-overload]
+                _add_entries(tf, src, top, entries)
+            verify_tar(tmp, expected=expected)
     return Path(tar_path)
 
 
