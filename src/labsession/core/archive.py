@@ -384,7 +384,8 @@ def _add_entries(tf: tarfile.TarFile, src: Path, top: str, entries: list[FolderE
         if info.isdir() or info.issym():
             tf.addfile(info)
         else:
-            with open(os.path.join(root, name), "rb") as f:
+            # Unbuffered: tarfile reads exactly the member size, in large blocks.
+            with open(os.path.join(root, name), "rb", buffering=0) as f:
                 tf.addfile(info, f)
 
 
