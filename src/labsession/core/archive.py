@@ -365,7 +365,9 @@ def walk_folder(src: Path, *, links: bool = False) -> list[FolderEntry]:
 
 
 #: :func:`pack_tar` packs a folder whose files add up to at most this many bytes in memory.
-PACK_IN_MEMORY_BYTES = 32 * 1024 * 1024
+#: The gain is per member, so small folders get it all; the bound keeps each worker's peak
+#: memory (the tar, its compressed copy and the read-back, a few times this) small.
+PACK_IN_MEMORY_BYTES = 4 * 1024 * 1024
 
 #: Whole-buffer (compress(raw, level), decompress(data)) for each ``tarfile`` compression.
 _CODECS: dict[str, tuple[Callable[[bytes, int], bytes], Callable[[bytes], bytes]]] = {
