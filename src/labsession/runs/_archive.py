@@ -281,13 +281,19 @@ def _extract_checked(archive: Path, dest: Path, *, strip: str | None) -> dict[st
     return written
 
 
+_NEW_FILE_FLAGS = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
+_BY_DESCRIPTOR = hasattr(os, "fchmod") and os.utime in os.supports_fd
+
+
 def _write_new_file(target: Path, source: IO[bytes], member: tarfile.TarInfo) -> int:
     """Create ``target`` (never an existing path), copy ``source`` in, set mode and mtime.
 
     Works on the descriptor (no buffered file object, no path look-ups after the open): a run
     restores a few dozen small files, and on small files those calls are most of the cost.
     """
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = os.open(target, _NEW_FILE_FLAGS, 0o600)
     size = 0
     try:
         while block := source.read(1 << 20):
@@ -295,10 +301,15 @@ def _write_new_file(target: Path, source: IO[bytes], member: tarfile.TarInfo) ->
             while view:
                 view = view[os.write(fd, view) :]
             size += len(block)
-        os.fchmod(fd, (member.mode & 0o755) | 0o600)
-        os.utime(fd, (member.mtime, member.mtime))
+        mode, times = (member.mode & 0o755) | 0o600, (member.mtime, member.mtime)
+        if _BY_DESCRIPTOR:
+            os.fchmod(fd, mode)
+            os.utime(fd, times)
     finally:
         os.close(fd)
+    if not _BY_DESCRIPTOR:  # Windows: by path, once the file is closed
+        os.chmod(target, mode)
+        os.utime(target, times)
     return size
 
 
