@@ -111,6 +111,64 @@ def test_pack_tar_in_memory_gzip_reads_with_the_tar_command(folder, tmp_path):
     assert (dest / "src" / "a.txt").read_text() == "alpha"
 
 
+def _packed_in_memory(gz_archive):
+    # The in-memory path writes a gzip header without a time stamp (mtime 0); tarfile's
+    # streaming writer stamps the current time.
+    return int.from_bytes(gz_archive.read_bytes()[4:8], "little") == 0
+
+
+def test_pack_tar_bounds_memory_by_the_tar_not_the_file_data(tmp_path):
+    # 200 empty files hold no data, but their tar takes over 100 KiB of headers.
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(200):
+        (src / f"empty{i:03d}").touch()
+    small = pack_tar(src, tmp_path / "small.tar.gz", memory_limit=50_000)
+    large = pack_tar(src, tmp_path / "large.tar.gz", memory_limit=10**6)
+    assert not _packed_in_memory(small)
+    assert _packed_in_memory(large)
+    assert len(verify_tar(small)) == len(verify_tar(large)) == 200
+
+
+@pytest.mark.parametrize("memory_limit", [0, 10**9], ids=["streamed", "in-memory"])
+@pytest.mark.parametrize(("suffix", "level"), [("tar.gz", 10), ("tar.gz", -2), ("tar.bz2", 0)])
+def test_pack_tar_bad_compresslevel_is_a_value_error(folder, tmp_path, memory_limit, suffix, level):
+    with pytest.raises(ValueError, match="compresslevel"):
+        pack_tar(folder, tmp_path / f"x.{suffix}", compresslevel=level, memory_limit=memory_limit)
+    assert list(tmp_path.iterdir()) == [folder]
+
+
+@pytest.mark.parametrize("memory_limit", [0, 10**9], ids=["streamed", "in-memory"])
+def test_pack_tar_refuses_a_file_that_shrank_after_listing(folder, tmp_path, memory_limit):
+    entries = walk_folder(folder)
+    (folder / "sub" / "b.bin").write_bytes(b"short")
+    with pytest.raises(ArchiveError, match=r"b\.bin: shorter than when the folder was listed"):
+        pack_tar(folder, tmp_path / "x.tar.gz", entries=entries, memory_limit=memory_limit)
+    assert list(tmp_path.iterdir()) == [folder]
+    assert (folder / "sub" / "b.bin").read_bytes() == b"short"
+
+
+@pytest.mark.parametrize("memory_limit", [0, 10**9], ids=["streamed", "in-memory"])
+def test_pack_tar_never_packs_through_a_file_swapped_for_a_link(folder, tmp_path, memory_limit):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("S" * 5)  # as long as a.txt, so only the swap can tell them apart
+    entries = walk_folder(folder)
+    (folder / "a.txt").unlink()
+    os.symlink(secret, folder / "a.txt")
+    with pytest.raises(ArchiveError, match=r"a\.txt: changed since the folder was listed"):
+        pack_tar(folder, tmp_path / "x.tar.gz", entries=entries, memory_limit=memory_limit)
+    assert not (tmp_path / "x.tar.gz").exists()
+
+
+@pytest.mark.parametrize("memory_limit", [0, 10**9], ids=["streamed", "in-memory"])
+def test_pack_tar_refuses_a_file_replaced_after_listing(folder, tmp_path, memory_limit):
+    entries = walk_folder(folder)
+    (tmp_path / "new.txt").write_text("other")  # same size, another file...
+    os.replace(tmp_path / "new.txt", folder / "a.txt")  # ...moved over it, as atomic writers do
+    with pytest.raises(ArchiveError, match=r"a\.txt: replaced since the folder was listed"):
+        pack_tar(folder, tmp_path / "x.tar.gz", entries=entries, memory_limit=memory_limit)
+
+
 def test_pack_tar_unknown_suffix(folder, tmp_path):
     with pytest.raises(ArchiveError, match="unknown archive suffix"):
         pack_tar(folder, tmp_path / "x.rar")

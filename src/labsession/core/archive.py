@@ -364,7 +364,7 @@ def walk_folder(src: Path, *, links: bool = False) -> list[FolderEntry]:
     return entries
 
 
-#: :func:`pack_tar` packs a folder whose files add up to at most this many bytes in memory.
+#: :func:`pack_tar` packs a folder whose tar would take at most this many bytes in memory.
 #: The gain is per member, so small folders get it all; the bound keeps each worker's peak
 #: memory (the tar, its compressed copy and the read-back, a few times this) small.
 PACK_IN_MEMORY_BYTES = 4 * 1024 * 1024
@@ -378,6 +378,43 @@ _CODECS: dict[str, tuple[Callable[[bytes, int], bytes], Callable[[bytes], bytes]
 }
 
 
+def _tar_size(top: str, entries: list[FolderEntry]) -> int:
+    """An upper bound on the size of the uncompressed tar of ``entries``.
+
+    Each member takes a 512-byte header, its data padded to 512 bytes, and at most a PAX
+    header (long or non-ASCII names, owner names) of its own, bounded here generously.
+    """
+    size = 1024 + 2048 + 2 * len(top)  # end-of-archive blocks, the top folder
+    for name, st, linkname in entries:
+        data = -(-st.st_size // 512) * 512 if linkname is None else 0
+        size += 512 + data + 1536 + 2 * (len(top) + len(name) + len(linkname or ""))
+    return size
+
+
+def _copy_listed_file(
+    tf: tarfile.TarFile, info: tarfile.TarInfo, path: str, listed: os.stat_result
+) -> None:
+    """Add file ``path`` to ``tf`` if it is still the very file listed (never through a link)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ArchiveError(f"{path}: changed since the folder was listed ({exc})") from exc
+    # Unbuffered: tarfile reads exactly the member size, in large blocks.
+    with open(fd, "rb", buffering=0) as f:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (listed.st_dev, listed.st_ino):
+            raise ArchiveError(f"{path}: replaced since the folder was listed; not packed")
+        try:
+            tf.addfile(info, f)
+        except OSError as exc:
+            if os.fstat(fd).st_size >= info.size:  # not the file running short: disk, etc.
+                raise
+            raise ArchiveError(
+                f"{path}: shorter than when the folder was listed ({exc}); not packed"
+            ) from exc
+
+
 def _add_entries(tf: tarfile.TarFile, src: Path, top: str, entries: list[FolderEntry]) -> None:
     root = os.fspath(src)
     tf.addfile(_tarinfo(top or ".", src.stat()))
@@ -386,9 +423,7 @@ def _add_entries(tf: tarfile.TarFile, src: Path, top: str, entries: list[FolderE
         if info.isdir() or info.issym():
             tf.addfile(info)
         else:
-            # Unbuffered: tarfile reads exactly the member size, in large blocks.
-            with open(os.path.join(root, name), "rb", buffering=0) as f:
-                tf.addfile(info, f)
+            _copy_listed_file(tf, info, os.path.join(root, name), st)
 
 
 def _write_in_memory(
@@ -429,7 +464,7 @@ def pack_tar(
     folder. The archive is verified against the folder's manifest (every member's data read
     back, its size compared) before the rename. Modification times are stored in whole seconds.
 
-    A folder whose files add up to at most ``memory_limit`` bytes (run folders, typically) is
+    A folder whose tar takes at most ``memory_limit`` bytes (run folders, typically) is
     packed in memory: its tar is read back and checked there, compressed in one call, written,
     and the file read back must equal the bytes written and decompress to the checked tar.
     Larger folders are streamed through :mod:`tarfile` and the file is read back as a stream.
@@ -448,7 +483,15 @@ def pack_tar(
         The folder's :func:`walk_folder` listing, when the caller already made it (to remove
         exactly what was packed with :func:`remove_packed`).
     memory_limit
-        Largest total of file sizes packed in memory (0: always stream).
+        Largest tar (file data, headers and padding) packed in memory (0: always stream).
+
+    Raises
+    ------
+    ArchiveError
+        If the folder holds a special file or a link out of it, a listed file was replaced or
+        shrank before it was packed, or the archive does not read back as the listing.
+    ValueError
+        If ``compresslevel`` is out of range for the compression.
     """
     src = Path(src_dir)
     top = src.name if arcname is None else arcname
@@ -460,8 +503,11 @@ def pack_tar(
         if stat.S_ISREG(st.st_mode)
     }
     compression = tar_mode(tar_path)
+    lowest = {"gz": 0, "bz2": 1}.get(compression)
+    if lowest is not None and compresslevel not in range(lowest, 10):
+        raise ValueError(f"compresslevel {compresslevel!r} out of range for {compression}")
     with atomic_path(tar_path, fsync=fsync) as tmp:
-        if memory_limit > 0 and sum(expected.values()) <= memory_limit:
+        if memory_limit > 0 and _tar_size(top, entries) <= memory_limit:
             try:
                 found = _write_in_memory(tmp, src, top, entries, compression, compresslevel)
             except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:

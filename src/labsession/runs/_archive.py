@@ -120,8 +120,9 @@ def archive_session_dir(
     FileExistsError
         If the archive already exists (it is never overwritten).
     ArchiveError
-        If the folder holds a special file or a link that points out of it, or the archive does
-        not read back as the folder's exact member list and sizes; the source is then untouched.
+        If the folder holds a special file or a link that points out of it, a file was replaced
+        (or swapped for a link) or shrank between listing and packing, or the archive does not
+        read back as the folder's exact member list and sizes; the source is then untouched.
     """
     src = Path(src_dir)
     target, entries = pack_verified(src, fmt=format, compresslevel=compresslevel, fsync=remove_src)
