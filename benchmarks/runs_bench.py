@@ -8,7 +8,9 @@ Figures printed:
    ``python script.py`` process next to a bare ``python -c "import numpy"``.
 2. Bulk archive and restore of N run folders with seven small files each, in sessions per second,
    timed inside the worker process (imports excluded): labsession (all CPUs, and one process) and
-   scitex-session on the same folders in the same run, in alternating order, with the ratios.
+   scitex-session on the same folders in the same run, in alternating order, with the ratios;
+   and, after each restore, the rate of creating the same trees with bare ``os.mkdir`` and
+   ``os.open`` calls in one process: the floor any restore meets on this disk.
 
 scitex-session is never a labsession dependency: install it in a scratch venv and point
 ``--scitex-python`` at it::
@@ -124,6 +126,28 @@ def make_runs(root: Path, n: int) -> None:
             (run / name).write_bytes(line * (20 + 10 * j))
 
 
+def bare_creation_rate(scratch: Path, n: int) -> float:
+    """Runs per second of creating the same trees with bare ``os.mkdir``/``os.open`` calls.
+
+    The floor for any restore on this disk: three folders and seven files per run, the same
+    sizes, no archive read, no temporary folder, no check. Timed in this process, then removed.
+    """
+    scratch.mkdir()
+    t0 = time.perf_counter()
+    for i in range(n):
+        run = os.path.join(scratch, f"run{i:05d}")
+        os.mkdir(run)
+        os.mkdir(os.path.join(run, "logs"))
+        os.mkdir(os.path.join(run, "CONFIGS"))
+        for j, name in enumerate(FILES):
+            fd = os.open(os.path.join(run, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.write(fd, f"run {i} file {name} value {i * 7 + j}\n".encode() * (20 + 10 * j))
+            os.close(fd)
+    rate = n / (time.perf_counter() - t0)
+    shutil.rmtree(scratch)
+    return rate
+
+
 def _clean_archives(root: Path) -> None:
     for path in root.iterdir():
         if path.is_file() and path.name.endswith(".tar.gz"):
@@ -148,6 +172,7 @@ def bench_bulk(args: argparse.Namespace, work: Path) -> dict[str, dict[str, list
     rates: dict[str, dict[str, list[float]]] = {
         t: {"archive": [], "restore": []} for t, *_ in tools
     }
+    floor: list[float] = []
     # One set of folders for every tool: each archives them all, restores them all (the folders
     # are back, byte for byte), and its archives are removed before the next tool's turn.
     root = work / "runs"
@@ -162,13 +187,15 @@ def bench_bulk(args: argparse.Namespace, work: Path) -> dict[str, dict[str, list
             assert arch["summary"]["archived"] == args.n, arch
             rest = _run_worker(python, tool, "restore", root, jobs)
             assert rest["summary"]["restored"] == args.n, rest
+            floor.append(bare_creation_rate(work / "bare", args.n))  # same disk state
             _clean_archives(root)
             rates[label]["archive"].append(args.n / arch["seconds"])
             rates[label]["restore"].append(args.n / rest["seconds"])
             print(
                 f"  repeat {rep + 1} {label:15s} archive {args.n / arch['seconds']:8.0f}/s  "
-                f"restore {args.n / rest['seconds']:8.0f}/s"
+                f"restore {args.n / rest['seconds']:8.0f}/s  (bare creation {floor[-1]:6.0f}/s)"
             )
+    rates["bare creation"] = {"archive": [float("nan")], "restore": floor}
     return rates
 
 
@@ -271,6 +298,9 @@ def main() -> None:
         label: {op: statistics.median(v) for op, v in ops.items()} for label, ops in rates.items()
     }
     for label, ops in med.items():
+        if label == "bare creation":
+            print(f"{label:16s} {'':17s}   mkdir/open {ops['restore']:5.0f}/s (restore's floor)")
+            continue
         print(f"{label:16s} archive {ops['archive']:8.0f}/s   restore {ops['restore']:8.0f}/s")
     if "scitex-session" in med:
         for label in ("labsession", "labsession -j1"):
