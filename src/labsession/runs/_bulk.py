@@ -16,6 +16,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import stat
 import sys
 import threading
 import time
@@ -86,7 +87,9 @@ def _archive_chunk(
         except Exception as exc:  # noqa: BLE001 - one bad session must not stop the others
             return _Outcome(path, False, error=f"{type(exc).__name__}: {exc}")
         size_in = (
-            sum(st.st_size for _rel, st, link in entries if link is None) if track_bytes else 0
+            sum(st.st_size for _rel, st, _link in entries if stat.S_ISREG(st.st_mode))
+            if track_bytes
+            else 0
         )
         return Path(path), target, size_in, entries
 
