@@ -402,8 +402,7 @@ def _copy_listed_file(
         raise ArchiveError(f"{path}: changed since the folder was listed ({exc})") from exc
     # Unbuffered: tarfile reads exactly the member size, in large blocks.
     with open(fd, "rb", buffering=0) as f:
-        now = os.fstat(fd)
-        if (now.st_dev, now.st_ino) != (listed.st_dev, listed.st_ino):
+        if _identity(os.fstat(fd))[:2] != _identity(listed)[:2]:  # another inode
             raise ArchiveError(f"{path}: replaced since the folder was listed; not packed")
         try:
             tf.addfile(info, f)

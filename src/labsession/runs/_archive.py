@@ -319,8 +319,8 @@ def _make_link_inside(archive: Path, member: tarfile.TarInfo, target: Path, root
 
     The link's target must pass :func:`~labsession.core.archive.check_link_text` (relative,
     climbing with leading ``..`` only), and every folder on the way to the link must be a real
-    folder inside ``root``. Each link is
-    checked here and again, with all links in place, by :func:`_check_links`.
+    folder inside ``root``. Each link is checked here by :func:`_check_link`, and again once
+    all links are in place.
     """
     linkname = member.linkname
     try:
