@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ArchiveError",
     "ConfigError",
+    "DisplayError",
     "LabsessionError",
     "MotionSessionError",
     "ReproducibilityError",
@@ -48,4 +49,11 @@ class MotionSessionError(LabsessionError, RuntimeError):
     """A stage of the multi-recording motion session failed or cannot start.
 
     The message names the recording, the missing earlier stage or the array-task variable.
+    """
+
+
+class DisplayError(LabsessionError, RuntimeError):
+    """The GUI cannot open a window: no display, or the graphics system failed to start.
+
+    The message says how to run without one (``mode="headless"``) or on a virtual display.
     """

@@ -80,8 +80,8 @@ def test_headless_run_hooks_and_duration(tmp_path):
     assert app.ctx.state == "idle"
     (zip_path,) = app.ctx.packed
     assert zip_path.exists()
-    with pytest.raises(NotImplementedError, match="headless"):
-        app.run(mode="gui")
+    with pytest.raises(ValueError, match="'gui' or 'headless'"):
+        app.run(mode="web")
 
 
 def _start_record(tmp_path, cycle="5"):

@@ -1,4 +1,4 @@
-"""The App: streams, the recording lifecycle, and the headless run loop."""
+"""The App: streams, the recording lifecycle, and the run loop (window or headless)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from labsession.acquisition._context import AppContext
 from labsession.acquisition._stream import Stream
@@ -154,38 +154,89 @@ class App:
         """Ask :meth:`run` to return (thread-safe; what Ctrl-C and SIGTERM do)."""
         self._stop_event.set()
 
+    @property
+    def stop_requested(self) -> bool:
+        """True once :meth:`request_stop` was called during the current :meth:`run`."""
+        return self._stop_event.is_set()
+
+    def draw_ui(self) -> None:
+        """Draw one frame of the app's GUI: the ``@app.ui`` callback with :attr:`ctx`.
+
+        Called by the window loop of ``run(mode="gui")``, inside an imgui frame. Without an
+        ``@app.ui`` callback, a short text says how to add one.
+        """
+        if self._ui is not None:
+            self._ui(self.ctx)
+            return
+        from imgui_bundle import imgui
+
+        imgui.text(f"{self.name}: {self.ctx.state}")
+        imgui.text_wrapped(
+            "This app has no GUI yet: decorate a function with @app.ui to draw one "
+            "(labsession.widgets has recording controls, a session manager and live plots), "
+            "or run `labsession gui` for the ready-made recorder."
+        )
+
     def run(
         self,
-        mode: Literal["headless", "gui"] = "headless",
+        mode: Literal["gui", "headless"] = "gui",
         *,
         duration: float | None = None,
         connect_timeout: float = 5.0,
+        window_size: tuple[int, int] = (1280, 800),
+        runner_params: Any = None,
     ) -> None:
-        """Start the streams, wait for them to connect, run the hooks and pipelines, then wait.
+        """Start the streams, wait for them to connect, run the hooks and pipelines, then loop.
 
         Streams get up to ``connect_timeout`` seconds to connect before the hooks run (those
         still unconnected are named in a warning and keep trying).
 
-        In headless mode the app runs until ``duration`` seconds pass, :meth:`request_stop` is
-        called, or the process gets Ctrl-C / SIGTERM; a recording in progress is then stopped,
-        saved and packed before ``run`` returns.
+        ``mode="gui"`` (the default) opens a window of ``window_size`` pixels and draws the
+        ``@app.ui`` callback every frame until the window is closed. ``runner_params`` is an
+        optional ``imgui_bundle.hello_imgui.RunnerParams`` to start from: the app sets its own
+        ``show_gui`` and keeps the other callbacks (``register_tests``, ``post_new_frame``...),
+        so imgui's test engine or other settings can be added. The window layout is kept in the
+        per-user state folder (:func:`labsession.core.paths.user_state_dir`), never in the
+        working directory. Disk, LSL and packing stay on their own threads: the window never
+        waits on them.
+
+        ``mode="headless"`` waits without a window.
+
+        Either way the app runs until the window closes (GUI), ``duration`` seconds pass,
+        :meth:`request_stop` is called, or the process gets Ctrl-C / SIGTERM; a recording in
+        progress is then stopped, saved and packed before ``run`` returns.
+
+        Raises
+        ------
+        DisplayError
+            In GUI mode, when there is no display to open the window on; the message names
+            ``mode="headless"``. Nothing has started then.
         """
-        if mode != "headless":
-            raise NotImplementedError(
-                f"mode {mode!r}: only 'headless' is available in this version"
-            )
+        if mode not in ("gui", "headless"):
+            raise ValueError(f"mode must be 'gui' or 'headless', got {mode!r}")
+        if mode == "gui":
+            from labsession.acquisition._window import check_display
+
+            check_display()
         self._stop_event.clear()
         self.start()
         missing = self.wait_connected(connect_timeout)
         if missing:
             log.warning("not connected after %g s (still trying): %s", connect_timeout, missing)
-        for hook in self.before_run_hooks:
-            hook(self)
-        for pipeline in self.pipelines:
-            pipeline.start()
         restore = self._install_signal_handlers()
         try:
-            self._stop_event.wait(duration)
+            for hook in self.before_run_hooks:
+                hook(self)
+            for pipeline in self.pipelines:
+                pipeline.start()
+            if mode == "gui":
+                from labsession.acquisition._window import run_window
+
+                run_window(
+                    self, window_size=window_size, runner_params=runner_params, duration=duration
+                )
+            else:
+                self._stop_event.wait(duration)
         finally:
             restore()
             for pipeline in self.pipelines:

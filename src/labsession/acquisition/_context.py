@@ -31,6 +31,9 @@ class AppContext:
         The latest output of the running pipeline's predict function.
     packed
         Paths of the ``.session.zip`` files packed so far, oldest first.
+    status_message
+        A short message for the user about the latest action (a refused click, a failed pack),
+        shown by the GUI; ``""`` when there is nothing to say.
     """
 
     state: Literal["idle", "recording"] = "idle"
@@ -39,3 +42,4 @@ class AppContext:
     class_names: list[str] = field(default_factory=list)
     prediction: Any = None
     packed: list[Path] = field(default_factory=list)
+    status_message: str = ""

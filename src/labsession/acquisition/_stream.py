@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 
+from labsession.acquisition._health import StreamHealth
 from labsession.acquisition._ring import RingBuffer
 from labsession.recording import Session, StreamInfo
 from labsession.sources import Source
@@ -29,7 +30,16 @@ class Stream:
         Length of :meth:`get_window` and of the ring buffer's history (kept x2).
     connect_retry
         Seconds between connection attempts while the source cannot connect.
+
+    Attributes
+    ----------
+    health
+        Live counters (:class:`~labsession.acquisition.StreamHealth`): samples, nominal and
+        effective rate, gaps, dropped samples, backwards timestamps, disconnects, source errors.
     """
+
+    #: Longest wait (s) between retries of a source whose ``read`` keeps raising.
+    max_error_backoff = 2.0
 
     def __init__(
         self, name: str, source: Source, window_seconds: float = 1.0, *, connect_retry: float = 1.0
@@ -49,6 +59,7 @@ class Stream:
         self._connected = threading.Event()
         self.error: BaseException | None = None
         self.n_samples = 0
+        self.health = StreamHealth()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -112,6 +123,7 @@ class Stream:
             self.info = info
             capacity = max(1, int(2 * self.window_seconds * info.fs))
             self.ring = RingBuffer(capacity, info.n_channels, info.dtype)
+            self.health.on_connected(info.fs)
             self._connected.set()
             return True
         return False
@@ -119,18 +131,47 @@ class Stream:
     def _run(self) -> None:
         if not self._connect():
             return
-        assert self.ring is not None
         try:
-            while not self._stop.is_set():
-                chunk = self.source.read()
-                if chunk is None:
-                    continue
-                data, ts = chunk
-                self.ring.write(data, ts)
-                self.n_samples += data.shape[0]
-                with self._session_lock:
-                    if self._session is not None:
-                        self._session.append(self.name, data, ts)
+            self._acquire()
         except Exception as exc:
             log.exception("stream %r: acquisition stopped", self.name)
             self.error = exc
+
+    def _acquire(self) -> None:
+        assert self.ring is not None
+        backoff = 0.0
+        while not self._stop.is_set():
+            try:
+                chunk = self.source.read()
+            except Exception as exc:  # noqa: BLE001 - a flaky device must not end acquisition
+                self.error = exc
+                self.health.on_source_error(exc)
+                backoff = min(self.max_error_backoff, max(0.05, 2 * backoff))
+                log.warning(
+                    "stream %r: source read failed (%s: %s); retrying in %.2f s",
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                    backoff,
+                )
+                self._stop.wait(backoff)
+                continue
+            backoff = 0.0
+            self._track_source_state()
+            if chunk is None:
+                continue
+            data, ts = chunk
+            self.ring.write(data, ts)
+            self.n_samples += data.shape[0]
+            self.health.on_chunk(ts)
+            with self._session_lock:
+                if self._session is not None:
+                    self._session.append(self.name, data, ts)
+
+    def _track_source_state(self) -> None:
+        """Mirror a source's ``state`` attribute (LSLSource has one) into :attr:`health`."""
+        state = getattr(self.source, "state", None)
+        if state == "disconnected":
+            self.health.on_disconnected()
+        elif state == "connected" and not self.health.connected and self.info is not None:
+            self.health.on_connected(self.info.fs)

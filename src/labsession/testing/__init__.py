@@ -3,8 +3,19 @@
 Used by labsession's own tests, benchmarks and demo, and by anyone testing code built on it.
 """
 
+from labsession.testing._gui import GuiScript, ImguiFrames, run_gui, save_screenshot, xvfb_display
 from labsession.testing._polling import wait_until
 from labsession.testing._sessions import record_synthetic_session
 from labsession.testing._signals import class_patterns, emg_like
 
-__all__ = ["class_patterns", "emg_like", "record_synthetic_session", "wait_until"]
+__all__ = [
+    "GuiScript",
+    "ImguiFrames",
+    "class_patterns",
+    "emg_like",
+    "record_synthetic_session",
+    "run_gui",
+    "save_screenshot",
+    "wait_until",
+    "xvfb_display",
+]

@@ -1,0 +1,134 @@
+"""App.run(mode="gui"): a real window under X (Xvfb + Mesa in CI), driven by imgui's test engine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from imgui_bundle import hello_imgui, imgui
+
+from labsession import App, Stream
+from labsession.errors import DisplayError
+from labsession.sources import SyntheticSource
+from labsession.testing import GuiScript
+
+pytestmark = pytest.mark.gui
+
+
+def _app(tmp_path, calls):
+    app = App("window test", class_names=["Rest", "Fist"])
+    app.streams(Stream("emg", SyntheticSource(2, 500.0)))
+
+    @app.ui
+    def ui(ctx):
+        calls.append(ctx.state)
+        if imgui.button("Record###record"):
+            app.start_recording(tmp_path / "sessions")
+
+    return app
+
+
+def test_same_order_as_headless_then_frames_with_ctx(tmp_path, display, gui_state_dir):
+    calls, order = [], []
+    app = _app(tmp_path, calls)
+    app.before_run_hooks.append(lambda a: order.append(("hook", a.ctx.streams["emg"].connected)))
+    script = GuiScript(lambda ctx: ctx.sleep_no_skip(0.2, 0.05))
+    extra = []
+    script.runner_params.callbacks.post_new_frame = lambda: extra.append(1)
+    app.run(runner_params=script.runner_params)
+    script.check()
+    assert order == [("hook", True)]  # hooks ran once the stream had connected
+    assert len(calls) >= 3
+    assert set(calls) == {"idle"}
+    assert len(extra) >= len(calls)  # the caller's other callbacks are kept
+
+
+def test_closing_the_window_while_recording_packs_before_run_returns(tmp_path, display):
+    calls = []
+    app = _app(tmp_path, calls)
+
+    def script(ctx):
+        ctx.item_click("**/###record")
+        ctx.sleep_no_skip(0.3, 0.05)
+        assert app.ctx.state == "recording"
+
+    gui = GuiScript(script)
+    app.run(runner_params=gui.runner_params)  # the script ends: the window closes
+    gui.check()
+    assert app.ctx.state == "idle"
+    (zip_path,) = app.ctx.packed
+    assert zip_path.is_file()
+    assert zip_path.name.endswith(".session.zip")
+    assert not (tmp_path / "sessions" / zip_path.name.removesuffix(".session.zip")).exists()
+
+
+def test_request_stop_and_duration_close_the_window(tmp_path, display):
+    app = _app(tmp_path, [])
+    app.before_run_hooks.append(lambda a: a.request_stop())
+    app.run(duration=30)  # request_stop closes at the first frame, long before 30 s
+    assert app.stop_requested
+    app = _app(tmp_path, frames := [])
+    started = time.monotonic()
+    app.run(duration=0.5)
+    assert 0.5 <= time.monotonic() - started < 20
+    assert frames
+
+
+def test_layout_is_kept_in_the_state_folder_not_the_working_directory(
+    tmp_path, display, gui_state_dir, monkeypatch
+):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    app = _app(tmp_path, [])
+    app.run(duration=0.3)
+    assert list(work.iterdir()) == []
+    assert (gui_state_dir / "gui" / "window_test.ini").is_file()
+
+
+def test_a_ui_error_closes_the_window_and_still_saves_the_recording(tmp_path, display):
+    app = App("broken ui")
+    app.streams(Stream("emg", SyntheticSource(2, 500.0)))
+    app.before_run_hooks.append(lambda a: a.start_recording(tmp_path))
+
+    @app.ui
+    def ui(ctx):
+        raise ZeroDivisionError("bug in the user's ui")
+
+    with pytest.raises(ZeroDivisionError, match="user's ui"):
+        app.run()
+    assert app.ctx.state == "idle"
+    assert len(app.ctx.packed) == 1
+
+
+def test_no_display_is_a_clear_error_naming_headless(tmp_path):
+    code = (
+        "from labsession import App, Stream\n"
+        "from labsession.sources import SyntheticSource\n"
+        "app = App('x')\n"
+        "s = Stream('emg', SyntheticSource(2, 100.0))\n"
+        "app.streams(s)\n"
+        "try:\n"
+        "    app.run()\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc, s.connected)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.startswith("DisplayError"), out.stderr
+    assert "mode='headless'" in out.stdout
+    assert out.stdout.strip().endswith("False")  # nothing was started
+
+
+def test_a_broken_display_is_a_display_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISPLAY", ":4242")
+    app = _app(tmp_path, [])
+    with pytest.raises(DisplayError, match="headless"):
+        app.run()
+    assert not app.ctx.streams["emg"]._thread.is_alive()
+    assert hello_imgui is not None
