@@ -1,3 +1,4 @@
+import threading
 import time
 
 import numpy as np
@@ -61,3 +62,32 @@ def test_pipeline_errors_are_clear():
         pipeline.fit([])
     with pytest.raises(ValueError, match="rate"):
         Pipeline(app, stream="emg", rate=0)
+
+
+def test_fit_in_background_trains_on_a_thread_and_reports_errors(tmp_path):
+    from labsession.testing import wait_until
+
+    app = App("fit")
+    pipeline = Pipeline(app, stream="emg")
+    release = threading.Event()
+
+    @pipeline.train
+    def train(data):
+        assert release.wait(20)
+        if data == "bad":
+            raise ValueError("no labelled windows")
+        return ("model", data)
+
+    thread = pipeline.fit_in_background("good")
+    assert pipeline.training
+    with pytest.raises(RuntimeError, match="already training"):
+        pipeline.fit_in_background("again")
+    release.set()
+    thread.join(20)
+    assert not pipeline.training
+    assert pipeline.model == ("model", "good")
+    assert pipeline.fit_error is None
+    pipeline.fit_in_background("bad").join(20)
+    assert isinstance(pipeline.fit_error, ValueError)
+    assert pipeline.model == ("model", "good")  # the old model is kept
+    assert wait_until(lambda: not pipeline.training)

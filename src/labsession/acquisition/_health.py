@@ -86,6 +86,7 @@ class StreamHealth:
         self._last_ts: float | None = None
         self._last_arrival: float | None = None
         self._arrivals: deque[tuple[float, int]] = deque()
+        self._arrived = 0  # samples in self._arrivals
 
     # -- updates (acquisition thread) ---------------------------------------------------------
     def on_connected(self, nominal_rate: float) -> None:
@@ -127,8 +128,12 @@ class StreamHealth:
             self._n_samples += n
             self._last_arrival = now
             self._arrivals.append((now, n))
-            while self._arrivals and self._arrivals[0][0] < now - RATE_WINDOW_S:
-                self._arrivals.popleft()
+            self._arrived += n
+            self._forget_before(now - RATE_WINDOW_S)
+
+    def _forget_before(self, t: float) -> None:
+        while self._arrivals and self._arrivals[0][0] < t:
+            self._arrived -= self._arrivals.popleft()[1]
 
     # -- reading (any thread) -----------------------------------------------------------------
     @property
@@ -136,15 +141,22 @@ class StreamHealth:
         """True while the source delivers."""
         return self._connected
 
+    def last_sample_age(self, now: float | None = None) -> float | None:
+        """Seconds since the latest chunk arrived (None before the first); cheap, no lock."""
+        arrival = self._last_arrival
+        if arrival is None:
+            return None
+        return max(0.0, (time.monotonic() if now is None else now) - arrival)
+
     def snapshot(self, now: float | None = None) -> StreamHealthSnapshot:
         """The counters now (``now``: ``time.monotonic()`` by default)."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            recent = [(t, n) for t, n in self._arrivals if t >= now - RATE_WINDOW_S]
-            if len(recent) >= 2:
-                span = max(now - recent[0][0], 1e-9)
+            self._forget_before(now - RATE_WINDOW_S)
+            if len(self._arrivals) >= 2:
+                first_time, first_n = self._arrivals[0]
                 # The first chunk's samples arrived before the window opened.
-                rate = sum(n for _, n in recent[1:]) / span
+                rate = (self._arrived - first_n) / max(now - first_time, 1e-9)
             else:
                 rate = 0.0
             age = None if self._last_arrival is None else max(0.0, now - self._last_arrival)

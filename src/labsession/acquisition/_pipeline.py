@@ -76,6 +76,9 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._outlet = None
+        self._fitting: threading.Thread | None = None
+        #: The exception of the last :meth:`fit_in_background` that failed (None after a success).
+        self.fit_error: BaseException | None = None
         app.pipelines.append(self)
 
     def train(self, func: TrainFn) -> TrainFn:
@@ -97,6 +100,39 @@ class Pipeline:
             raise RuntimeError("no training data: set pipeline.training_data or pass it to fit()")
         self.model = self._train_fn(data)
         return self.model
+
+    def fit_in_background(self, training_data: Any = None) -> threading.Thread:
+        """Run :meth:`fit` on a thread, so a window keeps drawing while the model trains.
+
+        :attr:`training` is True until it ends; the new model then replaces :attr:`model` (the
+        old one keeps predicting meanwhile), or :attr:`fit_error` holds what went wrong.
+
+        Raises
+        ------
+        RuntimeError
+            If a fit is already running.
+        """
+        if self.training:
+            raise RuntimeError("the pipeline is already training; wait for it to finish")
+        data = training_data if training_data is not None else self.training_data
+
+        def fit() -> None:
+            try:
+                self.fit(data)
+            except Exception as exc:
+                log.exception("training failed")
+                self.fit_error = exc
+            else:
+                self.fit_error = None
+
+        self._fitting = threading.Thread(target=fit, name="labsession-train", daemon=True)
+        self._fitting.start()
+        return self._fitting
+
+    @property
+    def training(self) -> bool:
+        """True while a :meth:`fit_in_background` runs."""
+        return self._fitting is not None and self._fitting.is_alive()
 
     def predict_once(self) -> Any:
         """Predict on the stream's latest window now; store it in ``app.ctx.prediction``."""

@@ -35,10 +35,11 @@ def _root(
 
 def _register() -> None:
     """Attach each sub-command module's commands (one line per module)."""
-    from labsession.cli import demo, info, motion, record, runs
+    from labsession.cli import demo, gui, info, motion, record, runs
 
     app.command("info")(info.info)
     app.command("demo")(demo.demo)
+    app.command("gui")(gui.gui)
     app.command("record")(record.record)
     app.command("synth")(record.synth)
     app.add_typer(motion.app, name="motion")

@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-FEATURES = ("rms", "wl", "zc", "ssc")
-WIN, HOP = 0.2, 0.05
+from labsession.cli._classifier import FEATURES, HOP, WIN, predict_class
 
 
 def demo(
@@ -107,9 +106,9 @@ def demo(
 
     @pipeline.predict
     def predict(model, window):
-        if window.shape[1] < round(WIN * emg["fs"]):
+        predicted = predict_class(model, window, emg["fs"])
+        if predicted is None:
             return None
-        predicted = int(model.predict(feature_matrix(window[None], list(FEATURES)))[0])
         truth = replay.current_class
         if truth is not None and truth >= 0:
             scored.append((predicted, truth))

@@ -37,6 +37,7 @@ __all__ = [
     "timestamps_array_name",
     "write_labels",
     "write_meta",
+    "zip_prefix",
 ]
 
 META_FILE = "meta.json"
@@ -145,3 +146,16 @@ def parse_labels(raw: bytes | str | None, *, where: str) -> list[LabelEvent]:
         return [LabelEvent.from_dict(entry) for entry in entries]
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
         raise SessionError(f"{where}: labels.json is not a list of labels ({exc})") from exc
+
+
+def zip_prefix(path: Path, names: set[str]) -> str:
+    """Where the session sits inside the archive: the root, or one top-level folder."""
+    if META_FILE in names:
+        return ""
+    tops = {n.split("/", 1)[0] for n in names if "/" in n}
+    candidates = [t for t in tops if f"{t}/{META_FILE}" in names]
+    if len(candidates) == 1:
+        return candidates[0] + "/"
+    raise SessionError(
+        f"{path}: not a session archive: no meta.json at its root or under a single top folder"
+    )

@@ -17,6 +17,7 @@ from labsession.recording._layout import (
     ZIP_SUFFIX,
     parse_labels,
     parse_meta,
+    zip_prefix,
 )
 from labsession.recording._reader import SessionReader
 from labsession.recording._records import sorted_labels
@@ -24,19 +25,6 @@ from labsession.recording._records import sorted_labels
 __all__ = ["SessionStore", "open_session_store"]
 
 log = logging.getLogger(__name__)
-
-
-def _zip_prefix(path: Path, names: set[str]) -> str:
-    """Where the session sits inside the archive: the root, or one top-level folder."""
-    if META_FILE in names:
-        return ""
-    tops = {n.split("/", 1)[0] for n in names if "/" in n}
-    candidates = [t for t in tops if f"{t}/{META_FILE}" in names]
-    if len(candidates) == 1:
-        return candidates[0] + "/"
-    raise SessionError(
-        f"{path}: not a session archive: no meta.json at its root or under a single top folder"
-    )
 
 
 class SessionStore(SessionReader):
@@ -99,7 +87,7 @@ class SessionStore(SessionReader):
         try:
             with zipfile.ZipFile(self.path) as zf:
                 names = set(zf.namelist())
-                prefix = _zip_prefix(self.path, names)
+                prefix = zip_prefix(self.path, names)
                 meta_raw = zf.read(prefix + META_FILE)
                 labels_name = prefix + LABELS_FILE
                 labels_raw = zf.read(labels_name) if labels_name in names else None

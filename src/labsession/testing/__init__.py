@@ -3,7 +3,14 @@
 Used by labsession's own tests, benchmarks and demo, and by anyone testing code built on it.
 """
 
-from labsession.testing._gui import GuiScript, ImguiFrames, run_gui, save_screenshot, xvfb_display
+from labsession.testing._gui import (
+    GuiScript,
+    ImguiFrames,
+    run_gui,
+    save_screenshot,
+    wait_frames,
+    xvfb_display,
+)
 from labsession.testing._polling import wait_until
 from labsession.testing._sessions import record_synthetic_session
 from labsession.testing._signals import class_patterns, emg_like
@@ -16,6 +23,7 @@ __all__ = [
     "record_synthetic_session",
     "run_gui",
     "save_screenshot",
+    "wait_frames",
     "wait_until",
     "xvfb_display",
 ]

@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GuiScript", "ImguiFrames", "run_gui", "save_screenshot", "xvfb_display"]
+__all__ = [
+    "GuiScript",
+    "ImguiFrames",
+    "run_gui",
+    "save_screenshot",
+    "wait_frames",
+    "xvfb_display",
+]
 
 #: The screen an Xvfb started by :func:`xvfb_display` has.
 XVFB_SCREEN = "1280x1024x24"
@@ -272,3 +279,16 @@ def save_screenshot(ctx: Any, path: str | os.PathLike[str]) -> Path:
     while not path.exists() and time.monotonic() < deadline:
         ctx.yield_()
     return path
+
+
+def wait_frames(ctx: Any, predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """From inside a script: let frames run until ``predicate()`` holds; False after ``timeout`` s.
+
+    The window keeps drawing meanwhile (unlike ``time.sleep``, which would freeze it).
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        ctx.yield_()
+    return True

@@ -1,0 +1,43 @@
+"""``labsession gui`` opens the recorder window (real process, real X display)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _gui(tmp_path, *args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "labsession.cli", "gui", "--base-path", str(tmp_path / "s"), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.gui
+def test_gui_opens_draws_and_closes(tmp_path, display, gui_state_dir):
+    env = {**os.environ, "DISPLAY": display}
+    out = _gui(tmp_path, "--duration", "3", "--channels", "4", "--fs", "500", env=env)
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]  # nothing in the cwd
+    assert list((gui_state_dir / "gui").glob("*.ini"))
+
+
+def test_gui_without_display_says_what_to_do(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    out = _gui(tmp_path, env=env)
+    assert out.returncode == 2
+    assert "mode='headless'" in out.stderr
+    assert "labsession record" in out.stderr
+
+
+def test_gui_needs_two_classes(tmp_path):
+    out = _gui(tmp_path, "--classes", "Rest")
+    assert out.returncode != 0
+    assert "at least two classes" in out.stderr

@@ -1,0 +1,294 @@
+"""The session manager widget: drawn in a real imgui context, and clicked in a real window."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from labsession.acquisition import AppContext
+from labsession.recording import Session, StreamInfo, TrainingData, open_session_store
+from labsession.testing import GuiScript, ImguiFrames, record_synthetic_session, run_gui, wait_until
+from labsession.widgets import SessionManager, session_manager
+
+CRASHER = """
+import sys, time
+import numpy as np
+from labsession.recording import Session, StreamInfo
+
+session = Session(sys.argv[1], class_names=["Rest", "Fist"])
+session.init_stream("emg", StreamInfo(2, 100.0))
+session.append("emg", np.ones((250, 2), np.float32), 10 + np.arange(250) / 100.0)
+for i, cls in enumerate([0, 1, 0, 1]):
+    session.add_label(cls, timestamp=10 + 0.5 * i)
+session.flush()
+print(session.path, flush=True)
+time.sleep(60)
+"""
+
+
+def tiny(base: Path, *, pack: bool = True, class_names=("Rest", "Fist", "Open")) -> Path:
+    """A 1-second, 2-channel session at 100 Hz with a label of every class."""
+    return record_synthetic_session(
+        base,
+        class_names=class_names,
+        n_channels=2,
+        fs=100.0,
+        phase_seconds=0.2,
+        repeats=1,
+        aux_stream=None,
+        pack=pack,
+    )
+
+
+def age(folder: Path, seconds: float = 3600.0) -> None:
+    """Make every file of ``folder`` look last written ``seconds`` ago (a past crash)."""
+    past = time.time() - seconds
+    for path in [folder, *folder.rglob("*")]:
+        os.utime(path, (past, past))
+
+
+def crashed_recording(base: Path) -> Path:
+    """A session folder left by a recorder killed with SIGKILL: 250 samples, 4 labels."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHER, str(base)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        folder = Path(proc.stdout.readline().strip())
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert folder.is_dir(), "the recorder did not start"
+    return folder
+
+
+@pytest.fixture
+def frames():
+    with ImguiFrames() as f:
+        yield f
+
+
+@pytest.fixture
+def manager(tmp_path):
+    managers = []
+
+    def make(**kwargs) -> SessionManager:
+        managers.append(SessionManager(tmp_path / "sessions", **kwargs))
+        return managers[-1]
+
+    yield make
+    for m in managers:
+        m.close()
+
+
+def draw_until(frames, manager, predicate, timeout=10.0):
+    """Draw frames until ``predicate()`` holds; return the last value ``ui()`` returned."""
+    out = []
+
+    def step():
+        with frames.frame():
+            out.append(manager.ui())
+        return predicate()
+
+    assert wait_until(step, timeout), "condition not reached while drawing"
+    return out[-1]
+
+
+def test_returns_none_then_the_ticked_sessions(tmp_path, frames, manager):
+    base = tmp_path / "sessions"
+    a, b, c = tiny(base), tiny(base), tiny(base, pack=False)
+    age(c)
+    mgr = manager()
+    assert draw_until(frames, mgr, lambda: len(mgr.rows) == 3) is None
+    assert {r.name: mgr.state(r) for r in mgr.rows} == {
+        a.name: "packed",
+        b.name: "packed",
+        c.name: "unfinished",
+    }
+    mgr.select([a.name, c.name])
+    with frames.frame():
+        data = mgr.ui()
+    assert isinstance(data, TrainingData)
+    assert sorted(data.paths) == sorted([a, c])
+    assert data.class_names == ["Rest", "Fist", "Open"]
+    with frames.frame():
+        assert mgr.ui() is data  # same object while the ticks do not change
+    mgr.select(b.name)
+    with frames.frame():
+        again = mgr.ui()
+    assert again is not data
+    assert sorted(again.paths) == sorted([a, b, c])
+    mgr.unselect()
+    with frames.frame():
+        assert mgr.ui() is None
+
+
+def test_class_filter_hides_rows_and_their_ticks_from_the_data(tmp_path, frames, manager):
+    base = tmp_path / "sessions"
+    fist = tiny(base, class_names=("Rest", "Fist"))
+    open_ = tiny(base, class_names=("Rest", "Open"))
+    mgr = manager()
+    draw_until(frames, mgr, lambda: len(mgr.rows) == 2)
+    assert sorted(mgr.class_choices) == ["Fist", "Open", "Rest"]
+    mgr.select([fist.name, open_.name])
+    mgr.set_class_filter(["Open"])
+    with frames.frame():
+        data = mgr.ui()
+    assert [r.name for r in mgr.visible_rows] == [open_.name]
+    assert mgr.selected == sorted([fist.name, open_.name])  # the hidden tick stays...
+    assert data.paths == [open_]  # ...but its session is not trained on
+    mgr.set_class_filter([])
+    with frames.frame():
+        assert sorted(mgr.ui().paths) == sorted([fist, open_])
+    assert manager(class_names=["A", "B"]).class_choices == ["A", "B"]
+
+
+def test_missing_base_folder_and_unreadable_sessions_never_raise(tmp_path, frames, manager):
+    mgr = manager()
+    draw_until(frames, mgr, lambda: mgr.index.exists is False)
+    assert not (tmp_path / "sessions").exists()
+    base = tmp_path / "sessions"
+    base.mkdir()
+    good = tiny(base)
+    (base / "x.session.zip").write_bytes(b"\0" * 100)
+    (base / "2026-01-01_00-00-00_deadbeef").mkdir()
+    draw_until(frames, mgr, lambda: len(mgr.rows) == 3)
+    states = {r.name: mgr.state(r) for r in mgr.rows}
+    assert states == {
+        good.name: "packed",
+        "x.session.zip": "error",
+        "2026-01-01_00-00-00_deadbeef": "error",
+    }
+    mgr.select(["x.session.zip", good.name])
+    with frames.frame():
+        assert mgr.ui().paths == [good]  # an unreadable session is never trained on
+
+
+def test_a_ticked_session_that_disappears_is_unticked(tmp_path, frames, manager):
+    base = tmp_path / "sessions"
+    a, b = tiny(base), tiny(base)
+    mgr = manager()
+    draw_until(frames, mgr, lambda: len(mgr.rows) == 2)
+    mgr.select([a.name, b.name])
+    a.unlink()
+    data = draw_until(frames, mgr, lambda: mgr.selected == [b.name])
+    assert data.paths == [b]
+
+
+def test_finish_packs_a_crashed_recording_in_the_background(tmp_path, frames, manager):
+    base = tmp_path / "sessions"
+    folder = crashed_recording(base)
+    age(folder)
+    mgr = manager()
+    draw_until(frames, mgr, lambda: [mgr.state(r) for r in mgr.rows] == ["unfinished"])
+    (row,) = mgr.rows
+    assert row.approximate
+    assert row.duration_s == pytest.approx(2.5)
+    assert row.label_counts == {"Rest": 2, "Fist": 2}
+    mgr.select(folder.name)
+    future = mgr.finish(folder.name)
+    assert mgr.state(row) == "finishing"
+    zip_name = folder.name + ".session.zip"
+    data = draw_until(
+        frames, mgr, lambda: [(r.name, mgr.state(r)) for r in mgr.rows] == [(zip_name, "packed")]
+    )
+    assert future.result() == base / zip_name
+    assert not folder.exists()
+    assert mgr.selected == [zip_name]  # the tick followed the session into its zip
+    assert data.paths == [base / zip_name]
+    with open_session_store(base / zip_name) as store:
+        assert [(e.timestamp, e.class_index) for e in store.label_track] == [
+            (10.0, 0),
+            (10.5, 1),
+            (11.0, 0),
+            (11.5, 1),
+        ]
+        assert store.n_samples("emg") == 250
+
+
+def test_a_failed_finish_shows_the_error_and_keeps_the_folder(tmp_path, frames, manager):
+    base = tmp_path / "sessions"
+    folder = tiny(base, pack=False)
+    age(folder)
+    shutil.copy(tiny(tmp_path), base / (folder.name + ".session.zip"))  # already there
+    mgr = manager()
+    draw_until(frames, mgr, lambda: len(mgr.rows) == 2)
+    future = mgr.finish(folder.name)
+    draw_until(frames, mgr, lambda: folder.name in mgr.finish_errors)
+    assert "already exists" in mgr.finish_errors[folder.name]
+    assert future.exception() is not None
+    assert folder.is_dir()
+    assert mgr.state(next(r for r in mgr.rows if r.name == folder.name)) == "unfinished"
+
+
+def test_live_and_recent_folders_cannot_be_finished_or_ticked(tmp_path, frames, manager):
+    base = tmp_path / "sessions"
+    live = Session(base, class_names=["Rest"])
+    try:
+        live.init_stream("emg", StreamInfo(2, 100.0))
+        recent = tiny(base, pack=False)  # just closed: maybe another process's recording
+        age(live.path)  # even when idle for long, ctx says it is live
+        mgr = manager(ctx=AppContext(state="recording", session=live))
+        draw_until(frames, mgr, lambda: len(mgr.rows) == 2)
+        states = {r.name: mgr.state(r) for r in mgr.rows}
+        assert states == {live.path.name: "recording", recent.name: "recording?"}
+        mgr.select([live.path.name, recent.name])
+        with frames.frame():
+            assert mgr.ui() is None
+        for name in states:
+            with pytest.raises(ValueError, match="cannot finish"):
+                mgr.finish(name)
+        age(recent)
+        mgr.rescan()
+        draw_until(frames, mgr, lambda: mgr.state(mgr.row(recent.name)) == "unfinished")
+    finally:
+        live.close()
+
+
+def test_function_form_on_a_missing_folder(tmp_path, frames):
+    base = tmp_path / "sessions"
+    with frames.frame():
+        assert session_manager(base) is None
+    assert not base.exists()
+
+
+@pytest.mark.gui
+def test_clicking_rows_and_rescan_in_a_real_window(tmp_path, display):
+    base = tmp_path / "sessions"
+    a, b = tiny(base), tiny(base)
+    results: list[TrainingData | None] = []
+    made: list[Path] = []
+
+    def gui() -> None:
+        results.append(session_manager(base))
+
+    def wait_for(ctx, predicate, timeout=10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out waiting in the window"
+            ctx.yield_()
+
+    def script(ctx) -> None:
+        wait_for(ctx, lambda: ctx.item_exists(f"**/###session_{b.name}"))
+        ctx.item_check(f"**/###session_{a.name}")
+        ctx.yield_(2)
+        assert results[-1] is not None
+        assert results[-1].paths == [a]
+        c = tiny(base)
+        made.append(c)
+        ctx.item_click("**/###rescan")
+        wait_for(ctx, lambda: ctx.item_exists(f"**/###session_{c.name}"))
+        ctx.item_check(f"**/###session_{c.name}")
+        ctx.yield_(2)
+        assert results[-1].paths == [a, c]
+
+    run_gui(gui, GuiScript(script))
+    assert results[-1].paths == [a, *made]  # kept across frames by the function form
