@@ -30,7 +30,7 @@ from pathlib import Path
 def make_sessions(base: Path, n: int) -> int:
     """Write small sessions into ``base`` (half zips, half folders) until it holds ``n``;
     return how many it holds."""
-    from labsession.testing import record_synthetic_session
+    from labsession.testing import record_tiny_session
 
     have = sum(1 for p in base.iterdir() if not p.name.startswith(".")) if base.exists() else 0
     if have >= n:
@@ -38,16 +38,7 @@ def make_sessions(base: Path, n: int) -> int:
         return have
     start = time.perf_counter()
     for i in range(have, n):
-        record_synthetic_session(
-            base,
-            n_channels=2,
-            fs=100.0,
-            phase_seconds=0.2,
-            repeats=1,
-            aux_stream=None,
-            seed=i,
-            pack=i % 2 == 0,
-        )
+        record_tiny_session(base, seed=i, pack=i % 2 == 0)
     print(f"wrote {n - have} sessions into {base} in {time.perf_counter() - start:.1f} s")
     return n
 

@@ -11,28 +11,14 @@ import pytest
 
 from labsession.core.archive import pack_zip
 from labsession.recording import Session, StreamInfo
-from labsession.testing import record_synthetic_session, wait_until
+from labsession.testing import record_tiny_session, wait_until
 from labsession.widgets._session_index import SessionIndex, read_row
 
 MYOGESTIC = Path(__file__).parent.parent / "data" / "myogestic"
 
 
-def tiny(base: Path, *, pack: bool = True, class_names=("Rest", "Fist", "Open")) -> Path:
-    """A 1-second, 2-channel session at 100 Hz: labels Rest x3 and one of each other class."""
-    return record_synthetic_session(
-        base,
-        class_names=class_names,
-        n_channels=2,
-        fs=100.0,
-        phase_seconds=0.2,
-        repeats=1,
-        aux_stream=None,
-        pack=pack,
-    )
-
-
 def test_rows_of_a_zip_and_a_folder(tmp_path):
-    zip_path, folder = tiny(tmp_path), tiny(tmp_path, pack=False)
+    zip_path, folder = record_tiny_session(tmp_path), record_tiny_session(tmp_path, pack=False)
     rows = {row.name: row for row in SessionIndex(tmp_path).scan()}
     assert set(rows) == {zip_path.name, folder.name}
     packed, unpacked = rows[zip_path.name], rows[folder.name]
@@ -67,7 +53,7 @@ def test_myogestic_sessions_and_a_zip_with_one_top_folder(tmp_path):
 
 
 def test_unreadable_entries_are_rows_with_the_reason(tmp_path):
-    good = tiny(tmp_path)
+    good = record_tiny_session(tmp_path)
     (tmp_path / "truncated.session.zip").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     (tmp_path / "x.session.zip").write_bytes(os.urandom(3000))
     bad_meta = tmp_path / "2026-01-01_00-00-00_deadbeef"
@@ -112,7 +98,11 @@ def test_empty_and_missing_base_folders(tmp_path):
 
 
 def test_a_second_scan_reads_nothing_unchanged(tmp_path):
-    sessions = [tiny(tmp_path), tiny(tmp_path), tiny(tmp_path, pack=False)]
+    sessions = [
+        record_tiny_session(tmp_path),
+        record_tiny_session(tmp_path),
+        record_tiny_session(tmp_path, pack=False),
+    ]
     index = SessionIndex(tmp_path)
     index.scan()
     assert index.reads == 3
@@ -139,9 +129,9 @@ def test_new_and_removed_sessions_are_picked_up_by_polling(tmp_path):
             index.poll()
             return {row.name for row in index.rows()}
 
-        first = tiny(tmp_path)
+        first = record_tiny_session(tmp_path)
         assert wait_until(lambda: listed() == {first.name}, timeout=5)
-        second = tiny(tmp_path)
+        second = record_tiny_session(tmp_path)
         assert wait_until(lambda: listed() == {first.name, second.name}, timeout=5)
         first.unlink()
         assert wait_until(lambda: listed() == {second.name}, timeout=5)
@@ -153,7 +143,7 @@ def test_new_and_removed_sessions_are_picked_up_by_polling(tmp_path):
 
 
 def test_polling_does_not_rescan_an_unchanged_folder_of_zips(tmp_path):
-    tiny(tmp_path)
+    record_tiny_session(tmp_path)
     index = SessionIndex(tmp_path, poll_interval=0.0, folder_interval=0.0)
     try:
         index.poll()

@@ -14,7 +14,7 @@ import pytest
 
 from labsession.acquisition import AppContext
 from labsession.recording import Session, StreamInfo, TrainingData, open_session_store
-from labsession.testing import GuiScript, ImguiFrames, record_synthetic_session, run_gui, wait_until
+from labsession.testing import GuiScript, ImguiFrames, record_tiny_session, run_gui, wait_until
 from labsession.widgets import SessionManager, session_manager
 
 CRASHER = """
@@ -31,20 +31,6 @@ session.flush()
 print(session.path, flush=True)
 time.sleep(60)
 """
-
-
-def tiny(base: Path, *, pack: bool = True, class_names=("Rest", "Fist", "Open")) -> Path:
-    """A 1-second, 2-channel session at 100 Hz with a label of every class."""
-    return record_synthetic_session(
-        base,
-        class_names=class_names,
-        n_channels=2,
-        fs=100.0,
-        phase_seconds=0.2,
-        repeats=1,
-        aux_stream=None,
-        pack=pack,
-    )
 
 
 def age(folder: Path, seconds: float = 3600.0) -> None:
@@ -104,7 +90,11 @@ def draw_until(frames, manager, predicate, timeout=10.0):
 
 def test_returns_none_then_the_ticked_sessions(tmp_path, frames, manager):
     base = tmp_path / "sessions"
-    a, b, c = tiny(base), tiny(base), tiny(base, pack=False)
+    a, b, c = (
+        record_tiny_session(base),
+        record_tiny_session(base),
+        record_tiny_session(base, pack=False),
+    )
     age(c)
     mgr = manager()
     assert draw_until(frames, mgr, lambda: len(mgr.rows) == 3) is None
@@ -133,8 +123,8 @@ def test_returns_none_then_the_ticked_sessions(tmp_path, frames, manager):
 
 def test_class_filter_hides_rows_and_their_ticks_from_the_data(tmp_path, frames, manager):
     base = tmp_path / "sessions"
-    fist = tiny(base, class_names=("Rest", "Fist"))
-    open_ = tiny(base, class_names=("Rest", "Open"))
+    fist = record_tiny_session(base, class_names=("Rest", "Fist"))
+    open_ = record_tiny_session(base, class_names=("Rest", "Open"))
     mgr = manager()
     draw_until(frames, mgr, lambda: len(mgr.rows) == 2)
     assert sorted(mgr.class_choices) == ["Fist", "Open", "Rest"]
@@ -157,7 +147,7 @@ def test_missing_base_folder_and_unreadable_sessions_never_raise(tmp_path, frame
     assert not (tmp_path / "sessions").exists()
     base = tmp_path / "sessions"
     base.mkdir()
-    good = tiny(base)
+    good = record_tiny_session(base)
     (base / "x.session.zip").write_bytes(b"\0" * 100)
     (base / "2026-01-01_00-00-00_deadbeef").mkdir()
     draw_until(frames, mgr, lambda: len(mgr.rows) == 3)
@@ -174,7 +164,7 @@ def test_missing_base_folder_and_unreadable_sessions_never_raise(tmp_path, frame
 
 def test_a_ticked_session_that_disappears_is_unticked(tmp_path, frames, manager):
     base = tmp_path / "sessions"
-    a, b = tiny(base), tiny(base)
+    a, b = record_tiny_session(base), record_tiny_session(base)
     mgr = manager()
     draw_until(frames, mgr, lambda: len(mgr.rows) == 2)
     mgr.select([a.name, b.name])
@@ -216,9 +206,11 @@ def test_finish_packs_a_crashed_recording_in_the_background(tmp_path, frames, ma
 
 def test_a_failed_finish_shows_the_error_and_keeps_the_folder(tmp_path, frames, manager):
     base = tmp_path / "sessions"
-    folder = tiny(base, pack=False)
+    folder = record_tiny_session(base, pack=False)
     age(folder)
-    shutil.copy(tiny(tmp_path), base / (folder.name + ".session.zip"))  # already there
+    shutil.copy(
+        record_tiny_session(tmp_path), base / (folder.name + ".session.zip")
+    )  # already there
     mgr = manager()
     draw_until(frames, mgr, lambda: len(mgr.rows) == 2)
     future = mgr.finish(folder.name)
@@ -234,7 +226,9 @@ def test_live_and_recent_folders_cannot_be_finished_or_ticked(tmp_path, frames, 
     live = Session(base, class_names=["Rest"])
     try:
         live.init_stream("emg", StreamInfo(2, 100.0))
-        recent = tiny(base, pack=False)  # just closed: maybe another process's recording
+        recent = record_tiny_session(
+            base, pack=False
+        )  # just closed: maybe another process's recording
         age(live.path)  # even when idle for long, ctx says it is live
         mgr = manager(ctx=AppContext(state="recording", session=live))
         draw_until(frames, mgr, lambda: len(mgr.rows) == 2)
@@ -263,7 +257,7 @@ def test_function_form_on_a_missing_folder(tmp_path, frames):
 @pytest.mark.gui
 def test_clicking_rows_and_rescan_in_a_real_window(tmp_path, display):
     base = tmp_path / "sessions"
-    a, b = tiny(base), tiny(base)
+    a, b = record_tiny_session(base), record_tiny_session(base)
     results: list[TrainingData | None] = []
     made: list[Path] = []
 
@@ -282,7 +276,7 @@ def test_clicking_rows_and_rescan_in_a_real_window(tmp_path, display):
         ctx.yield_(2)
         assert results[-1] is not None
         assert results[-1].paths == [a]
-        c = tiny(base)
+        c = record_tiny_session(base)
         made.append(c)
         ctx.item_click("**/###rescan")
         wait_for(ctx, lambda: ctx.item_exists(f"**/###session_{c.name}"))

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import typer
 
 from labsession.cli._classifier import predict_class, train_lda
-from labsession.cli.record import _make_source
+from labsession.cli._sources import (
+    BasePathOption,
+    ChannelsOption,
+    ClassesOption,
+    FsOption,
+    SeedOption,
+    SourcesOption,
+    make_source,
+    parse_classes,
+)
 
 
 class Recorder:
@@ -42,7 +51,7 @@ class Recorder:
         self.synthetic: list[Any] = []
         launch = []
         for spec in sources:
-            name, source = _make_source(spec, channels, fs, class_names, seed)
+            name, source = make_source(spec, channels, fs, class_names, seed)
             if isinstance(source, SyntheticSource):
                 self.synthetic.append(source)
             else:
@@ -137,18 +146,12 @@ class Recorder:
 
 
 def gui(
-    source: Annotated[
-        list[str], typer.Option("--source", help="synthetic or lsl:NAME (repeat for more streams).")
-    ] = ["synthetic"],  # noqa: B006 - typer needs a list default
-    classes: Annotated[
-        str, typer.Option(help="Comma-separated class names; the first is rest.")
-    ] = "Rest,Fist,Open",
-    base_path: Annotated[Path, typer.Option("--base-path", help="Folder of the sessions.")] = Path(
-        "sessions"
-    ),
-    channels: Annotated[int, typer.Option(help="Channels of the synthetic source.")] = 8,
-    fs: Annotated[float, typer.Option(help="Rate (Hz) of the synthetic source.")] = 2048.0,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic source.")] = 0,
+    source: SourcesOption = ["synthetic"],  # noqa: B006 - typer needs a list default
+    classes: ClassesOption = "Rest,Fist,Open",
+    base_path: BasePathOption = Path("sessions"),
+    channels: ChannelsOption = 8,
+    fs: FsOption = 2048.0,
+    seed: SeedOption = 0,
     duration: Annotated[
         float | None, typer.Option(help="Close the window after this many seconds.", hidden=True)
     ] = None,
@@ -156,7 +159,7 @@ def gui(
     """Open the recorder window: record and label sessions, tick some, train, see predictions."""
     from labsession.errors import DisplayError
 
-    class_names = [c.strip() for c in classes.split(",") if c.strip()]
+    class_names = parse_classes(classes)
     if len(class_names) < 2:
         raise typer.BadParameter(
             f"need at least two classes, got {classes!r}", param_hint="--classes"

@@ -10,32 +10,26 @@ from typing import Annotated
 
 import typer
 
-
-def _make_source(spec: str, channels: int, fs: float, classes: list[str], seed: int):
-    from labsession.sources import LSLSource, SyntheticSource
-
-    if spec == "synthetic":
-        return "emg", SyntheticSource(channels, fs, classes=classes, seed=seed)
-    if spec.startswith("lsl:") and len(spec) > 4:
-        name = spec[4:]
-        stream = "".join(c if c.isalnum() or c in "_-." else "_" for c in name)
-        return stream, LSLSource(name)
-    raise typer.BadParameter(f"unknown source {spec!r}: use 'synthetic' or 'lsl:NAME'")
+from labsession.cli._sources import (
+    ChannelsOption,
+    ClassesOption,
+    FsOption,
+    SeedOption,
+    SourcesOption,
+    make_source,
+    parse_classes,
+)
 
 
 def record(
-    source: Annotated[
-        list[str], typer.Option("--source", help="synthetic or lsl:NAME (repeat for more streams).")
-    ] = ["synthetic"],  # noqa: B006 - typer needs a list default
-    classes: Annotated[
-        str, typer.Option(help="Comma-separated class names; the first is rest.")
-    ] = ("Rest,Fist,Open"),
+    source: SourcesOption = ["synthetic"],  # noqa: B006 - typer needs a list default
+    classes: ClassesOption = "Rest,Fist,Open",
     cycle: Annotated[float, typer.Option(help="Seconds per cue.")] = 3.0,
     repeats: Annotated[int, typer.Option(help="Cycles through the classes.")] = 4,
     out: Annotated[Path, typer.Option(help="Folder of the sessions.")] = Path("sessions"),
-    channels: Annotated[int, typer.Option(help="Channels of the synthetic source.")] = 8,
-    fs: Annotated[float, typer.Option(help="Rate (Hz) of the synthetic source.")] = 2048.0,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic source.")] = 0,
+    channels: ChannelsOption = 8,
+    fs: FsOption = 2048.0,
+    seed: SeedOption = 0,
     connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for sources.")] = 10.0,
     app_name: Annotated[
         str, typer.Option(help="app_name written to meta.json.")
@@ -51,11 +45,11 @@ def record(
     from labsession.sources import SyntheticSource
 
     console = Console()
-    class_names = [c.strip() for c in classes.split(",") if c.strip()]
+    class_names = parse_classes(classes)
     app = App(app_name, class_names=class_names)
     synthetic = []
     for spec in source:
-        name, src = _make_source(spec, channels, fs, class_names, seed)
+        name, src = make_source(spec, channels, fs, class_names, seed)
         if isinstance(src, SyntheticSource):
             synthetic.append(src)
         app.streams(Stream(name, src))

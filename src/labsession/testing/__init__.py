@@ -12,7 +12,7 @@ from labsession.testing._gui import (
     xvfb_display,
 )
 from labsession.testing._polling import wait_until
-from labsession.testing._sessions import record_synthetic_session
+from labsession.testing._sessions import record_synthetic_session, record_tiny_session
 from labsession.testing._signals import class_patterns, emg_like
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "class_patterns",
     "emg_like",
     "record_synthetic_session",
+    "record_tiny_session",
     "run_gui",
     "save_screenshot",
     "wait_frames",

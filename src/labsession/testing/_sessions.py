@@ -11,7 +11,7 @@ import numpy as np
 from labsession.recording import Session, StreamInfo
 from labsession.testing._signals import class_patterns, emg_like
 
-__all__ = ["record_synthetic_session"]
+__all__ = ["record_synthetic_session", "record_tiny_session"]
 
 
 def record_synthetic_session(
@@ -70,3 +70,28 @@ def record_synthetic_session(
         return session.pack_to_zip()
     session.close()
     return session.path
+
+
+def record_tiny_session(
+    base_path: str | os.PathLike[str],
+    *,
+    class_names: Sequence[str] = ("Rest", "Fist", "Open"),
+    seed: int = 0,
+    pack: bool = True,
+) -> Path:
+    """A 1-second session of 2 channels at 100 Hz, labelled rest, each class, rest, in 0.2 s
+    phases: for tests and benchmarks that need many real sessions fast (a few ms each).
+
+    Returns the ``.session.zip`` (``pack=True``) or the session folder.
+    """
+    return record_synthetic_session(
+        base_path,
+        class_names=class_names,
+        n_channels=2,
+        fs=100.0,
+        phase_seconds=0.2,
+        repeats=1,
+        aux_stream=None,
+        seed=seed,
+        pack=pack,
+    )
