@@ -112,3 +112,56 @@ def test_a_live_synthetic_stream_is_healthy():
         assert snap.last_sample_age < 1.0
     finally:
         stream.stop()
+
+
+@pytest.mark.parametrize("period", [0.25, 0.5, 1.0, 3.0])
+def test_effective_rate_holds_between_rare_chunks(period):
+    health = StreamHealth()
+    health.on_connected(1000.0)
+    n = round(1000 * period)
+    for k in range(6):
+        health.on_chunk(k * period + np.arange(n) / 1000.0, now=k * period)
+    last = 5 * period
+    for now in (last, last + 0.5 * period, last + 0.99 * period):
+        assert health.snapshot(now=now).effective_rate == pytest.approx(1000.0, rel=0.01)
+    assert health.snapshot(now=last + period + 2.5).effective_rate == 0.0  # gone quiet
+
+
+class NaNAfterAWhile(Source):
+    """Good samples, then one chunk whose timestamps are NaN (a broken driver)."""
+
+    def __init__(self):
+        self.inner = SyntheticSource(2, 500.0)
+        self.reads = 0
+
+    def connect(self) -> StreamInfo:
+        return self.inner.connect()
+
+    def read(self):
+        chunk = self.inner.read()
+        if chunk is not None:
+            self.reads += 1
+            if self.reads == 20:
+                return chunk[0], np.full_like(chunk[1], np.nan)
+        return chunk
+
+
+def test_acquisition_that_stops_for_good_shows_in_health(tmp_path):
+    from labsession.recording import Session
+
+    stream = Stream("emg", NaNAfterAWhile())
+    stream.start()
+    session = None
+    try:
+        assert stream.wait_connected(10)
+        session = Session(tmp_path)
+        session.init_stream("emg", stream.info)
+        stream.attach_session(session)
+        assert wait_until(lambda: stream.error is not None, 20)
+        snap = stream.health.snapshot()
+        assert not snap.connected
+        assert snap.last_error.startswith("acquisition stopped: ValueError")
+    finally:
+        stream.stop()
+        if session is not None:
+            session.close()

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from imgui_bundle import hello_imgui, imgui
+from imgui_bundle import imgui
 
 from labsession import App, Stream
 from labsession.errors import DisplayError
@@ -125,10 +125,13 @@ def test_no_display_is_a_clear_error_naming_headless(tmp_path):
     assert out.stdout.strip().endswith("False")  # nothing was started
 
 
-def test_a_broken_display_is_a_display_error(tmp_path, monkeypatch):
+def test_a_broken_display_is_a_display_error_before_anything_starts(tmp_path, monkeypatch):
     monkeypatch.setenv("DISPLAY", ":4242")
     app = _app(tmp_path, [])
+    hooks = []
+    app.before_run_hooks.append(hooks.append)
     with pytest.raises(DisplayError, match="headless"):
         app.run()
-    assert not app.ctx.streams["emg"]._thread.is_alive()
-    assert hello_imgui is not None
+    assert hooks == []
+    assert app.ctx.streams["emg"]._thread is None
+    assert not (tmp_path / "sessions").exists()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 import pytest
+from imgui_bundle import imgui
 
 from labsession import App, Stream
 from labsession.core.clock import local_clock
 from labsession.recording import open_session_store
 from labsession.sources import SyntheticSource
-from labsession.testing import ImguiFrames, wait_until
+from labsession.testing import GuiScript, ImguiFrames, wait_until
 from labsession.widgets import RecordingControls, recording_controls
 from labsession.widgets._recording_controls import cue_class
 
@@ -151,3 +153,31 @@ def test_a_new_imgui_context_gets_new_widget_instances(app):
             frames.draw(lambda: seen.append(recording_controls(app.ctx, CLASSES, record, stop)), 3)
     assert seen[0] is seen[2]
     assert seen[3] is not seen[2]
+
+
+@pytest.mark.gui
+def test_a_record_click_still_starting_when_the_window_closes_is_saved(tmp_path, display):
+    app = App("close-while-starting", class_names=CLASSES)
+    app.streams(Stream("emg", SyntheticSource(2, 500.0, classes=CLASSES)))
+    slow_disk = threading.Event()
+
+    def start():
+        slow_disk.wait(1.0)  # the session folder takes a while to create
+        app.start_recording(tmp_path / "sessions")
+
+    @app.ui
+    def ui(ctx):
+        recording_controls(ctx, CLASSES, on_record=start, on_stop=app.stop_recording)
+
+    def script(ctx):
+        ctx.item_click("**/###record")
+        ctx.key_press(imgui.Key._2)  # a label queued behind the start
+
+    gui = GuiScript(script)
+    app.run(runner_params=gui.runner_params)  # the window closes at once
+    gui.check()
+    assert app.ctx.state == "idle"
+    assert app.ctx.session is None
+    (zip_path,) = app.ctx.packed
+    assert [e.class_index for e in _labels(zip_path)] == [1]
+    assert not [p for p in (tmp_path / "sessions").iterdir() if p.is_dir()]

@@ -125,6 +125,7 @@ class App:
             session.save_meta(self.name, self.ctx.class_names)
             self.ctx.session, self.ctx.state = None, "idle"
         if pack:
+            self.ctx.packing.add(session.path)
             thread = threading.Thread(target=self._pack, args=(session,), name="labsession-pack")
             self._packers.append(thread)
             thread.start()
@@ -133,13 +134,17 @@ class App:
         return session
 
     def _pack(self, session: Session) -> None:
+        folder = session.path
         try:
             path = session.pack_to_zip()
         except BaseException as exc:
-            log.exception("packing %s failed; the folder is kept", session.path)
+            log.exception("packing %s failed; the folder is kept", folder)
+            self.ctx.status_message = f"packing {folder.name} failed: {exc}"
             self._pack_errors.append(exc)
         else:
             self.ctx.packed.append(path)
+        finally:
+            self.ctx.packing.discard(folder)
 
     def wait_idle(self, timeout: float | None = None) -> None:
         """Wait for background packing to finish; raise the first packing error if any."""
@@ -237,15 +242,48 @@ class App:
                 )
             else:
                 self._stop_event.wait(duration)
-        finally:
+        except BaseException:
             restore()
-            for pipeline in self.pipelines:
-                pipeline.stop()
-            if self.ctx.state == "recording":
+            self._shut_down(raise_errors=False)  # the error that ended the run comes first
+            raise
+        restore()
+        self._shut_down()
+
+    def _shut_down(self, *, raise_errors: bool = True) -> None:
+        """End a run: close hooks, pipelines, the recording (saved and packed), the streams.
+
+        Every step is tried whatever failed before it; the first error is raised at the end
+        (with ``raise_errors``; each one is logged either way).
+        """
+        errors: list[BaseException] = []
+
+        def attempt(step: Callable[[], object]) -> None:
+            try:
+                step()
+            except Exception as exc:
+                log.exception("while stopping app %r", self.name)
+                errors.append(exc)
+
+        for hook in list(self.ctx.close_hooks):
+            attempt(hook)
+        for pipeline in self.pipelines:
+            attempt(pipeline.stop)
+        attempt(self._stop_recording_if_any)
+        attempt(self.wait_idle)
+        for stream in self.ctx.streams.values():
+            attempt(stream.stop)
+        if errors and raise_errors:
+            raise errors[0]
+
+    def _stop_recording_if_any(self) -> None:
+        with self._lock:
+            recording = self.ctx.session is not None
+        if recording:
+            try:
                 self.stop_recording()
-            self.wait_idle()
-            for stream in self.ctx.streams.values():
-                stream.stop()
+            except RuntimeError:  # stopped meanwhile by another thread (a Stop click)
+                if self.ctx.session is not None:
+                    raise
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

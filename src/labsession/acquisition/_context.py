@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,6 +32,13 @@ class AppContext:
         The latest output of the running pipeline's predict function.
     packed
         Paths of the ``.session.zip`` files packed so far, oldest first.
+    packing
+        Folders of sessions being packed now (by ``stop_recording``'s background thread): they
+        are not finished sessions to offer for repair.
+    close_hooks
+        Called (in order, on the thread of ``App.run``) when the app's run loop ends, before a
+        recording in progress is stopped: widgets finish the actions queued before the window
+        closed there (a Record click still being started, a label).
     status_message
         A short message for the user about the latest action (a refused click, a failed pack),
         shown by the GUI; ``""`` when there is nothing to say.
@@ -42,4 +50,6 @@ class AppContext:
     class_names: list[str] = field(default_factory=list)
     prediction: Any = None
     packed: list[Path] = field(default_factory=list)
+    packing: set[Path] = field(default_factory=set)
+    close_hooks: list[Callable[[], None]] = field(default_factory=list)
     status_message: str = ""

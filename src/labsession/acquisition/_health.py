@@ -13,8 +13,10 @@ __all__ = ["StreamHealth", "StreamHealthSnapshot"]
 
 #: A step between consecutive timestamps longer than this many sample periods is a gap.
 GAP_PERIODS = 2.5
-#: Seconds of arrivals over which the effective rate is measured.
+#: Seconds of arrivals over which the effective rate is measured (at least the last
+#: ``MIN_ARRIVALS`` chunks are kept, for sources that deliver rarely).
 RATE_WINDOW_S = 2.0
+MIN_ARRIVALS = 3
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,13 @@ class StreamHealth:
                 self._n_disconnects += 1
             self._connected = False
 
+    def on_stopped(self, exc: BaseException) -> None:
+        """Acquisition ended for good on ``exc``: disconnected, the error kept."""
+        with self._lock:
+            self._connected = False
+            self._n_errors += 1
+            self._last_error = f"acquisition stopped: {type(exc).__name__}: {exc}"
+
     def on_source_error(self, exc: BaseException) -> None:
         """The source's ``read`` raised ``exc``."""
         with self._lock:
@@ -132,7 +141,7 @@ class StreamHealth:
             self._forget_before(now - RATE_WINDOW_S)
 
     def _forget_before(self, t: float) -> None:
-        while self._arrivals and self._arrivals[0][0] < t:
+        while len(self._arrivals) > MIN_ARRIVALS and self._arrivals[0][0] < t:
             self._arrived -= self._arrivals.popleft()[1]
 
     # -- reading (any thread) -----------------------------------------------------------------
@@ -153,12 +162,15 @@ class StreamHealth:
         now = time.monotonic() if now is None else now
         with self._lock:
             self._forget_before(now - RATE_WINDOW_S)
+            rate = 0.0
             if len(self._arrivals) >= 2:
-                first_time, first_n = self._arrivals[0]
-                # The first chunk's samples arrived before the window opened.
-                rate = (self._arrived - first_n) / max(now - first_time, 1e-9)
-            else:
-                rate = 0.0
+                (first_time, first_n), last_time = self._arrivals[0], self._arrivals[-1][0]
+                span = last_time - first_time
+                # Between chunks the rate is that of the chunks so far; a source silent for
+                # longer than its usual gap, by RATE_WINDOW_S, reads 0.
+                interval = span / (len(self._arrivals) - 1)
+                if span > 0 and now - last_time <= interval + RATE_WINDOW_S:
+                    rate = (self._arrived - first_n) / span
             age = None if self._last_arrival is None else max(0.0, now - self._last_arrival)
             return StreamHealthSnapshot(
                 connected=self._connected,

@@ -136,6 +136,7 @@ class Stream:
         except Exception as exc:
             log.exception("stream %r: acquisition stopped", self.name)
             self.error = exc
+            self.health.on_stopped(exc)
 
     def _acquire(self) -> None:
         assert self.ring is not None

@@ -31,11 +31,40 @@ _HEADLESS_HINT = (
 
 
 def check_display() -> None:
-    """Raise :class:`DisplayError` if this process has no display to open a window on."""
+    """Raise :class:`DisplayError` if this process has no display to open a window on.
+
+    On Linux and the BSDs: no ``DISPLAY`` nor ``WAYLAND_DISPLAY``, or an X display that does not
+    answer (asked through libX11, when it is installed, and only without Wayland).
+    """
     if sys.platform in ("win32", "darwin"):
         return
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    x_display, wayland = os.environ.get("DISPLAY"), os.environ.get("WAYLAND_DISPLAY")
+    if not (x_display or wayland):
         raise DisplayError(f"no display for the GUI (DISPLAY is not set): {_HEADLESS_HINT}")
+    if x_display and not wayland and not _x_display_answers(x_display):
+        raise DisplayError(f"the X display {x_display!r} does not answer: {_HEADLESS_HINT}")
+
+
+def _x_display_answers(name: str) -> bool:
+    """True if X display ``name`` accepts a connection (or libX11 cannot be found to ask)."""
+    import ctypes
+    import ctypes.util
+
+    library = ctypes.util.find_library("X11")
+    if library is None:
+        return True
+    try:
+        xlib = ctypes.CDLL(library)
+    except OSError:
+        return True
+    xlib.XOpenDisplay.restype = ctypes.c_void_p
+    xlib.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    xlib.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    handle = xlib.XOpenDisplay(name.encode())
+    if not handle:
+        return False
+    xlib.XCloseDisplay(handle)
+    return True
 
 
 def ini_path(app_name: str) -> str:

@@ -22,6 +22,8 @@ __all__ = ["RecordingControls", "cue_class", "recording_controls"]
 
 log = logging.getLogger(__name__)
 
+#: Longest wait (s), when the app's loop ends, for the actions clicked before.
+CLOSE_TIMEOUT_S = 60.0
 #: Seconds between two refreshes of the size on disk shown while recording.
 SIZE_REFRESH_S = 1.0
 _ACTIVE = imgui.ImVec4(0.15, 0.55, 0.25, 1.0)
@@ -116,6 +118,7 @@ class RecordingControls:
         self._label_counts: Counter[int] = Counter()
         self._cue_step = 0
         self._cue_next: float | None = None
+        self._hooked: AppContext | None = None
 
     # -- actions (also callable from code and tests) -------------------------------------------
     @property
@@ -163,6 +166,13 @@ class RecordingControls:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every queued action has run (tests, shutdown); False on timeout."""
         return self._tasks.wait(timeout)
+
+    def _finish_queued(self) -> None:
+        """Close hook: run what was clicked before the window closed (the app then stops and
+        packs the recording), so a Record or label click is never left behind."""
+        self._cue_next = None
+        if not self._tasks.wait(CLOSE_TIMEOUT_S):
+            log.error("recording controls: actions still running %g s after close", CLOSE_TIMEOUT_S)
 
     # -- background work -----------------------------------------------------------------------
     def _start(self, ctx: AppContext, first: int | None, clicked: float) -> None:
@@ -212,6 +222,9 @@ class RecordingControls:
     def ui(self, ctx: AppContext) -> None:
         """Draw the controls for ``ctx`` (an :class:`~labsession.acquisition.AppContext`)."""
         self._ctx = ctx
+        if self._hooked is not ctx:
+            self._hooked = ctx
+            ctx.close_hooks.append(self._finish_queued)
         self._follow_app(ctx)
         self._step_cues(ctx)
         self._draw_buttons(ctx)
