@@ -135,3 +135,29 @@ def test_a_broken_display_is_a_display_error_before_anything_starts(tmp_path, mo
     assert hooks == []
     assert app.ctx.streams["emg"]._thread is None
     assert not (tmp_path / "sessions").exists()
+
+
+def test_a_second_window_in_the_same_process_gets_fresh_widgets(tmp_path, display):
+    from labsession.widgets import recording_controls
+
+    seen = []
+    for run in range(2):
+        app = App(f"run {run}", class_names=["Rest", "Fist"])
+        app.streams(Stream("emg", SyntheticSource(2, 200.0)))
+        frames = []
+
+        @app.ui
+        def ui(ctx, frames=frames, app=app, run=run):
+            frames.append(1)
+            if len(frames) >= 5 * (run + 1):  # drawn first later than the first run's last frame
+                seen.append(
+                    recording_controls(
+                        ctx, ["Rest", "Fist"], app.start_recording, app.stop_recording
+                    )
+                )
+            if len(seen) > 2 * run:
+                app.request_stop()
+
+        app.run(duration=30)
+    assert seen[0] is not seen[-1]
+    assert seen[-1].state == "idle"

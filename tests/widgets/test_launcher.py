@@ -9,6 +9,9 @@ import pytest
 
 from labsession.testing import GuiScript, ImguiFrames, run_gui, wait_until
 from labsession.widgets._launcher import RED, ProcessLauncher, status_colour
+from labsession.widgets._process_output import OutputBuffer
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
 
 SLEEPER = [sys.executable, "-c", "print('hello'); import time; time.sleep(30)"]
 # Ignores SIGTERM (after saying so), so only SIGKILL ends it.
@@ -26,6 +29,17 @@ def _alive(pid):
     except ProcessLookupError:
         return False
     return True
+
+
+def _gone(pid):
+    """``pid`` ended: no such process, or a zombie left to an init that never reaps it."""
+    if not _alive(pid):
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except (FileNotFoundError, IndexError):
+        return True
 
 
 def test_start_captures_output_and_stop_ends_it():
@@ -150,6 +164,147 @@ def test_restart_after_exit_starts_fresh_output():
         second = launcher.start(0).pid
         assert wait_until(lambda: launcher.output(0)[-1:] == [str(second)], timeout=10)
         assert str(first) not in launcher.output(0)
+
+
+# A shell whose child (the grandchild) is a plain `sleep`; the shell prints its pid.
+SHELL_WITH_CHILD = ["sh", "-c", "sleep 60 & echo $!; wait"]
+# The same with Python: Popen, print the pid, sleep.
+PYTHON_WITH_CHILD = [
+    sys.executable,
+    "-c",
+    "import subprocess, sys, time; "
+    "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+    "print(p.pid); time.sleep(60)",
+]
+
+
+def _grandchild_pid(launcher, i=0):
+    assert wait_until(lambda: launcher.output(i)[-1].isdigit(), timeout=10)
+    return int(launcher.output(i)[-1])
+
+
+def _reader_ended(launcher, i=0):
+    reader = launcher._helpers[i].reader
+    return reader is not None and not reader.is_alive()
+
+
+@posix_only
+@pytest.mark.parametrize("argv", [SHELL_WITH_CHILD, PYTHON_WITH_CHILD], ids=["sh", "python"])
+def test_close_ends_the_grandchildren_too(argv):
+    launcher = ProcessLauncher([("parent", argv)], stop_timeout=2.0)
+    pid = launcher.start(0).pid
+    grandchild = _grandchild_pid(launcher)
+    try:
+        started = time.monotonic()
+        launcher.close()
+        assert time.monotonic() - started < 1.5  # both end on SIGTERM
+        assert launcher.status(0).returncode == -15
+        assert wait_until(lambda: _gone(pid) and _gone(grandchild), timeout=5)
+        assert wait_until(lambda: _reader_ended(launcher), timeout=5)
+    finally:
+        if not _gone(grandchild):
+            os.kill(grandchild, 9)
+
+
+@posix_only
+def test_stop_kills_a_grandchild_that_ignores_sigterm():
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    argv = ["sh", "-c", f"{sys.executable} -c '{stubborn}' & echo $!; wait"]
+    launcher = ProcessLauncher([("parent", argv)], stop_timeout=0.5)
+    launcher.start(0)
+    grandchild = _grandchild_pid(launcher)
+    try:
+        time.sleep(0.3)  # let it ignore SIGTERM
+        assert launcher.stop(0).result(timeout=10) == -15  # the shell ends on SIGTERM ...
+        assert wait_until(lambda: _gone(grandchild), timeout=5)  # ... its child on SIGKILL
+        assert wait_until(lambda: _reader_ended(launcher), timeout=5)
+    finally:
+        if not _gone(grandchild):
+            os.kill(grandchild, 9)
+        launcher.close()
+
+
+@posix_only
+def test_children_left_by_an_exited_process_end_at_close():
+    launcher = ProcessLauncher([("parent", ["sh", "-c", "sleep 60 & echo $!"])])
+    launcher.start(0)
+    grandchild = _grandchild_pid(launcher)
+    try:
+        assert wait_until(lambda: launcher.status(0).state == "exited", timeout=10)
+        assert launcher.status(0).ok
+        assert not _gone(grandchild)
+        launcher.close()
+        assert wait_until(lambda: _gone(grandchild), timeout=5)
+        assert launcher.status(0).state == "exited"  # the shell's own status stays
+    finally:
+        if not _gone(grandchild):
+            os.kill(grandchild, 9)
+
+
+@posix_only
+def test_reader_ends_even_if_a_process_that_left_the_group_holds_the_pipe():
+    daemon = "import os, time; os.setsid(); time.sleep(60)"
+    argv = [
+        sys.executable,
+        "-c",
+        f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', {daemon!r}]);"
+        " print(p.pid); time.sleep(60)",
+    ]
+    launcher = ProcessLauncher([("parent", argv)])
+    launcher.start(0)
+    escaped = _grandchild_pid(launcher)
+    try:
+        started = time.monotonic()
+        launcher.close()
+        assert time.monotonic() - started < 3
+        assert _reader_ended(launcher)
+    finally:
+        os.kill(escaped, 9)
+
+
+def test_endless_output_without_newline_stays_bounded():
+    size = 50 << 20
+    argv = [
+        sys.executable,
+        "-c",
+        "import sys, time\nfor _ in range(50): sys.stdout.buffer.write(b'x' * (1 << 20))\n"
+        "sys.stdout.flush(); time.sleep(60)",
+    ]
+    with ProcessLauncher([("flood", argv)]) as launcher:
+        launcher.start(0)
+        tail = f"… [{size - 4096} more characters]"
+        assert wait_until(lambda: launcher.output(0)[-1].endswith(tail), timeout=8)
+        output = launcher.output(0)
+        assert sum(map(len, output)) < 1 << 20
+        assert output[-1] == "x" * 4096 + tail
+        assert launcher.stop(0).result(timeout=5) == -15
+        assert wait_until(lambda: launcher.output(0)[-1] == "x" * 4096 + tail, timeout=5)
+
+
+def test_output_lines_are_cut_decoded_and_split_like_a_terminal():
+    code = (
+        "import sys, time; out = sys.stdout.buffer\n"
+        r"for part in [b'y' * 5000, b'\n\xc3', b'\xa9\r', b'\nbad \xff\r\n', b'Name: ']:"
+        "\n"
+        "    out.write(part); out.flush(); time.sleep(0.05)\n"
+        "time.sleep(60)"
+    )
+    with ProcessLauncher([("chunks", [sys.executable, "-c", code])]) as launcher:
+        launcher.start(0)
+        assert wait_until(lambda: launcher.output(0)[-1] == "Name: ", timeout=10)
+        expected = ["y" * 4096 + "… [904 more characters]", "é", "bad \ufffd", "Name: "]
+        assert launcher.output(0)[1:] == expected
+
+
+def test_output_buffer_byte_by_byte():
+    data = "a\r\nb\rc\n\nδ€ " + "z" * 20 + "\nlast"
+    buffer = OutputBuffer(max_lines=4, max_line_chars=8, first_line="$ cmd")
+    for byte in data.encode():
+        buffer.feed(bytes([byte]))
+    assert buffer.lines() == ["c", "", "δ€ zzzzz… [15 more characters]", "last"]
+    buffer.feed(b"\n" * 1000 + b"end\n\xe2\x82")  # lines beyond max_lines, a cut character
+    buffer.finish()
+    assert buffer.lines() == ["", "", "end", "\ufffd"]
 
 
 def _poll(ctx, predicate, timeout=10.0):

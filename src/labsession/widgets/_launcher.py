@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shlex
 import signal
 import subprocess
-import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 from imgui_bundle import imgui
 
+from labsession.widgets._process_output import (
+    GROUP_KWARGS,
+    READER_GRACE,
+    OutputBuffer,
+    OutputReader,
+    end_group,
+    signal_group,
+)
 from labsession.widgets._tasks import TaskQueue
 
 __all__ = ["ProcessLauncher", "ProcessStatus", "status_colour"]
@@ -99,10 +104,9 @@ class _Helper:
         self.label = label
         self.argv = argv
         self.max_lines = max_lines
-        self.lock = threading.Lock()
-        self.lines: deque[str] = deque(maxlen=max_lines)
-        self.proc: subprocess.Popen[str] | None = None
-        self.reader: threading.Thread | None = None
+        self.buffer = OutputBuffer(max_lines)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.reader: OutputReader | None = None
         self.error: str | None = None
         self.stop_requested = False
 
@@ -122,56 +126,43 @@ class _Helper:
         return ProcessStatus(state, returncode=code, pid=proc.pid)
 
     def output(self) -> list[str]:
-        with self.lock:
-            return list(self.lines)
+        return self.buffer.lines()
 
-    def _read(self, stream: IO[str], lines: deque[str]) -> None:
-        try:
-            for line in stream:
-                with self.lock:
-                    lines.append(line.rstrip("\r\n"))
-        except (OSError, ValueError):  # the pipe closed under us at exit
-            pass
-        finally:
-            stream.close()
+    def leftovers(self) -> bool:
+        """True while the latest run's process (group) may still run or hold its pipe."""
+        return self.running() or (self.reader is not None and self.reader.is_alive())
 
 
-def _end(helper: _Helper, proc: subprocess.Popen[str] | None, timeout: float) -> int | None:
-    """Terminate ``helper``'s process ``proc``, kill it after ``timeout`` s; return its status."""
+def _end(
+    helper: _Helper,
+    proc: subprocess.Popen[bytes] | None,
+    reader: OutputReader | None,
+    timeout: float,
+    *,
+    terminated: bool = False,
+) -> int | None:
+    """End ``helper``'s process ``proc`` and its children (:func:`end_group`); its status."""
     if proc is None:
         return None
     if proc.poll() is None:
         helper.stop_requested = True
-        try:
-            proc.terminate()
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log.warning(
-                "%s (pid %d) ignored SIGTERM for %.1f s; killing it",
-                helper.label,
-                proc.pid,
-                timeout,
-            )
-            proc.kill()
-        except OSError:  # already gone
-            pass
-    return proc.wait()
+    return end_group(proc, reader, timeout, label=helper.label, terminated=terminated)
 
 
 def _end_all(helpers: list[_Helper], timeout: float) -> None:
-    """Terminate every running process at once, then kill those still alive after ``timeout``."""
-    alive = [h for h in helpers if h.running()]
-    for helper in alive:
-        helper.stop_requested = True
-        assert helper.proc is not None
-        with contextlib.suppress(OSError):  # ended meanwhile
-            helper.proc.terminate()
+    """Terminate every process group at once, then kill those still alive after ``timeout``."""
+    runs = [(h, h.proc, h.reader) for h in helpers if h.leftovers()]
+    for helper, proc, _ in runs:
+        assert proc is not None
+        if proc.poll() is None:
+            helper.stop_requested = True
+        signal_group(proc, kill=False)
     deadline = time.monotonic() + timeout
-    for helper in alive:
-        _end(helper, helper.proc, max(0.0, deadline - time.monotonic()))
+    for helper, proc, reader in runs:
+        _end(helper, proc, reader, max(0.0, deadline - time.monotonic()), terminated=True)
     for helper in helpers:
         if helper.reader is not None:
-            helper.reader.join(1.0)
+            helper.reader.join(READER_GRACE + 1.0)
 
 
 class ProcessLauncher:
@@ -179,11 +170,18 @@ class ProcessLauncher:
 
     Each entry ``(label, argv)`` is a process the user starts and stops from the GUI, e.g. a
     synthetic LSL stream: ``("Synthetic EMG", [sys.executable, "-m", "labsession.cli", "synth",
-    ...])``. Its stdout and stderr (merged) are read line by line by a thread of its own into a
-    deque of the last ``max_lines`` lines, shown in a collapsible panel. Starting runs
-    ``subprocess.Popen`` inline (fast); stopping (SIGTERM, then SIGKILL after ``stop_timeout``
-    seconds) runs on a background thread, so the frame never waits. A start that fails (a
-    program not found) shows the error in red and never raises.
+    ...])``. Its stdout and stderr (merged) are read in raw chunks by a thread of its own and
+    split into lines: the last ``max_lines`` are kept, each cut to 4096 characters (``"… [N more
+    characters]"``), so memory stays bounded whatever the process writes; they show in a
+    collapsible panel, the line being written (no newline yet) last. Starting runs
+    ``subprocess.Popen`` inline (fast); stopping runs on a background thread, so the frame never
+    waits. A start that fails (a program not found) shows the error in red and never raises.
+
+    Each process leads a process group (a session on POSIX) of its own, and stopping ends the
+    whole group: SIGTERM, then SIGKILL to what is left after ``stop_timeout`` seconds (on
+    Windows, ``taskkill /F /T`` of the process tree). So children it started (a shell script's
+    commands) end with it, unless they left its group themselves. Restarting a process that
+    exited but left children writing to its output ends those children first.
 
     The status dot is green while running, yellow while stopping, grey when stopped (by the
     user, or after exit status 0) and red when the process exited on its own with a non-zero
@@ -201,7 +199,7 @@ class ProcessLauncher:
     max_lines
         Output lines kept per process.
     stop_timeout
-        Seconds between SIGTERM and SIGKILL when stopping.
+        Seconds between SIGTERM and SIGKILL when stopping (to the process and its children).
     cwd
         Working folder of the processes (default: the current one).
     env
@@ -276,9 +274,10 @@ class ProcessLauncher:
         helper = self._helpers[i]
         if helper.running():
             return helper.status()
-        lines: deque[str] = deque([f"$ {shlex.join(helper.argv)}"], maxlen=helper.max_lines)
-        with helper.lock:
-            helper.lines = lines
+        if helper.leftovers():  # children of the previous run still hold its pipe
+            self._tasks.submit(_end, helper, helper.proc, helper.reader, self.stop_timeout)
+        buffer = OutputBuffer(helper.max_lines, first_line=f"$ {shlex.join(helper.argv)}")
+        helper.buffer = buffer
         helper.error, helper.stop_requested = None, False
         try:
             proc = subprocess.Popen(
@@ -286,12 +285,10 @@ class ProcessLauncher:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                text=True,
-                encoding="utf-8",
-                errors="replace",
-                bufsize=1,
+                bufsize=0,
                 cwd=self.cwd,
                 env={**os.environ, **self.env},
+                **GROUP_KWARGS,
             )
         except (OSError, ValueError) as exc:
             helper.proc, helper.error = None, f"{type(exc).__name__}: {exc}"
@@ -299,18 +296,15 @@ class ProcessLauncher:
             return helper.status()
         helper.proc = proc
         assert proc.stdout is not None
-        helper.reader = threading.Thread(
-            target=helper._read,
-            args=(proc.stdout, lines),
-            name=f"labsession-launcher-{i}",
-            daemon=True,
-        )
+        helper.reader = OutputReader(proc.stdout, buffer, name=f"labsession-launcher-{i}")
         helper.reader.start()
         log.info("started %s (pid %d): %s", helper.label, proc.pid, shlex.join(helper.argv))
         return helper.status()
 
     def stop(self, i: int) -> Future[int | None]:
-        """Stop process ``i`` on the background thread (SIGTERM, then SIGKILL); don't wait.
+        """Stop process ``i`` and its children on the background thread (SIGTERM, then SIGKILL).
+
+        Doesn't wait.
 
         Returns the future of its exit status (None if it was never started).
         """
@@ -318,10 +312,10 @@ class ProcessLauncher:
         if helper.running():
             helper.stop_requested = True
         # The process of now: a later start must not be stopped by this request.
-        return self._tasks.submit(_end, helper, helper.proc, self.stop_timeout)
+        return self._tasks.submit(_end, helper, helper.proc, helper.reader, self.stop_timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        """End every process (SIGTERM to all, SIGKILL after ``timeout`` s); wait for them.
+        """End every process and its children (SIGTERM, SIGKILL after ``timeout`` s); wait.
 
         ``timeout`` defaults to ``stop_timeout``. Idempotent; the launcher can start processes
         again afterwards.
@@ -337,7 +331,8 @@ class ProcessLauncher:
     def output(self, i: int) -> list[str]:
         """The last ``max_lines`` lines process ``i`` wrote (stdout and stderr merged).
 
-        The first line is the command (``$ argv``) until the output pushes it out.
+        The first line is the command (``$ argv``) until the output pushes it out; the last is
+        the line being written, if it has no newline yet. Lines are cut to 4096 characters.
         """
         return self._helpers[i].output()
 

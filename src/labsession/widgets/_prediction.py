@@ -246,5 +246,5 @@ def prediction_panel(ctx: AppContext) -> PredictionView:
 
     The function form of :class:`PredictionPanel`; returns how the prediction was read.
     """
-    panel = widget_instance("prediction_panel", "", PredictionPanel)
+    panel = widget_instance("prediction_panel", "", PredictionPanel, ctx)
     return panel.ui(ctx)

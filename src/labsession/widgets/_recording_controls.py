@@ -372,6 +372,7 @@ def recording_controls(
         "recording_controls",
         "",
         lambda: RecordingControls(class_names, on_record=on_record, on_stop=on_stop),
+        ctx,
     )
     controls.class_names = [str(name) for name in class_names]
     controls.on_record, controls.on_stop, controls.on_gesture = on_record, on_stop, on_gesture

@@ -425,7 +425,7 @@ def signal_viewer(ctx: AppContext, stream_name: str, *, seconds: float = 5.0) ->
     frames); it is returned, so a caller can read or set its state.
     """
     viewer = widget_instance(
-        "signal_viewer", stream_name, lambda: SignalViewer(stream_name, seconds=seconds)
+        "signal_viewer", stream_name, lambda: SignalViewer(stream_name, seconds=seconds), ctx
     )
     if seconds > 0:
         viewer.seconds = float(seconds)

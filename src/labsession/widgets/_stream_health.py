@@ -299,5 +299,5 @@ def stream_health(ctx: AppContext) -> list[HealthRow]:
     -----
     IDs (public API): the table is ``###stream_health``.
     """
-    panel = widget_instance("stream_health", "", StreamHealthPanel)
+    panel = widget_instance("stream_health", "", StreamHealthPanel, ctx)
     return panel.ui(ctx)
