@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import resource
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
+import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from labsession.core.archive import pack_zip
-from labsession.recording import Session, StreamInfo
+from labsession.errors import SessionError
+from labsession.recording import Session, StreamInfo, open_session_store
 from labsession.testing import record_tiny_session, wait_until
+from labsession.widgets._session_files import MAX_SMALL_FILE
 from labsession.widgets._session_index import SessionIndex, read_row
 
 MYOGESTIC = Path(__file__).parent.parent / "data" / "myogestic"
@@ -176,3 +186,259 @@ def test_a_folder_being_written_is_re_read_without_the_base_folder_changing(tmp_
     finally:
         index.close()
         session.close()
+
+
+# -- hostile entries: each is a row of its own, read in bounded time and memory -------------------
+def fifo_in_place_of(path: Path) -> Path:
+    """Replace the file ``path`` by a FIFO (a writer that never comes: ``open`` would block)."""
+    path.unlink()
+    os.mkfifo(path)
+    return path
+
+
+def unblock(fifos: list[Path]) -> None:
+    """Open each FIFO for writing, so that a reader still blocked on it (a regression) returns."""
+    for fifo in fifos:
+        with contextlib.suppress(OSError):  # ENXIO: no reader waiting, as it should be
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_fifos_are_error_rows_and_never_block_the_scan(tmp_path):
+    good = record_tiny_session(tmp_path)
+    os.mkfifo(tmp_path / "x.session.zip")
+    fifos = [tmp_path / "x.session.zip"]
+    folders = {
+        member: record_tiny_session(tmp_path, pack=False)
+        for member in ("meta.json", "labels.json", "emg.zarr/zarr.json")
+    }
+    fifos += [fifo_in_place_of(folder / member) for member, folder in folders.items()]
+    index = SessionIndex(tmp_path)
+    try:
+        index.request_scan()
+        assert index.wait_idle(10), "the scan blocked on a FIFO"
+        rows = {row.name: row for row in index.rows()}
+    finally:
+        unblock(fifos)
+        assert index.close(5)
+    assert rows[good.name].error is None
+    assert rows["x.session.zip"].error == "x.session.zip is a FIFO (named pipe), not a file"
+    for member, folder in folders.items():
+        assert rows[folder.name].error == f"{member} is a FIFO (named pipe), not a file"
+
+
+STUCK = """
+import sys, threading, time
+from labsession.widgets._session_index import SessionIndex
+
+index = SessionIndex(sys.argv[1])
+index._scan_lock.acquire()  # a scan that never ends, as on a hung network share
+index.request_scan()
+time.sleep(0.2)
+assert index.scanning
+start = time.monotonic()
+assert not index.close(timeout=0.3)  # bounded: it gives up on the stuck thread
+assert time.monotonic() - start < 2
+assert not index.close(timeout=0)  # twice is fine
+print("exiting", flush=True)
+"""
+
+
+def test_a_stuck_scan_never_keeps_the_interpreter_alive(tmp_path):
+    record_tiny_session(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", STUCK, str(tmp_path)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "exiting\n"
+
+
+def test_link_loops_and_links_to_folders_hide_no_session(tmp_path):
+    base = tmp_path / "sessions"
+    good = record_tiny_session(base)
+    elsewhere = record_tiny_session(tmp_path / "share", pack=False)
+    (base / "loop").symlink_to("loop")
+    (base / "a.session.zip").symlink_to("a.session.zip")
+    (base / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (base / "dangling").symlink_to(tmp_path / "gone")  # not a session: not listed
+    linked_zip = base / "linked.session.zip"
+    linked_zip.symlink_to(record_tiny_session(tmp_path / "share"))  # a link to a file is read
+    index = SessionIndex(base)
+    rows = {row.name: row for row in index.scan()}
+    reads = index.reads
+    assert set(rows) == {good.name, "loop", "a.session.zip", "linked", linked_zip.name}
+    assert rows[good.name].error is None
+    assert rows[linked_zip.name].error is None
+    assert "Too many levels of symbolic links" in rows["loop"].error
+    assert "Too many levels of symbolic links" in rows["a.session.zip"].error
+    assert rows["linked"].error.startswith("symbolic link to a folder: not followed")
+    assert rows["linked"].size_bytes == 0
+    assert read_row(base / "linked").error == rows["linked"].error
+    index.scan()
+    assert index.reads == reads  # bad entries are not read again
+
+
+def test_a_huge_sparse_meta_json_is_refused_unread(tmp_path):
+    good = record_tiny_session(tmp_path)
+    folder = record_tiny_session(tmp_path, pack=False)
+    os.truncate(folder / "meta.json", 1 << 30)  # 1 GiB, taking no disk
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rows = {row.name: row for row in SessionIndex(tmp_path).scan()}
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 100 * 1024
+    assert rows[good.name].error is None
+    assert rows[folder.name].error == (
+        f"meta.json is {1 << 30} bytes, more than the {MAX_SMALL_FILE} bytes a session's small "
+        f"file may hold: not read"
+    )
+
+
+def rewrite_zip(
+    source: Path, target: Path, *, drop: str | None = None, replace: dict[str, bytes] | None = None
+) -> Path:
+    """Copy the archive ``source`` member by member, without ``drop*`` and with ``replace``."""
+    replace = replace or {}
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
+        for info in src.infolist():
+            if drop is None or not info.filename.startswith(drop):
+                dst.writestr(info, replace.get(info.filename, src.read(info)))
+    return target
+
+
+def test_zip_members_that_expand_too_far_are_refused(tmp_path):
+    good = record_tiny_session(tmp_path)
+    ts_meta = "emg_timestamps.zarr/zarr.json"
+    big = rewrite_zip(
+        good,
+        tmp_path / "big.session.zip",
+        replace={ts_meta: b" " * (MAX_SMALL_FILE + 1)},
+    )
+    lying = rewrite_zip(good, tmp_path / "lying.session.zip", replace={ts_meta: b" " * (20 << 20)})
+    raw = bytearray(lying.read_bytes())
+    name = ts_meta.encode()
+    central = raw.rindex(name) - 46  # the central directory header of the member
+    local = raw.index(name) - 30  # its local header
+    assert raw[central : central + 4] == b"PK\x01\x02"
+    assert raw[local : local + 4] == b"PK\x03\x04"
+    raw[central + 24 : central + 28] = (1000).to_bytes(4, "little")  # declares 1000 bytes
+    raw[local + 22 : local + 26] = (1000).to_bytes(4, "little")
+    lying.write_bytes(bytes(raw))
+
+    rows = {row.name: row for row in SessionIndex(tmp_path).scan()}
+    assert rows[good.name].error is None
+    assert rows[big.name].error == (
+        f"{ts_meta} is {MAX_SMALL_FILE + 1} bytes, more than the {MAX_SMALL_FILE} bytes a "
+        f"session's small file may hold: not read"
+    )
+    assert "corrupt or truncated" in rows[lying.name].error  # read 1000 bytes, CRC wrong
+
+
+def test_a_deflated_zip_bomb_is_refused_unread(tmp_path):
+    good = record_tiny_session(tmp_path)
+    bomb = tmp_path / "bomb.session.zip"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            if info.filename != "emg_timestamps.zarr/zarr.json":
+                dst.writestr(info.filename, src.read(info))
+        with dst.open("emg_timestamps.zarr/zarr.json", "w", force_zip64=True) as member:
+            for _ in range(64):
+                member.write(b" " * (1 << 20))
+    assert bomb.stat().st_size < 1 << 20  # 64 MiB of metadata in a small file
+    row = read_row(bomb)
+    assert row.error.startswith(f"emg_timestamps.zarr/zarr.json is {64 << 20} bytes")
+
+
+def test_arrays_must_match_meta_json(tmp_path):
+    source = record_tiny_session(tmp_path / "source")
+    base = tmp_path / "sessions"
+    base.mkdir()
+    data_meta = json.loads(zipfile.ZipFile(source).read("emg.zarr/zarr.json"))
+
+    def with_data_shape(name: str, shape: list[int]) -> Path:
+        raw = json.dumps({**data_meta, "shape": shape}).encode()
+        return rewrite_zip(source, base / name, replace={"emg.zarr/zarr.json": raw})
+
+    no_data = rewrite_zip(source, base / "no_data.session.zip", drop="emg.zarr/")
+    channels = with_data_shape("channels.session.zip", [100, 3])
+    short = with_data_shape("short.session.zip", [99, 2])  # read as 99 samples: not an error
+    flat = with_data_shape("flat.session.zip", [100])
+    folder = record_tiny_session(base, pack=False)
+    crashed = record_tiny_session(base, pack=False)  # a write cut short: one sample fewer
+    (crashed / "emg.zarr" / "zarr.json").write_text(json.dumps({**data_meta, "shape": [99, 2]}))
+    garbage = record_tiny_session(base, pack=False)
+    (garbage / "emg.zarr" / "zarr.json").write_text("garbage")
+
+    rows = {row.name: row for row in SessionIndex(base).scan()}
+    assert rows[no_data.name].error == "stream 'emg' is listed in meta.json but emg.zarr is missing"
+    expected = "meta.json gives stream 'emg' 2 channels: expected (n_samples, 2)"
+    assert rows[channels.name].error == f"emg.zarr has shape (100, 3), but {expected}"
+    assert rows[flat.name].error == f"emg.zarr has shape (100,), but {expected}"
+    assert rows[short.name].error is None
+    assert rows[short.name].streams[0].n_samples == 99
+    with open_session_store(short) as store:
+        assert store.n_samples("emg") == 99
+    assert "emg.zarr: unreadable array metadata" in rows[garbage.name].error
+    assert rows[folder.name].error is None
+    assert rows[crashed.name].error is None
+    assert rows[crashed.name].streams[0].n_samples == 99
+    with pytest.raises(
+        SessionError, match=r"'emg' is listed in meta.json but its arrays cannot be opened"
+    ):
+        open_session_store(no_data)
+
+
+@contextlib.contextmanager
+def unprivileged():
+    """Run the block without root's right to read any file (effective uid ``nobody``) when
+    the tests run as root; as another user, permissions already apply."""
+    if os.geteuid() != 0:
+        yield
+        return
+    datetime.strptime("2020", "%Y")  # a lazy import, done while its file can still be read
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+@pytest.fixture
+def shared_tmp():
+    """A folder that ``nobody`` can enter (pytest's ``tmp_path`` is private to its user)."""
+    folder = Path(tempfile.mkdtemp(prefix="labsession-"))
+    folder.chmod(0o755)
+    yield folder
+    for sub in [folder, *folder.rglob("*")]:
+        if sub.is_dir() and not sub.is_symlink():
+            sub.chmod(0o755)
+    shutil.rmtree(folder)
+
+
+def test_denied_folders_never_hide_a_session_and_a_denied_base_says_so(shared_tmp):
+    base = shared_tmp
+    good, denied = record_tiny_session(base, pack=False), record_tiny_session(base, pack=False)
+    packed = record_tiny_session(base)
+    for file in base.rglob("*"):  # atomic writes leave 0o600 files: readable by all, as shared
+        if file.is_file():
+            file.chmod(0o644)
+    size = sum(f.stat().st_size for f in good.rglob("*") if f.is_file())
+    (good / "extra").mkdir()
+    (good / "extra" / "notes.bin").write_bytes(b"\0" * 1000)
+    (good / "extra").chmod(0)  # a subfolder we cannot read: the session still can be
+    denied.chmod(0)
+    index = SessionIndex(base)
+    with unprivileged():
+        rows = {row.name: row for row in index.scan()}
+    assert rows[good.name].error is None
+    assert rows[good.name].size_bytes == size  # what could be read
+    assert rows[denied.name].error == "cannot be examined (Permission denied)"
+    assert rows[packed.name].error is None
+    assert index.listing_error is None
+
+    base.chmod(0)
+    with unprivileged():
+        assert {row.name for row in index.scan()} == set(rows)  # the last listing is kept
+    assert index.listing_error == f"cannot list {base}: Permission denied"
+    assert index.exists
+    base.chmod(0o755)
+    index.scan()
+    assert index.listing_error is None

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from labsession.acquisition import AppContext
+from labsession.errors import SessionError
 from labsession.recording import Session, StreamInfo, TrainingData, open_session_store
 from labsession.testing import GuiScript, ImguiFrames, record_tiny_session, run_gui, wait_until
 from labsession.widgets import SessionManager, session_manager
@@ -219,6 +224,9 @@ def test_a_failed_finish_shows_the_error_and_keeps_the_folder(tmp_path, frames, 
     assert future.exception() is not None
     assert folder.is_dir()
     assert mgr.state(next(r for r in mgr.rows if r.name == folder.name)) == "unfinished"
+    (base / (folder.name + ".session.zip")).unlink()
+    # at once: what the failed attach wrote (a moment ago) is no sign of another recorder
+    assert mgr.finish(folder.name).result(10) == base / (folder.name + ".session.zip")
 
 
 def test_live_and_recent_folders_cannot_be_finished_or_ticked(tmp_path, frames, manager):
@@ -286,3 +294,133 @@ def test_clicking_rows_and_rescan_in_a_real_window(tmp_path, display):
 
     run_gui(gui, GuiScript(script))
     assert results[-1].paths == [a, *made]  # kept across frames by the function form
+
+
+def test_the_apps_own_packing_folder_is_not_offered(tmp_path, frames, manager, monkeypatch):
+    base = tmp_path / "sessions"
+    folder = record_tiny_session(base, pack=False)
+    age(folder)  # a big session packed slowly: quiet for long
+    monkeypatch.chdir(tmp_path)
+    ctx = AppContext()
+    ctx.packing.add(Path("sessions") / folder.name)  # as App.stop_recording gives it
+    mgr = manager(ctx=ctx)
+    draw_until(frames, mgr, lambda: len(mgr.rows) == 1)
+    assert mgr.state(mgr.row(folder.name)) == "packing"
+    mgr.select(folder.name)
+    with frames.frame():
+        assert mgr.ui() is None
+    with pytest.raises(ValueError, match="cannot finish a session that is packing"):
+        mgr.finish(folder.name)
+    ctx.packing.clear()  # the app's pack failed: the folder is left to finish
+    with frames.frame():
+        data = mgr.ui()
+    assert mgr.state(mgr.row(folder.name)) == "unfinished"
+    assert data.paths == [folder]
+
+
+def test_finish_checks_again_on_its_thread_just_before_attaching(tmp_path, frames, manager):
+    base = tmp_path / "sessions"
+    packed_meanwhile = record_tiny_session(base, pack=False)
+    written_meanwhile = record_tiny_session(base, pack=False)
+    age(packed_meanwhile)
+    age(written_meanwhile)
+    labels = (written_meanwhile / "labels.json").read_bytes()
+    ctx = AppContext()
+    mgr = manager(ctx=ctx)
+    draw_until(frames, mgr, lambda: {mgr.state(r) for r in mgr.rows} == {"unfinished"})
+    gate = threading.Event()
+    mgr._tasks.submit(gate.wait, 20)  # the Finish thread busy, as with a Finish in progress
+    futures = [mgr.finish(packed_meanwhile.name), mgr.finish(written_meanwhile.name)]
+    ctx.packing.add(packed_meanwhile)  # after the click: the app packs it
+    (written_meanwhile / "labels.json").write_bytes(labels)  # another recorder writes to it
+    gate.set()
+    draw_until(frames, mgr, lambda: len(mgr.finish_errors) == 2)
+    assert mgr.finish_errors[packed_meanwhile.name] == (
+        "finish failed: refused: the app is packing this session itself"
+    )
+    assert re.fullmatch(
+        r"finish failed: refused: written to \d\.\d s ago, perhaps by another recorder; "
+        r"try again once it has been idle for 5 s",
+        mgr.finish_errors[written_meanwhile.name],
+    )
+    for future in futures:
+        assert isinstance(future.exception(), SessionError)
+    assert sorted(p.name for p in base.iterdir()) == sorted(
+        [packed_meanwhile.name, written_meanwhile.name]
+    )  # nothing attached, trimmed or packed
+    assert (written_meanwhile / "labels.json").read_bytes() == labels
+
+
+def test_the_close_hook_stops_the_manager_which_can_be_drawn_again(tmp_path, frames):
+    base = tmp_path / "sessions"
+    first = record_tiny_session(base)
+    folder = record_tiny_session(base, pack=False)
+    age(folder)
+    ctx = AppContext()
+    before = set(threading.enumerate())
+    mgr = SessionManager(base, ctx=ctx)
+    try:
+        draw_until(frames, mgr, lambda: len(mgr.rows) == 2)
+        frames.draw(mgr.ui, frames=3)
+        assert ctx.close_hooks == [mgr.close]  # once, however many frames
+        (index_thread,) = (t for t in set(threading.enumerate()) - before if "index" in t.name)
+        gate = threading.Event()
+        mgr._tasks.submit(gate.wait, 20)  # a Finish in progress that takes long
+        queued = mgr.finish(folder.name)
+        start = time.monotonic()
+        (hook,) = ctx.close_hooks
+        assert hook() is False  # what App.run does as its loop ends: gives up after 5 s
+        assert 4.5 < time.monotonic() - start < 8
+        assert queued.cancelled()
+        gate.set()
+        assert not index_thread.is_alive()
+        assert mgr.close() is True  # twice is fine
+
+        second = record_tiny_session(base)
+        draw_until(frames, mgr, lambda: {r.name for r in mgr.rows} >= {first.name, second.name})
+        assert ctx.close_hooks == [mgr.close]
+        assert mgr.finish_errors == {folder.name: "finish cancelled: the manager was closed first"}
+        assert mgr.state(mgr.row(folder.name)) == "unfinished"
+    finally:
+        assert mgr.close()
+    assert not [t for t in set(threading.enumerate()) - before if "index" in t.name]
+
+
+@contextlib.contextmanager
+def unprivileged():
+    """Run the block as ``nobody`` (effective uid) when the tests run as root, whose right to
+    read any folder would hide a permission error; as another user, permissions already apply."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_a_base_folder_that_cannot_be_listed_says_why(frames):
+    shared = Path(tempfile.mkdtemp(prefix="labsession-"))  # tmp_path is private to its user
+    try:
+        shared.chmod(0o755)
+        base = shared / "sessions"
+        mgr = SessionManager(base)
+        assert mgr.message is None  # not scanned yet
+        draw_until(frames, mgr, lambda: mgr.index.exists is False)
+        assert mgr.message == f"no sessions in {base} yet"
+        record_tiny_session(base)
+        base.chmod(0)
+        with unprivileged():  # drawn meanwhile: the scans run as nobody too
+            draw_until(frames, mgr, lambda: mgr.index.listing_error is not None)
+        assert mgr.message == f"cannot list {base}: Permission denied"
+        assert mgr.rows == []
+        base.chmod(0o755)
+        draw_until(frames, mgr, lambda: len(mgr.rows) == 1)
+        assert mgr.message is None
+        assert mgr.close()
+    finally:
+        shared.chmod(0o755)
+        if (shared / "sessions").exists():
+            (shared / "sessions").chmod(0o755)
+        shutil.rmtree(shared)

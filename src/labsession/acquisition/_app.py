@@ -123,9 +123,10 @@ class App:
             for stream in self.ctx.streams.values():
                 stream.detach_session()
             session.save_meta(self.name, self.ctx.class_names)
+            if pack:  # before the session is let go: the folder is never unclaimed
+                self.ctx.packing.add(session.path)
             self.ctx.session, self.ctx.state = None, "idle"
         if pack:
-            self.ctx.packing.add(session.path)
             thread = threading.Thread(target=self._pack, args=(session,), name="labsession-pack")
             self._packers.append(thread)
             thread.start()

@@ -14,7 +14,7 @@ from imgui_bundle import imgui
 
 from labsession.recording import Session, TrainingData
 from labsession.widgets._instances import widget_instance
-from labsession.widgets._session_index import SessionIndex, SessionRow
+from labsession.widgets._session_index import RECENT_SECONDS, AppFolders, SessionIndex, SessionRow
 from labsession.widgets._tasks import TaskQueue
 
 if TYPE_CHECKING:
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SessionManager", "session_manager"]
 
-#: An unpacked folder written to less than this many seconds ago may be another recorder's.
-RECENT_SECONDS = 5.0
+#: Seconds :meth:`SessionManager.close` waits by default (a Finish in progress, a scan).
+CLOSE_TIMEOUT = 5.0
 
 _RED = imgui.ImVec4(0.95, 0.35, 0.3, 1.0)
 _YELLOW = imgui.ImVec4(0.95, 0.8, 0.3, 1.0)
@@ -55,8 +55,10 @@ class SessionManager:
     ``###finish_<name>`` button that re-opens it with :meth:`Session.attach
     <labsession.recording.Session.attach>` and packs it, on a background thread (the row shows
     ``finishing...``, then the zip, or the error in red); ``recording`` (the folder of
-    ``ctx.session``); ``recording?`` (a folder written to in the last 5 s: perhaps another
-    process's recording, so no Finish and no tick until it has been quiet for 5 s).
+    ``ctx.session``); ``packing`` (a folder of ``ctx.packing``, packed by the app itself);
+    ``recording?`` (a folder written to in the last 5 s: perhaps another process's recording).
+    Only ``packed`` and ``unfinished`` rows can be ticked or finished; Finish checks again, on
+    its thread just before attaching, that the folder is none of the live three.
 
     The frame never waits on disk: listing and reading happen on a background thread
     (:class:`~labsession.widgets._session_index.SessionIndex`); :meth:`ui` stats the base folder
@@ -74,7 +76,8 @@ class SessionManager:
         of the sessions' ``class_names`` for the filter; the first ticked session's for the
         training data).
     ctx
-        The app's context: its ``session`` is shown as ``recording``.
+        The app's context: its ``session`` is shown as ``recording``, its ``packing`` folders as
+        ``packing``; :meth:`ui` adds :meth:`close` to its ``close_hooks`` (once).
 
     Notes
     -----
@@ -85,9 +88,10 @@ class SessionManager:
     - :meth:`ui` returns the same :class:`TrainingData` object across frames while the
       ticked, shown sessions do not change, and a new one when they do. Its ``paths`` are in
       chronological order (the ``groups`` of ``to_arrays`` index into them).
-    - Only this process's session is known as live (``ctx``). Telling another process's live
+    - Only this process's sessions are known as live (``ctx``). Telling another process's live
       recording from a crashed one (a lock file held by the recorder) is left to a later
-      change of the recording layer; until then the 5-second rule above guards Finish.
+      change of the recording layer; until then the 5-second rule guards Finish (a recorder
+      that stalls for over 5 s is a known gap). Links to folders are listed, never followed.
 
     Examples
     --------
@@ -112,8 +116,8 @@ class SessionManager:
         self.class_names = None if class_names is None else [str(n) for n in class_names]
         self.ctx = ctx
         self.index = SessionIndex(self.base_path)
-        self._abs_base = self.base_path.absolute()
-        self._live_paths: dict[Path, Path] = {}
+        self._closed = False
+        self._app_folders = AppFolders(self.base_path)
         self._selected: set[str] = set()
         self._filter: set[str] = set()
         self._finishing: set[str] = set()
@@ -188,21 +192,18 @@ class SessionManager:
         self._filter = {str(n) for n in names}
 
     def state(self, row: SessionRow) -> str:
-        """``packed``, ``unfinished``, ``recording``, ``recording?``, ``finishing`` or
-        ``error``."""
+        """``packed``, ``unfinished``, ``recording``, ``recording?``, ``packing``,
+        ``finishing`` or ``error``."""
         if row.name in self._finishing:
             return "finishing"
+        if not row.packed and self._app_folders.packing(self.ctx, row.name):
+            return "packing"
         if row.error is not None:
             return "error"
         if row.packed:
             return "packed"
-        session = getattr(self.ctx, "session", None)
-        if session is not None and row.name == session.path.name:
-            live = self._live_paths.get(session.path)
-            if live is None:  # absolute() asks for the working folder: once per session
-                live = self._live_paths[session.path] = session.path.absolute()
-            if live == self._abs_base / row.name:
-                return "recording"
+        if self._app_folders.recording(self.ctx, row.name):
+            return "recording"
         recent = time.time() - row.newest_mtime < RECENT_SECONDS
         if recent and row.name not in self._finish_errors:  # not our own failed Finish
             return "recording?"
@@ -235,6 +236,7 @@ class SessionManager:
     # -- actions -------------------------------------------------------------------------------
     def rescan(self) -> None:
         """Read every session again, on the background thread."""
+        self._reopen()
         self.index.request_scan(full=True)
 
     def finish(self, name: str) -> Future[Path]:
@@ -254,15 +256,24 @@ class SessionManager:
             )
         self._finishing.add(name)
         self._finish_errors.pop(name, None)
-        return self._tasks.submit(self._finish, name, row.path)
+        future = self._tasks.submit(self._finish, name, row.path)
+        cancelled = (name, None, "finish cancelled: the manager was closed first")
+        future.add_done_callback(lambda f: f.cancelled() and self._finished.append(cancelled))
+        return future
 
     def _finish(self, name: str, path: Path) -> Path:
-        """Worker thread: attach, pack, report to the GUI thread through ``_finished``."""
+        """Worker thread: check again that the folder is idle (it may have become live since
+        the click), attach, pack, report to the GUI thread through ``_finished``."""
+        attached = False
         try:
+            self._app_folders.check_idle(self.ctx, path)
+            attached = True
             zip_path = Session.attach(path).pack_to_zip()
         except Exception as exc:
             message = str(exc).removeprefix(f"{path}: ")
             self._finished.append((name, None, f"finish failed: {message}"))
+            if attached:  # what our own attach wrote is no sign of another recorder
+                self._app_folders.note_attempt(path)
             raise
         finally:
             self.index.request_scan()
@@ -272,14 +283,31 @@ class SessionManager:
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait for the background scan and finish tasks (tests, scripts); False on timeout."""
         deadline = time.monotonic() + timeout
-        return self._tasks.wait(timeout) and self.index.wait_idle(
-            max(0.0, deadline - time.monotonic())
-        )
+        done = self._tasks.wait(timeout)
+        return done and self.index.wait_idle(max(0.0, deadline - time.monotonic()))
 
-    def close(self) -> None:
-        """Finish the queued Finish tasks and stop the background threads."""
-        self._tasks.shutdown(wait=True)
-        self.index.close()
+    def close(self, timeout: float | None = CLOSE_TIMEOUT) -> bool:
+        """Stop the background work, waiting at most ``timeout`` s (``None``: no limit); True if
+        all stopped in time. A Finish in progress completes on its own (a pack is never cut
+        short); queued ones are cancelled. Safe to call twice; a later :meth:`ui` (or
+        :meth:`rescan`) starts the background threads again."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        self._closed = True
+        stopped = self.index.close(left())  # at once unless a scan is in progress
+        stopped &= self._tasks.wait(left())
+        self._tasks.shutdown(wait=False)
+        return stopped
+
+    def _reopen(self) -> None:
+        """After :meth:`close`: a fresh index (the old one's thread may still be winding down)."""
+        if self._closed:
+            self._closed = False
+            self.index = SessionIndex(self.base_path)
+            self._version = -1
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _refresh(self) -> None:
@@ -309,8 +337,21 @@ class SessionManager:
         return not self._filter or any(row.label_counts.get(c, 0) for c in self._filter)
 
     # -- drawing -------------------------------------------------------------------------------
+    @property
+    def message(self) -> str | None:
+        """What :meth:`ui` says above the list (no sessions yet, or why they cannot be listed)."""
+        if self.index.listing_error is not None:
+            return self.index.listing_error
+        if self.index.exists is False or (self.index.exists and not self.index.names):
+            return f"no sessions in {self.base_path} yet"
+        return None
+
     def ui(self) -> TrainingData | None:
         """Draw the list inside the current imgui window; return the ticked sessions' data."""
+        self._reopen()
+        hooks = getattr(self.ctx, "close_hooks", None)
+        if hooks is not None and self.close not in hooks:  # once per ctx
+            hooks.append(self.close)
         self.index.poll()
         self._refresh()
         imgui.separator_text(self.title)
@@ -322,8 +363,9 @@ class SessionManager:
         visible = [row for row in self._rows if self._passes_filter(row)]
         status = f"{len(visible)} of {len(self._rows)} sessions, {len(self._selected)} ticked"
         imgui.text_disabled(status + ("  reading..." if self.index.scanning else ""))
-        if self.index.exists is False or (self.index.exists and not self.index.names):
-            imgui.text(f"no sessions in {self.base_path} yet")
+        if (message := self.message) is not None:
+            plain = imgui.get_style_color_vec4(imgui.Col_.text)
+            imgui.text_colored(_RED if self.index.listing_error else plain, message)
         data = self.training_data
         self._draw_class_warning()
         if self._rows:
@@ -454,6 +496,7 @@ def session_manager(
         "session_manager",
         str(base_path),
         lambda: SessionManager(base_path, class_names=class_names, ctx=ctx),
+        ctx,
     )
     manager.class_names = None if class_names is None else [str(n) for n in class_names]
     manager.ctx = ctx
