@@ -75,14 +75,18 @@ def test_record_label_pick_train_predict(tmp_path, display):
     for event, (_, before, after) in zip(labels, clicks, strict=True):
         assert before <= event.timestamp <= after
     assert ts[0] <= labels[0].timestamp
-    assert ts[-1] >= labels[-1].timestamp + 0.4
+    assert ts[-1] >= labels[-1].timestamp + 0.25  # Stop came 0.5 s after the last click
     assert np.diff(ts).max() < 2 / 2048  # no sample lost between the clicks
     assert data.shape == (len(ts), 8)
 
-    trained = TrainingData([zip_path])
-    assert pipeline.model.predict(np.zeros((1, pipeline.model.n_features_in_))).shape == (1,)
+    ticked = pipeline.training_data  # what session_manager returned when Train was clicked
+    assert isinstance(ticked, TrainingData)
+    assert ticked.paths == [zip_path]
+    assert ticked.class_names == ["Rest", "Fist", "Open"]
+    x, y, _ = ticked.to_arrays("emg", 0.2, 0.05, features=["rms", "wl", "zc", "ssc"])
+    assert pipeline.model.n_features_in_ == x.shape[1]
+    assert pipeline.model.score(x, y) > 0.8  # trained on those windows
     assert seen["prediction"] in (0, 1, 2)
-    assert trained.class_names == ["Rest", "Fist", "Open"]
 
     for picture in (recording_shot, shot):
         pixels = np.asarray(Image.open(picture).convert("RGB"), dtype=np.float32)

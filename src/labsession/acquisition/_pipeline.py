@@ -92,13 +92,18 @@ class Pipeline:
         return func
 
     def fit(self, training_data: Any = None) -> Any:
-        """Call the train function on ``training_data`` (default :attr:`training_data`)."""
+        """Call the train function on ``training_data`` (default :attr:`training_data`).
+
+        On success :attr:`model` is the new model and :attr:`training_data` the data it was
+        trained on.
+        """
         if self._train_fn is None:
             raise RuntimeError("no train function: decorate one with @pipeline.train")
         data = training_data if training_data is not None else self.training_data
         if data is None:
             raise RuntimeError("no training data: set pipeline.training_data or pass it to fit()")
         self.model = self._train_fn(data)
+        self.training_data = data  # what the model was trained on
         return self.model
 
     def fit_in_background(self, training_data: Any = None) -> threading.Thread:
