@@ -2,14 +2,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 
 from labsession import App, Stream
-from labsession.recording import Session, open_session_store
-from labsession.sources import LSLSource, SyntheticSource
+from labsession.core.clock import local_clock
+from labsession.recording import Session, StreamInfo, open_session_store
+from labsession.sources import LSLSource, Source, SyntheticSource
 from labsession.testing import wait_until
 
 
@@ -174,3 +176,73 @@ def test_headless_app_run_saves_and_packs_on_sigterm(tmp_path):
     with open_session_store(zip_path) as store:
         assert store.n_samples("emg") >= 500
         assert [e.class_index for e in store.label_track] == [0]
+
+
+def test_ctrl_c_during_the_packing_does_not_cut_it_short(tmp_path):
+    app = App("interrupted twice")
+    app.streams(Stream("emg", SyntheticSource(2, 200.0)))
+    app.before_run_hooks.append(lambda a: a.start_recording(tmp_path))
+    app.before_run_hooks.append(lambda a: a.request_stop())  # as a first Ctrl-C would
+    app.ctx.close_hooks.append(lambda: os.kill(os.getpid(), signal.SIGINT))  # a second one
+    app.run(mode="headless", duration=30)
+    (zip_path,) = app.ctx.packed
+    assert zip_path.is_file()
+    assert not app.ctx.streams["emg"]._thread.is_alive()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class NeverConnects(SyntheticSource):
+    def connect(self):
+        raise ConnectionError("amplifier switched off")
+
+
+def test_ctrl_c_while_waiting_for_a_device_stops_at_once(tmp_path):
+    app = App("waiting")
+    stream = Stream("emg", NeverConnects(2, 200.0), connect_retry=0.05)
+    app.streams(stream)
+    hooks = []
+    app.before_run_hooks.append(hooks.append)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    app.run(mode="headless", connect_timeout=60)
+    assert time.monotonic() - started < 10
+    assert hooks == []
+    assert not stream._thread.is_alive()
+
+
+class Resizable(Source):
+    """Zeros, paced from the clock, in as many channels as the device is set to."""
+
+    def __init__(self, n_channels):
+        self.n_channels = n_channels
+
+    def connect(self):
+        self.t0, self.sent = local_clock(), 0
+        return StreamInfo(self.n_channels, 200.0)
+
+    def read(self):
+        time.sleep(0.01)
+        due = int((local_clock() - self.t0) * 200.0) - self.sent
+        if due <= 0:
+            return None
+        ts = self.t0 + (self.sent + np.arange(due)) / 200.0
+        self.sent += due
+        return np.zeros((due, self.n_channels), np.float32), ts
+
+
+def test_a_restarted_stream_connects_again_with_the_new_layout():
+    source = Resizable(4)
+    stream = Stream("emg", source)
+    stream.start()
+    assert stream.wait_connected(10)
+    stream.stop()
+    source.n_channels = 6  # the device comes back with another layout
+    stream.start()
+    try:
+        assert stream.wait_connected(10)
+        assert stream.info.n_channels == 6
+        assert wait_until(lambda: stream.ring.n_written > 0)
+        assert stream.get_window(0.01)[0].shape[0] == 6
+    finally:
+        stream.stop()

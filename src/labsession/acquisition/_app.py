@@ -52,6 +52,7 @@ class App:
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
         self._ui: Callable[..., None] | None = None
+        self._shutting_down = False
 
     # -- set-up --------------------------------------------------------------------------------
     def streams(self, *streams: Stream) -> None:
@@ -72,10 +73,15 @@ class App:
             stream.start()
 
     def wait_connected(self, timeout: float = 10.0) -> list[str]:
-        """Wait up to ``timeout`` s for the streams to connect; return those still unconnected."""
+        """Wait up to ``timeout`` s for the streams to connect; return those still unconnected.
+
+        Returns early when :meth:`request_stop` is called (Ctrl-C while waiting for a device).
+        """
         deadline = time.monotonic() + timeout
         for stream in self.ctx.streams.values():
-            stream.wait_connected(max(0.0, deadline - time.monotonic()))
+            while not stream.wait_connected(min(0.05, max(0.0, deadline - time.monotonic()))):
+                if self._stop_event.is_set() or time.monotonic() >= deadline:
+                    break
         return [name for name, s in self.ctx.streams.items() if not s.connected]
 
     # -- recording -----------------------------------------------------------------------------
@@ -225,30 +231,44 @@ class App:
 
             check_display()
         self._stop_event.clear()
-        self.start()
-        missing = self.wait_connected(connect_timeout)
-        if missing:
-            log.warning("not connected after %g s (still trying): %s", connect_timeout, missing)
+        self._shutting_down = False
         restore = self._install_signal_handlers()
         try:
-            for hook in self.before_run_hooks:
-                hook(self)
-            for pipeline in self.pipelines:
-                pipeline.start()
-            if mode == "gui":
-                from labsession.acquisition._window import run_window
+            try:
+                self.start()
+                missing = self.wait_connected(connect_timeout)
+                if missing and not self.stop_requested:
+                    log.warning(
+                        "not connected after %g s (still trying): %s", connect_timeout, missing
+                    )
+                if not self.stop_requested:
+                    self._run_loop(mode, window_size, runner_params, duration)
+            except BaseException:
+                self._shut_down(raise_errors=False)  # the error that ended the run comes first
+                raise
+            self._shut_down()
+        finally:
+            restore()  # only now: Ctrl-C during the packing must not cut it short
 
-                run_window(
-                    self, window_size=window_size, runner_params=runner_params, duration=duration
-                )
-            else:
-                self._stop_event.wait(duration)
-        except BaseException:
-            restore()
-            self._shut_down(raise_errors=False)  # the error that ended the run comes first
-            raise
-        restore()
-        self._shut_down()
+    def _run_loop(
+        self,
+        mode: str,
+        window_size: tuple[int, int],
+        runner_params: Any,
+        duration: float | None,
+    ) -> None:
+        for hook in self.before_run_hooks:
+            hook(self)
+        for pipeline in self.pipelines:
+            pipeline.start()
+        if mode == "gui":
+            from labsession.acquisition._window import run_window
+
+            run_window(
+                self, window_size=window_size, runner_params=runner_params, duration=duration
+            )
+        else:
+            self._stop_event.wait(duration)
 
     def _shut_down(self, *, raise_errors: bool = True) -> None:
         """End a run: close hooks, pipelines, the recording (saved and packed), the streams.
@@ -256,6 +276,7 @@ class App:
         Every step is tried whatever failed before it; the first error is raised at the end
         (with ``raise_errors``; each one is logged either way).
         """
+        self._shutting_down = True
         errors: list[BaseException] = []
 
         def attempt(step: Callable[[], object]) -> None:
@@ -265,7 +286,8 @@ class App:
                 log.exception("while stopping app %r", self.name)
                 errors.append(exc)
 
-        for hook in list(self.ctx.close_hooks):
+        hooks, self.ctx.close_hooks[:] = list(self.ctx.close_hooks), []
+        for hook in hooks:
             attempt(hook)
         for pipeline in self.pipelines:
             attempt(pipeline.stop)
@@ -292,10 +314,11 @@ class App:
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
         def handler(signum, frame):
-            log.warning(
-                "received %s: stopping (a recording in progress is saved and packed)",
-                signal.Signals(signum).name,
-            )
+            name = signal.Signals(signum).name
+            if self._shutting_down:
+                log.warning("received %s: still stopping; the recording is being saved", name)
+                return
+            log.warning("received %s: stopping (a recording in progress is saved and packed)", name)
             self.request_stop()
 
         for sig in previous:

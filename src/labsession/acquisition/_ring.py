@@ -71,3 +71,26 @@ class RingBuffer:
             data, ts = self._data[idx], self._ts[idx]
             if self._seq == seq:
                 return data, ts
+
+    def latest_counted(self, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Like :meth:`latest`, with :attr:`n_written` read in the same consistent copy.
+
+        Returns
+        -------
+        data : ndarray, shape (k, n_channels)
+        ts : ndarray, shape (k,)
+            The last ``k = min(n, available)`` samples and their timestamps.
+        n_written
+            Samples written when the copy was taken: ``data[-1]`` is sample ``n_written - 1``
+            (counting from 0), whatever the timestamps say (repeated, backwards or NaN).
+        """
+        while True:
+            seq = self._seq
+            if seq % 2:
+                continue
+            written = self._written
+            k = min(n, written, self.capacity)
+            idx = (np.arange(written - k, written)) % self.capacity
+            data, ts = self._data[idx], self._ts[idx]
+            if self._seq == seq:
+                return data, ts, written

@@ -66,6 +66,9 @@ class Stream:
         """Start the acquisition thread (it connects the source, retrying until it succeeds)."""
         if self._thread is not None and self._thread.is_alive():
             return
+        # A restart connects again: the source may come back with another layout.
+        self._connected.clear()
+        self.info = self.ring = None
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._run, name=f"labsession-acq-{self.name}", daemon=True

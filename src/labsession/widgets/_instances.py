@@ -49,5 +49,6 @@ def widget_instance(kind: str, key: str, factory: Callable[[], T], ctx: Any = No
 
 
 def _forget(key_context: int, entry: list[Any]) -> None:
+    entry[2].clear()  # the hook's closure keeps the entry: let go of the widgets at least
     if _BY_CONTEXT.get(key_context) is entry:
         del _BY_CONTEXT[key_context]
