@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from labsession.errors import SessionError
 from labsession.recording._layout import (
@@ -92,6 +92,25 @@ class StreamSummary:
     fs: float
     n_samples: int
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (:meth:`from_dict` gives back an equal summary)."""
+        return {
+            "name": self.name,
+            "n_channels": self.n_channels,
+            "fs": self.fs,
+            "n_samples": self.n_samples,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> StreamSummary:
+        """The summary :meth:`to_dict` gave; raises ``TypeError``/``KeyError`` if malformed."""
+        return cls(
+            _typed(data["name"], str),
+            _typed(data["n_channels"], int),
+            _typed(data["fs"], float, int),
+            _typed(data["n_samples"], int),
+        )
+
 
 @dataclass(frozen=True)
 class SessionRow:
@@ -144,6 +163,53 @@ class SessionRow:
     def n_labels(self) -> int:
         """Labels of a class (unlabelled ones not counted)."""
         return sum(self.label_counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields: :meth:`from_dict` gives back an equal row (the path as text, the
+        start time in ISO format, tuples as lists)."""
+        return {
+            "name": self.name,
+            "path": os.fspath(self.path),
+            "packed": self.packed,
+            "created": None if self.created is None else self.created.isoformat(),
+            "duration_s": self.duration_s,
+            "approximate": self.approximate,
+            "streams": [stream.to_dict() for stream in self.streams],
+            "class_names": list(self.class_names),
+            "label_counts": dict(self.label_counts),
+            "size_bytes": self.size_bytes,
+            "newest_mtime": self.newest_mtime,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SessionRow:
+        """The row :meth:`to_dict` gave (read back from JSON); every field's type is checked,
+        and a malformed one raises ``TypeError``, ``KeyError`` or ``ValueError``."""
+        created = _typed(data["created"], str, type(None))
+        counts = _typed(data["label_counts"], dict)
+        return cls(
+            name=_typed(data["name"], str),
+            path=Path(_typed(data["path"], str)),
+            packed=_typed(data["packed"], bool),
+            created=None if created is None else datetime.fromisoformat(created),
+            duration_s=_typed(data["duration_s"], float, int, type(None)),
+            approximate=_typed(data["approximate"], bool),
+            streams=tuple(StreamSummary.from_dict(s) for s in _typed(data["streams"], list)),
+            class_names=tuple(_typed(n, str) for n in _typed(data["class_names"], list)),
+            label_counts={_typed(k, str): _typed(v, int) for k, v in counts.items()},
+            size_bytes=_typed(data["size_bytes"], int),
+            newest_mtime=_typed(data["newest_mtime"], float, int),
+            error=_typed(data["error"], str, type(None)),
+        )
+
+
+def _typed(value: Any, *types: type) -> Any:
+    """``value`` if its type is exactly one of ``types`` (as JSON gives them: a bool is no int
+    here), else ``TypeError``."""
+    if type(value) not in types:
+        raise TypeError(f"{value!r} is not {' or '.join(t.__name__ for t in types)}")
+    return value
 
 
 # -- bounded reads ---------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ never blocks (FIFOs, link loops, huge or sparse files and zip bombs give error r
 
 :class:`SessionIndex` keeps one :class:`SessionRow` per entry, keyed by the entry's name and its
 stamp (modification time in ns and size; for a folder, those of its small files), so an
-unchanged session is never read twice. Scans run on a daemon thread of the index's own (a scan
-stuck on a hung file system never keeps the interpreter alive); the GUI thread only calls
+unchanged session is never read twice. The rows are also kept between runs in the user's state
+folder (:mod:`labsession.widgets._session_cache`): the first listing of a new process reads only
+the sessions that changed since. Scans run on a daemon thread of the index's own (a scan stuck on
+a hung file system never keeps the interpreter alive); the GUI thread only calls
 :meth:`SessionIndex.poll`, which stats the base folder at most every ``poll_interval`` seconds.
 No imgui here.
 """
@@ -21,11 +23,13 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from labsession.errors import SessionError
+from labsession.widgets._session_cache import Cached, RowCache, keepable
 from labsession.widgets._session_files import (
     Entry,
     SessionRow,
@@ -79,11 +83,18 @@ class SessionIndex:
         While unpacked folders are listed (or the base folder cannot be listed), :meth:`poll`
         also rescans every ``folder_interval`` seconds: a folder being written changes without
         touching the base folder's mtime (and a permission given back changes only its ctime).
+    cache
+        Keep the rows between runs (:class:`~labsession.widgets._session_cache.RowCache`): the
+        first scan takes the cached row of each entry whose stamp is unchanged, and the file is
+        written on the scan thread after scans that read something (at most every 5 s) and by
+        :meth:`close`.
 
     Attributes
     ----------
     reads
         Entries read from disk so far (cache misses), for tests and benchmarks.
+    cache_hits
+        Entries whose row came from the cache file rather than from disk.
     """
 
     def __init__(
@@ -92,13 +103,18 @@ class SessionIndex:
         *,
         poll_interval: float = 0.5,
         folder_interval: float = 2.0,
+        cache: bool = True,
     ):
         self.base_path = Path(base_path)
         self.poll_interval = poll_interval
         self.folder_interval = folder_interval
-        self.reads = 0
+        self.reads = self.cache_hits = 0
         self._rows: dict[str, SessionRow] = {}
         self._stamps: dict[str, Stamp] = {}
+        self._read_ns: dict[str, int] = {}  # when each row read from disk was read (wall clock)
+        self._cache = RowCache(self.base_path) if cache else None
+        self._cached: Cached | None = None  # the cache file's rows until a first scan ends
+        self._listed = False  # a scan went through every entry: the rows are worth saving
         self._names: frozenset[str] = frozenset()
         self._exists: bool | None = None
         self._listing_error: str | None = None
@@ -149,6 +165,8 @@ class SessionIndex:
         :attr:`listing_error`.
         """
         with self._scan_lock:
+            if self._cached is None:
+                self._cached = {} if self._cache is None else self._cache.load()
             try:
                 listing = list_entries(self.base_path)
             except OSError as exc:
@@ -166,16 +184,24 @@ class SessionIndex:
                 for name in gone:
                     self._rows.pop(name, None)
                     self._stamps.pop(name, None)
+                    self._read_ns.pop(name, None)
                 self._names = frozenset(listing)
                 if gone:
                     self._changed()
+                    self._note_cache_change()
             for name in sorted(listing, reverse=True):  # newest first for timestamped names
                 if self._closed and threading.current_thread() is self._thread:
                     break  # closing: a background scan does not make close() wait long
                 self._scan_entry(name, listing[name], full)
+            else:
+                self._listed = True
+                if self._cached:  # cached entries gone since: drop them from the file
+                    self._note_cache_change()
+                self._cached = {}
             with self._lock:
                 if self._dirty:
                     self._changed(now=True)
+            self._save_cache()
         return self.rows()
 
     def _changed(self, *, now: bool = False) -> None:
@@ -200,22 +226,62 @@ class SessionIndex:
         else:
             if not full and self._stamps.get(name) == stamp:
                 return None
-            self.reads += 1
-            row = read_entry(path, entry, stamp)
-            if row.error is not None and not os.path.lexists(path):
-                return self._forget(name)  # removed while read (packed, deleted)
+            read_ns: int | None = None
+            row = None if full else self._from_cache(name, path, entry, stamp)
+            if row is None:
+                self.reads += 1
+                read_ns = time.time_ns()  # before the read (see _session_cache.RACY_NS)
+                row = read_entry(path, entry, stamp)
+                if row.error is not None and not os.path.lexists(path):
+                    return self._forget(name)  # removed while read (packed, deleted)
+                if keepable(row, stamp, read_ns):  # (a folder being recorded is not: no write)
+                    self._note_cache_change()
         with self._lock:
             self._rows[name] = row
-            if stamp is not None:
+            self._read_ns.pop(name, None)
+            if stamp is None:  # an error row: compare no stamp with the next one
+                self._stamps.pop(name, None)
+            else:
                 self._stamps[name] = stamp
+                if read_ns is not None:
+                    self._read_ns[name] = read_ns
             self._changed()
         return None
 
     def _forget(self, name: str) -> None:
         with self._lock:
             self._stamps.pop(name, None)
+            self._read_ns.pop(name, None)
             if self._rows.pop(name, None) is not None:
                 self._changed()
+                self._note_cache_change()
+
+    # -- the cache file (scan thread) ----------------------------------------------------------
+    def _from_cache(self, name: str, path: Path, entry: Entry, stamp: Stamp) -> SessionRow | None:
+        """The cached row of ``name`` if cached with this ``stamp``, as this kind of entry."""
+        stamped, row = (self._cached or {}).pop(name, (None, None))
+        if row is None or stamped != stamp or entry.error is not None or row.packed == entry.is_dir:
+            return None
+        self.cache_hits += 1
+        return row if row.path == path else replace(row, path=path)
+
+    def _note_cache_change(self) -> None:
+        if self._cache is not None:
+            self._cache.dirty = True
+
+    def _save_cache(self, *, now: bool = False) -> None:
+        """Under ``_scan_lock``: write the cache file if rows changed (throttled unless ``now``),
+        once a scan has listed every entry. Never raises."""
+        if self._cache is None or not self._cache.dirty or not self._listed:
+            return
+        with self._lock:
+            rows = {
+                name: (stamp, row)
+                for name, row in self._rows.items()
+                if (stamp := self._stamps.get(name)) is not None
+                and keepable(row, stamp, self._read_ns.get(name))
+            }
+        self._cache.save(rows, now=now)
 
     # -- background scans ----------------------------------------------------------------------
     def poll(self) -> None:
@@ -266,7 +332,7 @@ class SessionIndex:
                 if self._closed:
                     self._queued = False
                     self._wake.notify_all()
-                    return
+                    break
                 full, self._queued, self._queued_full = self._queued_full, False, False
                 self._running = True
             try:
@@ -277,6 +343,8 @@ class SessionIndex:
                 with self._wake:
                     self._running = False
                     self._wake.notify_all()
+        with self._scan_lock:  # closing: the last rows read go to the cache file
+            self._save_cache(now=True)
 
     @property
     def scanning(self) -> bool:
@@ -295,13 +363,21 @@ class SessionIndex:
         Waits at most ``timeout`` seconds (``None``: as long as it takes) and returns whether
         the thread ended; one stuck on a hung file system is a daemon thread, left behind without
         keeping the interpreter alive. Safe to call twice; the index is not used again after
-        (no more scans are run: make a new one).
+        (no more scans are run: make a new one). Rows read since the cache file was last written
+        are written to it (by the background thread as it ends, if there is one).
         """
         with self._wake:
             self._closed = True
             thread = self._thread
             self._wake.notify_all()
-        if thread is None or thread is threading.current_thread():
+        if thread is threading.current_thread():
+            return True
+        if thread is None:
+            if self._scan_lock.acquire(timeout=-1 if timeout is None else timeout):
+                try:
+                    self._save_cache(now=True)
+                finally:
+                    self._scan_lock.release()
             return True
         thread.join(timeout)
         return not thread.is_alive()
