@@ -1,6 +1,8 @@
 """The signal viewer's numerics against slow, obvious references."""
 
 import math
+import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -278,3 +280,86 @@ def test_live_columns_rebuild_after_a_gap_longer_than_the_ring():
     np.testing.assert_array_equal(updated, np.arange(g_end, 3000 * n_columns // n_view))
     lo, hi = live.ordered()
     assert hi[0, -1] == 2999
+
+
+# -- regressions of the review -----------------------------------------------------------------
+def test_minmax_columns_cost_is_bounded_by_the_samples_not_the_edges():
+    data = np.random.default_rng(0).standard_normal((4096, 16)).astype(np.float32)
+    peaks = []
+    for n_view in (8192, 10_000_000):  # the view spans 2x, or 2400x, what data holds
+        end = 50_000_000
+        g_end = end * 1200 // n_view
+        edges = column_edges(g_end - 1200, g_end, 1200, n_view)
+        first = int(edges[-1]) - 4096
+        tracemalloc.start()
+        lo, hi = minmax_columns(data, first, edges)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        ref_lo, ref_hi = reference_minmax(data, first, edges)
+        np.testing.assert_array_equal(lo, ref_lo.astype(np.float32))
+        np.testing.assert_array_equal(hi, ref_hi.astype(np.float32))
+    # Before: ~8 MB, then a (width 8334 x 1200 x 16) block of ~640 MB.
+    assert max(peaks) < 4 * data.nbytes
+
+
+def test_float64_beyond_float32_is_clipped_without_a_warning():
+    x = np.array([[1e300, -1e300, 1.0, np.inf]] * 6, dtype=np.float64).T  # (4, 6)
+    f32 = np.finfo(np.float32).max
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lo, hi = minmax_columns(x, 0, np.array([0, 2, 4]))
+        ring = RingBuffer(64, 6, np.float64)
+        ring.write(x, np.arange(4.0))
+        live = LiveColumns(6, 2, 4, None)
+        live.update(ring)
+        ring.write(x, np.arange(4.0, 8.0))
+        live.update(ring)
+        IncrementalNotch(50, 1000).start(x)
+    np.testing.assert_array_equal(lo[0], [-f32, 1.0])
+    np.testing.assert_array_equal(hi[0], [f32, f32])
+    np.testing.assert_array_equal(live.ordered()[1][0], [f32, f32])
+
+
+def test_live_columns_rebuild_keeps_the_oldest_column_whole():
+    n_columns, n_view = 7, 100
+    ring = RingBuffer(1000, 1)
+    data = np.arange(1000, dtype=np.float32)[:, None]
+    ring.write(data[:503], np.arange(503.0))
+    live = LiveColumns(1, n_columns, n_view, None)
+    assert live.update(ring) is None
+    lo, hi = live.ordered()
+    ref_lo, ref_hi = decimate_all(data[:503], n_columns, n_view, 503)
+    np.testing.assert_array_equal(lo, ref_lo)  # the oldest column too (it starts before 403)
+    np.testing.assert_array_equal(hi, ref_hi)
+    assert live.n_received == n_view
+
+
+def test_live_columns_count_samples_whatever_the_timestamps():
+    n_columns, n_view = 13, 200
+    ring = RingBuffer(400, 2)
+    live = LiveColumns(2, n_columns, n_view, None)
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((1500, 2)).astype(np.float32)
+    done = 0
+    for k, n in enumerate(rng.integers(1, 60, 40)):
+        ts = [np.full(n, 5.0), np.full(n, np.nan), 10.0 - np.arange(n)][k % 3]
+        ring.write(data[done : done + n], ts)
+        done += n
+        assert (live.update(ring) is None) == (k == 0)
+    assert live.end == done
+    lo, hi = live.ordered()
+    ref_lo, ref_hi = decimate_all(data[:done], n_columns, n_view, done)
+    np.testing.assert_array_equal(lo, ref_lo)
+    np.testing.assert_array_equal(hi, ref_hi)
+
+
+def test_live_columns_place_times_by_sample():
+    fs, n_columns, n_view = 100.0, 10, 100
+    ring = RingBuffer(200, 1)
+    ts = np.r_[np.arange(50) / fs, 10.0 + np.arange(50) / fs]  # a 9.5 s gap at sample 50
+    ring.write(np.zeros((100, 1), np.float32), ts)
+    live = LiveColumns(1, n_columns, n_view, None)
+    live.update(ring)
+    x = live.place(np.array([0.0, 0.2, 5.0, 10.0, 10.49, 10.6, -1.0, np.nan]), fs)
+    np.testing.assert_allclose(x[:5], [-1.0, -0.8, -0.5, -0.5, -0.01], atol=1e-9)
+    assert np.isnan(x[5:]).all()  # after the newest sample, before the oldest, NaN

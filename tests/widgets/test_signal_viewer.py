@@ -1,12 +1,16 @@
 """The live signal viewer, drawn in real imgui + ImPlot frames over real App streams."""
 
+import math
+import queue
+import tracemalloc
+
 import numpy as np
 import pytest
 from imgui_bundle import imgui
 
 from labsession.acquisition import App, Stream
-from labsession.recording import open_session_store
-from labsession.sources import ReplaySource, SyntheticSource
+from labsession.recording import StreamInfo, open_session_store
+from labsession.sources import ReplaySource, Source, SyntheticSource
 from labsession.testing import (
     GuiScript,
     ImguiFrames,
@@ -14,7 +18,7 @@ from labsession.testing import (
     run_gui,
     wait_until,
 )
-from labsession.widgets import SignalViewer, signal_viewer
+from labsession.widgets import SignalViewer, _texture, signal_viewer
 from labsession.widgets._decimate import column_edges, minmax_columns
 
 
@@ -206,7 +210,9 @@ def test_label_lines_show_class_names_or_the_index(tmp_path, make_app):
 @pytest.mark.parametrize(("n_channels", "fs"), [(1, 2048.0), (256, 2048.0), (3, 100.0)])
 def test_channel_counts_and_fewer_samples_than_pixels(make_app, n_channels, fs):
     app = make_app(Stream("emg", SyntheticSource(n_channels=n_channels, fs=fs), window_seconds=3))
-    assert wait_until(has_samples(app, "emg", 1.0), timeout=10)
+    # More than the second checked below: with exactly 1 s the oldest of those columns may
+    # still lie before the first sample.
+    assert wait_until(has_samples(app, "emg", 1.2), timeout=10)
     viewer = SignalViewer("emg", seconds=5.0)
     with ImguiFrames() as frames:
         draw(frames, viewer, app.ctx, 3)
@@ -299,3 +305,181 @@ def test_clicking_the_notch_toggle_in_a_window(display, make_app):
     assert all(v is viewer for v in viewers)
     assert viewer.notch is True
     assert viewer.last.notch_hz == 50.0
+
+
+# -- regressions of the review: seconds, gaps, timestamps, Nyquist, textures -------------------
+class QueueSource(Source):
+    """Hands the stream exactly the chunks (data and timestamps) a test queues."""
+
+    def __init__(self, n_channels, fs, dtype="float32"):
+        self.info = StreamInfo(n_channels, fs, np.dtype(dtype))
+        self.chunks = queue.Queue()
+
+    def connect(self):
+        return self.info
+
+    def read(self):
+        try:
+            return self.chunks.get(timeout=self.poll_interval)
+        except queue.Empty:
+            return None
+
+
+def push(app, source, data, ts):
+    """Queue one chunk and wait until the stream's ring holds it."""
+    stream = app.ctx.streams["emg"]
+    n = stream.n_samples
+    source.chunks.put((np.asarray(data, dtype=source.info.dtype), np.asarray(ts, dtype=float)))
+    assert wait_until(lambda: stream.n_samples == n + len(ts), timeout=5)
+
+
+def brute_columns(history, viewer):
+    """The viewer's columns decimated from every sample pushed, by a loop over columns."""
+    live = viewer._live
+    w, n_view = live.n_columns, live.n_view
+    lo = np.full((history.shape[1], w), np.nan, dtype=np.float32)
+    hi = lo.copy()
+    for i, g in enumerate(range(live.g_end - w, live.g_end)):
+        a, b = -((-g * n_view) // w), -((-(g + 1) * n_view) // w)
+        a = max(0, a - 1 if a == b else a)
+        if b > 0:
+            lo[:, i], hi[:, i] = history[a:b].min(axis=0), history[a:b].max(axis=0)
+    return lo, hi
+
+
+def test_first_frame_memory_is_bounded_by_the_ring_not_by_seconds(make_app):
+    source = QueueSource(16, 2048.0)
+    app = make_app(Stream("emg", source, window_seconds=1.0))  # the ring keeps 2 s
+    assert app.wait_connected(10) == []
+    n = 3 * 2048
+    push(app, source, np.random.default_rng(0).standard_normal((n, 16)), np.arange(n) / 2048)
+    peaks = {}
+    with ImguiFrames() as frames:
+        for seconds in (5.0, 300.0, 3000.0):
+            viewer = SignalViewer("emg", seconds=seconds)
+            tracemalloc.start()
+            draw(frames, viewer, app.ctx)
+            peaks[seconds] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert viewer.last.columns_updated is None
+            assert viewer.last.seconds_shown == pytest.approx(2.0)
+    # Before the fix: ~40 MB at 300 s, ~400 MB at 3000 s (growing with seconds).
+    assert max(peaks.values()) < 8e6
+    assert peaks[3000.0] < 1.5 * peaks[5.0] + 1e6
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, math.inf, math.nan, "5"])
+def test_seconds_must_be_finite_and_positive(bad, make_app):
+    with pytest.raises(ValueError, match="seconds must be > 0 and finite"):
+        SignalViewer("emg", seconds=bad)
+    app = make_app(Stream("emg", SyntheticSource(n_channels=2, fs=500.0), window_seconds=1))
+    assert wait_until(has_samples(app, "emg", 0.2), timeout=10)
+    viewer = SignalViewer("emg", seconds=1.0)
+    with pytest.raises(ValueError, match="got"):
+        viewer.seconds = bad
+    assert viewer.seconds == 1.0
+    with ImguiFrames() as frames:
+        draw(frames, viewer, app.ctx)  # the bad value never reached a frame
+        assert viewer.last is not None
+        with frames.frame():
+            with pytest.raises(ValueError, match="seconds must be > 0 and finite"):
+                signal_viewer(app.ctx, "emg", seconds=bad)
+            imgui.push_id("fine")
+            assert signal_viewer(app.ctx, "emg", seconds=2.0).seconds == 2.0
+            imgui.pop_id()
+
+
+def test_labels_are_placed_at_their_sample_after_a_gap(tmp_path, make_app):
+    fs = 1000.0
+    source = QueueSource(1, fs)
+    app = make_app(Stream("emg", source, window_seconds=5.0), class_names=("Rest", "Fist"))
+    assert app.wait_connected(10) == []
+    session = app.start_recording(tmp_path)
+    push(app, source, np.zeros((2000, 1)), 100.0 + np.arange(2000) / fs)  # samples 0..1999
+    session.add_label(1, 101.0)  # sample 1000
+    push(app, source, np.zeros((1000, 1)), 103.0 + np.arange(1000) / fs)  # after a 1 s gap
+    push(app, source, np.full((10, 1), 5.0), 104.0 + np.arange(10) / fs)  # a step at 3000
+    session.add_label(0, 102.5)  # in the gap: at its edge, sample 2000
+    session.add_label(0, 99.0)  # before the first sample: not shown
+    viewer = SignalViewer("emg", seconds=4.0)
+    with ImguiFrames() as frames:
+        draw(frames, viewer, app.ctx)
+    lo, hi = viewer.columns()
+    w = lo.shape[1]
+    step_x = -4.0 + (np.argmax(hi[0] > 1) + 0.5) * 4.0 / w  # where the step at 3000 is drawn
+    labels = viewer.last.labels
+    assert [name for _, name in labels] == ["Fist", "Rest"]
+    (x_label, _), (x_gap, _) = labels
+    pixel = 4.0 / w
+    assert x_label == pytest.approx(step_x - 2.0, abs=pixel)  # 2000 samples before the step
+    assert x_gap == pytest.approx(step_x - 1.0, abs=pixel)  # and the gap's edge, 1000 before
+    # Before the fix the label went by time since the newest sample: 1 s (the gap) too early.
+
+
+@pytest.mark.parametrize("kind", ["repeated", "backwards", "jitter", "nan"])
+def test_new_samples_are_counted_not_found_by_timestamp(kind, make_app):
+    fs, n_channels = 2048.0, 4
+    source = QueueSource(n_channels, fs)
+    app = make_app(Stream("emg", source, window_seconds=2.0))
+    assert app.wait_connected(10) == []
+    rng = np.random.default_rng(1)
+    viewer, chunks, done = SignalViewer("emg", seconds=1.0), [], 0
+    with ImguiFrames() as frames:
+        for k in range(60):
+            n = int(rng.integers(1, 90))
+            t = 100.0 + (done + np.arange(n)) / fs
+            ts = {
+                "repeated": np.full(n, 100.0 + (k // 2)),
+                "backwards": t - (50.0 if k >= 20 else 0.0),
+                "jitter": t + rng.normal(0, 2 / fs, n),
+                "nan": np.full(n, np.nan),
+            }[kind]
+            chunks.append(rng.standard_normal((n, n_channels)).astype(np.float32))
+            push(app, source, chunks[-1], ts)
+            done += n
+            draw(frames, viewer, app.ctx)
+            assert (viewer.last.columns_updated is None) == (k == 0)  # continued, never rebuilt
+    assert viewer._live.end == done
+    lo, hi = viewer.columns()
+    ref_lo, ref_hi = brute_columns(np.concatenate(chunks), viewer)
+    np.testing.assert_array_equal(lo, ref_lo)
+    np.testing.assert_array_equal(hi, ref_hi)
+
+
+def test_notch_at_or_above_nyquist_is_reported_off(make_app):
+    app = make_app(Stream("emg", SyntheticSource(n_channels=2, fs=80.0), window_seconds=2))
+    assert wait_until(has_samples(app, "emg", 0.5), timeout=10)
+    viewer = SignalViewer("emg", seconds=1.0, notch=True)
+    with ImguiFrames() as frames:
+        draw(frames, viewer, app.ctx)
+    assert viewer.last.notch_hz is None
+    assert "50 Hz notch" not in viewer.status
+    assert "no notch: 50 Hz is at or above Nyquist (40 Hz)" in viewer.status
+
+
+def test_closing_the_run_lets_go_of_the_texture(make_app):
+    app = make_app(Stream("emg", SyntheticSource(n_channels=2, fs=500.0), window_seconds=1))
+    assert wait_until(has_samples(app, "emg", 0.2), timeout=10)
+    viewers = [SignalViewer("emg", seconds=1.0), SignalViewer("emg", seconds=2.0)]
+    with ImguiFrames() as frames:
+        for _ in range(3):
+            with frames.frame():
+                for i, viewer in enumerate(viewers):
+                    imgui.push_id(str(i))
+                    viewer.ui(app.ctx)
+                    imgui.pop_id()
+        context = imgui.get_current_context()
+        assert id(context) in _texture._TEXTURES
+    hooks = [h for h in app.ctx.close_hooks if getattr(h, "__self__", None) in viewers]
+    assert len(hooks) == 2  # once per viewer, however many frames
+    for hook in hooks:  # as App.run does once the window (and its context) is gone
+        hook()
+    assert id(context) not in _texture._TEXTURES
+    assert all(v._texture._tex is None for v in viewers)
+    app.ctx.close_hooks.clear()  # as App does after calling them
+    # A new run (a new imgui context) draws again with a fresh texture.
+    with ImguiFrames() as frames:
+        draw(frames, viewers[0], app.ctx, n=2)
+        assert viewers[0].last.repainted or viewers[0].last.columns_updated is not None
+        assert frames.vertex_count > 0
+    assert len([h for h in app.ctx.close_hooks if getattr(h, "__self__", None) is viewers[0]]) == 1

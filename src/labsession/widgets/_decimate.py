@@ -29,8 +29,16 @@ __all__ = [
     "span_rows",
 ]
 
-#: Samples read beyond the count expected new, so the previous newest sample is in the copy.
+#: Samples read beyond the count expected new (some may arrive between the count and the copy).
 _OVERLAP = 256
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _as_float32(x: np.ndarray) -> np.ndarray:
+    """``x`` as float32; values beyond float32's range are clipped to it (no overflow warning)."""
+    if x.dtype.kind == "f" and x.dtype.itemsize > 4:
+        x = np.clip(x, -_F32_MAX, _F32_MAX)
+    return x.astype(np.float32, copy=False)
 
 
 def column_edges(g_start: int, g_stop: int, n_columns: int, n_view: int) -> np.ndarray:
@@ -74,26 +82,31 @@ def minmax_columns(
     lo, hi : ndarray of float32, shape (n_channels, n_columns)
         NaN-ignoring min and max (signal units). A column with no sample of its own (fewer
         samples than columns) shows the sample before it, so the trace holds its value; a
-        column before ``data[0]``, or with NaN only, is NaN.
+        column before ``data[0]``, or with NaN only, is NaN. Values beyond float32's range are
+        clipped to it.
+
+    Only the columns that reach into ``data`` are computed: the cost is bounded by
+    ``n_samples`` and ``n_columns``, however far before ``data[0]`` the first edge lies.
     """
     n_samples, n_channels = data.shape
     n_columns = edges.shape[0] - 1
-    starts = edges[:-1] - first
-    ends = edges[1:] - first
-    missing = ends < 1  # not even the sample before the column is in data
-    if n_samples == 0 or n_columns == 0 or missing.all():
-        empty = np.full((n_channels, n_columns), np.nan, dtype=np.float32)
-        return empty, empty.copy()
-    width = max(1, int((ends - starts).max()))
+    lo = np.full((n_channels, n_columns), np.nan, dtype=np.float32)
+    hi = lo.copy()
+    ends = np.minimum(edges[1:] - first, n_samples)
+    # Columns are in order: those before k0 have not even the sample before them in data.
+    k0 = int(np.searchsorted(ends, 1))
+    if n_samples == 0 or k0 == n_columns:
+        return lo, hi
+    ends = ends[k0:]
+    starts = np.clip(edges[k0:-1] - first, 0, ends)
+    width = max(1, int((ends - starts).max()))  # at most n_samples
     # idx[j, i]: j-th sample of column i, repeating its last one (the one before when empty).
     idx = np.minimum(starts + np.arange(width)[:, None], ends - 1)
     np.clip(idx, 0, n_samples - 1, out=idx)
-    block = np.take(data, idx.ravel(), axis=0).reshape(width, n_columns, n_channels)
+    block = np.take(data, idx.ravel(), axis=0).reshape(width, n_columns - k0, n_channels)
     # Reducing over the leading axis combines whole (n_columns, n_channels) planes: SIMD-fast.
-    lo = np.ascontiguousarray(np.fmin.reduce(block, axis=0).T, dtype=np.float32)
-    hi = np.ascontiguousarray(np.fmax.reduce(block, axis=0).T, dtype=np.float32)
-    lo[:, missing] = np.nan
-    hi[:, missing] = np.nan
+    lo[:, k0:] = _as_float32(np.fmin.reduce(block, axis=0)).T
+    hi[:, k0:] = _as_float32(np.fmax.reduce(block, axis=0)).T
     return lo, hi
 
 
@@ -239,7 +252,8 @@ class IncrementalNotch:
 
     def __init__(self, freq: float, fs: float, *, q: float = 30.0):
         self.freq, self.fs = float(freq), float(fs)
-        active = 0 < self.freq < self.fs / 2
+        #: False when ``freq`` is at or above Nyquist (or not > 0): the samples pass unchanged.
+        self.active = active = 0 < self.freq < self.fs / 2
         b, a = signal.iirnotch(self.freq, q, self.fs) if active else ([1.0, 0.0], [1.0, 0.0])
         self._sos = signal.tf2sos(b, a)
         self._zi_unit = signal.sosfilt_zi(self._sos)  # (n_sections, 2) for a unit step
@@ -262,7 +276,7 @@ class IncrementalNotch:
         if self._zi is None or self._zi.shape[2] != x.shape[1]:
             self._zi = self._zi_unit[:, :, None] * x[0]
         y, self._zi = signal.sosfilt(self._sos, x, axis=0, zi=self._zi)
-        y = y.astype(np.float32)
+        y = _as_float32(y)
         if has_nan:
             y[nan] = np.nan
         return y
@@ -273,10 +287,14 @@ class LiveColumns:
 
     Columns are kept in a circular store: global column ``g`` at position ``g % n_columns``.
     :meth:`update` copies from the ring buffer only the samples that arrived since the previous
-    call (found by the newest timestamp seen, so nothing is counted twice or skipped), notches
-    them, and decimates the columns they complete. It rebuilds everything from the ring when
-    it cannot continue: first call, a gap longer than what it read, timestamps that do not
-    line up.
+    call (found by the ring's count of samples written, read in the same copy, so repeated,
+    backwards or NaN timestamps neither skip nor repeat a sample), notches them, and decimates
+    the columns they complete. It rebuilds everything from the ring when it cannot continue:
+    first call, or more new samples than the ring still holds (or than the view spans). A
+    rebuild reads the column before the view's oldest too, so every kept column is whole.
+
+    Each column also keeps the timestamps of its first and last sample, to place label lines
+    by sample (:meth:`place`) rather than by time since the newest sample (which a gap shifts).
 
     Parameters
     ----------
@@ -289,11 +307,14 @@ class LiveColumns:
     ----------
     lo, hi : ndarray of float32, shape (n_channels, n_columns)
         The circular store (NaN: no data).
+    t_first, t_last : ndarray of float64, shape (n_columns,)
+        Timestamps of each column's first and last sample, same positions (NaN: no data).
     g_end
         Global index of the next column to complete; the store holds ``g_end - n_columns`` to
         ``g_end - 1``.
     end
-        Absolute index after the newest sample received (a counter of this object's own).
+        The ring's count of samples written when it was last read: the absolute index after
+        the newest sample received.
     last_ts
         Timestamp of the newest sample received (s).
     n_received
@@ -307,12 +328,14 @@ class LiveColumns:
         self.notch = notch
         self.lo = np.full((n_channels, n_columns), np.nan, dtype=np.float32)
         self.hi = self.lo.copy()
+        self.t_first = np.full(n_columns, np.nan)
+        self.t_last = self.t_first.copy()
         self.g_end = 0
         self.end = 0
         self.last_ts: float | None = None
         self.n_received = 0
-        self._written = 0
         self._pending = np.empty((0, n_channels), dtype=np.float32)
+        self._pending_ts = np.empty(0)
         self._pending_first = 0
 
     def update(self, ring: RingBuffer) -> np.ndarray | None:
@@ -324,19 +347,19 @@ class LiveColumns:
             Global indices of the columns completed (possibly none); ``None`` after a rebuild,
             when every column was decimated again.
         """
-        written = ring.n_written
         if self.last_ts is not None:
-            want = min(ring.capacity, max(0, written - self._written) + _OVERLAP)
-            data, ts = ring.latest(want)
-            j = int(np.searchsorted(ts, self.last_ts, side="right"))
-            if j > 0 and ts[j - 1] == self.last_ts and ts.shape[0] - j < self.n_view:
-                self._written = written
-                return self._advance(data[j:], ts[j:])
-        data, ts = ring.latest(self.n_view)
-        self._written = written
+            want = min(ring.capacity, max(0, ring.n_written - self.end) + _OVERLAP)
+            data, ts, written = ring.latest_counted(want)
+            n_new = written - self.end
+            if 0 <= n_new <= ts.shape[0] and n_new < self.n_view:
+                k = ts.shape[0] - n_new
+                return self._advance(data[k:], ts[k:])
+        # One column more than the view (and the sample before it): the oldest is whole.
+        extra = -(-self.n_view // self.n_columns) + 1
+        data, ts, written = ring.latest_counted(self.n_view + extra)
         if ts.shape[0] == 0:
             return np.empty(0, dtype=np.int64)
-        self._rebuild(data, ts, max(written, ts.shape[0]))
+        self._rebuild(data, ts, written)
         return None
 
     def ordered(self) -> tuple[np.ndarray, np.ndarray]:
@@ -350,12 +373,37 @@ class LiveColumns:
         newest_edge = int(column_edges(self.g_end, self.g_end, self.n_columns, self.n_view)[0])
         return self.last_ts + (1 + newest_edge - self.end) / fs
 
+    def place(self, times: np.ndarray, fs: float) -> np.ndarray:
+        """Where timestamps fall in the view: seconds from its right edge, by sample.
+
+        A time is placed in the column whose first sample's timestamp is the latest not after
+        it, ``time - t_first`` into that column (at most to its end: a time in a gap goes to
+        the gap's edge), the view's x axis counting ``1 / fs`` per sample. NaN for a time
+        before the oldest column or after the newest complete one (or NaN).
+        """
+        times = np.asarray(times, dtype=np.float64)
+        out = np.full(times.shape, np.nan)
+        p, w = self.g_end % self.n_columns, self.n_columns
+        t_first, t_last = np.roll(self.t_first, -p), np.roll(self.t_last, -p)
+        ok = np.flatnonzero(np.isfinite(t_first) & np.isfinite(t_last))
+        if ok.size == 0 or times.size == 0:
+            return out
+        edges = column_edges(self.g_end - w, self.g_end, w, self.n_view)
+        i = np.searchsorted(t_first[ok], times, side="right") - 1
+        c = ok[np.maximum(i, 0)]
+        shown = (i >= 0) & (times <= t_last[ok[-1]] + 1 / fs)  # NaN compares False
+        span = (edges[c + 1] - edges[c]) / fs
+        x = (edges[c] - edges[-1]) / fs + np.clip(times - t_first[c], 0, span)
+        out[shown] = x[shown]
+        return out
+
     def _rebuild(self, data: np.ndarray, ts: np.ndarray, end: int) -> None:
         values = self.notch.start(data) if self.notch is not None else data
         self.end, self.last_ts = end, float(ts[-1])
-        self.n_received = ts.shape[0]
+        self.n_received = min(self.n_view, ts.shape[0])
         self.g_end = (end * self.n_columns) // self.n_view
-        self._pending, self._pending_first = values, end - ts.shape[0]
+        self._pending, self._pending_first = _as_float32(values), end - ts.shape[0]
+        self._pending_ts = np.asarray(ts, dtype=np.float64)
         self._complete(self.g_end - self.n_columns)
 
     def _advance(self, new: np.ndarray, ts: np.ndarray) -> np.ndarray:
@@ -366,7 +414,8 @@ class LiveColumns:
         self.end += n_new
         self.last_ts = float(ts[-1])
         self.n_received = min(self.n_view, self.n_received + n_new)
-        self._pending = np.concatenate([self._pending, values.astype(np.float32, copy=False)])
+        self._pending = np.concatenate([self._pending, _as_float32(values)])
+        self._pending_ts = np.concatenate([self._pending_ts, ts])
         g_stop = (self.end * self.n_columns) // self.n_view
         g_start = max(self.g_end, g_stop - self.n_columns)
         self.g_end = g_stop
@@ -377,11 +426,22 @@ class LiveColumns:
         edges = column_edges(g_start, self.g_end, self.n_columns, self.n_view)
         lo, hi = minmax_columns(self._pending, self._pending_first, edges)
         columns = np.arange(g_start, self.g_end)
-        self.lo[:, columns % self.n_columns] = lo
-        self.hi[:, columns % self.n_columns] = hi
+        positions = columns % self.n_columns
+        self.lo[:, positions] = lo
+        self.hi[:, positions] = hi
+        n = self._pending_ts.shape[0]
+        if n and columns.size:
+            ends = edges[1:] - self._pending_first
+            first = np.clip(np.minimum(edges[:-1] - self._pending_first, ends - 1), 0, n - 1)
+            has = ends >= 1  # the column (or the sample before an empty one) is pending
+            self.t_first[positions] = np.where(has, self._pending_ts[first], np.nan)
+            self.t_last[positions] = np.where(
+                has, self._pending_ts[np.clip(ends - 1, 0, n - 1)], np.nan
+            )
         # Keep from the sample before the next column (an empty column repeats it).
         keep = max(0, int(edges[-1]) - 1 - self._pending_first)
         self._pending = self._pending[keep:]
+        self._pending_ts = self._pending_ts[keep:]
         self._pending_first += keep
         return columns
 

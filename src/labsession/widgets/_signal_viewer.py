@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -58,9 +60,12 @@ class ViewerFrame:
     repainted
         True when the whole image was painted again (rebuild, new scale or size).
     labels : tuple of (x, name)
-        Label lines drawn: seconds relative to the right edge, class name.
+        Label lines drawn: seconds relative to the right edge, class name. A label is placed
+        at the sample its timestamp falls on (so a gap in the stream does not shift it);
+        labels outside the shown samples are left out.
     notch_hz
-        Frequency removed, or ``None`` when the notch is off.
+        Frequency removed, or ``None`` when the notch is off (or its frequency is at or above
+        the stream's Nyquist frequency, where it cannot be applied).
     decimate_s, paint_s
         Seconds spent reading the ring, notching and taking column min/max; and scaling and
         painting the image.
@@ -100,7 +105,7 @@ class SignalViewer:
     stream_name
         Name of the stream in ``ctx.streams``.
     seconds
-        Seconds shown (> 0).
+        Seconds shown (finite and > 0; else :class:`ValueError`, here and when set later).
     notch, mains_hz
         Remove ``mains_hz`` (50 or 60 Hz) with a causal notch run on the incoming samples
         (:class:`~labsession.widgets._decimate.IncrementalNotch`: filtering the shown window
@@ -153,10 +158,8 @@ class SignalViewer:
         per_channel: bool = False,
         zoom: float = 1.0,
     ):
-        if not seconds > 0:
-            raise ValueError(f"seconds must be > 0, got {seconds!r}")
+        self.seconds = seconds
         self.stream_name = stream_name
-        self.seconds = float(seconds)
         self.notch = notch
         self.mains_hz = float(mains_hz)
         self.autoscale = autoscale
@@ -174,6 +177,15 @@ class SignalViewer:
         self._texture = PlotTexture()
         self._colours = np.zeros(0, dtype=np.uint32)
 
+    @property
+    def seconds(self) -> float:
+        """Seconds shown: finite and > 0 (setting anything else raises :class:`ValueError`)."""
+        return self._seconds
+
+    @seconds.setter
+    def seconds(self, value: float) -> None:
+        self._seconds = _check_seconds(value)
+
     def columns(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the min and max of each pixel column, ``(n_channels, n_columns)``.
 
@@ -187,6 +199,9 @@ class SignalViewer:
     # -- drawing -------------------------------------------------------------------------------
     def ui(self, ctx: AppContext) -> None:
         """Draw the controls, the status line and the plot (which fills the space left)."""
+        hooks = getattr(ctx, "close_hooks", None)
+        if hooks is not None and self._close not in hooks:  # once per run of the app
+            hooks.append(self._close)
         name = self.stream_name
         stream = ctx.streams.get(name)
         if stream is None:
@@ -205,6 +220,15 @@ class SignalViewer:
             self._plot(ctx, stream)
             return
         imgui.text_disabled(self.status)
+
+    def _close(self) -> None:
+        """At the end of an app's run (its imgui context is gone): let go of the texture.
+
+        Only Python references are dropped (the texture's pixels and the context's entry in
+        the texture registry); the next frame, in a new context, starts a fresh texture.
+        """
+        self._texture.forget()
+        self._live, self._live_key, self._painted = None, (), ()
 
     def _controls(self, name: str) -> None:
         _, self.notch = imgui.checkbox(f"Notch###notch_{name}", self.notch)
@@ -301,7 +325,7 @@ class SignalViewer:
         assert info is not None
         assert ring is not None
         t0 = time.perf_counter()
-        notch_hz = self.mains_hz if self.notch else None
+        notch_hz = self.mains_hz if self.notch and _notch_applies(self.mains_hz, info.fs) else None
         key = (id(ring), info.n_channels, width, n_view, notch_hz)
         if self._live is None or self._live_key != key:
             notch = IncrementalNotch(notch_hz, info.fs) if notch_hz is not None else None
@@ -346,7 +370,7 @@ class SignalViewer:
             seconds_shown=live.n_received / info.fs,
             columns_updated=None if updated is None else int(updated.size),
             repainted=repaint,
-            labels=self._labels(ctx, live.right_edge_time(info.fs), n_view / info.fs),
+            labels=self._labels(ctx, live, info.fs),
             notch_hz=notch_hz,
             decimate_s=t1 - t0,
             paint_s=t2 - t1,
@@ -377,17 +401,18 @@ class SignalViewer:
         return centre, units
 
     def _labels(
-        self, ctx: AppContext, t_right: float, span: float
+        self, ctx: AppContext, live: LiveColumns, fs: float
     ) -> tuple[tuple[float, str], ...]:
         session = ctx.session  # read once: the recording may stop meanwhile
         if session is None:
             return ()
-        shown = []
-        for event in session.label_track:
-            x = event.timestamp - t_right
-            if -span <= x <= 0:
-                shown.append((x, _class_name(event.class_index, ctx.class_names)))
-        return tuple(shown)
+        events = list(session.label_track)
+        xs = live.place(np.array([e.timestamp for e in events], dtype=np.float64), fs)
+        return tuple(
+            (float(x), _class_name(e.class_index, ctx.class_names))
+            for x, e in zip(xs, events, strict=True)
+            if np.isfinite(x)
+        )
 
     def _channel_colours(self, n_channels: int) -> np.ndarray:
         if self._colours.shape[0] != n_channels:
@@ -415,22 +440,39 @@ class SignalViewer:
                 f"; showing {shown:.1f} of {span:g} s: the stream keeps "
                 f"{ring.capacity / info.fs:g} s (Stream(window_seconds={span / 2:g}) keeps all)"
             )
-        return text + (f"; {self.mains_hz:g} Hz notch" if self.notch else "")
+        if self.notch and not _notch_applies(self.mains_hz, info.fs):
+            text += f"; no notch: {self.mains_hz:g} Hz is at or above Nyquist ({info.fs / 2:g} Hz)"
+        elif self.notch:
+            text += f"; {self.mains_hz:g} Hz notch"
+        return text
 
 
 def signal_viewer(ctx: AppContext, stream_name: str, *, seconds: float = 5.0) -> SignalViewer:
     """Draw the live plot of ``stream_name`` (function form of :class:`SignalViewer`).
 
     One :class:`SignalViewer` is kept per place in the frame (its toggles survive between
-    frames); it is returned, so a caller can read or set its state.
+    frames); it is returned, so a caller can read or set its state. ``seconds`` must be finite
+    and > 0: anything else raises :class:`ValueError` at the call, before anything is drawn
+    (as the class form does at construction).
     """
+    seconds = _check_seconds(seconds)
     viewer = widget_instance(
         "signal_viewer", stream_name, lambda: SignalViewer(stream_name, seconds=seconds), ctx
     )
-    if seconds > 0:
-        viewer.seconds = float(seconds)
+    viewer.seconds = seconds
     viewer.ui(ctx)
     return viewer
+
+
+def _check_seconds(value: float) -> float:
+    seconds = float(value) if isinstance(value, numbers.Real) else math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"seconds must be > 0 and finite, got {value!r}")
+    return seconds
+
+
+def _notch_applies(freq: float, fs: float) -> bool:
+    return 0 < freq < fs / 2
 
 
 def _avail_y() -> float:

@@ -79,6 +79,18 @@ class PlotTexture:
             uv1=imgui.ImVec2(columns[1] / w, v),
         )
 
+    def forget(self) -> None:
+        """Drop the texture and its context's registry entry, once that context is destroyed.
+
+        For the end of an app's run: only Python references go (the pixels are freed with
+        them); no imgui function is called. The next :meth:`buffer` creates a new texture.
+        """
+        context = self._context
+        entry = self._registry.get(id(context))
+        if context is not None and entry is not None and entry[0] is context:
+            del self._registry[id(context)]
+        self._tex = self._context = None
+
     def _retire(self) -> None:
         entry = self._registry.get(id(self._context))
         if entry is not None and entry[0] is self._context and self._tex in entry[1]:
