@@ -61,16 +61,8 @@ class RingBuffer:
 
     def latest(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Copy of the last ``min(n, available)`` samples: ``(data (n, n_channels), ts (n,))``."""
-        while True:
-            seq = self._seq
-            if seq % 2:
-                continue
-            written = self._written
-            k = min(n, written, self.capacity)
-            idx = (np.arange(written - k, written)) % self.capacity
-            data, ts = self._data[idx], self._ts[idx]
-            if self._seq == seq:
-                return data, ts
+        data, ts, _ = self.latest_counted(n)
+        return data, ts
 
     def latest_counted(self, n: int) -> tuple[np.ndarray, np.ndarray, int]:
         """Like :meth:`latest`, with :attr:`n_written` read in the same consistent copy.
