@@ -1,6 +1,8 @@
 import hashlib
 import json
+import os
 import shutil
+import threading
 import zipfile
 
 import numpy as np
@@ -121,3 +123,24 @@ def test_missing_labels_file_means_no_labels(folder_copy):
     (folder_copy / "labels.json").write_text(json.dumps([{"time": 1}]))
     with pytest.raises(SessionError, match=r"labels\.json is not a list of labels"):
         open_session_store(folder_copy)
+
+
+@pytest.mark.parametrize("name", ["x.session.zip", "session_folder"])
+def test_a_named_pipe_is_refused_at_once(tmp_path, name):
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    outcome = []
+
+    def open_it():
+        try:
+            open_session_store(fifo)
+        except SessionError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=open_it, daemon=True)  # a hang must not hang the tests
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), "open_session_store blocked on a named pipe"
+    (error,) = outcome
+    assert "named pipe" in str(error)
+    assert str(fifo) in str(error)

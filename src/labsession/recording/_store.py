@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -27,6 +28,16 @@ __all__ = ["SessionStore", "open_session_store"]
 log = logging.getLogger(__name__)
 
 
+def _special_kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISFIFO: "a named pipe",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
 class SessionStore(SessionReader):
     """A recorded session opened read-only (folder or ``.session.zip``).
 
@@ -37,8 +48,18 @@ class SessionStore(SessionReader):
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self._zip_store: zarr.storage.ZipStore | None = None
-        if not self.path.exists():
-            raise SessionError(f"{self.path}: no such session folder or archive")
+        try:
+            mode = self.path.stat().st_mode
+        except FileNotFoundError:
+            raise SessionError(f"{self.path}: no such session folder or archive") from None
+        except OSError as exc:
+            raise SessionError(f"{self.path}: cannot be read ({exc.strerror})") from exc
+        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+            # A FIFO or a device would block the first read forever.
+            raise SessionError(
+                f"{self.path}: not a session folder or archive but a special file "
+                f"({_special_kind(mode)}); a session is a folder or a .session.zip"
+            )
         if self.path.is_dir():
             meta_raw, labels_raw, opener = self._open_folder()
         elif zipfile.is_zipfile(self.path):
