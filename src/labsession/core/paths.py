@@ -1,4 +1,4 @@
-"""Per-user folders where labsession keeps its own state (never the working directory)."""
+"""Folders: where labsession keeps its own state (never the working directory), folder sizes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["user_state_dir"]
+__all__ = ["tree_size", "user_state_dir"]
 
 #: Environment variable that overrides :func:`user_state_dir` (tests, portable installs).
 STATE_DIR_ENV = "LABSESSION_STATE_DIR"
@@ -38,3 +38,26 @@ def user_state_dir(create: bool = True) -> Path:
     if create:
         folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def tree_size(folder: str | os.PathLike[str]) -> int:
+    """Bytes of every file under ``folder``, links not followed (a link counts as itself).
+
+    What cannot be read (a file removed or replaced meanwhile, a subfolder denied) is skipped,
+    so a folder being written, or partly unreadable, still gets a size.
+    """
+    total, stack = 0, [os.fspath(folder)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:  # a chunk replaced while we look
+                        continue
+        except OSError:  # a subfolder denied or removed
+            continue
+    return total

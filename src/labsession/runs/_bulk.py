@@ -10,7 +10,6 @@ counted and listed in the summary while the others continue.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import logging
 import math
@@ -28,6 +27,7 @@ from typing import Any
 
 from labsession.core.archive import FolderEntry
 from labsession.core.atomic import fsync_dir
+from labsession.core.paths import tree_size
 from labsession.runs._archive import (
     archive_path_for,
     flush_archives,
@@ -51,15 +51,6 @@ class _Outcome:
     error: str = ""
     bytes_in: int = 0
     bytes_out: int = 0
-
-
-def _tree_size(path: Path) -> int:
-    total = 0
-    for folder, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(folder, name)).st_size
-    return total
 
 
 #: Threads per worker process. File creation, removal and fsync wait on the file system with
@@ -122,7 +113,7 @@ def _restore_chunk(
         try:
             size_in = os.stat(archive).st_size if track_bytes else 0
             folder = restore_session_archive(archive, dest, remove_archive=False)
-            size_out = _tree_size(folder) if track_bytes else 0
+            size_out = tree_size(folder) if track_bytes else 0
         except Exception as exc:  # noqa: BLE001 - one bad session must not stop the others
             return _Outcome(archive, False, error=f"{type(exc).__name__}: {exc}")
         return Path(archive), folder, size_in, size_out
@@ -305,7 +296,7 @@ def archive_existing(
     if dry_run:
         for path in todo:
             if track_bytes:
-                summary["bytes_in"] += _tree_size(Path(path))
+                summary["bytes_in"] += tree_size(Path(path))
             logger.info("[dry run] would archive %s", path)
         return summary
     outcomes = _run_chunks(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -12,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 from imgui_bundle import imgui
 
 from labsession.core.clock import local_clock
+from labsession.core.paths import tree_size
 from labsession.widgets._instances import widget_instance
 from labsession.widgets._tasks import TaskQueue
+from labsession.widgets._units import format_bytes
 
 if TYPE_CHECKING:
     from labsession.acquisition import AppContext
@@ -37,25 +38,6 @@ def cue_class(step: int, n_classes: int) -> int:
     The same cycle as :func:`labsession.acquisition.cue_schedule`, without an end.
     """
     return 0 if step % 2 == 0 else 1 + (step // 2) % (n_classes - 1)
-
-
-def _folder_size(path: os.PathLike[str] | str) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(root, name)).st_size
-            except OSError:  # a temporary file renamed while walking
-                continue
-    return total
-
-
-def _format_bytes(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
 
 
 class RecordingControls:
@@ -330,7 +312,7 @@ class RecordingControls:
             self._refresh_size()
             imgui.text(
                 f"{elapsed // 60:02.0f}:{elapsed % 60:04.1f}  {samples:,} samples  "
-                f"{_format_bytes(self._size)} on disk"
+                f"{format_bytes(self._size)} on disk"
             )
             counts = ", ".join(
                 f"{self._name(index)}: {count}"
@@ -351,7 +333,7 @@ class RecordingControls:
         self._size_due = now + SIZE_REFRESH_S
 
         def measure() -> None:
-            self._size = _folder_size(session.path)
+            self._size = tree_size(session.path)
 
         self._sizer.submit(measure)
 

@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from labsession.core.paths import tree_size
 from labsession.errors import SessionError
 from labsession.recording._layout import (
     LABELS_FILE,
@@ -398,27 +399,7 @@ def _read_zip(path: Path, stamp: Stamp) -> SessionRow:
 def _read_folder(path: Path, stamp: Stamp) -> SessionRow:
     root = os.fspath(path)  # plain strings: pathlib costs a third of a scan of 500 folders
     row = _describe(path, packed=False, get=lambda name: _read_small_file(root, name), stamp=stamp)
-    return replace(row, size_bytes=_tree_size(root))  # only once it is known to be a session
-
-
-def _tree_size(folder: str) -> int:
-    """Bytes of every file under ``folder``, links not followed; what cannot be read (removed
-    meanwhile, permission denied) is skipped."""
-    total, stack = 0, [folder]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
-                        else:
-                            total += entry.stat(follow_symlinks=False).st_size
-                    except OSError:  # a chunk replaced while we look
-                        continue
-        except OSError:  # a subfolder denied or removed: the session is still readable
-            continue
-    return total
+    return replace(row, size_bytes=tree_size(root))  # only once it is known to be a session
 
 
 def entry_stamp(path: Path, entry: Entry) -> Stamp:

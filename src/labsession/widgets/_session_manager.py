@@ -16,6 +16,7 @@ from labsession.recording import Session, TrainingData
 from labsession.widgets._instances import widget_instance
 from labsession.widgets._session_index import RECENT_SECONDS, AppFolders, SessionIndex, SessionRow
 from labsession.widgets._tasks import TaskQueue
+from labsession.widgets._units import format_bytes
 
 if TYPE_CHECKING:
     from labsession.acquisition import AppContext
@@ -28,14 +29,6 @@ CLOSE_TIMEOUT = 5.0
 _RED = imgui.ImVec4(0.95, 0.35, 0.3, 1.0)
 _YELLOW = imgui.ImVec4(0.95, 0.8, 0.3, 1.0)
 _COLUMNS = ("", "Session", "Date", "Duration", "Streams", "Labels", "Size", "State")
-
-
-def _size_text(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""  # pragma: no cover - unreachable
 
 
 def _chronological(row: SessionRow) -> tuple[str, str]:
@@ -452,7 +445,7 @@ class SessionManager:
         names = list(row.class_names) + sorted(set(row.label_counts) - set(row.class_names))
         imgui.text(", ".join(f"{n} {row.label_counts[n]}" for n in names if n in row.label_counts))
         imgui.table_next_column()
-        imgui.text(_size_text(row.size_bytes) if row.packed or row.error is None else "")
+        imgui.text(format_bytes(row.size_bytes) if row.packed or row.error is None else "")
         imgui.table_next_column()
         self._draw_state(row, state)
 
