@@ -208,13 +208,16 @@ def test_close_ends_the_grandchildren_too(argv):
 
 @posix_only
 def test_stop_kills_a_grandchild_that_ignores_sigterm():
-    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        'print("ignoring", flush=True); time.sleep(60)'
+    )
     argv = ["sh", "-c", f"{sys.executable} -c '{stubborn}' & echo $!; wait"]
     launcher = ProcessLauncher([("parent", argv)], stop_timeout=0.5)
     launcher.start(0)
     grandchild = _grandchild_pid(launcher)
     try:
-        time.sleep(0.3)  # let it ignore SIGTERM
+        assert wait_until(lambda: "ignoring" in launcher.output(0), timeout=10)
         assert launcher.stop(0).result(timeout=10) == -15  # the shell ends on SIGTERM ...
         assert wait_until(lambda: _gone(grandchild), timeout=5)  # ... its child on SIGKILL
         assert wait_until(lambda: _reader_ended(launcher), timeout=5)
