@@ -150,6 +150,11 @@ class StreamHealth:
         """True while the source delivers."""
         return self._connected
 
+    @property
+    def n_samples(self) -> int:
+        """Samples received since the stream started."""
+        return self._n_samples
+
     def last_sample_age(self, now: float | None = None) -> float | None:
         """Seconds since the latest chunk arrived (None before the first); cheap, no lock."""
         arrival = self._last_arrival

@@ -58,7 +58,6 @@ class Stream:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self.error: BaseException | None = None
-        self.n_samples = 0
         self.health = StreamHealth()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -85,6 +84,11 @@ class Stream:
     def wait_connected(self, timeout: float | None = None) -> bool:
         """Block until the source has connected (``info`` is set); False on timeout."""
         return self._connected.wait(timeout)
+
+    @property
+    def n_samples(self) -> int:
+        """Samples read from the source since the stream started (``health.n_samples``)."""
+        return self.health.n_samples
 
     @property
     def connected(self) -> bool:
@@ -166,7 +170,6 @@ class Stream:
                 continue
             data, ts = chunk
             self.ring.write(data, ts)
-            self.n_samples += data.shape[0]
             self.health.on_chunk(ts)
             with self._session_lock:
                 if self._session is not None:

@@ -171,7 +171,7 @@ class RecordingControls:
 
     def _begin(self, ctx: AppContext, session: Any) -> None:
         self._session, self._started = session, time.monotonic()
-        self._sample_base = {name: s.health.snapshot().n_samples for name, s in ctx.streams.items()}
+        self._sample_base = {name: s.n_samples for name, s in ctx.streams.items()}
         self._label_counts, self._size, self._size_due = Counter(), 0, 0.0
 
     def _stop(self, ctx: AppContext) -> None:
@@ -306,7 +306,7 @@ class RecordingControls:
         if self._phase == "recording" and self._session is not None:
             elapsed = time.monotonic() - self._started
             samples = sum(
-                stream.health.snapshot().n_samples - self._sample_base.get(name, 0)
+                stream.n_samples - self._sample_base.get(name, 0)
                 for name, stream in ctx.streams.items()
             )
             self._refresh_size()
