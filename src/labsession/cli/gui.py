@@ -108,13 +108,15 @@ class Recorder:
                 signal_viewer(ctx, name)
                 imgui.end_child()
         with self.grid[2, 1]:
-            self._train_row(imgui, data)
+            self._train_row(data)
             prediction_panel(ctx)
             if self.launcher is not None:
                 imgui.separator()
                 self.launcher.ui()
 
-    def _train_row(self, imgui: Any, data: Any) -> None:
+    def _train_row(self, data: Any) -> None:
+        from imgui_bundle import imgui
+
         pipeline = self.pipeline
         imgui.begin_disabled(data is None or pipeline.training)
         if imgui.button("Train on ticked sessions###train"):
