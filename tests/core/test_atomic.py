@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +10,11 @@ from labsession.core.atomic import (
     atomic_save_npz,
     atomic_write_json,
     atomic_write_text,
+    create_temp_dir,
+    create_temp_file,
+    flush_files,
+    flush_trees,
+    fsync_file,
 )
 
 
@@ -49,3 +55,32 @@ def test_npy_and_npz_round_trip(tmp_path):
     with np.load(atomic_save_npz(tmp_path / "b.npz", u=arr, v=-arr)) as z:
         assert sorted(z.files) == ["u", "v"]
         np.testing.assert_array_equal(z["v"], -arr)
+
+
+def test_temporary_name_sits_beside_the_target_and_is_hidden(tmp_path):
+    target = tmp_path / "out.json"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path
+        assert re.fullmatch(r"\.out\.json\.[0-9a-f]{8}\.tmp", tmp.name)
+        assert tmp.is_file()  # created, empty, for writers that open by path
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_create_temp_never_reuses_a_name(tmp_path):
+    files = {create_temp_file(tmp_path, prefix=".x.", suffix=".npy") for _ in range(50)}
+    dirs = {create_temp_dir(tmp_path, prefix=".x.", suffix=".tmp") for _ in range(50)}
+    assert len(files) == len(dirs) == 50
+    assert all(p.is_file() and p.stat().st_size == 0 for p in files)
+    assert all(p.is_dir() and not any(p.iterdir()) for p in dirs)
+
+
+def test_flush_helpers_accept_trees_and_nothing(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f.txt").write_text("x")
+    (tmp_path / "g.txt").write_text("y")
+    flush_files([])
+    flush_files([tmp_path / "g.txt", tmp_path / "a" / "b" / "f.txt"])
+    flush_trees([tmp_path])
+    fsync_file(tmp_path / "g.txt")
+    with pytest.raises(FileNotFoundError):
+        flush_files([tmp_path / "missing"])

@@ -270,3 +270,40 @@ def test_files_written_or_added_after_packing_are_kept(tmp_path, caplog):
     restored = restore_session_archive(target, tmp_path / "restored")
     assert (restored / "result.csv").is_file()
     assert "after packing" not in (restored / "logs" / "stdout.log").read_text()
+
+
+def test_an_archive_declaring_more_than_max_bytes_is_refused_and_kept(tmp_path):
+    (run,) = make_run_dirs(tmp_path, 1)
+    (run / "big.bin").write_bytes(bytes(300_000))  # zeros: the archive is a few hundred bytes
+    archive = archive_session_dir(run)
+    with pytest.raises(ArchiveError, match=r"'[^']*big\.bin' declares 300000 bytes") as info:
+        restore_session_archive(archive, max_bytes=100_000, remove_archive=True)
+    assert str(archive) in str(info.value)
+    assert [p.name for p in tmp_path.iterdir()] == [archive.name]  # kept, nothing else
+    restored = restore_session_archive(archive)  # the default limit: 64 MiB at least
+    assert (restored / "big.bin").stat().st_size == 300_000
+
+
+def test_an_os_error_while_restoring_is_an_archive_error_and_nothing_is_left(tmp_path):
+    archive = tmp_path / f"{RUN}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        for name in ("ok.txt", "n" * 300):  # the second name is over NAME_MAX
+            info = tarfile.TarInfo(f"{RUN}/{name}")
+            info.size = 2
+            tf.addfile(info, io.BytesIO(b"hi"))
+    with pytest.raises(ArchiveError, match="File name too long") as info:
+        restore_session_archive(archive)
+    assert repr(f"{RUN}/{'n' * 300}") in str(info.value)
+    assert isinstance(info.value.__cause__, OSError)
+    assert [p.name for p in tmp_path.iterdir()] == [archive.name]
+
+
+def test_a_lone_link_named_like_a_run_is_not_taken_for_the_run_folder(tmp_path):
+    """Only a real folder is unwrapped: a link ``<run id> -> .`` renamed into place would
+    make the destination point at its parent."""
+    archive = tmp_path / "backup.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.addfile(_member(RUN, tarfile.SYMTYPE, "."))
+    dest = restore_session_archive(archive)
+    assert not dest.is_symlink()
+    assert os.readlink(dest / RUN) == "."

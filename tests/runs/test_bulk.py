@@ -107,3 +107,19 @@ def test_missing_root_and_bad_format(tmp_path):
         restore_existing(tmp_path / "file")
     with pytest.raises(ValueError, match="zip7"):
         archive_existing(tmp_path, format="zip7")
+
+
+def test_restore_existing_passes_max_bytes_and_keeps_refused_archives(tmp_path):
+    runs = make_run_dirs(tmp_path, 2)
+    (runs[0] / "big.bin").write_bytes(bytes(200_000))
+    summary = archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    assert summary["archived"] == 2
+    summary = restore_existing(
+        tmp_path, dry_run=False, jobs=1, progress=False, remove_archive=True, max_bytes=100_000
+    )
+    assert (summary["restored"], summary["failed"]) == (1, 1)
+    assert runs[0].name in summary["errors"][0]["path"]
+    assert "over the limit of 100000 bytes" in summary["errors"][0]["error"]
+    assert (tmp_path / f"{runs[0].name}.tar.gz").is_file()  # kept
+    assert not runs[0].exists()
+    assert (runs[1] / "result.csv").is_file()

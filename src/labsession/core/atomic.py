@@ -4,6 +4,16 @@ Every writer goes through :func:`atomic_path`: the content is written to a tempo
 the target (same folder, hence same file system), flushed and fsynced, moved over the target with
 :func:`os.replace`, and the folder is fsynced so the rename itself survives a power cut. If the
 writer raises, the temporary file is removed and the target is untouched.
+
+Files and folders created here follow the process's umask (and a folder's default ACL), as files
+made with :func:`open` do: :func:`create_temp_file` asks the kernel for mode ``0o666`` and
+:func:`create_temp_dir` for ``0o777``, which the kernel then restricts. (:func:`tempfile.mkstemp`
+and :func:`tempfile.mkdtemp` ask for ``0o600`` and ``0o700``, so lab mates on a shared server
+could not read what was written.) The umask is never read or changed, so this is thread-safe and
+a umask set after import is honoured.
+
+The flush helpers (:func:`fsync_file`, :func:`fsync_dir`, :func:`flush_files`,
+:func:`flush_trees`) make many files durable in one batch, e.g. before a source is removed.
 """
 
 from __future__ import annotations
@@ -11,8 +21,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
-from collections.abc import Iterator
+import secrets
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +36,67 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "create_temp_dir",
+    "create_temp_file",
+    "flush_files",
+    "flush_trees",
     "fsync_dir",
+    "fsync_file",
 ]
+
+_TEMP_FILE_FLAGS = (
+    os.O_RDWR
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+_TEMP_ATTEMPTS = 100  # as tempfile.TMP_MAX, for a name already taken
+
+
+def _temp_names(folder: str | os.PathLike[str], prefix: str, suffix: str) -> Iterator[Path]:
+    for _ in range(_TEMP_ATTEMPTS):
+        yield Path(folder, f"{prefix}{secrets.token_hex(4)}{suffix}")
+    raise FileExistsError(f"{folder}: no free temporary name {prefix}XXXXXXXX{suffix}")
+
+
+def create_temp_file(folder: str | os.PathLike[str], prefix: str = "", suffix: str = "") -> Path:
+    """Create a new empty file ``<prefix><8 hex digits><suffix>`` in ``folder``; return its path.
+
+    Like :func:`tempfile.mkstemp` (never an existing path, never through a link), but the file's
+    mode follows the umask (``0o644`` under umask ``022``) instead of ``0o600``.
+    """
+    for path in _temp_names(folder, prefix, suffix):
+        try:
+            os.close(os.open(path, _TEMP_FILE_FLAGS, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")  # pragma: no cover - _temp_names raises
+
+
+def create_temp_dir(folder: str | os.PathLike[str], prefix: str = "", suffix: str = "") -> Path:
+    """Create a new empty folder ``<prefix><8 hex digits><suffix>`` in ``folder``; return its path.
+
+    Like :func:`tempfile.mkdtemp`, but its mode follows the umask (``0o755`` under ``022``).
+    """
+    for path in _temp_names(folder, prefix, suffix):
+        try:
+            os.mkdir(path, 0o777)
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")  # pragma: no cover - _temp_names raises
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flush one file's data to disk."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -40,13 +110,41 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def flush_files(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Flush files and their folders to disk, many at once.
+
+    The fsync calls run in a few threads: the file system then commits them together (one
+    journal flush for many files), several times faster than one after another.
+    """
+    files = [Path(p) for p in paths]
+    if not files:
+        return
+    if len(files) == 1:
+        fsync_file(files[0])
+    else:
+        with ThreadPoolExecutor(max_workers=min(16, len(files))) as pool:
+            list(pool.map(fsync_file, files))
+    for folder in sorted({p.parent for p in files}):
+        fsync_dir(folder)
+
+
+def flush_trees(roots: Iterable[str | os.PathLike[str]]) -> None:
+    """Flush every file and folder under ``roots`` to disk (before removing their source)."""
+    walks = [list(os.walk(root)) for root in roots]
+    flush_files(Path(folder, name) for walk in walks for folder, _, files in walk for name in files)
+    for walk in walks:
+        for folder, _dirs, _files in walk:
+            fsync_dir(folder)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
 
     Use it for writers that want a path rather than a file object (h5py, tifffile, zipfile).
-    The temporary name starts with ``.`` and ends with ``.tmp`` so it never matches the patterns
-    readers look for.
+    The temporary file exists (empty) when yielded; its name is ``.<target name>.<8 hex>.tmp``
+    so it never matches the patterns readers look for. Its mode, and so the target's, follows
+    the umask.
 
     Parameters
     ----------
@@ -65,14 +163,11 @@ def atomic_path(target: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
     'done'
     """
     target = Path(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = create_temp_file(target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         yield tmp
         if fsync:
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+            fsync_file(tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -3,7 +3,8 @@
 A writer is created with the final shape ``(T, H, W, C)``, receives frames with
 :meth:`VideoWriter.write` and publishes the file only in :meth:`VideoWriter.close`, by renaming
 a temporary file beside the target; :meth:`VideoWriter.abort` (or an exception inside the
-``with`` block) removes the temporary and leaves any earlier file untouched. Each file carries
+``with`` block) removes the temporary and leaves any earlier file untouched. Files and folders
+written follow the umask. Each file carries
 the options as JSON metadata (HDF5/Zarr attribute ``options``, TIFF description, NPZ/MAT entry
 ``options``).
 """
@@ -14,14 +15,13 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from labsession.core.atomic import atomic_path, fsync_dir
+from labsession.core.atomic import atomic_path, create_temp_dir, create_temp_file, fsync_dir
 
 __all__ = ["SUFFIXES", "VideoWriter", "write_mat_header"]
 
@@ -86,8 +86,8 @@ class VideoWriter:
         if self.fmt == "ZARR":
             import zarr
 
-            self._tmp = Path(
-                tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            self._tmp = create_temp_dir(
+                self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
             )
             chunks = (min(self.shape[0], 16), *self.shape[1:])
             self._array = zarr.create_array(
@@ -130,11 +130,9 @@ class VideoWriter:
                 opt.attrs["MATLAB_int_decode"] = np.int32(2)
             return
         # TIFF and NPZ: spool to a temporary .npy memmap, convert on close.
-        fd, name = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".npy", dir=self.path.parent
+        self._spool = create_temp_file(
+            self.path.parent, prefix=f".{self.path.name}.", suffix=".npy"
         )
-        os.close(fd)
-        self._spool = Path(name)
         self._array = np.lib.format.open_memmap(
             self._spool, mode="w+", dtype=self.dtype, shape=self.shape
         )

@@ -3,53 +3,40 @@
 Archiving packs the folder into ``<folder>.tar.gz`` (or ``.tar``, ``.tar.xz``, ``.tar.bz2``)
 beside it: the archive is written to a temporary file in the same folder, read back and checked
 (every member's name and size against the source folder), flushed to disk and renamed into place;
-only then is the source removed. Restoring extracts into a temporary folder beside the destination
-after checking every member (absolute paths, ``..``, hard links, links that point out of the
-folder and device files are refused, naming the member), compares the extracted files with the
-archive's member list and sizes, and renames the folder into place; only then, if asked, is the
-archive removed. Extraction reads the archive once, as a stream, into a private temporary folder
-that is removed if any member is refused. Symbolic links that stay inside the run folder are
-archived and restored as links (created after every file is written, so no write goes through
-one); file modes are restored without set-id bits or group/other write permission.
+only then is the source removed. Restoring goes through the one checked extractor,
+:func:`labsession.core.archive.staged_extract`: it streams the archive once into a private
+temporary folder beside the destination, refusing (naming the member) absolute paths, ``..``,
+hard links, links that point out of the folder, device files, duplicates, and archives whose
+declared sizes exceed ``max_bytes``; it compares the extracted files with the archive's members
+and sizes, and the folder is renamed into place; only then, if asked, is the archive removed.
+Symbolic links that stay inside the run folder are archived and restored as links (created after
+every file is written, so no write goes through one). File modes are restored without set-id bits
+or group/other write permission, and restricted further by the umask, as every file and folder
+created here is.
 """
 
 from __future__ import annotations
 
 import logging
-import lzma
 import os
-import secrets
-import shutil
-import stat
-import tarfile
-import zlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO
 
 from labsession.core.archive import (
     TAR_FORMATS,
     FolderEntry,
-    check_link_text,
-    check_member_name,
-    compare_manifest,
-    folder_manifest,
-    link_target_inside,
     pack_tar,
     remove_packed,
+    staged_extract,
     walk_folder,
 )
-from labsession.core.atomic import fsync_dir
-from labsession.errors import ArchiveError, UnsafeArchiveMemberError
+from labsession.core.atomic import flush_trees, fsync_dir
+from labsession.errors import ArchiveError
 from labsession.runs._ids import is_run_id
 
 __all__ = [
     "ARCHIVE_FORMATS",
     "archive_path_for",
     "archive_session_dir",
-    "flush_archives",
-    "flush_files",
-    "flush_trees",
     "pack_verified",
     "remove_source",
     "restore_session_archive",
@@ -137,7 +124,8 @@ def pack_verified(
     """Write ``src``'s archive beside it (temp file, read back, rename); keep ``src``.
 
     Returns the archive and the listing it was packed from (for :func:`remove_source`). With
-    ``fsync=False`` the caller must flush the archive (:func:`flush_archives`) before removing
+    ``fsync=False`` the caller must flush the archive
+    (:func:`labsession.core.atomic.flush_files`) before removing
     the source.
     """
     target = archive_path_for(src, fmt)
@@ -150,36 +138,6 @@ def pack_verified(
     entries = walk_folder(src, links=True)
     pack_tar(src, target, compresslevel=compresslevel, fsync=fsync, entries=entries)
     return target, entries
-
-
-def _fsync_file(path: str | os.PathLike[str]) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def flush_files(paths: list[Path]) -> None:
-    """Flush files and their folders to disk, many at once.
-
-    The fsync calls run in a few threads: the file system then commits them together (one
-    journal flush for many files), several times faster than one after another.
-    """
-    if not paths:
-        return
-    if len(paths) == 1:
-        _fsync_file(paths[0])
-    else:
-        with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
-            list(pool.map(_fsync_file, paths))
-    for folder in sorted({p.parent for p in paths}):
-        fsync_dir(folder)
-
-
-def flush_archives(archives: list[Path]) -> None:
-    """Flush archives written with ``fsync=False`` (and their folders) to disk in one batch."""
-    flush_files(archives)
 
 
 def remove_source(src: Path, archive: Path, entries: list[FolderEntry]) -> None:
@@ -205,163 +163,12 @@ def remove_source(src: Path, archive: Path, entries: list[FolderEntry]) -> None:
     logger.debug("archived %s -> %s", src, archive)
 
 
-def _tree_files(root: Path) -> list[Path]:
-    return [Path(folder, name) for folder, _dirs, files in os.walk(root) for name in files]
-
-
-def flush_trees(roots: list[Path]) -> None:
-    """Flush every file and folder under ``roots`` to disk (before removing their archives)."""
-    flush_files([f for root in roots for f in _tree_files(root)])
-    for root in roots:
-        for folder, _dirs, _files in os.walk(root):
-            fsync_dir(folder)
-
-
-class _NotUnderOneFolder(Exception):
-    """The archive's members do not all sit under the folder its first member named."""
-
-
-def _extract_checked(archive: Path, dest: Path, *, strip: str | None) -> dict[str, int]:
-    """Extract ``archive`` into the fresh private folder ``dest`` in one streaming pass.
-
-    Every member is checked before anything is written for it: names must stay inside ``dest``
-    (no absolute path, no ``..``); plain files and folders are written as they come, symbolic
-    links only after the last file (so no link can redirect a write) and only if they resolve
-    inside ``dest``; hard links and devices are refused. With ``strip``, members must sit under
-    that top-level folder, which is dropped (the folder's content lands in ``dest``); otherwise
-    :class:`_NotUnderOneFolder`. A refused member aborts the extraction; the caller removes
-    ``dest``. Returns
-    ``{relative path: bytes written}`` for the files.
-    """
-    written: dict[str, int] = {}
-    links: list[tuple[tarfile.TarInfo, Path]] = []
-    dest.mkdir()
-    made = {dest}
-    try:
-        with tarfile.open(archive, "r|*") as tf:
-            for member in tf:
-                parts = check_member_name(member.name, archive=archive).parts
-                if strip is not None:
-                    if not parts or parts[0] != strip or (len(parts) == 1 and not member.isdir()):
-                        raise _NotUnderOneFolder(member.name)
-                    parts = parts[1:]
-                if not parts:  # the archive's own root folder
-                    continue
-                target = dest.joinpath(*parts)
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    made.add(target)
-                    continue
-                if member.issym():
-                    links.append((member, target))
-                    continue
-                if not member.isfile():
-                    kind = "a hard link" if member.islnk() else "a device or special file"
-                    raise UnsafeArchiveMemberError(
-                        f"{archive}: member {member.name!r} is {kind}; refused"
-                    )
-                if target.parent not in made:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(target.parent)
-                source = tf.extractfile(member)
-                assert source is not None
-                written["/".join(parts)] = size = _write_new_file(target, source, member)
-                if size != member.size:
-                    raise ArchiveError(
-                        f"{archive}: member {member.name!r} holds {size} bytes, header says "
-                        f"{member.size}"
-                    )
-        for member, target in links:
-            _make_link_inside(archive, member, target, dest)
-        for member, target in links:  # with every link in place: chains resolve inside too
-            _check_link(archive, member.name, target, dest)
-    except FileExistsError as exc:
-        raise ArchiveError(f"{archive}: member {exc.filename!r} appears twice; refused") from exc
-    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
-        raise ArchiveError(f"{archive}: cannot extract ({exc})") from exc
-    return written
-
-
-_NEW_FILE_FLAGS = (
-    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-)
-_BY_DESCRIPTOR = hasattr(os, "fchmod") and os.utime in os.supports_fd
-
-
-def _write_new_file(target: Path, source: IO[bytes], member: tarfile.TarInfo) -> int:
-    """Create ``target`` (never an existing path), copy ``source`` in, set mode and mtime.
-
-    Works on the descriptor (no buffered file object, no path look-ups after the open): a run
-    restores a few dozen small files, and on small files those calls are most of the cost.
-    """
-    fd = os.open(target, _NEW_FILE_FLAGS, 0o600)
-    size = 0
-    try:
-        while block := source.read(1 << 20):
-            view = memoryview(block)
-            while view:
-                view = view[os.write(fd, view) :]
-            size += len(block)
-        mode, times = (member.mode & 0o755) | 0o600, (member.mtime, member.mtime)
-        if _BY_DESCRIPTOR:
-            os.fchmod(fd, mode)
-            os.utime(fd, times)
-    finally:
-        os.close(fd)
-    if not _BY_DESCRIPTOR:  # Windows: by path, once the file is closed
-        os.chmod(target, mode)
-        os.utime(target, times)
-    return size
-
-
-def _make_link_inside(archive: Path, member: tarfile.TarInfo, target: Path, root: Path) -> None:
-    """Create link member ``target`` in ``root``, never through another link.
-
-    The link's target must pass :func:`~labsession.core.archive.check_link_text` (relative,
-    climbing with leading ``..`` only), and every folder on the way to the link must be a real
-    folder inside ``root``. Each link is checked here by :func:`_check_link`, and again once
-    all links are in place.
-    """
-    linkname = member.linkname
-    try:
-        check_link_text(linkname)
-    except ArchiveError as exc:
-        raise UnsafeArchiveMemberError(
-            f"{archive}: member {member.name!r}: {exc}; refused"
-        ) from None
-    folder = root
-    for name in target.relative_to(root).parts[:-1]:
-        folder = folder / name
-        try:
-            os.mkdir(folder)
-        except FileExistsError:
-            if not stat.S_ISDIR(os.lstat(folder).st_mode):  # a link (or file) on the way
-                raise UnsafeArchiveMemberError(
-                    f"{archive}: member {member.name!r} lies under a link or file; refused"
-                ) from None
-    try:
-        os.symlink(linkname, target)
-    except FileExistsError:
-        raise UnsafeArchiveMemberError(
-            f"{archive}: member {member.name!r} is a link where the archive also holds a file "
-            "or folder; refused"
-        ) from None
-    _check_link(archive, member.name, target, root)
-
-
-def _check_link(archive: Path, name: str, link: Path, root: Path) -> None:
-    try:
-        link_target_inside(root, link)
-    except ArchiveError:
-        raise UnsafeArchiveMemberError(
-            f"{archive}: member {name!r} links to {os.readlink(link)!r}, out of the folder; refused"
-        ) from None
-
-
 def restore_session_archive(
     archive_path: str | os.PathLike[str],
     dest_dir: str | os.PathLike[str] | None = None,
     remove_archive: bool = False,
+    *,
+    max_bytes: int | None = None,
 ) -> Path:
     """Extract a run archive back into a folder, checked and renamed into place atomically.
 
@@ -374,6 +181,10 @@ def restore_session_archive(
         The folder to create (default: the archive's path without its suffix).
     remove_archive
         Remove the archive after the restored files are verified and flushed to disk.
+    max_bytes
+        Most bytes the members may declare (each also counted 512 bytes for its header);
+        default :func:`labsession.core.archive.default_max_bytes`: 100 times the archive's
+        size, at least 64 MiB. Checked at each member's header, before its data is written.
 
     Returns
     -------
@@ -390,49 +201,53 @@ def restore_session_archive(
         If a member is absolute, climbs out with ``..``, links out of the folder, is a hard
         link or a device (named).
     ArchiveError
-        If the archive is corrupt or the extracted files differ from its members.
+        If the archive is corrupt, declares more than ``max_bytes`` or the free space, a member
+        appears twice, writing fails (over-long name, permission denied, disk full: the
+        ``OSError`` is chained), or the extracted files differ from its members. Nothing is
+        left behind.
     """
     arc = Path(archive_path)
     if not arc.is_file():
         raise FileNotFoundError(f"{arc}: archive to restore does not exist or is not a file")
     dest = Path(dest_dir) if dest_dir is not None else arc.parent / strip_archive_suffix(arc.name)
-    if dest.exists():
+    if os.path.lexists(dest):
         raise FileExistsError(f"{dest}: destination exists; refusing to overwrite it")
-    if not dest.parent.is_dir():
+    try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.restoring-{secrets.token_hex(4)}"
+    except OSError as exc:
+        raise ArchiveError(f"{arc}: cannot create {dest.parent} ({exc})") from exc
     # Archives written here (and by the established tools) hold one folder named like the run:
     # its content is extracted straight into the temporary folder, which is then renamed.
     top = strip_archive_suffix(arc.name) if arc.name.endswith(_READ_SUFFIXES) else None
-    try:
-        try:
-            expected = _extract_checked(arc, tmp, strip=top)
-        except _NotUnderOneFolder:  # members at the archive's root, or under another name
-            shutil.rmtree(tmp)
-            expected = _extract_checked(arc, tmp, strip=None)
+    with staged_extract(arc, dest, strip=top, links=True, max_bytes=max_bytes) as tmp:
         root = tmp
         children = list(tmp.iterdir())
-        if len(children) == 1 and children[0].is_dir() and is_run_id(children[0].name):
+        if (
+            len(children) == 1
+            and not children[0].is_symlink()
+            and children[0].is_dir()
+            and is_run_id(children[0].name)
+        ):
             root = children[0]  # one run folder under another archive name: its content
-            expected = {k.split("/", 1)[1]: v for k, v in expected.items()}
-        compare_manifest(
-            arc,
-            expected,
-            folder_manifest(root, links=True),
-            problem="extracted files do not match the archive",
-        )
-        if remove_archive:
-            flush_trees([root])
-        os.rename(root, dest)
-        if root is not tmp:
-            tmp.rmdir()
-        if remove_archive:
-            fsync_dir(dest.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        try:
+            if remove_archive:
+                flush_trees([root])
+        except OSError as exc:
+            raise ArchiveError(f"{arc}: cannot flush the restored files to disk ({exc})") from exc
+        try:
+            os.rename(root, dest)
+        except OSError as exc:
+            if os.path.lexists(dest):
+                raise FileExistsError(f"{dest}: appeared while restoring {arc}") from exc
+            raise ArchiveError(f"{arc}: cannot move the restored files to {dest} ({exc})") from exc
     if remove_archive:
-        arc.unlink()
-        fsync_dir(arc.parent)
+        try:
+            fsync_dir(dest.parent)
+            arc.unlink()
+            fsync_dir(arc.parent)
+        except OSError as exc:
+            raise ArchiveError(
+                f"{arc}: restored to {dest}, but the archive could not be removed ({exc})"
+            ) from exc
     logger.debug("restored %s -> %s", arc, dest)
     return dest

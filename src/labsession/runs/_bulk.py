@@ -26,12 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from labsession.core.archive import FolderEntry
-from labsession.core.atomic import fsync_dir
+from labsession.core.atomic import flush_files, flush_trees, fsync_dir
 from labsession.core.paths import tree_size
 from labsession.runs._archive import (
     archive_path_for,
-    flush_archives,
-    flush_trees,
     pack_verified,
     remove_source,
     restore_session_archive,
@@ -90,7 +88,7 @@ def _archive_chunk(
     outcomes = [r for r in results if isinstance(r, _Outcome)]
     packed = [r for r in results if not isinstance(r, _Outcome)]
     try:
-        flush_archives([target for _src, target, _size, _entries in packed])
+        flush_files([target for _src, target, _size, _entries in packed])
     except OSError as exc:  # nothing is removed if the archives may not be on disk
         return outcomes + [
             _Outcome(str(src), False, error=f"flush failed, source kept: {exc}")
@@ -104,7 +102,10 @@ def _archive_chunk(
 
 
 def _restore_chunk(
-    pairs: Sequence[tuple[str, str]], remove_archive: bool, track_bytes: bool
+    pairs: Sequence[tuple[str, str]],
+    remove_archive: bool,
+    track_bytes: bool,
+    max_bytes: int | None,
 ) -> list[_Outcome]:
     # Restore the chunk, then (when archives are to go) flush all restored files in one batch
     # before removing any archive.
@@ -112,7 +113,9 @@ def _restore_chunk(
         archive, dest = pair
         try:
             size_in = os.stat(archive).st_size if track_bytes else 0
-            folder = restore_session_archive(archive, dest, remove_archive=False)
+            folder = restore_session_archive(
+                archive, dest, remove_archive=False, max_bytes=max_bytes
+            )
             size_out = tree_size(folder) if track_bytes else 0
         except Exception as exc:  # noqa: BLE001 - one bad session must not stop the others
             return _Outcome(archive, False, error=f"{type(exc).__name__}: {exc}")
@@ -322,6 +325,7 @@ def restore_existing(
     *,
     jobs: int | None = None,
     progress: bool = True,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Restore every run archive directly under ``root`` into a folder of the same name.
 
@@ -337,6 +341,9 @@ def restore_existing(
         Remove each archive once its folder is restored, verified and on disk.
     dry_run, max_files, track_bytes, jobs, progress
         As for :func:`archive_existing`.
+    max_bytes
+        Most bytes each archive's members may declare (see :func:`restore_session_archive`);
+        an archive over it fails (listed in ``errors``) and is kept.
 
     Returns
     -------
@@ -379,7 +386,7 @@ def restore_existing(
     outcomes = _run_chunks(
         _restore_chunk,
         todo,
-        (remove_archive, track_bytes),
+        (remove_archive, track_bytes, max_bytes),
         jobs=jobs,
         description=f"restoring {base.name}",
         progress=progress,

@@ -1,0 +1,185 @@
+"""A folder's listing and manifest, their comparison with an archive, removal of what was packed.
+
+:func:`walk_folder` lists a folder once (without following links); packing works from that
+listing, :func:`compare_manifest` checks an archive (or an extracted folder) against it, and
+:func:`remove_packed` removes exactly the listed files that are still the very ones packed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from labsession.core.archive._names import link_target_inside
+from labsession.errors import ArchiveError
+
+__all__ = [
+    "FolderEntry",
+    "compare_manifest",
+    "folder_manifest",
+    "identity",
+    "remove_packed",
+    "walk_folder",
+]
+
+#: One entry of :func:`walk_folder`: POSIX relative path, its lstat, link target or None.
+FolderEntry = tuple[str, os.stat_result, str | None]
+
+
+def walk_folder(src: Path, *, links: bool = False) -> list[FolderEntry]:
+    """Every folder, regular file (and with ``links`` inside link) under ``src``, sorted by path.
+
+    Links are not followed. A descendant sorts after its folder, so the reversed list removes
+    children first (:func:`remove_packed`).
+
+    Raises
+    ------
+    ArchiveError
+        On a special file, or a symbolic link (with ``links``: one that points out of ``src``).
+    """
+    entries: list[FolderEntry] = []
+    stack: list[tuple[str, str]] = [("", os.fspath(src))]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                rel = prefix + entry.name
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    entries.append((rel, st, None))
+                    stack.append((rel + "/", entry.path))
+                elif stat.S_ISREG(st.st_mode):
+                    entries.append((rel, st, None))
+                elif links and stat.S_ISLNK(st.st_mode):
+                    entries.append((rel, st, link_target_inside(src, entry.path)))
+                else:
+                    kind = "symbolic link" if stat.S_ISLNK(st.st_mode) else "special file"
+                    raise ArchiveError(
+                        f"{entry.path}: only regular files and folders can be archived "
+                        f"(found a {kind})"
+                    )
+    entries.sort(key=lambda e: e[0])
+    return entries
+
+
+def folder_manifest(src_dir: str | os.PathLike[str], *, links: bool = False) -> dict[str, int]:
+    """Map every regular file under ``src_dir`` (POSIX relative path) to its size in bytes.
+
+    Parameters
+    ----------
+    links
+        Accept symbolic links that point inside ``src_dir`` (they are not listed).
+
+    Raises
+    ------
+    ArchiveError
+        If the folder holds a special file, or a symbolic link (with ``links``: one that points
+        out of the folder).
+    """
+    return {
+        name: st.st_size
+        for name, st, _ in walk_folder(Path(src_dir), links=links)
+        if stat.S_ISREG(st.st_mode)
+    }
+
+
+def compare_manifest(
+    archive: object,
+    expected: dict[str, int],
+    found: dict[str, int],
+    *,
+    problem: str = "archive does not match its source",
+) -> None:
+    """Raise :class:`ArchiveError` naming the files missing, unexpected or of another size.
+
+    ``expected`` and ``found`` map POSIX relative paths to sizes (as :func:`folder_manifest`
+    and :func:`~labsession.core.archive.tar_manifest` return them); ``problem`` starts the
+    message after the archive.
+    """
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if missing or extra or wrong:
+        raise ArchiveError(
+            f"{archive}: {problem} "
+            f"(missing {missing[:5]}, unexpected {extra[:5]}, size differs {wrong[:5]})"
+        )
+
+
+def identity(st: os.stat_result) -> tuple[int, ...]:
+    """What tells that a path is still the very file that was listed (not a copy or rewrite)."""
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def remove_packed(src_dir: str | os.PathLike[str], entries: list[FolderEntry]) -> list[str]:
+    """Remove exactly what ``entries`` (the listing packed) holds, then the folder if empty.
+
+    Only the very files, links and folders listed are removed: one that was rewritten,
+    replaced (even by a copy with the same size and times) or added since is kept, with the
+    folders above it. Paths are resolved through open folder descriptors that refuse links,
+    so a folder swapped for a link since the listing never leads the removal elsewhere.
+    Returns the relative paths left behind (``"."`` for the folder itself).
+    """
+    src = Path(src_dir)
+    listed = {rel: st for rel, st, _ in entries}
+    flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0)
+    fds: dict[str, int | None] = {}
+
+    def folder_fd(rel: str) -> int | None:
+        """An open descriptor of listed folder ``rel`` ("" = the root), None if it changed."""
+        if rel in fds:
+            return fds[rel]
+        fd = None
+        try:
+            if not rel:
+                fd = os.open(src, flags)
+            else:
+                parent, _, name = rel.rpartition("/")
+                parent_fd = folder_fd(parent)
+                if parent_fd is not None:
+                    fd = os.open(name, flags, dir_fd=parent_fd)
+                    if identity(os.fstat(fd))[:2] != identity(listed[rel])[:2]:
+                        os.close(fd)
+                        fd = None
+        except OSError:
+            fd = None
+        fds[rel] = fd
+        return fd
+
+    kept: list[str] = []
+    try:
+        for rel, before, _ in reversed(entries):  # children before their folders
+            parent, _, name = rel.rpartition("/")
+            parent_fd = folder_fd(parent)
+            if parent_fd is None:
+                kept.append(rel)
+                continue
+            if stat.S_ISDIR(before.st_mode):
+                own = fds.pop(rel, None)
+                if own is not None:
+                    os.close(own)
+                try:
+                    os.rmdir(name, dir_fd=parent_fd)
+                except FileNotFoundError:
+                    pass
+                except OSError:  # not empty (it holds something kept), or no longer a folder
+                    kept.append(rel)
+                continue
+            try:
+                now = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if identity(now) != identity(before):
+                kept.append(rel)
+                continue
+            os.unlink(name, dir_fd=parent_fd)
+    finally:
+        for fd in fds.values():
+            if fd is not None:
+                os.close(fd)
+    try:
+        os.rmdir(src)
+    except OSError:
+        kept.append(".")
+    return kept

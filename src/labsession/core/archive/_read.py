@@ -1,0 +1,58 @@
+"""Recognising an archive and reading a tar strictly (for the checked extractor)."""
+
+from __future__ import annotations
+
+import tarfile
+import zipfile
+from typing import IO
+
+__all__ = ["COMPRESSION_MAGIC", "CheckedTarInfo", "CorruptTar", "archive_kind"]
+
+
+class CorruptTar(Exception):
+    """A tar header after the first is invalid or missing (tarfile would end there silently)."""
+
+
+class CheckedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses the archive at a corrupt header instead of ending it there.
+
+    ``tarfile`` treats an invalid or truncated header after the first member, or a missing
+    end-of-archive block, as the end of the archive: the members after it would silently be
+    lost (and a restore that removes its archive would lose them for good).
+    """
+
+    @classmethod
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+        try:
+            return super().frombuf(buf, encoding, errors)
+        except tarfile.EOFHeaderError:  # the end-of-archive block: a proper end
+            raise
+        except tarfile.EmptyHeaderError:
+            raise CorruptTar("it ends without its end-of-archive block (truncated?)") from None
+        except tarfile.HeaderError as exc:
+            raise CorruptTar(f"a header is corrupt ({exc})") from None
+
+
+#: Leading bytes of each compression a tar may come in (the ``tarfile`` mode suffix).
+COMPRESSION_MAGIC = {b"\x1f\x8b": "gz", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz"}
+
+
+def archive_kind(file: IO[bytes]) -> str:
+    """``"zip"``, or the compression of a tar: ``"gz"``, ``"bz2"``, ``"xz"`` or ``""``.
+
+    Decided from the leading bytes, not by :func:`zipfile.is_zipfile` alone: that looks for a
+    zip's end record near the end of the file, which a plain tar whose last member is a
+    ``.zip`` also holds.
+    """
+    head = file.read(512)
+    file.seek(0)
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    for magic, compression in COMPRESSION_MAGIC.items():
+        if head.startswith(magic):
+            return compression
+    if head[257:262] != b"ustar" and zipfile.is_zipfile(file):  # a zip with data before it
+        file.seek(0)
+        return "zip"
+    file.seek(0)
+    return ""
