@@ -103,6 +103,12 @@ def test_submit_writes_and_submits_slurm_scripts(
     slurm = config_file.parent / "data/compensated_outputs/slurm"
     stage1 = (slurm / "stage1.sbatch").read_text()
     assert "#SBATCH --array=1-3" in stage1
+    # chmod +x as the shell does: executable wherever readable, never wider than the umask
+    umask = os.umask(0)
+    os.umask(umask)
+    created = 0o666 & ~umask
+    modes = {(slurm / f).stat().st_mode & 0o777 for f in ("stage1.sbatch", "stage23.sbatch")}
+    assert modes == {created | (created & 0o444) >> 2}, modes
     assert "motion run --config" in stage1
     assert "--stage 1 --array" in stage1
     stage23 = (slurm / "stage23.sbatch").read_text()

@@ -104,7 +104,8 @@ def write_slurm_scripts(
         + f"{stage2_cmd}\n{stage3_cmd}\n",
     )
     for script in (stage1, stage23):
-        script.chmod(0o755)
+        mode = script.stat().st_mode
+        script.chmod(mode | (mode & 0o444) >> 2)  # executable wherever readable (chmod +x)
     logger.info("wrote %s and %s (array of %d tasks)", stage1, stage23, n)
     return stage1, stage23
 
