@@ -38,6 +38,12 @@ def test_list_archive_restore(tmp_path):
     assert table.exit_code == 0
     assert "yes" in table.output  # the archived column
 
+    too_small = ["runs", "restore", str(finished), "--no-dry-run", "-j", "1", "--max-bytes", "100"]
+    refused = runner.invoke(app, too_small)
+    assert refused.exit_code == 1, refused.output
+    assert "failed 3" in refused.output
+    assert not any(r.exists() for r in runs)  # nothing half-restored
+
     back = runner.invoke(app, ["runs", "restore", str(finished), "--no-dry-run", "--jobs", "1"])
     assert back.exit_code == 0, back.output
     assert "restored 3" in back.output

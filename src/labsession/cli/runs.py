@@ -124,6 +124,15 @@ def restore(
         int | None, typer.Option("--max", help="At most N archives.", min=1)
     ] = None,
     track_bytes: Annotated[bool, typer.Option("--bytes", help="Report bytes in and out.")] = False,
+    max_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-bytes",
+            help="Refuse an archive declaring more bytes than this "
+            "(default: max(64 MiB, 100x the archive's size)).",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Extract each run archive directly under ROOT into a folder of the same name."""
     from labsession.runs import restore_existing
@@ -139,6 +148,7 @@ def restore(
         max_files=max_files,
         track_bytes=track_bytes,
         jobs=jobs,
+        max_bytes=max_bytes,
     )
 
 
