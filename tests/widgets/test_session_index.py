@@ -22,6 +22,7 @@ import pytest
 from labsession.core.archive import pack_zip
 from labsession.errors import SessionError
 from labsession.recording import Session, StreamInfo, open_session_store
+from labsession.recording._schema import ARRAY_META_MAX_BYTES
 from labsession.testing import record_tiny_session, wait_until
 from labsession.widgets._session_cache import CACHE_VERSION, MAX_CACHE_BYTES
 from labsession.widgets._session_files import MAX_SMALL_FILE, SessionRow, StreamSummary
@@ -233,9 +234,9 @@ def test_fifos_are_error_rows_and_never_block_the_scan(tmp_path):
         unblock(fifos)
         assert index.close(5)
     assert rows[good.name].error is None
-    assert rows["x.session.zip"].error == "x.session.zip is a FIFO (named pipe), not a file"
+    assert rows["x.session.zip"].error == "x.session.zip is a named pipe, not a file"
     for member, folder in folders.items():
-        assert rows[folder.name].error == f"{member} is a FIFO (named pipe), not a file"
+        assert rows[folder.name].error == f"{member} is a named pipe, not a file"
 
 
 STUCK = """
@@ -322,7 +323,7 @@ def test_zip_members_that_expand_too_far_are_refused(tmp_path):
     big = rewrite_zip(
         good,
         tmp_path / "big.session.zip",
-        replace={ts_meta: b" " * (MAX_SMALL_FILE + 1)},
+        replace={ts_meta: b" " * (ARRAY_META_MAX_BYTES + 1)},
     )
     lying = rewrite_zip(good, tmp_path / "lying.session.zip", replace={ts_meta: b" " * (20 << 20)})
     raw = bytearray(lying.read_bytes())
@@ -338,8 +339,8 @@ def test_zip_members_that_expand_too_far_are_refused(tmp_path):
     rows = {row.name: row for row in SessionIndex(tmp_path).scan()}
     assert rows[good.name].error is None
     assert rows[big.name].error == (
-        f"{ts_meta} is {MAX_SMALL_FILE + 1} bytes, more than the {MAX_SMALL_FILE} bytes a "
-        f"session's small file may hold: not read"
+        f"{ts_meta} is {ARRAY_META_MAX_BYTES + 1} bytes, more than the {ARRAY_META_MAX_BYTES} "
+        "bytes a session's small file may hold: not read"
     )
     assert "corrupt or truncated" in rows[lying.name].error  # read 1000 bytes, CRC wrong
 

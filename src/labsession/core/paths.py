@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
-__all__ = ["tree_size", "user_state_dir"]
+__all__ = ["file_kind", "tree_size", "user_state_dir"]
 
 #: Environment variable that overrides :func:`user_state_dir` (tests, portable installs).
 STATE_DIR_ENV = "LABSESSION_STATE_DIR"
@@ -61,3 +62,18 @@ def tree_size(folder: str | os.PathLike[str]) -> int:
         except OSError:  # a subfolder denied or removed
             continue
     return total
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, in words: ``a folder``, ``a named pipe``, ``a
+    socket``, ``a character device``, ``a block device``, ``a symbolic link``, ``a file``."""
+    kinds = (
+        (stat.S_ISREG, "a file"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a symbolic link"),
+    )
+    return next((text for test, text in kinds if test(mode)), "not a regular file")

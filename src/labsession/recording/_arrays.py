@@ -1,10 +1,12 @@
 """Zarr v3 arrays of a stream: creation with MyoGestic's codecs, opening, and the valid length.
 
 Sample arrays are ``(n_samples, n_channels)`` in the stream's dtype, timestamps ``(n_samples,)``
-float64, both chunked by one second and compressed with zstd, exactly as MyoGestic writes them.
-The timestamp array's fill value is NaN: a sample slot that was allocated but never written (a
-crash between growing the array and writing its chunk) reads as NaN and is cut off by
-:func:`valid_length`, so a crashed recording never shows invented samples.
+float64, both chunked by one second and compressed with zstd as MyoGestic writes them, with
+zstd's content checksum on (plain zstd frames any Zarr reads, MyoGestic included; the checksum
+lets every read of a folder verify its chunks). The timestamp array's fill value is NaN: a
+sample slot that was allocated but never written (a crash between growing the array and writing
+its chunk) reads as NaN and is cut off by :func:`valid_length`, so a crashed recording never
+shows invented samples.
 """
 
 from __future__ import annotations
@@ -19,29 +21,84 @@ import numpy as np
 import zarr
 import zarr.codecs
 
+from labsession.recording._chunks import ArrayChunks, valid_rows
 from labsession.recording._layout import data_array_name, timestamps_array_name
 from labsession.recording._records import StreamInfo
 
-__all__ = ["create_stream_arrays", "open_stream_arrays", "use_zarrs_if_available", "valid_length"]
+__all__ = ["create_stream_arrays", "open_stream_arrays", "use_zarrs", "valid_length"]
 
 log = logging.getLogger(__name__)
 
+_PIPELINE = "codec_pipeline.path"
+_ZARRS_PIPELINE = "zarrs.ZarrsCodecPipeline"
+#: The pipeline in use before :func:`use_zarrs` switched to zarrs (restored by ``False``).
+_previous_pipeline: str | None = None
 
-def use_zarrs_if_available() -> bool:
-    """Switch Zarr to the Rust ``zarrs`` codec pipeline when installed (``labsession[zarrs]``).
 
-    Set ``LABSESSION_ZARRS=0`` to keep zarr-python's own pipeline.
+def use_zarrs(enable: bool | None = None) -> bool:
+    """Opt in to (or out of) the Rust ``zarrs`` codec pipeline for Zarr reads and writes.
+
+    Zarr's codec pipeline is a setting of the whole process (``zarr.config``), shared with
+    every other library using Zarr, so importing labsession never changes it: call this
+    function (``pip install "labsession[zarrs]"`` first) to switch. It applies to what goes
+    through Zarr: arrays in layouts labsession does not decode itself, and any other Zarr use
+    in the process. Reading the layout MyoGestic and labsession write does not depend on it:
+    labsession decodes and verifies those chunks itself.
+
+    Parameters
+    ----------
+    enable
+        True: use zarrs (if installed). False: go back to the pipeline in use before (Zarr's
+        own). None (default): decided by the environment variable ``LABSESSION_ZARRS``
+        (``1`` switches zarrs on, ``0`` off; unset or anything else changes nothing), read
+        when this function is called, never at import.
+
+    Returns
+    -------
+    bool
+        Whether Zarr now uses the zarrs pipeline.
+
+    Examples
+    --------
+    >>> from labsession.recording import use_zarrs
+    >>> use_zarrs(True)  # doctest: +SKIP
+    True
     """
-    if os.environ.get("LABSESSION_ZARRS", "1") == "0" or find_spec("zarrs") is None:
-        return False
-    zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})
-    return True
+    global _previous_pipeline
+    if enable is None:
+        enable = {"1": True, "0": False}.get(os.environ.get("LABSESSION_ZARRS", "").strip())
+    current = zarr.config.get(_PIPELINE)
+    if enable is True:
+        if find_spec("zarrs") is None:
+            log.warning(
+                "zarrs is not installed (pip install 'labsession[zarrs]'); keeping %s", current
+            )
+        elif current != _ZARRS_PIPELINE:
+            _previous_pipeline = current
+            zarr.config.set({_PIPELINE: _ZARRS_PIPELINE})
+    elif enable is False and current == _ZARRS_PIPELINE:
+        restored = _previous_pipeline or _default_pipeline()
+        if restored is not None:
+            zarr.config.set({_PIPELINE: restored})
+        _previous_pipeline = None
+    return zarr.config.get(_PIPELINE) == _ZARRS_PIPELINE
+
+
+def _default_pipeline() -> str | None:
+    """Zarr's own default codec pipeline (from its configuration defaults)."""
+    for defaults in getattr(zarr.config, "defaults", []):
+        path = (defaults.get("codec_pipeline") or {}).get("path")
+        if path:
+            return str(path)
+    return None
 
 
 def _codecs() -> dict[str, Any]:
+    # As MyoGestic writes them, plus zstd's content checksum (a flag in each frame, which any
+    # zstd reader verifies), so a folder's chunks are verified on every read.
     return {
         "serializer": zarr.codecs.BytesCodec(endian="little"),
-        "compressors": [zarr.codecs.ZstdCodec(level=0, checksum=False)],
+        "compressors": [zarr.codecs.ZstdCodec(level=0, checksum=True)],
     }
 
 
@@ -88,18 +145,17 @@ def valid_length(data: zarr.Array, ts: zarr.Array) -> int:
     """Number of leading samples present in both arrays with a finite timestamp.
 
     Equal to both lengths for a session closed normally; shorter after a crash mid-write.
-    Reads at most the trailing chunks of the timestamp array.
+    Bounded by the timestamp chunks that exist (a folder listing or the archive's directory),
+    reading only the last of them (back to the last one holding a finite timestamp); see
+    :func:`labsession.recording._chunks.valid_rows`.
     """
-    n = min(data.shape[0], ts.shape[0])
-    chunk = ts.chunks[0]
-    while n > 0:
-        lo = (n - 1) // chunk * chunk
-        finite = np.isfinite(ts[lo:n])
-        if finite.all():
-            break
-        written = np.flatnonzero(finite)
-        if written.size:
-            n = lo + int(written[-1]) + 1
-            break
-        n = lo
-    return n
+    store, path = data.store_path.store, data.store_path.path
+    # The session: the zip, or the folder holding the array's folder.
+    root = Path(getattr(store, "path", None) or getattr(store, "root", "."))
+    where = str(root if path or not root.name.endswith(".zarr") else root.parent)
+    stream = Path(path or root.name).name.removesuffix(".zarr")
+    indexes: dict = {}
+    return valid_rows(
+        ArrayChunks.open(data, where=where, stream=stream, zip_indexes=indexes),
+        ArrayChunks.open(ts, where=where, stream=stream, zip_indexes=indexes),
+    )

@@ -1,121 +1,196 @@
-"""Chunk-wise reading of a recorded stream: raw Zarr chunks, blocks and streamed lookups.
+"""Verified, bounded reads of a stream's rows: :class:`ArrayChunks`.
 
-Window iterators and :class:`~labsession.sources.ReplaySource` read sessions larger than RAM
-through :class:`BlockReader`, which holds a few blocks of about :data:`BLOCK_BYTES` and reads the
-next one ahead on a worker thread. Chunks in the layout MyoGestic and labsession write are read
-straight from the folder or the zip member (:class:`RawChunks`), skipping Zarr's per-chunk
-overhead; any other layout is read through Zarr.
+Every read of samples or timestamps goes through :class:`ArrayChunks`, which
+
+- checks each chunk before its numbers are used: a zip member against the CRC-32 of the
+  archive's directory; a chunk file of a folder by the codec's own checksum (labsession writes
+  zstd frames with a content checksum, which zstd verifies on decode). Folder sessions written
+  without checksums (MyoGestic's, and those of earlier labsession versions) cannot be verified:
+  a flipped bit there is found only when it breaks the zstd frame;
+- decodes a chunk into a buffer of exactly its expected size (chunk rows x channels x item
+  size): a frame that claims or produces more is refused before anything is allocated, and no
+  chunk over :data:`~labsession.recording._schema.MAX_CHUNK_BYTES` is read at all;
+- bounds the rows of a stream by the chunk files that exist (a folder listing or the archive's
+  directory), never by walking the shape ``zarr.json`` declares (:func:`valid_rows`).
+
+Chunks in the layout MyoGestic and labsession write (regular chunks spanning all channels,
+default ``c/`` keys, bytes + zstd codecs) are decoded here, skipping Zarr's per-chunk
+machinery; any other layout is read through Zarr, one chunk row at a time (Zarr's zip store
+reads whole members, which :mod:`zipfile` checks against their CRC). A failed check is a
+:class:`~labsession.errors.SessionError` naming the session, the stream and the chunk key.
+
+Window iterators and :class:`~labsession.sources.ReplaySource` read through
+:class:`~labsession.recording._blocks.BlockReader`, built on these reads.
 """
 
 from __future__ import annotations
 
-import functools
+import logging
 import math
-import os
-import struct
-import zipfile
-from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
+from typing import Any
 
-import numcodecs
 import numpy as np
 import zarr
-import zarr.codecs
 import zarr.storage
-from zarr.codecs.bytes import Endian
-from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
+from numcodecs import zstd
 
 from labsession.errors import SessionError
-from labsession.recording._segments import nearest_index
-from labsession.recording._store import SessionStore
+from labsession.recording._chunkfiles import (
+    ChunkFiles,
+    ChunkKeys,
+    FolderChunkFiles,
+    ZipIndex,
+    compressed_bound,
+)
+from labsession.recording._schema import MAX_CHUNK_BYTES, brief
 
-__all__ = [
-    "BLOCK_BYTES",
-    "BlockReader",
-    "RawChunks",
-    "chunk_reader",
-    "nearest_streamed",
-    "read_timestamps",
-]
+__all__ = ["ArrayChunks", "valid_rows", "zstd_content_size"]
 
-#: Target size of the block of samples held in memory per stream while iterating (bytes).
-BLOCK_BYTES = 4 * 2**20
+log = logging.getLogger(__name__)
 
-_FLOAT32 = np.dtype(np.float32)
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-class RawChunks:
-    """Chunks of a Zarr v3 array read straight from the folder or the stored zip member.
+def zstd_content_size(frame: bytes) -> int | None:
+    """The decompressed size a zstd frame's header declares, or None if it declares none.
 
-    Used for the layout MyoGestic and labsession write (regular chunks spanning all channels,
-    default chunk keys, bytes + zstd codecs, zip members stored uncompressed), where it skips
-    Zarr's per-chunk machinery; :meth:`open` returns None for anything else, and the caller
-    reads through Zarr. A chunk that was never written reads as the fill value, as in Zarr.
+    Raises ``ValueError`` for a header too short to hold the fields its flags announce.
+    """
+    if len(frame) < 5 or frame[:4] != _ZSTD_MAGIC:
+        return None
+    descriptor = frame[4]
+    fcs_flag, single_segment, dict_flag = descriptor >> 6, (descriptor >> 5) & 1, descriptor & 3
+    position = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[dict_flag]
+    size = (single_segment, 2, 4, 8)[fcs_flag]
+    if size == 0:
+        return None
+    if len(frame) < position + size:
+        raise ValueError("the zstd frame header is truncated")
+    value = int.from_bytes(frame[position : position + size], "little")
+    return value + 256 if size == 2 else value
+
+
+def _raw_layout(meta: dict[str, Any], shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    """True for the layout :class:`ArrayChunks` decodes itself (see the module docstring)."""
+    grid = meta.get("chunk_grid") or {}
+    codecs = list(meta.get("codecs") or [])
+    encoding = meta.get("chunk_key_encoding") or {}
+    chunk_shape = tuple((grid.get("configuration") or {}).get("chunk_shape") or ())
+    if not (
+        meta.get("zarr_format") == 3
+        and len(shape) in (1, 2)
+        and grid.get("name") == "regular"
+        and len(chunk_shape) == len(shape)
+        and chunk_shape[1:] == shape[1:]
+        and encoding.get("name") == "default"
+        and (encoding.get("configuration") or {}).get("separator", "/") == "/"
+        and not meta.get("storage_transformers")
+        and dtype.kind in "biuf"
+        and len(codecs) == 2
+    ):
+        return False
+    serializer, compressor = codecs
+    endian = (serializer.get("configuration") or {}).get("endian")
+    return (
+        serializer.get("name") == "bytes"
+        and (endian == "little" or (endian is None and dtype.itemsize == 1))
+        and compressor.get("name") == "zstd"
+    )
+
+
+class ArrayChunks:
+    """Verified reads of the rows of one Zarr array (a stream's samples or timestamps).
+
+    Build it with :meth:`open`. The array's shape is read from the ``zarr.Array`` at each call,
+    so the arrays of a session being recorded are read as they grow. Thread-safe.
+
+    Parameters
+    ----------
+    array
+        The open array (its store a folder or a ``.session.zip``).
+    files
+        Its chunk files (listing and checked reads); None for a store that is neither.
+    where, stream
+        Session path and stream name, for messages.
     """
 
-    def __init__(self, array: zarr.Array, read_key: Callable[[str], bytes | None]):
-        self._shape = tuple(array.shape)
-        self._chunk = int(array.chunks[0])
-        self._dtype = np.dtype(array.dtype).newbyteorder("<")
-        self._fill = array.metadata.fill_value
-        self._suffix = "/0" if len(self._shape) == 2 else ""
-        self._read_key = read_key
-        self._zstd = numcodecs.Zstd()
+    def __init__(self, array: zarr.Array, files: ChunkFiles | None, *, where: str, stream: str):
+        self.array = array
+        self.files = files
+        self.where, self.stream = where, stream
+        meta = array.metadata.to_dict()
+        self.keys = ChunkKeys.from_metadata(meta)
+        self.dtype = np.dtype(array.dtype).newbyteorder("<")  # as the bytes codec stores it
+        self.chunk_rows = int(array.chunks[0])
+        outer = getattr(array, "shards", None) or array.chunks
+        self.chunk_bytes = math.prod(int(c) for c in outer) * self.dtype.itemsize
+        self.raw = (
+            files is not None
+            and _raw_layout(meta, tuple(array.shape), self.dtype)
+            and getattr(files, "readable", True)
+        )
+        fill = array.fill_value
+        self.fill = fill if fill is not None else 0
+        if files is not None:
+            files.where, files.stream = where, stream
 
     @classmethod
-    def open(cls, array: zarr.Array) -> RawChunks | None:
-        meta = array.metadata
-        codecs = getattr(meta, "codecs", ())
-        if not (
-            array.ndim in (1, 2)
-            and array.chunks[1:] == array.shape[1:]
-            and len(codecs) == 2
-            and isinstance(codecs[0], zarr.codecs.BytesCodec)
-            and codecs[0].endian in (None, Endian.little)
-            and isinstance(codecs[1], zarr.codecs.ZstdCodec)
-            and isinstance(meta.chunk_key_encoding, DefaultChunkKeyEncoding)
-            and meta.chunk_key_encoding.separator == "/"
-            and np.dtype(array.dtype).kind in "biuf"
-        ):
-            return None
-        store, prefix = array.store_path.store, array.store_path.path
-        prefix = f"{prefix}/" if prefix else ""
+    def open(
+        cls,
+        array: zarr.Array,
+        *,
+        where: str,
+        stream: str,
+        zip_indexes: dict[Path, ZipIndex] | None = None,
+    ) -> ArrayChunks:
+        """The verified reader of ``array``; ``zip_indexes`` caches archive directories by path."""
+        store, path = array.store_path.store, array.store_path.path
+        files: ChunkFiles | None = None
         if isinstance(store, zarr.storage.LocalStore):
-            root = Path(store.root) / prefix
+            root = Path(store.root) / path
+            files = FolderChunkFiles(root, path or root.name)
+        elif isinstance(store, zarr.storage.ZipStore):
+            archive = Path(store.path)
+            cache = {} if zip_indexes is None else zip_indexes
+            index = cache.get(archive)
+            if index is None:
+                index = cache[archive] = ZipIndex(archive)
+            files = index.chunk_files(path)
+        return cls(array, files, where=where, stream=stream)
 
-            def read_local(key: str) -> bytes | None:
-                try:
-                    return (root / key).read_bytes()
-                except FileNotFoundError:
-                    return None
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
 
-            return cls(array, read_local)
-        zf = getattr(store, "_zf", None) if isinstance(store, zarr.storage.ZipStore) else None
-        if zf is None or zf.fp is None:
-            return None
-        members = {}
-        for info in zf.infolist():
-            if info.filename.startswith(prefix + "c/"):
-                if info.compress_type != zipfile.ZIP_STORED:
-                    return None
-                members[info.filename[len(prefix) :]] = info
-        fd = zf.fp.fileno()
+    def error(self, index: int, problem: str) -> SessionError:
+        """A :class:`SessionError` naming chunk row ``index`` (``emg.zarr/c/3/0``; ``c/3/*``
+        when the chunks of an array read through Zarr split the channels)."""
+        key = self.keys.encode((index,) + (0,) * (len(self.shape) - 1))
+        if tuple(self.array.chunks[1:]) != self.shape[1:]:
+            key = self.keys.encode((index,)) + self.keys.separator + "*"
+        label = self.files.name(key) if self.files is not None else key
+        return SessionError(
+            f"{self.where}: stream {self.stream!r} cannot be read: chunk {label} {problem}"
+        )
 
-        def read_member(key: str) -> bytes | None:
-            info = members.get(key)
-            if info is None:
-                return None
-            header = os.pread(fd, 30, info.header_offset)
-            if len(header) != 30 or header[:4] != b"PK\x03\x04":
-                raise SessionError(f"zip member {info.filename} has no valid local header")
-            name_len, extra_len = struct.unpack("<HH", header[26:30])
-            data = os.pread(fd, info.compress_size, info.header_offset + 30 + name_len + extra_len)
-            if len(data) != info.compress_size:
-                raise SessionError(f"zip member {info.filename} is truncated")
-            return data
+    def present_blocks(self) -> Sequence[int]:
+        """First-axis chunk indices with a chunk file, in decreasing order (from the listing;
+        every declared one for a store that cannot be listed)."""
+        if self.files is None:
+            return range(-(-self.shape[0] // self.chunk_rows) - 1, -1, -1)
+        return self.files.present_blocks(self.keys, len(self.shape))
 
-        return cls(array, read_member)
+    def _check_chunk_size(self) -> None:
+        if self.chunk_bytes > MAX_CHUNK_BYTES:
+            label = self.files.label if self.files is not None else "array"
+            raise SessionError(
+                f"{self.where}: stream {self.stream!r}: {label} has chunks of "
+                f"{self.chunk_bytes} bytes, more than the {MAX_CHUNK_BYTES} bytes labsession "
+                f"decodes per chunk; refused before reading"
+            )
 
     def read(
         self,
@@ -125,190 +200,119 @@ class RawChunks:
         pool: Executor | None = None,
         channels_first: bool = False,
     ) -> np.ndarray:
-        """Rows ``[start, stop)`` as a new array; chunks decoded on ``pool`` when given.
+        """Rows ``[start, stop)`` as a new array (the caller checked the range).
 
-        zstd decoding releases the GIL, so a pool of two threads decodes a block's chunks
-        about 1.7x faster on two cores. ``channels_first`` (2-D arrays) returns the transpose,
-        C-contiguous, each chunk transposed by the task that decoded it.
+        ``(stop - start, ...)`` in the array's dtype, or ``(n_channels, stop - start)``
+        C-contiguous with ``channels_first`` (2-D arrays). Chunks are decoded on ``pool`` when
+        given (zstd releases the GIL: two threads decode a block about 1.7x faster on two
+        cores). A chunk never written reads as the fill value, as in Zarr.
+
+        Raises
+        ------
+        SessionError
+            A chunk fails its check, does not decode to its size, or is too large to read.
         """
+        shape = self.shape
+        if channels_first and len(shape) != 2:
+            raise ValueError(f"channels_first needs a 2-D array, not {shape}")
+        self._check_chunk_size()
         if channels_first:
-            if len(self._shape) != 2:
-                raise ValueError(f"channels_first needs a 2-D array, not {self._shape}")
-            result = np.empty((self._shape[1], stop - start), dtype=self._dtype)
+            result = np.empty((shape[1], stop - start), dtype=self.dtype)
             out = result.T  # rows written through this view land transposed
         else:
-            result = out = np.empty((stop - start, *self._shape[1:]), dtype=self._dtype)
-        chunk_rows = (self._chunk, *self._shape[1:])
-
-        def fill(index: int) -> None:
-            lo = index * self._chunk
-            a, b = max(start, lo), min(stop, lo + self._chunk)
-            raw = self._read_key(f"c/{index}{self._suffix}")
-            if raw is None:
-                out[a - start : b - start] = self._fill
-                return
-            decoded = np.frombuffer(self._zstd.decode(raw), dtype=self._dtype)
-            if decoded.size != math.prod(chunk_rows):
-                raise SessionError(
-                    f"chunk {index} decodes to {decoded.size} values, expected {chunk_rows}"
-                )
-            out[a - start : b - start] = decoded.reshape(chunk_rows)[a - lo : b - lo]
-
-        indices = range(start // self._chunk, -(-stop // self._chunk))
-        if pool is None or len(indices) < 2:
+            result = out = np.empty((stop - start, *shape[1:]), dtype=self.dtype)
+        indices = range(start // self.chunk_rows, -(-stop // self.chunk_rows))
+        if not self.raw:
             for index in indices:
-                fill(index)
-        else:
-            for _ in pool.map(fill, indices):  # re-raises the first error
-                pass
+                self._fill_through_zarr(out, start, stop, index)
+            return result
+        assert self.files is not None
+        with self.files.opened() as read_file:
+
+            def fill(index: int) -> None:
+                self._fill_raw(read_file, out, start, stop, index, channels_first)
+
+            if pool is None or len(indices) < 2:
+                for index in indices:
+                    fill(index)
+            else:
+                for _ in pool.map(fill, indices):  # re-raises the first error
+                    pass
         return result
 
-
-def chunk_reader(
-    array: zarr.Array, *, pool: Executor | None = None, channels_first: bool = False
-) -> Callable[[int, int], np.ndarray]:
-    """A ``read(start, stop)`` of ``array``'s rows: raw chunks where possible, else Zarr.
-
-    ``pool`` decodes the raw chunks of one read in parallel; ``channels_first`` returns
-    ``(n_channels, stop - start)`` C-contiguous.
-    """
-    raw = RawChunks.open(array)
-    if raw is not None:
-        return functools.partial(raw.read, pool=pool, channels_first=channels_first)
-    if channels_first:
-        return lambda start, stop: np.ascontiguousarray(array[start:stop].T)
-    return lambda start, stop: array[start:stop]
-
-
-def read_timestamps(store: SessionStore, name: str, n: int) -> np.ndarray:
-    """The ``(n,)`` float64 timestamps of stream ``name`` (as ``store.get_timestamps``)."""
-    read = chunk_reader(store.ts_stores[name])
-    ts = store._read(name, lambda: read(0, n))
-    return np.asarray(ts, dtype=np.float64)
-
-
-class BlockReader:
-    """Samples ``[start, stop)`` of one stream, read one block (whole chunks) at a time.
-
-    Blocks are ``[k * block, (k + 1) * block)``: every chunk is decoded once. A request inside
-    a block is a view of it; one straddling two blocks is a new array joined from both; one
-    longer than a block is read on its own. Each block is a fresh read-only array, so views
-    handed out earlier stay valid (and unchanged) later. With ``prefetch=True`` a worker thread
-    reads the next block while the caller works on the current one (requests must then move
-    forward, as window iterators do; others still work, only without the head start). Call
-    :meth:`close` to stop the worker.
-
-    With ``channels_first=True`` (2-D streams) each block is transposed once, as it is read, to
-    ``(n_channels, block)`` C order, and :meth:`get` returns ``(n_channels, stop - start)``:
-    overlapping windows then cost one transposition per sample instead of one per window, and
-    copying a window is a copy of contiguous rows.
-    """
-
-    def __init__(
+    def _fill_raw(
         self,
-        store: SessionStore,
-        name: str,
-        n: int,
-        *,
-        dtype: np.dtype | None = _FLOAT32,
-        block_bytes: int | None = None,
-        prefetch: bool = False,
-        array: zarr.Array | None = None,
-        channels_first: bool = False,
-    ):
-        self._store, self._name, self._n = store, name, n
-        array = store.stores[name] if array is None else array
-        if channels_first and array.ndim != 2:
-            raise ValueError(f"channels_first needs a 2-D stream; {name!r} has shape {array.shape}")
-        self._channels_first = channels_first
-        self._array = array
-        # Readers that prefetch also decode each block's chunks on two threads.
-        self._decode_pool = ThreadPoolExecutor(2, "labsession-decode") if prefetch else None
-        self._read = chunk_reader(array, pool=self._decode_pool, channels_first=channels_first)
-        self._dtype = dtype
-        chunk = int(array.chunks[0])
-        itemsize = max(array.dtype.itemsize, np.dtype(dtype or array.dtype).itemsize)
-        row_bytes = max(1, int(np.prod(array.shape[1:], dtype=np.int64))) * itemsize
-        target = BLOCK_BYTES if block_bytes is None else block_bytes
-        self._block = max(chunk, target // row_bytes // chunk * chunk)
-        self._blocks: dict[int, np.ndarray | Future[np.ndarray]] = {}
-        self._pool = ThreadPoolExecutor(1, "labsession-prefetch") if prefetch else None
-
-    def _load(self, k: int) -> np.ndarray:
-        lo, hi = k * self._block, min((k + 1) * self._block, self._n)
-        return self._finish(self._read(lo, hi))
-
-    def _finish(self, block: np.ndarray) -> np.ndarray:
-        """A block as read (already channels first if asked) -> as handed out: dtype, read-only."""
-        block = block.astype(self._dtype or self._array.dtype, copy=False)
-        block.flags.writeable = False
-        return block
-
-    def _get_block(self, k: int, keep_from: int) -> np.ndarray:
-        """Block ``k``, prefetching ``k + 1``; drops blocks before ``keep_from`` or after ``k + 2``
-        (so at most four are held: the one before for a straddling window, this one, and the
-        next two being prefetched)."""
-        for old in [j for j in self._blocks if j < keep_from or j > k + 2]:
-            stale = self._blocks.pop(old)
-            if isinstance(stale, Future):
-                stale.cancel()
-        entry = self._blocks.get(k)
-        if entry is None:
-            entry = self._store._read(self._name, lambda: self._load(k))
-        elif isinstance(entry, Future):
-            entry = self._store._read(self._name, entry.result)
-        self._blocks[k] = entry
-        if self._pool is not None and k + 1 not in self._blocks and (k + 1) * self._block < self._n:
-            self._blocks[k + 1] = self._pool.submit(self._load, k + 1)
-        return entry
-
-    def get(self, start: int, stop: int) -> np.ndarray:
-        """Samples ``[start, stop)``: ``(stop - start, ...)``, or channels first (see above)."""
-        if stop - start > self._block:
-            return self._finish(self._store._read(self._name, lambda: self._read(start, stop)))
-        k, last = start // self._block, (stop - 1) // self._block
-        first = self._get_block(k, k)
-        lo = k * self._block
-        if last == k:
-            return (
-                first[..., start - lo : stop - lo]
-                if self._channels_first
-                else first[start - lo : stop - lo]
+        read_file: Callable[[str, int], bytes | None],
+        out: np.ndarray,
+        start: int,
+        stop: int,
+        index: int,
+        channels_first: bool,
+    ) -> None:
+        rows = self.chunk_rows
+        lo = index * rows
+        a, b = max(start, lo), min(stop, lo + rows)
+        key = self.keys.encode((index,) + (0,) * (out.ndim - 1))
+        raw = read_file(key, compressed_bound(self.chunk_bytes))
+        if raw is None:
+            out[a - start : b - start] = self.fill
+            return
+        whole = a == lo and b == lo + rows and not channels_first
+        # A whole chunk of a sample-major read decodes straight into the result.
+        target = out[a - start : b - start] if whole else None
+        if target is None:
+            target = np.empty((rows, *out.shape[1:]), dtype=self.dtype)
+        try:
+            claimed = zstd_content_size(raw)
+        except ValueError as exc:
+            raise self.error(index, f"is truncated or corrupt ({exc})") from None
+        if claimed is not None and claimed != self.chunk_bytes:
+            raise self.error(
+                index,
+                f"claims to decode to {claimed} bytes, but a chunk of {self.dtype} with shape "
+                f"{target.shape} is {self.chunk_bytes} bytes: the file is corrupt",
             )
-        second = self._get_block(last, k)
-        head_stop = stop - last * self._block
-        if self._channels_first:
-            joined = np.concatenate([first[:, start - lo :], second[:, :head_stop]], axis=1)
-        else:
-            joined = np.concatenate([first[start - lo :], second[:head_stop]])
-        joined.flags.writeable = False
-        return joined
+        try:
+            # Into a buffer of the chunk's size: zstd stops at its end, whatever the frame says.
+            zstd.decompress(raw, target)
+        except (RuntimeError, ValueError) as exc:
+            problem = (
+                "fails its zstd checksum (the file is corrupt)"
+                if "checksum" in str(exc)
+                else f"does not decode to its {self.chunk_bytes} bytes ({exc}): the file is "
+                f"truncated or corrupt"
+            )
+            raise self.error(index, problem) from None
+        if not whole:
+            out[a - start : b - start] = target[a - lo : b - lo]
 
-    def close(self) -> None:
-        """Stop the prefetch worker and drop the blocks (idempotent)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._decode_pool is not None:
-            self._decode_pool.shutdown(wait=True, cancel_futures=True)
-        self._blocks.clear()
+    def _fill_through_zarr(self, out: np.ndarray, start: int, stop: int, index: int) -> None:
+        lo = index * self.chunk_rows
+        a, b = max(start, lo), min(stop, lo + self.chunk_rows)
+        try:
+            out[a - start : b - start] = self.array[a:b]
+        except Exception as exc:
+            raise self.error(index, f"cannot be read through Zarr ({brief(exc)})") from exc
 
 
-def nearest_streamed(
-    store: SessionStore, name: str, n: int, targets: np.ndarray, *, block: int
-) -> np.ndarray:
-    """:func:`nearest_index` of ``targets`` in stream ``name``'s timestamps, one block at a time.
+def valid_rows(data: ArrayChunks, ts: ArrayChunks) -> int:
+    """Leading rows of a stream present in both arrays with a finite timestamp.
 
-    Equal to ``argmin(abs(ts - t))`` over the whole array (first index on ties): each block's
-    first nearest sample replaces the best so far only when strictly nearer.
+    ``min(declared lengths)``, cut to the last finite timestamp of the last timestamp chunk
+    that exists: a session closed normally gives its full length; a crash between growing the
+    arrays and writing their chunks leaves allocated rows whose timestamps read as NaN (or
+    whose chunks were never written), which are cut off. Only chunk files that exist are read,
+    from the last back (normally one): a ``zarr.json`` declaring 10^12 rows over a few chunks
+    costs nothing.
     """
-    read = chunk_reader(store.ts_stores[name])
-    best = np.zeros(targets.shape, dtype=np.intp)
-    best_distance = np.full(targets.shape, np.inf)
-    for lo in range(0, n, block):
-        ts = np.asarray(store._read(name, lambda lo=lo: read(lo, min(n, lo + block))), np.float64)
-        local = np.atleast_1d(nearest_index(ts, targets))
-        distance = np.abs(ts[local] - targets)
-        nearer = distance < best_distance
-        best[nearer] = lo + local[nearer]
-        best_distance[nearer] = distance[nearer]
-    return best
+    n = min(data.shape[0], ts.shape[0])
+    rows = ts.chunk_rows
+    for index in ts.present_blocks():
+        lo = index * rows
+        if lo >= n:
+            continue
+        hi = min(n, lo + rows)
+        finite = np.flatnonzero(np.isfinite(ts.read(lo, hi)))
+        if finite.size:
+            return lo + int(finite[-1]) + 1
+    return 0

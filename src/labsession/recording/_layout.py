@@ -11,29 +11,45 @@ opens the other's sessions.
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import secrets
+import stat
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from labsession._version import __version__
 from labsession.core.atomic import atomic_write_json
+from labsession.core.paths import file_kind
 from labsession.errors import SessionError
-from labsession.recording._records import LabelEvent, StreamInfo
+from labsession.recording._records import LabelEvent, StreamInfo, sorted_labels
+from labsession.recording._schema import (
+    FieldError,
+    check_str,
+    check_str_list,
+    field_message,
+    load_json,
+    shown,
+)
 
 __all__ = [
     "LABELS_FILE",
+    "MAX_STREAM_NAME",
     "META_FILE",
     "SCHEMA_VERSION",
     "ZIP_SUFFIX",
     "build_meta",
+    "check_small_file",
+    "check_small_member",
     "check_stream_name",
     "data_array_name",
     "new_session_folder",
     "parse_labels",
     "parse_meta",
+    "read_small_file",
+    "read_small_member",
     "timestamps_array_name",
     "write_labels",
     "write_meta",
@@ -46,16 +62,24 @@ ZIP_SUFFIX = ".session.zip"
 #: ``meta.json`` schema written here (MyoGestic's current one).
 SCHEMA_VERSION = 3
 
-_STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Longest stream name (its arrays' folder names stay well within a file system's 255 bytes).
+MAX_STREAM_NAME = 200
+
+_STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _TS_SUFFIX = "_timestamps"
 
 
 def check_stream_name(name: str) -> str:
     """Return ``name`` if it can name a stream's arrays on disk, else raise ``ValueError``."""
-    if not isinstance(name, str) or not _STREAM_NAME.match(name) or name.endswith(".zarr"):
+    if (
+        not isinstance(name, str)
+        or not _STREAM_NAME.match(name)
+        or name.endswith(".zarr")
+        or len(name) > MAX_STREAM_NAME
+    ):
         raise ValueError(
-            f"stream name {name!r} is not usable as a file name: use letters, digits, "
-            f"'_', '.' and '-', starting with a letter or digit"
+            f"stream name {shown(name)} is not usable as a file name: use at most "
+            f"{MAX_STREAM_NAME} letters, digits, '_', '.' and '-', starting with a letter or digit"
         )
     if name.endswith(_TS_SUFFIX):
         raise ValueError(
@@ -119,33 +143,213 @@ def write_labels(folder: Path, labels: list[LabelEvent]) -> None:
     atomic_write_json(folder / LABELS_FILE, [event.to_dict() for event in labels])
 
 
-def parse_meta(raw: bytes | str, *, where: str) -> dict[str, Any]:
-    """Parse and check ``meta.json``; raise :class:`SessionError` naming ``where`` if it is bad."""
+def parse_meta(raw: bytes | str, *, where: str, name: str = META_FILE) -> dict[str, Any]:
+    """Parse and check ``meta.json``: the keys labsession reads, each of its JSON type.
+
+    ============== ===============================================================
+    key            value
+    ============== ===============================================================
+    streams        object ``{stream name: entry}`` (absent: no streams); each name
+                   usable as a file name (:func:`check_stream_name`), each entry as
+                   :meth:`StreamInfo.from_meta` checks it
+    class_names    list of strings, or null/absent (no names)
+    app_name       string, or null/absent
+    created        string (ISO 8601 as written), or null/absent
+    ============== ===============================================================
+
+    Other keys (``schema_version``, ``writer``, ``name``, ``extras``, ``integrity``,
+    MyoGestic's ``pose_convention``, ...) are kept as they are, unchecked.
+
+    Parameters
+    ----------
+    raw
+        The file's bytes (at most :data:`~labsession.recording._schema.META_MAX_BYTES`).
+    where
+        The session (folder or archive), first in every message.
+    name
+        The file within the session (``meta.json``, or ``<top>/meta.json`` in an archive).
+
+    Returns
+    -------
+    dict
+        The object as found (keys absent stay absent), with ``streams`` as
+        ``{name: StreamInfo}`` (``{}`` if absent).
+
+    Raises
+    ------
+    SessionError
+        Naming ``where``, the file, the key and the value found, e.g. ``<session>: meta.json:
+        streams.emg.n_channels must be an integer in [1, 65536], got 1e400``.
+    """
     try:
-        meta = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SessionError(f"{where}: meta.json is not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict) or not isinstance(meta.get("streams", {}), dict):
-        raise SessionError(f"{where}: meta.json must be an object with a 'streams' object")
+        meta = load_json(raw)
+    except ValueError as exc:
+        raise SessionError(f"{where}: {name} is not valid JSON ({exc})") from None
     try:
+        if not isinstance(meta, dict):
+            raise FieldError("", f"must be an object, got {shown(meta)}")
+        streams = meta.get("streams")
+        if streams is not None and not isinstance(streams, dict):
+            raise FieldError("streams", f"must be an object {{name: stream}}, got {shown(streams)}")
         meta["streams"] = {
-            check_stream_name(name): StreamInfo.from_meta(entry)
-            for name, entry in meta.get("streams", {}).items()
+            _stream_key(stream): _stream_entry(stream, entry)
+            for stream, entry in (streams or {}).items()
         }
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SessionError(f"{where}: meta.json has a bad stream entry ({exc})") from exc
+        if meta.get("class_names") is not None:
+            check_str_list(meta["class_names"], "class_names")
+        for key in ("app_name", "created"):
+            if meta.get(key) is not None:
+                check_str(meta[key], key)
+    except ValueError as exc:
+        raise SessionError(f"{where}: {name}: {exc}") from None
     return meta
 
 
-def parse_labels(raw: bytes | str | None, *, where: str) -> list[LabelEvent]:
-    """Parse ``labels.json`` (``None`` = absent = no labels); raise :class:`SessionError` if bad."""
+def _stream_key(stream: str) -> str:
+    try:
+        return check_stream_name(stream)
+    except ValueError as exc:
+        raise FieldError("streams", f"has a bad key: {exc}") from None
+
+
+def _stream_entry(stream: str, entry: Any) -> StreamInfo:
+    try:
+        return StreamInfo.from_meta(entry)
+    except ValueError as exc:
+        raise ValueError(field_message(exc, f"streams.{stream}")) from None
+
+
+def parse_labels(
+    raw: bytes | str | None, *, where: str, name: str = LABELS_FILE
+) -> list[LabelEvent]:
+    """Parse and check ``labels.json``: a list of ``{"timestamp": float, "class_index": int}``.
+
+    ``None`` (the file is absent) means no labels. Each entry is checked as
+    :meth:`LabelEvent.from_dict` says (other keys ignored). The labels are returned in time
+    order, sorted stably: labels with equal timestamps keep their order in the file, so the
+    later one in the file wins where a segment is cut (a file written by MyoGestic or
+    labsession is already in this order).
+
+    Raises
+    ------
+    SessionError
+        Naming ``where``, the file, the entry and the value found, e.g. ``<session>:
+        labels.json: [3].class_index must be an integer in [-1, 2147483647], got 1.7``.
+    """
     if raw is None:
         return []
     try:
-        entries = json.loads(raw)
-        return [LabelEvent.from_dict(entry) for entry in entries]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise SessionError(f"{where}: labels.json is not a list of labels ({exc})") from exc
+        entries = load_json(raw)
+    except ValueError as exc:
+        raise SessionError(f"{where}: {name} is not valid JSON ({exc})") from None
+    if not isinstance(entries, list):
+        raise SessionError(
+            f"{where}: {name} must be a list of {{timestamp, class_index}} objects, "
+            f"got {shown(entries)}"
+        )
+    labels = []
+    for i, entry in enumerate(entries):
+        try:
+            labels.append(LabelEvent.from_dict(entry))
+        except ValueError as exc:
+            raise SessionError(f"{where}: {name}: {field_message(exc, f'[{i}]')}") from None
+    return sorted_labels(labels)
+
+
+# -- bounded reads of the small files ------------------------------------------------------------
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _too_big(where: str, shown: str, size: int | str, cap: int) -> SessionError:
+    return SessionError(
+        f"{where}: {shown} is {size} bytes, more than the {cap} bytes allowed for it: not read"
+    )
+
+
+def _regular(st: os.stat_result, where: str, shown: str, cap: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise SessionError(f"{where}: {shown} is {file_kind(st.st_mode)}, not a file")
+    if st.st_size > cap:
+        raise _too_big(where, shown, st.st_size, cap)
+
+
+def check_small_file(path: Path, *, cap: int, where: str, shown: str) -> bool:
+    """True if ``path`` is a regular file of at most ``cap`` bytes, False if it is absent;
+    :class:`SessionError` (naming ``where`` and ``shown``) if it is something else or bigger."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise SessionError(f"{where}: {shown} cannot be read ({exc.strerror})") from None
+    _regular(st, where, shown, cap)
+    return True
+
+
+def read_small_file(path: Path, *, cap: int, where: str, shown: str) -> bytes | None:
+    """The bytes of ``path`` (None if absent) if it is a regular file of at most ``cap`` bytes.
+
+    A named pipe or device is refused before it is opened (and one swapped in meanwhile opens
+    without blocking, then is refused); at most ``cap + 1`` bytes are ever read, so a file
+    growing meanwhile cannot fill the memory. Raises :class:`SessionError` naming ``where``
+    and ``shown``.
+    """
+    if not check_small_file(path, cap=cap, where=where, shown=shown):
+        return None
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SessionError(f"{where}: {shown} cannot be read ({exc.strerror})") from None
+    try:
+        _regular(os.fstat(fd), where, shown, cap)
+        parts, total = [], 0
+        while total <= cap:
+            part = os.read(fd, cap + 1 - total)
+            if not part:
+                break
+            parts.append(part)
+            total += len(part)
+    except OSError as exc:
+        raise SessionError(f"{where}: {shown} cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if total > cap:  # grew since the stat
+        raise _too_big(where, shown, f"more than {cap}", cap)
+    return b"".join(parts)
+
+
+def check_small_member(
+    zf: zipfile.ZipFile, member: str, *, cap: int, where: str, shown: str
+) -> zipfile.ZipInfo | None:
+    """The entry of ``member`` (None if absent) if it declares at most ``cap`` bytes."""
+    try:
+        info = zf.getinfo(member)
+    except KeyError:
+        return None
+    if info.file_size > cap:
+        raise _too_big(where, shown, info.file_size, cap)
+    return info
+
+
+def read_small_member(
+    zf: zipfile.ZipFile, member: str, *, cap: int, where: str, shown: str
+) -> bytes | None:
+    """The bytes of zip member ``member`` (None if absent), if at most ``cap`` bytes.
+
+    The declared size is checked first (a deflated member of 1 GiB is refused unread) and the
+    read is bounded by it: a member whose data expands beyond its declared size fails its
+    CRC (``zipfile.BadZipFile``) instead of filling the memory.
+    """
+    info = check_small_member(zf, member, cap=cap, where=where, shown=shown)
+    if info is None:
+        return None
+    with zf.open(info) as file:
+        raw = file.read(cap + 1)
+    if len(raw) > cap:  # pragma: no cover - zipfile stops at the declared size
+        raise _too_big(where, shown, f"more than {cap}", cap)
+    return raw
 
 
 def zip_prefix(path: Path, names: set[str]) -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import operator
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import zarr
 
 from labsession.errors import SessionError
-from labsession.recording._arrays import valid_length
+from labsession.recording._chunks import ArrayChunks, valid_rows
+from labsession.recording._integrity_record import StreamIntegrity
 from labsession.recording._records import LabelEvent, Recording, StreamInfo
 from labsession.recording._segments import label_segments
 
@@ -24,8 +27,9 @@ class SessionReader:
         The session folder or ``.session.zip``.
     stores, ts_stores
         ``{stream: zarr.Array}`` of samples ``(n_samples, n_channels)`` and timestamps
-        ``(n_samples,)``. Prefer :meth:`get_continuous`, which trims a crashed recording to the
-        samples actually written.
+        ``(n_samples,)``. Prefer :meth:`read_rows` and :meth:`get_continuous`, which verify
+        every chunk (reading the arrays directly skips the zip CRC check) and trim a crashed
+        recording to the samples actually written.
     class_names
         Names of the label classes (``[]`` if the session has none).
     """
@@ -59,10 +63,135 @@ class SessionReader:
         self._check_stream(name)
         return self._infos[name]
 
-    def n_samples(self, name: str) -> int:
-        """Samples of stream ``name`` present with a valid timestamp."""
+    def integrity(self, name: str) -> StreamIntegrity | None:
+        """The integrity record of stream ``name`` saved in ``meta.json``, or None without one.
+
+        Sessions written before labsession kept the record (and MyoGestic's) have none; then
+        :func:`~labsession.recording.integrity_from_timestamps` computes what the timestamps
+        tell (gaps, backward steps, effective rate).
+
+        Raises
+        ------
+        SessionError
+            If the saved record is malformed (naming the key and the value).
+        """
         self._check_stream(name)
-        return self._read(name, lambda: valid_length(self.stores[name], self.ts_stores[name]))
+        records = getattr(self, "meta", {}).get("integrity")
+        entry = records.get(name) if isinstance(records, dict) else None
+        if entry is None:
+            return None
+        return StreamIntegrity.from_meta(entry, where=f"{self.path}: meta.json integrity[{name!r}]")
+
+    def n_samples(self, name: str) -> int:
+        """Samples of stream ``name`` present with a valid timestamp.
+
+        Bounded by the chunk files that exist, not by the shape ``zarr.json`` declares; after
+        a crash mid-write, rows allocated but never written (NaN timestamps) are cut off.
+        """
+        self._check_stream(name)
+        n = self._read(
+            name,
+            lambda: valid_rows(
+                self._array_chunks(name, timestamps=False),
+                self._array_chunks(name, timestamps=True),
+            ),
+        )
+        self._checked_rows()[name] = n
+        return n
+
+    # -- verified reads ------------------------------------------------------------------------
+    def _checked_rows(self) -> dict[str, int]:
+        """Stream -> rows known to be valid (sessions only grow while read)."""
+        return self.__dict__.setdefault("_valid_rows", {})
+
+    def _array_chunks(self, name: str, *, timestamps: bool) -> ArrayChunks:
+        """The verified reader of stream ``name``'s sample or timestamp array (cached)."""
+        array = (self.ts_stores if timestamps else self.stores)[name]
+        cache: dict[tuple[str, bool], ArrayChunks] = self.__dict__.setdefault("_chunk_readers", {})
+        reader = cache.get((name, timestamps))
+        if reader is None or reader.array is not array:
+            indexes = self.__dict__.setdefault("_zip_indexes", {})
+            reader = self._read(
+                name,
+                lambda: ArrayChunks.open(
+                    array, where=str(self.path), stream=name, zip_indexes=indexes
+                ),
+            )
+            cache[name, timestamps] = reader
+        return reader
+
+    def read_rows(
+        self,
+        name: str,
+        start: int,
+        stop: int,
+        *,
+        timestamps: bool = False,
+        channels_first: bool = False,
+        dtype: npt.DTypeLike | None = None,
+    ) -> np.ndarray:
+        """Rows ``[start, stop)`` of stream ``name``, every chunk verified before it is used.
+
+        Each chunk read is checked: a zip member against the CRC-32 in the archive's
+        directory, a folder's chunk file by its zstd content checksum (labsession writes one
+        into every chunk; folders written without checksums, such as MyoGestic's or those of
+        earlier labsession versions, cannot be verified: a flipped bit there is caught only
+        when it breaks the zstd frame). A chunk decodes into at most its own size (chunk rows
+        x channels x item size); a frame claiming more is refused before anything is
+        allocated.
+
+        Parameters
+        ----------
+        name
+            The stream.
+        start, stop
+            Rows to read, ``0 <= start <= stop <= n_samples(name)``.
+        timestamps
+            Read the stream's timestamps (``(n,)`` float64 seconds) instead of its samples.
+        channels_first
+            Return samples as ``(n_channels, stop - start)`` (C-contiguous) instead of
+            ``(stop - start, n_channels)``.
+        dtype
+            Convert to this dtype (default: the stored one).
+
+        Returns
+        -------
+        ndarray
+            ``(stop - start, n_channels)`` samples (or ``(n_channels, stop - start)`` with
+            ``channels_first``), or ``(stop - start,)`` timestamps: a new array.
+
+        Raises
+        ------
+        KeyError
+            No stream ``name`` (the message lists the streams).
+        IndexError
+            The range is not within ``[0, n_samples(name)]``.
+        SessionError
+            A chunk is corrupt: it fails its CRC or zstd checksum, does not decode to its size,
+            or is too large to read. The message names the session, the stream and the chunk
+            key (``emg.zarr/c/3/0``).
+
+        Examples
+        --------
+        >>> with open_session_store("sessions/a.session.zip") as s:  # doctest: +SKIP
+        ...     first_second = s.read_rows("emg", 0, 2048)  # (2048, n_channels)
+        """
+        self._check_stream(name)
+        start, stop = operator.index(start), operator.index(stop)
+        if not 0 <= start <= stop:
+            raise IndexError(
+                f"{self.path}: rows [{start}, {stop}) of stream {name!r}: need 0 <= start <= stop"
+            )
+        if stop > self._checked_rows().get(name, 0) and stop > self.n_samples(name):
+            raise IndexError(
+                f"{self.path}: rows [{start}, {stop}) of stream {name!r} are out of range: "
+                f"it has {self._checked_rows()[name]} samples"
+            )
+        chunks = self._array_chunks(name, timestamps=timestamps)
+        if channels_first and len(chunks.shape) != 2:
+            raise ValueError(f"{self.path}: {name!r} timestamps have no channels to put first")
+        rows = self._read(name, lambda: chunks.read(start, stop, channels_first=channels_first))
+        return rows if dtype is None else rows.astype(dtype, copy=False)
 
     def _read(self, name: str, action):
         """Run a read of stream ``name``, turning decoder/archive failures into SessionError."""
@@ -77,16 +206,19 @@ class SessionReader:
             ) from exc
 
     def get_timestamps(self, name: str) -> np.ndarray:
-        """Return the ``(n_samples,)`` float64 timestamps of stream ``name``."""
+        """Return the ``(n_samples,)`` float64 timestamps of stream ``name`` (verified reads)."""
         n = self.n_samples(name)
-        return self._read(name, lambda: np.asarray(self.ts_stores[name][:n], dtype=np.float64))
+        return self.read_rows(name, 0, n, timestamps=True, dtype=np.float64)
 
     def get_continuous(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(data (n_samples, n_channels), ts (n_samples,))`` of stream ``name``."""
+        """Return ``(data (n_samples, n_channels), ts (n_samples,))`` of stream ``name``.
+
+        Read with :meth:`read_rows` (every chunk verified).
+        """
         n = self.n_samples(name)
-        data = self._read(name, lambda: self.stores[name][:n])
-        ts = self._read(name, lambda: np.asarray(self.ts_stores[name][:n], dtype=np.float64))
-        return data, ts
+        return self.read_rows(name, 0, n), self.read_rows(
+            name, 0, n, timestamps=True, dtype=np.float64
+        )
 
     def class_name(self, class_index: int, class_names: list[str] | None = None) -> str:
         """Name of ``class_index`` from ``class_names`` (default: the session's) or its text."""
@@ -124,12 +256,12 @@ class SessionReader:
         ts = self.get_timestamps(stream_name)
         trials = []
         for seg in label_segments(ts, self._labels, pre=pre, post=post):
-            data = self._read(stream_name, lambda s=seg: self.stores[stream_name][s.start : s.stop])
+            data = self.read_rows(stream_name, seg.start, seg.stop, channels_first=True)
             trials.append(
                 Recording(
                     class_index=seg.label.class_index,
                     class_name=self.class_name(seg.label.class_index, class_names),
-                    data=np.ascontiguousarray(data.T),
+                    data=data,
                     ts=ts[seg.start : seg.stop].copy(),
                 )
             )

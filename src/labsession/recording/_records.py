@@ -9,6 +9,20 @@ from typing import Any
 
 import numpy as np
 
+from labsession.recording._schema import (
+    MAX_CHANNELS,
+    MAX_CHUNK_BYTES,
+    MAX_CLASS_INDEX,
+    MAX_FS,
+    MISSING,
+    FieldError,
+    check_dtype,
+    check_int,
+    check_number,
+    check_str_list,
+    shown,
+)
+
 __all__ = ["UNLABELLED", "LabelEvent", "Recording", "StreamInfo"]
 
 #: Class index of a label that marks "no class" (e.g. a pause); iterators skip it.
@@ -45,9 +59,28 @@ class LabelEvent:
         return {"timestamp": self.timestamp, "class_index": self.class_index}
 
     @classmethod
-    def from_dict(cls, entry: dict[str, Any]) -> LabelEvent:
-        """Build from a ``labels.json`` entry."""
-        return cls(float(entry["timestamp"]), int(entry["class_index"]))
+    def from_dict(cls, entry: Any) -> LabelEvent:
+        """Build from a ``labels.json`` entry ``{"timestamp": float, "class_index": int}``.
+
+        Types are checked as JSON gives them: ``timestamp`` a finite number, ``class_index`` an
+        integer in ``[-1, 2**31 - 1]`` (not ``1.7``, not ``true``); other keys are ignored.
+
+        Raises
+        ------
+        ValueError
+            Naming the key and the value found, e.g. ``class_index must be an integer in
+            [-1, 2147483647], got 1.7``.
+        """
+        if not isinstance(entry, dict):
+            raise FieldError(
+                "", f"must be an object {{timestamp, class_index}}, got {shown(entry)}"
+            )
+        return cls(
+            check_number(entry.get("timestamp", MISSING), "timestamp"),
+            check_int(
+                entry.get("class_index", MISSING), "class_index", UNLABELLED, MAX_CLASS_INDEX
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -72,13 +105,26 @@ class StreamInfo:
     channel_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if int(self.n_channels) != self.n_channels or self.n_channels < 1:
-            raise ValueError(f"n_channels must be a positive integer, got {self.n_channels!r}")
-        if not (math.isfinite(self.fs) and self.fs > 0):
-            raise ValueError(f"fs must be a finite rate > 0 Hz, got {self.fs!r}")
+        if (
+            isinstance(self.n_channels, bool)
+            or int(self.n_channels) != self.n_channels
+            or not 1 <= self.n_channels <= MAX_CHANNELS
+        ):
+            raise ValueError(
+                f"n_channels must be an integer in [1, {MAX_CHANNELS}], got {self.n_channels!r}"
+            )
+        if not (math.isfinite(self.fs) and 0 < self.fs <= MAX_FS):
+            raise ValueError(f"fs must be a finite rate in (0, {MAX_FS:g}] Hz, got {self.fs!r}")
         dtype = np.dtype(self.dtype)
         if dtype.kind not in _SUPPORTED_KINDS:
             raise ValueError(f"dtype must be a numeric type (int or float), got {dtype}")
+        chunk_bytes = max(1, int(self.fs)) * int(self.n_channels) * dtype.itemsize
+        if chunk_bytes > MAX_CHUNK_BYTES:
+            raise ValueError(
+                f"one second of this stream ({int(self.n_channels)} channels at {self.fs:g} Hz, "
+                f"{dtype}) is {chunk_bytes} bytes, more than the {MAX_CHUNK_BYTES} bytes of a "
+                f"chunk that readers accept"
+            )
         object.__setattr__(self, "n_channels", int(self.n_channels))
         object.__setattr__(self, "fs", float(self.fs))
         object.__setattr__(self, "dtype", dtype)
@@ -105,14 +151,35 @@ class StreamInfo:
         }
 
     @classmethod
-    def from_meta(cls, entry: dict[str, Any]) -> StreamInfo:
-        """Build from a ``meta.json`` stream entry (extra keys, e.g. ``channel_grids``, ignored)."""
-        return cls(
-            n_channels=int(entry["n_channels"]),
-            fs=float(entry["fs"]),
-            dtype=np.dtype(entry.get("dtype", "float32")),
-            channel_names=entry.get("channel_names"),
-        )
+    def from_meta(cls, entry: Any) -> StreamInfo:
+        """Build from a ``meta.json`` stream entry, checking each value's JSON type.
+
+        ``n_channels`` an integer in ``[1, 65536]``; ``fs`` a finite number in ``(0, 1e7]``;
+        ``dtype`` (default ``"float32"``) a name in
+        :data:`~labsession.recording._schema.NUMERIC_DTYPES`; ``channel_names`` absent, null,
+        or a list of ``n_channels`` strings. Other keys (MyoGestic's ``channel_grids``, ...)
+        are ignored.
+
+        Raises
+        ------
+        ValueError
+            Starting with the key, naming the value found, e.g. ``n_channels must be an
+            integer in [1, 65536], got 1e400``.
+        """
+        if not isinstance(entry, dict):
+            raise FieldError("", f"must be an object {{n_channels, fs, dtype}}, got {shown(entry)}")
+        n_channels = check_int(entry.get("n_channels", MISSING), "n_channels", 1, MAX_CHANNELS)
+        fs = check_number(entry.get("fs", MISSING), "fs", gt=0, le=MAX_FS)
+        dtype = check_dtype(entry.get("dtype", "float32"), "dtype")
+        names = entry.get("channel_names")
+        if names is not None:
+            names = check_str_list(names, "channel_names")
+            if len(names) != n_channels:
+                raise FieldError(
+                    "channel_names",
+                    f"must have n_channels = {n_channels} entries, got {len(names)}",
+                )
+        return cls(n_channels=n_channels, fs=fs, dtype=dtype, channel_names=names)
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,37 +5,60 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import zarr.storage
 
+from labsession.core.paths import file_kind
 from labsession.errors import SessionError
 from labsession.recording._arrays import open_stream_arrays
 from labsession.recording._layout import (
     LABELS_FILE,
     META_FILE,
     ZIP_SUFFIX,
+    check_small_file,
+    check_small_member,
+    data_array_name,
     parse_labels,
     parse_meta,
+    read_small_file,
+    read_small_member,
+    timestamps_array_name,
     zip_prefix,
 )
 from labsession.recording._reader import SessionReader
-from labsession.recording._records import sorted_labels
+from labsession.recording._records import StreamInfo
+from labsession.recording._schema import (
+    ARRAY_META_MAX_BYTES,
+    LABELS_MAX_BYTES,
+    MAX_MEMBER_BYTES,
+    META_MAX_BYTES,
+    ArrayLayout,
+    brief,
+    check_stream_layout,
+)
 
 __all__ = ["SessionStore", "open_session_store"]
 
 log = logging.getLogger(__name__)
 
-
-def _special_kind(mode: int) -> str:
-    kinds = {
-        stat.S_ISFIFO: "a named pipe",
-        stat.S_ISSOCK: "a socket",
-        stat.S_ISCHR: "a character device",
-        stat.S_ISBLK: "a block device",
-    }
-    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+#: Zarr's metadata files of an array (v3, then v2), read whole when an array is opened.
+_ARRAY_META_FILES = ("zarr.json", ".zarray", ".zattrs")
+#: What a damaged archive raises while its directory and small members are read.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    OSError,
+    NotImplementedError,  # an unknown compression method
+    RuntimeError,  # a member flagged as encrypted
+    ValueError,  # a member name that is not valid UTF-8
+    struct.error,
+    zlib.error,
+)
 
 
 class SessionStore(SessionReader):
@@ -58,12 +81,12 @@ class SessionStore(SessionReader):
             # A FIFO or a device would block the first read forever.
             raise SessionError(
                 f"{self.path}: not a session folder or archive but a special file "
-                f"({_special_kind(mode)}); a session is a folder or a .session.zip"
+                f"({file_kind(mode)}); a session is a folder or a .session.zip"
             )
-        if self.path.is_dir():
-            meta_raw, labels_raw, opener = self._open_folder()
+        if stat.S_ISDIR(mode):
+            meta_raw, labels_raw, opener, prefix = self._open_folder()
         elif zipfile.is_zipfile(self.path):
-            meta_raw, labels_raw, opener = self._open_zip()
+            meta_raw, labels_raw, opener, prefix = self._open_zip()
         else:
             kind = (
                 "a .session.zip that is corrupt or truncated"
@@ -74,54 +97,110 @@ class SessionStore(SessionReader):
                 f"{self.path}: not {kind} (expected a session folder or a .session.zip)"
             )
         where = str(self.path)
-        meta = parse_meta(meta_raw, where=where)
+        try:
+            meta = parse_meta(meta_raw, where=where, name=prefix + META_FILE)
+            self._labels = parse_labels(labels_raw, where=where, name=prefix + LABELS_FILE)
+        except BaseException:
+            self.close()
+            raise
         self.meta = {k: v for k, v in meta.items() if k != "streams"}
-        self.app_name: str = str(meta.get("app_name", ""))
-        self.class_names = [str(n) for n in meta.get("class_names") or []]
+        self.app_name: str = meta.get("app_name") or ""
+        self.class_names: list[str] = list(meta.get("class_names") or [])
         self._infos = dict(meta["streams"])
-        self._labels = sorted_labels(parse_labels(labels_raw, where=where))
         self.stores, self.ts_stores = {}, {}
-        for name in self._infos:
-            try:
-                self.stores[name], self.ts_stores[name] = opener(name)
-            except Exception as exc:
-                self.close()
-                raise SessionError(
-                    f"{self.path}: stream {name!r} is listed in meta.json but its arrays cannot "
-                    f"be opened ({type(exc).__name__}: {exc})"
-                ) from exc
+        try:
+            for name, info in self._infos.items():
+                self.stores[name], self.ts_stores[name] = self._open_stream(opener, name, info)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_stream(self, opener, name: str, info: StreamInfo):
+        """Open stream ``name``'s arrays and check them against its ``meta.json`` entry."""
+        data_name, ts_name = data_array_name(name), timestamps_array_name(name)
+        try:
+            data, ts = opener(name)
+        except SessionError:
+            raise
+        except Exception as exc:
+            raise SessionError(
+                f"{self.path}: stream {name!r} is listed in meta.json but its arrays cannot "
+                f"be opened ({brief(exc)})"
+            ) from exc
+        try:
+            check_stream_layout(
+                info.n_channels,
+                info.dtype,
+                ArrayLayout.of(data, data_name),
+                ArrayLayout.of(ts, ts_name),
+            )
+        except ValueError as exc:
+            raise SessionError(f"{self.path}: stream {name!r}: {exc}") from None
+        except Exception as exc:  # a layout Zarr opens but cannot describe
+            raise SessionError(
+                f"{self.path}: stream {name!r}: the arrays' layout cannot be read ({brief(exc)})"
+            ) from exc
+        return data, ts
 
     def _open_folder(self):
-        meta_file = self.path / META_FILE
-        if not meta_file.is_file():
-            raise SessionError(f"{self.path}: not a session folder (no {META_FILE})")
-        labels_file = self.path / LABELS_FILE
-        labels_raw = labels_file.read_bytes() if labels_file.is_file() else None
+        where = str(self.path)
         folder = self.path
-        return (
-            meta_file.read_bytes(),
-            labels_raw,
-            lambda name: open_stream_arrays(name, folder=folder),
+        meta_raw = read_small_file(
+            folder / META_FILE, cap=META_MAX_BYTES, where=where, shown=META_FILE
+        )
+        if meta_raw is None:
+            raise SessionError(f"{self.path}: not a session folder (no {META_FILE})")
+        labels_raw = read_small_file(
+            folder / LABELS_FILE, cap=LABELS_MAX_BYTES, where=where, shown=LABELS_FILE
         )
 
+        def open_arrays(name: str):
+            # Zarr reads these whole (and would block on a named pipe): check them first.
+            for array in (data_array_name(name), timestamps_array_name(name)):
+                for file in _ARRAY_META_FILES:
+                    member = f"{array}/{file}"
+                    check_small_file(
+                        folder / member, cap=ARRAY_META_MAX_BYTES, where=where, shown=member
+                    )
+            return open_stream_arrays(name, folder=folder)
+
+        return meta_raw, labels_raw, open_arrays, ""
+
     def _open_zip(self):
+        where = str(self.path)
         try:
             with zipfile.ZipFile(self.path) as zf:
-                names = set(zf.namelist())
-                prefix = zip_prefix(self.path, names)
-                meta_raw = zf.read(prefix + META_FILE)
-                labels_name = prefix + LABELS_FILE
-                labels_raw = zf.read(labels_name) if labels_name in names else None
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+                prefix = zip_prefix(self.path, set(zf.namelist()))
+                meta_raw, labels_raw = (
+                    read_small_member(zf, prefix + file, cap=cap, where=where, shown=prefix + file)
+                    for file, cap in ((META_FILE, META_MAX_BYTES), (LABELS_FILE, LABELS_MAX_BYTES))
+                )
+                # Zarr reads members whole: their declared sizes (which bound the reads) must
+                # fit an array's metadata, or the largest chunk (compressed) a stream may have.
+                for info in zf.infolist():
+                    small = info.filename.rsplit("/", 1)[-1] in _ARRAY_META_FILES
+                    check_small_member(
+                        zf,
+                        info.filename,
+                        cap=ARRAY_META_MAX_BYTES if small else MAX_MEMBER_BYTES,
+                        where=where,
+                        shown=info.filename,
+                    )
+        except SessionError:
+            raise
+        except _ZIP_ERRORS as exc:
             raise SessionError(
-                f"{self.path}: the .session.zip is corrupt or truncated ({exc})"
+                f"{self.path}: the .session.zip is corrupt or truncated ({brief(exc)})"
             ) from exc
+        if meta_raw is None:  # pragma: no cover - zip_prefix found it
+            raise SessionError(f"{self.path}: not a session archive (no {META_FILE})")
         self._zip_store = zarr.storage.ZipStore(self.path, mode="r")
         store = self._zip_store
         return (
             meta_raw,
             labels_raw,
             lambda name: open_stream_arrays(name, store=store, prefix=prefix),
+            prefix,
         )
 
     @property

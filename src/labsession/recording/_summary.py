@@ -34,8 +34,8 @@ def session_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         for name in store.stream_names:
             info = store.stream_info(name)
             n = store.n_samples(name)
-            first = float(store.ts_stores[name][0]) if n else None
-            last = float(store.ts_stores[name][n - 1]) if n else None
+            first = float(store.read_rows(name, 0, 1, timestamps=True)[0]) if n else None
+            last = float(store.read_rows(name, n - 1, n, timestamps=True)[0]) if n else None
             streams[name] = {
                 "fs": info.fs,
                 "n_channels": info.n_channels,

@@ -5,11 +5,14 @@ The windows are MyoGestic's (``myogestic.session.iter_labeled_windows`` and
 ``1000 * win_seconds``, ``1000 * hop_seconds`` and ``align_window_samples`` here): same segments,
 same window starts, same float32 values. What differs is how they are read:
 
-- chunk-wise: labelled windows hold a few blocks (``_chunks.BLOCK_BYTES`` each) of samples and
+- chunk-wise: labelled windows hold a few blocks (``_blocks.BLOCK_BYTES`` each) of samples and
   of timestamps (the next block read ahead by a worker thread), so memory does not grow with the
   session and a session larger than RAM iterates; aligned windows keep their streams'
   timestamps (8 bytes per sample). Chunks in the layout both tools write are read straight from
   the folder or the zip member, skipping Zarr's per-chunk overhead;
+- verified: every chunk is checked before its numbers are used (zip CRC, zstd checksum; see
+  :meth:`SessionStore.read_rows`), so a corrupt chunk raises
+  :class:`~labsession.errors.SessionError` naming it instead of yielding changed numbers;
 - ``copy=False`` yields read-only strided views into that block instead of per-window copies;
 - arguments are checked before the first session is read, and every skipped session is logged
   and listed, with the reason, on the iterator (:attr:`WindowIterator.skipped`).
@@ -17,6 +20,7 @@ same window starts, same float32 values. What differs is how they are read:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import numbers
@@ -31,12 +35,8 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from labsession.errors import SessionError
-from labsession.recording import _chunks
-from labsession.recording._chunks import (
-    BlockReader,
-    nearest_streamed,
-    read_timestamps,
-)
+from labsession.recording import _blocks
+from labsession.recording._blocks import BlockReader, nearest_streamed
 from labsession.recording._records import UNLABELLED, LabelEvent
 from labsession.recording._segments import Segment, nearest_index
 from labsession.recording._store import SessionStore, open_session_store
@@ -112,6 +112,9 @@ class WindowIterator(Iterator[T], Generic[T]):
         self.skipped: list[SkippedSession] = []
         self.n_windows = 0
         self.n_sessions = 0
+        #: Most bytes of sample and timestamp blocks held at once for one session (blocks read
+        #: ahead counted in full): bounded by a few blocks, whatever the sessions' length.
+        self.peak_held_bytes = 0
         #: The session being read and its position in ``paths`` (None before the first).
         self.current_path: Path | None = None
         self.current_index: int | None = None
@@ -136,6 +139,9 @@ class WindowIterator(Iterator[T], Generic[T]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _held(self, n_bytes: int) -> None:
+        self.peak_held_bytes = max(self.peak_held_bytes, n_bytes)
 
     def _skip(self, path: Path, reason: str) -> None:
         self.skipped.append(SkippedSession(path, reason))
@@ -360,7 +366,7 @@ def _labeled_session(
         it._skip(store.path, "no labels (other than -1)")
         return
     # Only blocks of the timestamps are held too: peak memory does not grow with the session.
-    ts_block = max(int(store.ts_stores[stream].chunks[0]), _chunks.BLOCK_BYTES // 64)  # 1/8 block
+    ts_block = max(int(store.ts_stores[stream].chunks[0]), _blocks.BLOCK_BYTES // 64)  # 1/8 block
     times = np.array([e.timestamp for e in labels], dtype=np.float64)
     nearest = nearest_streamed(store, stream, n, times, block=ts_block)
     segments = _labelled_segments(labels, nearest, n)
@@ -372,7 +378,7 @@ def _labeled_session(
     # Views: sample-major blocks, each window a transposed (strided) view.
     reader = BlockReader(store, stream, n, prefetch=True, channels_first=copy)
     ts_reader = BlockReader(
-        store, stream, n, dtype=_FLOAT64, array=store.ts_stores[stream], block_bytes=ts_block * 8
+        store, stream, n, dtype=_FLOAT64, timestamps=True, block_bytes=ts_block * 8
     )
     count = 0
     try:
@@ -390,6 +396,8 @@ def _labeled_session(
     finally:
         reader.close()
         ts_reader.close()
+        with contextlib.suppress(ReferenceError):  # the iterator was dropped mid-loop
+            it._held(reader.peak_held_bytes + ts_reader.peak_held_bytes)
     if count:
         it.n_windows += count
         it.n_sessions += 1
@@ -452,6 +460,9 @@ def iter_aligned_windows(
     ValueError
         ``win_seconds``/``hop_seconds`` not > 0, ``align_window_samples`` < 1, ``paths`` or
         ``aligned_streams`` empty, or no session recorded all the streams.
+    SessionError
+        No session can be opened, or a chunk of an opened session is corrupt (the message
+        names the chunk); windows before it were yielded unchanged.
     """
     win_seconds = _check_seconds("win_seconds", win_seconds)
     hop_seconds = _check_seconds("hop_seconds", hop_seconds)
@@ -510,7 +521,7 @@ def _aligned_session(
     if empty := [name for name, size in sizes.items() if size == 0]:
         it._skip(store.path, f"aligned stream(s) {empty} have no samples")
         return
-    ts = read_timestamps(store, primary, n)
+    ts = store.read_rows(primary, 0, n, timestamps=True, dtype=_FLOAT64)
     ts.flags.writeable = False  # shared by the views handed out with copy=False
     starts = np.arange(0, n - win + 1, hop)
     mids = ts[starts + win // 2]
@@ -518,7 +529,8 @@ def _aligned_session(
     spans = {}
     readers = {}
     for name in aligned:
-        nearest = nearest_index(read_timestamps(store, name, sizes[name]), mids)
+        aligned_ts = store.read_rows(name, 0, sizes[name], timestamps=True, dtype=_FLOAT64)
+        nearest = nearest_index(aligned_ts, mids)
         spans[name] = (np.maximum(nearest - n_left, 0), np.minimum(nearest + n_right, sizes[name]))
         readers[name] = BlockReader(store, name, sizes[name])
     reader = BlockReader(store, primary, n, prefetch=True, channels_first=copy)
@@ -536,5 +548,7 @@ def _aligned_session(
                 yield window, values, ts[start:stop]
     finally:
         reader.close()
+        with contextlib.suppress(ReferenceError):  # the iterator was dropped mid-loop
+            it._held(reader.peak_held_bytes + sum(r.peak_held_bytes for r in readers.values()))
     it.n_windows += len(starts)
     it.n_sessions += 1

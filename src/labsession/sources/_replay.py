@@ -13,7 +13,7 @@ import numpy as np
 from labsession.core.clock import local_clock
 from labsession.errors import SessionError
 from labsession.recording import LabelEvent, SessionStore, StreamInfo, open_session_store
-from labsession.recording._chunks import BlockReader
+from labsession.recording._blocks import BlockReader
 from labsession.sources._base import Chunk, Source
 
 __all__ = ["ReplaySource"]
@@ -254,6 +254,14 @@ class ReplaySource(Source):
         (data, ts) or None
             ``data`` ``(n, n_channels)`` in the stream's dtype (a new array); ``ts`` ``(n,)``
             float64 recorded timestamps shifted onto the live clock.
+
+        Raises
+        ------
+        SessionError
+            The samples due touch a corrupt chunk of the recording (every chunk is verified:
+            zip CRC, zstd checksum); the message names it. Those samples are never emitted:
+            the replay goes on after them, so a stream's read loop records the error and
+            carries on.
         """
         self._check_connected()
         deadline = time.monotonic() + self.poll_interval

@@ -11,8 +11,9 @@ Whatever sits in the folder, reading an entry is bounded and never blocks:
 - only regular files are opened: a FIFO, socket or device (named ``x.session.zip`` or
   ``meta.json``) gives an error row, checked with ``lstat`` before the open and ``fstat`` after it
   (``O_NONBLOCK | O_NOFOLLOW``, so even a file swapped for a FIFO meanwhile cannot block);
-- each small file is read up to :data:`MAX_SMALL_FILE` bytes, from a folder or a zip member
-  (whose sizes in the archive may lie: the read itself is limited);
+- each small file is read up to :data:`MAX_SMALL_FILE` bytes (``labels.json`` up to the
+  reader's larger cap), from a folder or a zip member (whose sizes in the archive may lie: the
+  read itself is limited);
 - symbolic links to folders are never followed (an error row says so): a link to a data share
   would otherwise be walked file by file; a symlinked ``.session.zip`` is followed to a regular
   file only;
@@ -22,7 +23,6 @@ Whatever sits in the folder, reading an entry is bounded and never blocks:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
@@ -35,7 +35,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from labsession.core.paths import tree_size
+import numpy as np
+
+from labsession.core.paths import file_kind, tree_size
 from labsession.errors import SessionError
 from labsession.recording._layout import (
     LABELS_FILE,
@@ -47,7 +49,17 @@ from labsession.recording._layout import (
     timestamps_array_name,
     zip_prefix,
 )
-from labsession.recording._records import UNLABELLED
+from labsession.recording._records import UNLABELLED, StreamInfo
+from labsession.recording._schema import (
+    ARRAY_META_MAX_BYTES,
+    LABELS_MAX_BYTES,
+    META_MAX_BYTES,
+    NUMERIC_DTYPES,
+    ArrayLayout,
+    check_stream_layout,
+    load_json,
+    shown,
+)
 
 __all__ = [
     "MAX_SMALL_FILE",
@@ -63,9 +75,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Largest ``meta.json``, ``labels.json`` or array ``zarr.json`` read (bytes); a bigger one makes
-#: the row an error rather than filling the memory.
-MAX_SMALL_FILE = 16 * 1024 * 1024
+#: Largest ``meta.json`` or array ``zarr.json`` read (bytes); a bigger one makes the row an error
+#: rather than filling the memory. ``labels.json`` may be as large as ``open_session_store``
+#: allows (:data:`~labsession.recording._schema.LABELS_MAX_BYTES`).
+MAX_SMALL_FILE = META_MAX_BYTES
 
 _ARRAY_META = ("zarr.json", ".zarray")  # Zarr v3, then v2
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
@@ -214,21 +227,19 @@ def _typed(value: Any, *types: type) -> Any:
 
 
 # -- bounded reads ---------------------------------------------------------------------------------
-def _kind(mode: int) -> str:
-    kinds = (
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISLNK, "a symbolic link"),
-    )
-    return next((text for test, text in kinds if test(mode)), "not a regular file")
+
+
+def _cap(name: str) -> int:
+    """Most bytes read of small file ``name`` (a path within the session)."""
+    base = name.rsplit("/", 1)[-1]
+    if base == LABELS_FILE:
+        return LABELS_MAX_BYTES
+    return ARRAY_META_MAX_BYTES if base in ("zarr.json", ".zarray", ".zattrs") else MAX_SMALL_FILE
 
 
 def _too_big(name: str, size: int | str) -> SessionError:
     return SessionError(
-        f"{name} is {size} bytes, more than the {MAX_SMALL_FILE} bytes a session's small file "
+        f"{name} is {size} bytes, more than the {_cap(name)} bytes a session's small file "
         f"may hold: not read"
     )
 
@@ -238,12 +249,12 @@ def _open_regular(path: str, shown: str, *, follow: bool) -> int:
     is refused before the open, and one swapped in meanwhile opens without waiting)."""
     st = os.stat(path) if follow else os.lstat(path)
     if not stat.S_ISREG(st.st_mode):
-        raise SessionError(f"{shown} is {_kind(st.st_mode)}, not a file")
+        raise SessionError(f"{shown} is {file_kind(st.st_mode)}, not a file")
     fd = os.open(path, _OPEN_FLAGS | (0 if follow else os.O_NOFOLLOW))
     st = os.fstat(fd)  # swapped for something else since the stat?
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise SessionError(f"{shown} is {_kind(st.st_mode)}, not a file")
+        raise SessionError(f"{shown} is {file_kind(st.st_mode)}, not a file")
     return fd
 
 
@@ -254,12 +265,13 @@ def _read_small_file(folder: str, name: str) -> bytes | None:
         fd = _open_regular(path, name, follow=False)
     except (FileNotFoundError, NotADirectoryError):  # absent (or its folder is a file)
         return None
+    cap = _cap(name)
     try:
         size = os.fstat(fd).st_size
-        if size > MAX_SMALL_FILE:
+        if size > cap:
             raise _too_big(name, size)
         parts, total = [], 0
-        while total <= MAX_SMALL_FILE:  # to the end, in one read unless it grows meanwhile
+        while total <= cap:  # to the end, in one read unless it grows meanwhile
             part = os.read(fd, max(size + 1 - total, 1 << 16))
             if not part:
                 break
@@ -267,20 +279,20 @@ def _read_small_file(folder: str, name: str) -> bytes | None:
             total += len(part)
     finally:
         os.close(fd)
-    if total > MAX_SMALL_FILE:  # grew since the fstat
-        raise _too_big(name, f"more than {MAX_SMALL_FILE}")
+    if total > cap:  # grew since the fstat
+        raise _too_big(name, f"more than {cap}")
     return b"".join(parts)
 
 
 def _read_member(zf: zipfile.ZipFile, member: str, shown: str) -> bytes:
-    """A zip member's bytes, never more than :data:`MAX_SMALL_FILE` (its declared size may lie)."""
-    info = zf.getinfo(member)
-    if info.file_size > MAX_SMALL_FILE:
+    """A zip member's bytes, never more than its cap (its declared size may lie)."""
+    info, cap = zf.getinfo(member), _cap(shown)
+    if info.file_size > cap:
         raise _too_big(shown, info.file_size)
     with zf.open(info) as file:  # zipfile stops at the declared size (then checks the CRC)
         raw = file.read(info.file_size + 1)
-    if len(raw) > MAX_SMALL_FILE:
-        raise _too_big(shown, f"more than {MAX_SMALL_FILE} (its declared size, {info.file_size})")
+    if len(raw) > cap:
+        raise _too_big(shown, f"more than {cap} (its declared size, {info.file_size})")
     return raw
 
 
@@ -298,39 +310,62 @@ def _created(meta_created: object, name: str) -> datetime | None:
         return None
 
 
-def _array_shape(get: Callable[[str], bytes | None], array: str, stream: str, where: str):
-    """The ``shape`` in the metadata of ``array``; raises naming the array if missing or bad."""
+def _array_layout(get: Callable[[str], bytes | None], array: str, stream: str, where: str):
+    """The :class:`ArrayLayout` in the metadata of ``array``; raises naming it if missing or bad.
+
+    Zarr v2 metadata (``.zarray``) gives the shape only (its type and chunks are not checked).
+    """
     raw = next((r for f in _ARRAY_META if (r := get(f"{array}/{f}")) is not None), None)
     if raw is None:
         raise SessionError(
             f"{where}: stream {stream!r} is listed in meta.json but {array} is missing"
         )
     try:
-        shape = json.loads(raw)["shape"]
+        meta = load_json(raw)
+        if not isinstance(meta, dict):
+            raise TypeError(f"{shown(meta)} is not an object")
+        shape = meta["shape"]
         if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
-            raise TypeError(f"shape {shape!r} is not a list of sizes")
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise TypeError(f"shape {shown(shape)} is not a list of sizes")
+        if meta.get("zarr_format") != 3:
+            return ArrayLayout(array, tuple(shape), None, "", ())
+        chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
+        if not isinstance(chunks, list) or not all(type(n) is int for n in chunks):
+            raise TypeError(f"chunk_shape {shown(chunks)} is not a list of sizes")
+        data_type = meta["data_type"]
+    except (ValueError, KeyError, TypeError) as exc:
         raise SessionError(f"{where}: {array}: unreadable array metadata ({exc!r})") from exc
-    return tuple(shape)
+    known = isinstance(data_type, str) and data_type in NUMERIC_DTYPES
+    dtype = np.dtype(data_type) if known else None
+    return ArrayLayout(
+        array, tuple(shape), dtype, str(dtype) if known else shown(data_type), (tuple(chunks),)
+    )
 
 
-def _stream(get, stream: str, n_channels: int, *, where: str) -> int:
-    """Samples of ``stream``, after checking both arrays' shapes against ``meta.json``.
+def _stream(get, stream: str, info: StreamInfo, *, where: str) -> int:
+    """Samples of ``stream``, after checking both arrays against ``meta.json`` as
+    :func:`~labsession.recording.open_session_store` does (shapes, types, chunk sizes).
 
     The arrays' lengths may differ (a folder after a crash mid-write): the samples are then the
     shorter length, as :func:`~labsession.recording.open_session_store` reads them.
     """
+    n_channels = info.n_channels
     ts_array, data_array = timestamps_array_name(stream), data_array_name(stream)
-    ts_shape = _array_shape(get, ts_array, stream, where)
-    data_shape = _array_shape(get, data_array, stream, where)
-    if len(ts_shape) != 1:
-        raise SessionError(f"{where}: {ts_array} has shape {ts_shape}; expected (n_samples,)")
-    if len(data_shape) != 2 or data_shape[1] != n_channels:
+    ts = _array_layout(get, ts_array, stream, where)
+    data = _array_layout(get, data_array, stream, where)
+    if len(ts.shape) != 1:
+        raise SessionError(f"{where}: {ts_array} has shape {ts.shape}; expected (n_samples,)")
+    if len(data.shape) != 2 or data.shape[1] != n_channels:
         raise SessionError(
-            f"{where}: {data_array} has shape {data_shape}, but meta.json gives stream "
+            f"{where}: {data_array} has shape {data.shape}, but meta.json gives stream "
             f"{stream!r} {n_channels} channels: expected (n_samples, {n_channels})"
         )
-    return min(data_shape[0], ts_shape[0])
+    if data.chunk_shapes and ts.chunk_shapes:  # both Zarr v3
+        try:
+            check_stream_layout(n_channels, info.dtype, data, ts)
+        except ValueError as exc:
+            raise SessionError(f"{where}: stream {stream!r}: {exc}") from None
+    return min(data.shape[0], ts.shape[0])
 
 
 def _describe(
@@ -350,7 +385,7 @@ def _describe(
             stream,
             info.n_channels,
             info.fs,
-            _stream(get, stream, info.n_channels, where=where),
+            _stream(get, stream, info, where=where),
         )
         for stream, info in meta["streams"].items()
     ]

@@ -1,0 +1,213 @@
+"""One flipped byte in a chunk of a real session: every reader raises SessionError naming the
+chunk, and no reader ever hands out a changed number (windows before the chunk are unchanged)."""
+
+import shutil
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+from labsession.errors import SessionError
+from labsession.recording import (
+    TrainingData,
+    iter_aligned_windows,
+    iter_labeled_windows,
+    open_session_store,
+)
+from labsession.sources import ReplaySource
+from labsession.testing import record_synthetic_session
+
+FS = 500.0  # chunks of 500 rows: the session's 4550 samples are in chunks 0..9
+DATA_CHUNK = "emg.zarr/c/4/0"  # rows 2000-2499
+TS_CHUNK = "emg_timestamps.zarr/c/4"
+
+
+@pytest.fixture(scope="module")
+def intact(tmp_path_factory):
+    """The same recording packed (.session.zip) and as a folder, both by the current writer."""
+    base = tmp_path_factory.mktemp("intact")
+    kwargs = {"n_channels": 4, "fs": FS, "phase_seconds": 0.7, "seed": 5}
+    return {
+        "zip": record_synthetic_session(base / "z", **kwargs),
+        "folder": record_synthetic_session(base / "f", pack=False, **kwargs),
+    }
+
+
+def flipped(intact_path, member, dest):
+    """A copy of the session with one byte flipped in the middle of ``member``'s stored bytes."""
+    if intact_path.is_dir():
+        copy = dest / intact_path.name
+        shutil.copytree(intact_path, copy)
+        file = copy / member
+        raw = bytearray(file.read_bytes())
+        raw[len(raw) // 2] ^= 0x10
+        file.write_bytes(bytes(raw))
+        return copy
+    copy = dest / intact_path.name
+    shutil.copy(intact_path, copy)
+    with zipfile.ZipFile(copy) as zf:
+        info = zf.getinfo(member)
+    assert info.compress_type == zipfile.ZIP_STORED
+    raw = bytearray(copy.read_bytes())
+    name_len, extra_len = struct.unpack(
+        "<HH", raw[info.header_offset + 26 : info.header_offset + 30]
+    )
+    start = info.header_offset + 30 + name_len + extra_len
+    raw[start + info.compress_size // 2] ^= 0x10
+    copy.write_bytes(bytes(raw))
+    return copy
+
+
+@pytest.fixture(params=["zip", "folder"])
+def kind(request):
+    return request.param
+
+
+@pytest.fixture(params=[DATA_CHUNK, TS_CHUNK], ids=["data chunk", "timestamp chunk"])
+def member(request):
+    return request.param
+
+
+@pytest.fixture
+def broken(intact, kind, member, tmp_path):
+    return flipped(intact[kind], member, tmp_path)
+
+
+def assert_names_the_chunk(error, path, member):
+    text = str(getattr(error, "value", error))  # a pytest.raises result or the exception
+    assert str(path) in text
+    assert "stream 'emg'" in text
+    assert member in text
+    if path.suffix == ".zip":
+        assert "fails its CRC check" in text
+    else:
+        assert "zstd" in text
+
+
+def test_the_flip_changes_the_bytes_only(intact, kind, member, tmp_path):
+    """The copy differs from the original in one byte, so every check below is about that."""
+    broken = flipped(intact[kind], member, tmp_path)
+    if kind == "zip":
+        a, b = intact[kind].read_bytes(), broken.read_bytes()
+    else:
+        a, b = (intact[kind] / member).read_bytes(), (broken / member).read_bytes()
+    assert len(a) == len(b)
+    assert sum(x != y for x, y in zip(a, b, strict=True)) == 1
+
+
+def test_store_reads_raise(broken, member):
+    with open_session_store(broken) as store:
+        with pytest.raises(SessionError) as error:
+            store.get_continuous("emg")
+        assert_names_the_chunk(error, broken, member)
+        with pytest.raises(SessionError) as error:
+            store.get_trials("emg", pre=0.1)
+        assert_names_the_chunk(error, broken, member)
+        # The other stream and the rows outside the chunk read as they were written.
+        store.get_continuous("glove")
+        store.read_rows("emg", 0, 2000)
+
+
+def prefix_of(got, expected):
+    assert len(got) < len(expected)
+    for got_item, expected_item in zip(got, expected, strict=False):
+        for a, b in zip(got_item, expected_item, strict=True):
+            if isinstance(a, dict):
+                for name in a:
+                    np.testing.assert_array_equal(a[name], b[name])
+            else:
+                np.testing.assert_array_equal(a, b)
+
+
+def collect(iterator):
+    """Windows yielded before the error (copied: views may be of a block read later)."""
+    got = []
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            pytest.fail("no SessionError: the corrupt chunk was handed out as numbers")
+        except SessionError as error:
+            return got, error
+        got.append(
+            tuple(
+                {k: v.copy() for k, v in x.items()} if isinstance(x, dict) else np.copy(x)
+                for x in item
+            )
+        )
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_labeled_windows_raise_after_unchanged_windows(intact, kind, broken, member, copy):
+    expected = list(iter_labeled_windows(intact[kind], "emg", 0.2, 0.05, copy=True))
+    got, error = collect(iter_labeled_windows(broken, "emg", 0.2, 0.05, copy=copy))
+    assert_names_the_chunk(error, broken, member)
+    prefix_of(got, expected)
+
+
+def test_aligned_windows_raise_after_unchanged_windows(intact, kind, broken, member):
+    expected = list(iter_aligned_windows(intact[kind], "emg", ["glove"], 0.2, 0.05, 3))
+    got, error = collect(iter_aligned_windows(broken, "emg", ["glove"], 0.2, 0.05, 3))
+    assert_names_the_chunk(error, broken, member)
+    prefix_of(got, expected)
+
+
+def test_training_data_raises(broken, member):
+    with pytest.raises(SessionError) as error:
+        TrainingData([broken]).to_arrays("emg", 0.2, 0.05, features=["rms"])
+    assert_names_the_chunk(error, broken, member)
+
+
+def test_replay_reports_the_chunk_from_read_and_emits_only_intact_samples(intact, kind, tmp_path):
+    """Samples of the corrupt chunk are never emitted; each read reaching them raises from
+    ``read`` (a stream's loop records it and retries), and the replay goes on after them."""
+    broken = flipped(intact[kind], DATA_CHUNK, tmp_path)
+    with open_session_store(intact[kind]) as store:
+        data, _ = store.get_continuous("emg")
+    source = ReplaySource(broken, "emg", speed=0, loop=False)
+    source.connect()
+    errors, emitted, position = [], [], 0
+    try:
+        for _ in range(len(data) // 300 + 1):
+            step = min(300, len(data) - position)
+            source.step(step)
+            try:
+                chunk = source.read()
+            except SessionError as exc:
+                errors.append((position, str(exc)))
+            else:
+                emitted.append((position, chunk[0]))
+            position += step
+    finally:
+        source.close()
+    assert position == len(data)
+    # Reads of rows 1800-2099, 2100-2399 and 2400-2699 touch rows 2000-2499: those raise.
+    assert [p for p, _ in errors] == [1800, 2100, 2400]
+    for _, text in errors:
+        assert DATA_CHUNK in text
+        assert str(broken) in text
+    for start, values in emitted:
+        np.testing.assert_array_equal(values, data[start : start + len(values)])
+    assert sum(len(v) for _, v in emitted) == len(data) - 900
+
+
+def test_replay_of_a_corrupt_timestamp_chunk_refuses_to_connect(intact, kind, tmp_path):
+    """Pacing needs every timestamp: connect reads them all and names the chunk."""
+    broken = flipped(intact[kind], TS_CHUNK, tmp_path)
+    source = ReplaySource(broken, "emg", speed=0)
+    with pytest.raises(SessionError, match=TS_CHUNK.replace(".", r"\.")):
+        source.connect()
+    source.close()
+
+
+def test_a_myogestic_zip_without_zstd_checksums_is_verified_by_its_crc(myogestic_dir, tmp_path):
+    """MyoGestic writes zstd frames without checksums: in its zip the CRC is what catches a flip
+    (a folder of such frames cannot be verified, see SessionStore.read_rows)."""
+    broken = flipped(myogestic_dir / "sample.session.zip", "emg.zarr/c/3/0", tmp_path)
+    with open_session_store(broken) as store:
+        with pytest.raises(SessionError) as error:
+            store.read_rows("emg", 3000, 3001)
+        assert_names_the_chunk(error, broken, "emg.zarr/c/3/0")
+        with pytest.raises(SessionError):
+            list(iter_labeled_windows(broken, "emg", 0.2, 0.1))
