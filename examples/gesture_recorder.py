@@ -34,7 +34,7 @@ FEATURES = ["rms", "wl", "zc", "ssc"]
 def build_app(base_path: str = "sessions") -> App:
     """The recorder: one synthetic EMG stream, the widgets, an LDA trained on ticked sessions."""
     source = SyntheticSource(8, 2048.0, classes=CLASSES)
-    app = App("gesture-recorder", class_names=CLASSES)
+    app = App("gesture-recorder", class_names=CLASSES, base_path=base_path)
     app.streams(Stream("emg", source=source, window_seconds=5.0))
     pipeline = Pipeline(app, stream="emg", rate=20, window_seconds=0.2)
     grid = Grid(2, 2, row_heights=[0.55, 0.45], col_widths=[0.4, 0.6])
@@ -56,7 +56,7 @@ def build_app(base_path: str = "sessions") -> App:
             recording_controls(
                 ctx,
                 CLASSES,
-                on_record=lambda: app.start_recording(base_path),
+                on_record=app.start_recording,
                 on_stop=app.stop_recording,
                 on_gesture=source.set_class,
             )

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -246,3 +247,98 @@ def test_a_restarted_stream_connects_again_with_the_new_layout():
         assert stream.get_window(0.01)[0].shape[0] == 6
     finally:
         stream.stop()
+
+
+class Flaky(Resizable):
+    """Paced zeros; every 4th read fails, and the device is unplugged now and then."""
+
+    def __init__(self):
+        super().__init__(2)
+        self.calls = 0
+        self.state = "connected"
+
+    def read(self):
+        self.calls += 1
+        if self.calls % 4 == 0:
+            raise OSError("USB transfer failed")
+        if self.calls % 30 in (1, 2, 3):
+            self.state = "disconnected"
+            time.sleep(0.01)
+            return None
+        self.state = "connected"
+        return super().read()
+
+
+def test_source_errors_and_disconnects_are_noted_in_the_recording(tmp_path):
+    stream = Stream("emg", Flaky())
+    stream.start()
+    try:
+        assert stream.wait_connected(10)
+        session = Session(tmp_path)
+        session.init_stream("emg", stream.info)
+        errors_before = stream.health.snapshot().n_source_errors
+        attached = local_clock()
+        stream.attach_session(session)
+        meta_file = session.path / "meta.json"
+
+        def noted():  # by the writer thread, while recording: a crash keeps them
+            entry = json.loads(meta_file.read_text()).get("integrity", {}).get("emg")
+            return bool(entry and entry["n_source_errors"] and entry["n_disconnects"])
+
+        assert wait_until(noted, timeout=30)
+        stream.detach_session()
+        detached = local_clock()
+        errors_after = stream.health.snapshot().n_source_errors
+        session.close()
+    finally:
+        stream.stop()
+    record = session.integrity("emg")
+    assert {message for _, message in record.source_errors} == {"OSError: USB transfer failed"}
+    assert 0 < record.n_source_errors <= errors_after - errors_before
+    assert record.n_disconnects >= 1
+    times = [t for t, _ in record.source_errors] + [t for d in record.disconnects for t in d]
+    assert all(attached <= t <= detached for t in times if t is not None)
+    with open_session_store(session.path) as store:
+        assert store.n_samples("emg") > 0
+        assert store.integrity("emg") == record
+
+
+def test_a_failing_disk_puts_the_app_in_error_and_acquisition_goes_on(tmp_path):
+    app = App("failing", class_names=["Rest", "Fist"])
+    stream = Stream("emg", SyntheticSource(2, 500.0, classes=["Rest", "Fist"]), window_seconds=0.5)
+    app.streams(stream)
+    app.start()
+    try:
+        assert app.wait_connected(10) == []
+        session = app.start_recording(tmp_path)
+        app.add_label(0)
+        assert wait_until(lambda: session.flush() is None and session.n_samples("emg") >= 500)
+        # The drive under the arrays goes away: the next chunk write fails.
+        chunks = session.path / "emg.zarr" / "c"
+        chunks.rename(session.path / "chunks-aside")
+        chunks.write_text("not a folder")
+        assert wait_until(lambda: app.ctx.state == "error", timeout=20)
+        assert "Not a directory" in app.ctx.status_message
+        assert str(session.path) in app.ctx.status_message
+        n = stream.n_samples
+        assert wait_until(lambda: stream.n_samples > n + 500)  # acquisition goes on
+        assert stream.append_errors > 0
+        with pytest.raises(RuntimeError, match="state 'error'"):
+            app.start_recording(tmp_path)
+        assert app.add_label(1).class_index == 1
+        assert app.stop_recording() is session
+        assert app.ctx.state == "idle"
+        assert app.ctx.session is None
+        assert "kept unpacked" in app.ctx.status_message
+        app.wait_idle()
+        assert session.path.is_dir()
+        assert not list(tmp_path.glob("*.zip"))
+        labels = json.loads((session.path / "labels.json").read_text())
+        assert [e["class_index"] for e in labels] == [0, 1]
+        (entry,) = json.loads((session.path / "meta.json").read_text())["write_errors"]
+        assert entry["lost"]["emg"]["n_samples"] > 500
+        n = stream.n_samples
+        assert wait_until(lambda: stream.n_samples > n + 100)
+    finally:
+        for s in app.ctx.streams.values():
+            s.stop()

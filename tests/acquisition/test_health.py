@@ -127,8 +127,8 @@ def test_effective_rate_holds_between_rare_chunks(period):
     assert health.snapshot(now=last + period + 2.5).effective_rate == 0.0  # gone quiet
 
 
-class NaNAfterAWhile(Source):
-    """Good samples, then one chunk whose timestamps are NaN (a broken driver)."""
+class WrongShapeAfterAWhile(Source):
+    """Good samples, then one chunk with a channel too many (a broken driver)."""
 
     def __init__(self):
         self.inner = SyntheticSource(2, 500.0)
@@ -142,26 +142,52 @@ class NaNAfterAWhile(Source):
         if chunk is not None:
             self.reads += 1
             if self.reads == 20:
-                return chunk[0], np.full_like(chunk[1], np.nan)
+                return np.zeros((chunk[0].shape[0], 3), chunk[0].dtype), chunk[1]
         return chunk
 
 
-def test_acquisition_that_stops_for_good_shows_in_health(tmp_path):
-    from labsession.recording import Session
-
-    stream = Stream("emg", NaNAfterAWhile())
+def test_acquisition_that_stops_for_good_shows_in_health():
+    # A session refusing a chunk no longer stops acquisition (the stream counts it in
+    # append_errors); a chunk the stream itself cannot take does.
+    stream = Stream("emg", WrongShapeAfterAWhile())
     stream.start()
-    session = None
     try:
         assert stream.wait_connected(10)
-        session = Session(tmp_path)
-        session.init_stream("emg", stream.info)
-        stream.attach_session(session)
         assert wait_until(lambda: stream.error is not None, 20)
         snap = stream.health.snapshot()
         assert not snap.connected
         assert snap.last_error.startswith("acquisition stopped: ValueError")
+        assert snap.integrity.source_errors[-1][1] == snap.last_error
     finally:
         stream.stop()
-        if session is not None:
-            session.close()
+
+
+def test_health_counts_by_the_session_record_rules_with_lsl_times():
+    health = StreamHealth()
+    before = local_clock()
+    health.on_connected(2048.0)
+    period = 1 / 2048
+    # Chunk jitter of a few ms (liblsl push-time stamps) is neither a gap nor lost samples;
+    # a 30 ms jump is a gap.
+    health.on_chunk(10.0 + np.arange(32) * period)
+    health.on_chunk(10.0 + 0.004 + np.arange(32, 64) * period)
+    health.on_chunk(10.0 + 0.002 + np.arange(64, 96) * period)  # 2 ms back
+    health.on_chunk(10.0 + 0.032 + np.arange(96, 128) * period)
+    health.on_disconnected()
+    health.on_source_error(OSError("cable"))
+    health.on_connected(2048.0)
+    after = local_clock()
+    snap = health.snapshot()
+    record = snap.integrity
+    assert record == health.tracker.snapshot()
+    assert (snap.n_gaps, snap.n_backwards, snap.n_disconnects) == (1, 1, 1)
+    assert (record.n_gaps, record.n_backward_steps, record.n_disconnects) == (1, 1, 1)
+    assert snap.dropped_samples == record.dropped_samples == round((0.030 + period) * 2048) - 1
+    assert snap.last_gap == record.gaps[0]
+    assert snap.last_gap[1] - snap.last_gap[0] == pytest.approx(0.030 + period)
+    assert snap.max_backward_s == pytest.approx(0.002 - period)
+    assert record.n_repaired == 0  # health only observes; the session stores repaired stamps
+    ((lost, back),) = record.disconnects
+    assert before <= lost <= back <= after
+    assert record.source_errors[0][1] == "OSError: cable"
+    assert before <= record.source_errors[0][0] <= after

@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from labsession.recording import Session, open_session_store
+from labsession.errors import SessionError
+from labsession.recording import Session, StreamInfo, open_session_store
+from labsession.testing import wait_until
 
 FS = 1000.0
 RECORDER = """
@@ -94,3 +96,138 @@ def test_unclosed_session_is_written_at_interpreter_exit(tmp_path):
     )
     with open_session_store(out.stdout.strip()) as store:
         assert store.n_samples("emg") == 300  # less than a chunk, never flushed by the script
+
+
+PACKER = """
+import sys
+from labsession.recording import Session
+
+Session.attach(sys.argv[1]).pack_to_zip()
+print("packed", flush=True)
+"""
+
+
+def _listing(folder):
+    return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+
+
+def _decoys(base):
+    """Files beside the session that no cleanup may touch: the user's, another session's."""
+    decoys = {
+        base / "notes.txt": b"mine",
+        base / ".2026-01-01_00-00-00_aaaaaaaa.session.zip.0123abcd.tmp": b"another pack",
+    }
+    for path, content in decoys.items():
+        path.write_bytes(content)
+    (base / ".2026-01-01_00-00-00_bbbbbbbb.removing").mkdir()  # no zip: must be kept
+    return decoys
+
+
+def _check_decoys(base, decoys):
+    for path, content in decoys.items():
+        assert path.read_bytes() == content
+    assert (base / ".2026-01-01_00-00-00_bbbbbbbb.removing").is_dir()
+
+
+@pytest.mark.slow
+def test_sigkill_during_pack_keeps_the_folder_and_the_next_attach_cleans_up(tmp_path):
+    # 15 MB that zstd cannot shrink: the zip takes long enough (~0.3 s) to be caught being
+    # written by a poll every 0.5 ms.
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((120_000, 32)).astype(np.float32)
+    ts = 10 + np.arange(len(data)) / 1000.0
+    session = Session(tmp_path, class_names=["a", "b"], buffer_seconds=200)
+    session.init_stream("emg", StreamInfo(32, 1000.0))
+    for start in range(0, len(data), 20_000):
+        session.append("emg", data[start : start + 20_000], ts[start : start + 20_000])
+    session.add_label(1, timestamp=20.0)
+    session.close()
+    folder = session.path
+    before = _listing(folder)
+    decoys = _decoys(tmp_path)
+
+    proc = subprocess.Popen([sys.executable, "-c", PACKER, str(folder)], stdout=subprocess.PIPE)
+    temp_pattern = f".{folder.name}.session.zip.*.tmp"
+    try:
+        seen = wait_until(lambda: any(tmp_path.glob(temp_pattern)), timeout=60, interval=0.0005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert seen, "the packer never started its zip"
+    zip_path = tmp_path / (folder.name + ".session.zip")
+    assert not zip_path.exists(), "killed too late: the pack had finished"
+    assert len(list(tmp_path.glob(temp_pattern))) == 1  # the leftover of the killed pack
+    assert _listing(folder) == before
+
+    resumed = Session.attach(folder)
+    assert not list(tmp_path.glob(temp_pattern))
+    _check_decoys(tmp_path, decoys)
+    assert resumed.pack_to_zip() == zip_path
+    with open_session_store(zip_path) as store:
+        got, got_ts = store.get_continuous("emg")
+        assert [(e.timestamp, e.class_index) for e in store.label_track] == [(20.0, 1)]
+    np.testing.assert_array_equal(got, data)
+    np.testing.assert_array_equal(got_ts, ts)
+    _check_decoys(tmp_path, decoys)
+
+
+REMOVER = """
+import shutil, sys, time
+from pathlib import Path
+from labsession.recording import Session
+
+real_rmtree = shutil.rmtree
+
+
+def half_then_stall(path, *args, **kwargs):
+    # Delete part of the folder for real, then stall: the test kills us mid-removal.
+    real_rmtree(Path(path) / "emg.zarr")
+    print("half-removed", path, flush=True)
+    time.sleep(600)
+
+
+shutil.rmtree = half_then_stall
+Session.attach(sys.argv[1]).pack_to_zip()
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_folder_removal_leaves_no_half_folder_under_the_session_name(tmp_path):
+    session = Session(tmp_path, class_names=["a"])
+    session.init_stream("emg", StreamInfo(2, 100.0))
+    session.append("emg", np.ones((250, 2), np.float32), np.arange(250) / 100.0)
+    session.add_label(0, timestamp=0.5)
+    session.close()
+    folder = session.path
+    decoys = _decoys(tmp_path)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", REMOVER, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline()
+        aside = tmp_path / f".{folder.name}.removing"
+        assert line.split() == ["half-removed", str(aside)]
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+    # No half-removed folder carries the session's name; the zip holds everything.
+    assert not folder.exists()
+    assert aside.is_dir()
+    assert not (aside / "emg.zarr").exists()
+    zip_path = tmp_path / (folder.name + ".session.zip")
+    with open_session_store(zip_path) as store:
+        assert store.n_samples("emg") == 250
+        assert [e.class_index for e in store.label_track] == [0]
+    with pytest.raises(SessionError, match="packed already"):
+        Session.attach(folder)  # what a user would try; it also finishes the removal
+    assert not aside.exists()
+    assert not (tmp_path / f".{folder.name}.lock").exists()
+    _check_decoys(tmp_path, decoys)
+    visible = {p.name for p in tmp_path.iterdir() if not p.name.startswith(".")}
+    assert visible == {"notes.txt", zip_path.name}

@@ -10,6 +10,7 @@ import pytest
 from labsession.errors import ArchiveError, SessionError
 from labsession.recording import LabelEvent, Session, StreamInfo, open_session_store
 from labsession.recording._arrays import valid_length
+from labsession.recording._integrity_record import KEEP_EACH_END, StreamIntegrity
 
 FOLDER_NAME = re.compile(r"^\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[0-9a-f]{8}$")
 
@@ -226,3 +227,119 @@ def test_attach_trims_unwritten_tail_and_packs(tmp_path):
 def test_attach_refuses_non_folder(tmp_path):
     with pytest.raises(SessionError, match="unpacked folder"):
         Session.attach(tmp_path / "nope")
+
+
+def test_a_failed_write_never_blocks_append_and_is_recorded(tmp_path):
+    session = Session(tmp_path, buffer_seconds=0.5)
+    errors = []
+    session.add_error_listener(errors.append)
+    session.init_stream("emg", StreamInfo(2, 100.0))
+    session.append("emg", *ramp(0, 300, 2, fs=100.0))
+    session.flush()
+    folder = session.path
+    # The drive under the arrays goes away: chunk writes fail from now on.
+    chunks = folder / "emg.zarr" / "c"
+    chunks.rename(folder / "chunks-aside")
+    chunks.write_text("not a folder")
+    session.append("emg", *ramp(300, 100, 2, fs=100.0))
+    with pytest.raises(SessionError, match="writing to disk failed"):
+        session.flush()
+    (error,) = errors
+    assert str(folder) in str(error)
+    assert "writing samples failed" in str(error)
+    assert session.error is error
+    # Appends fail at once (a full queue would block them otherwise), counting what is lost.
+    for start in range(400, 1400, 100):
+        with pytest.raises(SessionError, match="writing to disk failed"):
+            session.append("emg", *ramp(start, 100, 2, fs=100.0))
+    lost = session.lost_samples()["emg"]
+    assert (lost.n_samples, lost.first_timestamp, lost.last_timestamp) == (1100, 103.0, 113.99)
+    assert session.add_label(1, timestamp=100.5) == LabelEvent(100.5, 1)
+    with pytest.raises(SessionError, match=r"lost: emg 1100 samples \(103.000 to 113.990 s\)"):
+        session.close()
+    session.close()  # idempotent: the loss is said once
+    assert len(errors) == 1
+    meta = json.loads((folder / "meta.json").read_text())
+    (entry,) = meta["write_errors"]
+    assert entry["lost"] == {
+        "emg": {"n_samples": 1100, "first_timestamp": 103.0, "last_timestamp": 113.99}
+    }
+    with pytest.raises(SessionError, match=r"not packed.*Session.attach"):
+        session.pack_to_zip()
+    assert folder.is_dir()
+
+    chunks.unlink()  # the drive is back
+    (folder / "chunks-aside").rename(chunks)
+    resumed = Session.attach(folder)
+    assert resumed.n_samples("emg") == 300
+    assert resumed.label_track == [LabelEvent(100.5, 1)]
+    assert resumed.write_errors() == meta["write_errors"]
+    zip_path = resumed.pack_to_zip()
+    with open_session_store(zip_path) as store:
+        np.testing.assert_array_equal(store.get_continuous("emg")[0], ramp(0, 300, 2)[0])
+        assert store.meta["write_errors"] == meta["write_errors"]
+
+
+def test_faults_are_counted_kept_bounded_and_reach_meta_json(tmp_path):
+    with Session(tmp_path) as session:
+        session.init_stream("emg", StreamInfo(1, 10.0))
+        for i in range(1500):
+            session.record_fault("emg", "source_error", 100.0 + i, f"fault {i}")
+        session.record_fault("emg", "disconnected", 1700.0, "unplugged")
+        session.record_fault("glove", "disconnected", 1700.0, "no such stream: logged only")
+        live = session.integrity("emg")
+    assert live.n_source_errors == 1500
+    kept = [message for _, message in live.source_errors]
+    assert len(kept) == 2 * KEEP_EACH_END
+    assert kept[:2] == ["fault 0", "fault 1"]
+    assert kept[-1] == "fault 1499"
+    assert live.disconnects == ((1700.0, None),)
+    saved = json.loads((session.path / "meta.json").read_text())["integrity"]
+    assert set(saved) == {"emg"}
+    assert StreamIntegrity.from_meta(saved["emg"], where="test") == live
+    resumed = Session.attach(session.path)  # an earlier run's record goes on
+    resumed.record_fault("emg", "reconnected", 2000.0, "back")
+    resumed.record_fault("emg", "source_error", 2001.0, "again")
+    zip_path = resumed.pack_to_zip()
+    with open_session_store(zip_path) as store:
+        record = store.integrity("emg")
+    assert record.n_source_errors == 1501
+    assert record.source_errors[-1] == (2001.0, "again")
+    assert record.disconnects == ((1700.0, 2000.0),)
+
+
+def test_attach_removes_only_the_temporary_zips_of_its_own_session(tmp_path):
+    session = Session(tmp_path)
+    session.close()
+    name = session.path.name
+    own = [f".{name}.session.zip.0a1b2c3d.tmp", f".{name}.session.zip.x_y8z9k2.tmp"]
+    others = [
+        f".{name}.session.zip.tmp",
+        f"{name}.session.zip.0a1b2c3d.tmp",
+        f".{name}.session.zip.0a1b2c3d.tmp.bak",
+        ".2026-01-01_00-00-00_aaaaaaaa.session.zip.0a1b2c3d.tmp",
+        f".{name}x.session.zip.0a1b2c3d.tmp",
+    ]
+    for file in own + others:
+        (tmp_path / file).write_text("x")
+    Session.attach(session.path).close()
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {name, *others}
+
+
+def test_attach_trims_a_truncated_chunk_as_a_kill_mid_write_leaves_it(tmp_path):
+    session = Session(tmp_path)
+    session.init_stream("emg", StreamInfo(2, 100.0))
+    session.append("emg", *ramp(0, 450, 2, fs=100.0))
+    session.close()
+    folder = session.path
+    # A chunk written in place and cut short (what the zarrs pipeline leaves after a kill).
+    chunk = folder / "emg_timestamps.zarr" / "c" / "2"
+    chunk.write_bytes(chunk.read_bytes()[:10])
+    resumed = Session.attach(folder)
+    assert resumed.n_samples("emg") == 200
+    zip_path = resumed.pack_to_zip()
+    with open_session_store(zip_path) as store:
+        data, ts = store.get_continuous("emg")
+    np.testing.assert_array_equal(data, ramp(0, 200, 2)[0])
+    np.testing.assert_array_equal(ts, ramp(0, 200, 2, fs=100.0)[1])

@@ -93,3 +93,92 @@ class TestLSLConformance(SourceTests):
 
         source.connect = connect_then_push
         return source
+
+
+JITTERY_OUTLET = """
+import sys, time
+import numpy as np
+from mne_lsl.lsl import StreamInfo, StreamOutlet
+
+name, n_chunks, fs, chunk = sys.argv[1], int(sys.argv[2]), 2048.0, 32
+outlet = StreamOutlet(StreamInfo(name, "EMG", 64, fs, "float32", "src-" + name), chunk_size=chunk)
+print("ready", flush=True)
+sys.stdin.readline()
+data = np.zeros((chunk, 64), np.float32)
+t0 = time.perf_counter()
+for k in range(n_chunks):
+    # On schedule, but every 4th chunk 3 ms late, as a busy acquisition loop pushes them.
+    due = t0 + (k + 1) * chunk / fs + (0.003 if k % 4 == 1 else 0.0)
+    while (left := due - time.perf_counter()) > 0:
+        time.sleep(min(left, 0.001))
+    data[:, 0] = np.arange(k * chunk, (k + 1) * chunk)
+    outlet.push_chunk(data)  # no timestamps: liblsl stamps the chunk back from its push time
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_chunks_pushed_without_timestamps_are_stored_strictly_increasing(lsl_name, tmp_path):
+    """The issue's case: 64 channels at 2,048 Hz, chunks stamped by liblsl at push time."""
+    import subprocess
+    import sys
+
+    from labsession.core.clock import local_clock
+    from labsession.recording import Session, StreamInfo, open_session_store
+    from labsession.recording._integrity import REPAIR_LIMIT_S, REPAIR_STEP_PERIODS
+
+    n_chunks, fs = 128, 2048.0
+    proc = subprocess.Popen(
+        [sys.executable, "-c", JITTERY_OUTLET, lsl_name, str(n_chunks)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    source = LSLSource(lsl_name)  # default processing: clocksync only
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        source.connect()
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        chunks, n, deadline = [], 0, local_clock() + 20
+        while n < n_chunks * 32 and local_clock() < deadline:
+            chunk = source.read()
+            if chunk is not None:
+                chunks.append(chunk)
+                n += chunk[1].size
+    finally:
+        source.close()
+        proc.kill()
+        proc.wait(10)
+        proc.stdin.close()
+        proc.stdout.close()
+    counter = np.concatenate([data[:, 0] for data, _ in chunks]).astype(np.int64)
+    np.testing.assert_array_equal(counter, np.arange(n_chunks * 32))
+    raw = np.concatenate([ts for _, ts in chunks])
+
+    with Session(tmp_path) as session:  # recorded as the App records each chunk read
+        session.init_stream("emg", StreamInfo(chunks[0][0].shape[1], fs, chunks[0][0].dtype))
+        for data, ts in chunks:
+            session.append("emg", data, ts)
+    with open_session_store(session.path) as store:
+        stored = store.get_timestamps("emg")
+        record = store.integrity("emg")  # as saved in meta.json
+    assert record.n_samples == stored.size == raw.size
+
+    steps = np.diff(raw)
+    assert np.count_nonzero(steps < 0) >= 1  # liblsl's stamps went backwards ...
+    assert record.n_backward_steps == np.count_nonzero(steps < 0)  # ... each one counted
+    assert record.max_backward_s == pytest.approx(-steps.min())
+    assert record.n_gaps == np.count_nonzero(steps > 0.02)
+    assert np.all(np.diff(stored) > 0)  # ... and stored strictly increasing
+    shift = stored - raw
+    assert shift.min() >= 0
+    assert record.max_shift_s == shift.max() <= REPAIR_LIMIT_S
+    # No stored stamp is later than the latest source stamp so far, plus the minimum step
+    # for each sample since: the repair adds no error beyond liblsl's own push-time lateness.
+    latest = np.maximum.accumulate(raw)
+    assert np.all(stored <= latest + np.arange(raw.size) * REPAIR_STEP_PERIODS / fs)
+    depth = float(np.max(latest - raw))
+    assert shift.max() <= depth + raw.size * REPAIR_STEP_PERIODS / fs
+    assert record.n_repaired == np.count_nonzero(shift) < raw.size // 4
+    assert record.effective_fs == pytest.approx(fs, rel=0.02)

@@ -19,6 +19,7 @@ import pytest
 from labsession.acquisition import AppContext
 from labsession.errors import SessionError
 from labsession.recording import Session, StreamInfo, TrainingData, open_session_store
+from labsession.recording._lock import SessionLock
 from labsession.testing import GuiScript, ImguiFrames, record_tiny_session, run_gui, wait_until
 from labsession.widgets import SessionManager, session_manager
 
@@ -322,19 +323,28 @@ def test_finish_checks_again_on_its_thread_just_before_attaching(tmp_path, frame
     base = tmp_path / "sessions"
     packed_meanwhile = record_tiny_session(base, pack=False)
     written_meanwhile = record_tiny_session(base, pack=False)
-    age(packed_meanwhile)
-    age(written_meanwhile)
+    locked_meanwhile = record_tiny_session(base, pack=False)
+    for folder in (packed_meanwhile, written_meanwhile, locked_meanwhile):
+        age(folder)
     labels = (written_meanwhile / "labels.json").read_bytes()
     ctx = AppContext()
     mgr = manager(ctx=ctx)
     draw_until(frames, mgr, lambda: {mgr.state(r) for r in mgr.rows} == {"unfinished"})
     gate = threading.Event()
     mgr._tasks.submit(gate.wait, 20)  # the Finish thread busy, as with a Finish in progress
-    futures = [mgr.finish(packed_meanwhile.name), mgr.finish(written_meanwhile.name)]
+    futures = [mgr.finish(f.name) for f in (packed_meanwhile, written_meanwhile, locked_meanwhile)]
     ctx.packing.add(packed_meanwhile)  # after the click: the app packs it
     (written_meanwhile / "labels.json").write_bytes(labels)  # another recorder writes to it
+    lock = SessionLock(locked_meanwhile)  # a live labsession process takes it
+    lock.acquire()
     gate.set()
-    draw_until(frames, mgr, lambda: len(mgr.finish_errors) == 2)
+    try:
+        draw_until(frames, mgr, lambda: len(mgr.finish_errors) == 3)
+    finally:
+        lock.release()
+    assert mgr.finish_errors[locked_meanwhile.name].startswith(
+        f"finish failed: refused: process {os.getpid()} on "
+    )
     assert mgr.finish_errors[packed_meanwhile.name] == (
         "finish failed: refused: the app is packing this session itself"
     )
@@ -345,8 +355,8 @@ def test_finish_checks_again_on_its_thread_just_before_attaching(tmp_path, frame
     )
     for future in futures:
         assert isinstance(future.exception(), SessionError)
-    assert sorted(p.name for p in base.iterdir()) == sorted(
-        [packed_meanwhile.name, written_meanwhile.name]
+    assert sorted(p.name for p in base.iterdir() if not p.name.startswith(".")) == sorted(
+        f.name for f in (packed_meanwhile, written_meanwhile, locked_meanwhile)
     )  # nothing attached, trimmed or packed
     assert (written_meanwhile / "labels.json").read_bytes() == labels
 

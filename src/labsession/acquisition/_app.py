@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from labsession.acquisition._context import AppContext
 from labsession.acquisition._stream import Stream
+from labsession.errors import SessionError
 from labsession.recording import LabelEvent, Session
+from labsession.recording._preflight import (
+    check_recording_space,
+    data_rate,
+    find_unfinished_sessions,
+)
 
 if TYPE_CHECKING:
     from labsession.acquisition._pipeline import Pipeline
@@ -31,6 +37,15 @@ class App:
         Written to each session's ``meta.json`` as ``app_name``.
     class_names
         Names of the label classes (``meta.json`` ``class_names``).
+    base_path
+        Where sessions go unless :meth:`start_recording` says otherwise; :meth:`run` lists the
+        sessions left unfinished there when it starts.
+    min_free_minutes
+        :meth:`start_recording` checks that the disk holds at least this many minutes of the
+        streams' data (uncompressed); with less it warns (log and ``ctx.status_message``), or
+        refuses if ``refuse_low_space``. 0 turns the check off.
+    refuse_low_space
+        Refuse to start a recording with less room than ``min_free_minutes`` (default: warn).
 
     Examples
     --------
@@ -41,8 +56,21 @@ class App:
     >>> app.run(mode="headless", duration=0.2)
     """
 
-    def __init__(self, name: str, *, class_names: Sequence[str] = ()):
+    def __init__(
+        self,
+        name: str,
+        *,
+        class_names: Sequence[str] = (),
+        base_path: str | Path = "sessions",
+        min_free_minutes: float = 10.0,
+        refuse_low_space: bool = False,
+    ):
+        if not min_free_minutes >= 0:
+            raise ValueError(f"min_free_minutes must be >= 0, got {min_free_minutes!r}")
         self.name = name
+        self.base_path = Path(base_path)
+        self.min_free_minutes = float(min_free_minutes)
+        self.refuse_low_space = bool(refuse_low_space)
         self.ctx = AppContext(class_names=list(class_names))
         #: Called with the app after the streams start and before the run loop.
         self.before_run_hooks: list[Callable[[App], None]] = []
@@ -50,6 +78,9 @@ class App:
         self._packers: list[threading.Thread] = []
         self._pack_errors: list[BaseException] = []
         self._lock = threading.Lock()
+        # Guards ctx.state/ctx.session changes only (never held during I/O): a session's error
+        # listener takes it on the writer thread while stop_recording may wait for that writer.
+        self._state_lock = threading.Lock()
         self._stop_event = threading.Event()
         self._ui: Callable[..., None] | None = None
         self._shutting_down = False
@@ -85,29 +116,99 @@ class App:
         return [name for name, s in self.ctx.streams.items() if not s.connected]
 
     # -- recording -----------------------------------------------------------------------------
-    def start_recording(self, base_path: str | Path = "sessions") -> Session:
-        """Create a session and record every connected stream into it.
+    def start_recording(self, base_path: str | Path | None = None) -> Session:
+        """Create a session under ``base_path`` (default: the app's) and record every connected
+        stream into it.
 
         Streams whose source has not connected yet are skipped, with a warning naming them.
+        First the folder must be writable, and its free space is checked against
+        ``min_free_minutes`` of the streams' data (see the class parameters).
+        If the session later fails to write (a full disk), the app goes to state ``"error"``
+        with ``ctx.status_message`` naming the cause; acquisition goes on (live view,
+        pipelines) and :meth:`stop_recording` ends it, keeping the folder.
+
+        Raises
+        ------
+        RuntimeError
+            If a recording is in progress (also in state ``"error"``: stop it first).
+        SessionError
+            If the folder is not writable, has too little room (with ``refuse_low_space``), or
+            the session cannot be created on disk (nothing is recorded then).
         """
         with self._lock:
-            if self.ctx.state == "recording":
+            if self.ctx.session is not None:
                 raise RuntimeError(
-                    f"app {self.name!r} is already recording to {self.ctx.session.path}"
+                    f"app {self.name!r} is already recording to {self.ctx.session.path} "
+                    f"(state {self.ctx.state!r}); stop_recording() first"
                 )
+            base_path = self.base_path if base_path is None else base_path
+            self._check_space(base_path)
             session = Session(base_path, app_name=self.name, class_names=self.ctx.class_names)
             skipped = [name for name, s in self.ctx.streams.items() if s.info is None]
             if skipped:
                 log.warning(
                     "not recording streams that have not connected yet: %s", ", ".join(skipped)
                 )
-            for name, stream in self.ctx.streams.items():
-                if stream.info is not None:
-                    session.init_stream(name, stream.info)
-                    stream.attach_session(session)
-            self.ctx.session, self.ctx.state = session, "recording"
+            try:
+                for name, stream in self.ctx.streams.items():
+                    if stream.info is not None:
+                        session.init_stream(name, stream.info)
+                        stream.attach_session(session)
+            except BaseException:
+                for stream in self.ctx.streams.values():
+                    stream.detach_session()
+                try:
+                    session.close()
+                except SessionError as exc:
+                    log.warning("%s", exc)
+                raise
+            with self._state_lock:
+                self.ctx.session, self.ctx.state = session, "recording"
+        session.add_error_listener(lambda error: self._on_session_error(session, error))
         log.info("recording to %s", session.path)
         return session
+
+    def _check_space(self, base_path: str | Path) -> None:
+        infos = [s.info for s in self.ctx.streams.values() if s.info is not None]
+        space = check_recording_space(base_path, data_rate(infos))
+        if space.minutes_of_room >= self.min_free_minutes:
+            return
+        if self.refuse_low_space:
+            raise SessionError(f"not recording: {space.message(self.min_free_minutes)}")
+        self.ctx.status_message = f"low disk space: {space.message(self.min_free_minutes)}"
+        log.warning("%s", self.ctx.status_message)
+
+    def unfinished_sessions(self, base_path: str | Path | None = None) -> list[Path]:
+        """Session folders under ``base_path`` (default: the app's) left unfinished: a crash, a
+        full disk or a kill left them, and no live process holds them.
+
+        Finish each with ``Session.attach(folder).pack_to_zip()``, or with the Finish button of
+        the session manager. :meth:`run` lists them when it starts.
+        """
+        return find_unfinished_sessions(self.base_path if base_path is None else base_path)
+
+    def _report_unfinished(self) -> None:
+        unfinished = self.unfinished_sessions()
+        if not unfinished:
+            return
+        names = ", ".join(f.name for f in unfinished[:5]) + (" ..." if len(unfinished) > 5 else "")
+        self.ctx.status_message = (
+            f"{len(unfinished)} unfinished session(s) in {self.base_path}: {names}; finish them "
+            "in the session manager or with Session.attach(folder).pack_to_zip()"
+        )
+        log.warning("%s", self.ctx.status_message)
+
+    def _on_session_error(self, session: Session, error: SessionError) -> None:
+        """A write of the recording failed (any thread): state "error", the cause shown."""
+        with self._state_lock:
+            if self.ctx.session is not session:
+                return
+            self.ctx.state = "error"
+            self.ctx.status_message = (
+                f"recording failed: {error}. Acquisition goes on; stop the recording "
+                "(its folder is kept)"
+            )
+        log.error("app %r: recording failed: %s", self.name, error)
 
     def add_label(self, class_index: int, timestamp: float | None = None) -> LabelEvent:
         """Label the recording from now (or ``timestamp``) on as class ``class_index``."""
@@ -121,6 +222,16 @@ class App:
 
         No sample read before the call is lost: each stream is detached under its lock, so an
         append in progress completes first. Call :meth:`wait_idle` to wait for the pack.
+
+        A session whose writing failed (state ``"error"``) is closed, not packed: the folder is
+        kept with what reached the disk (and labels, written if space is back by now, else
+        logged), ``ctx.status_message`` says so, and the state is ``"idle"`` again. Finish it
+        with ``Session.attach(folder).pack_to_zip()`` once space is freed.
+
+        Raises
+        ------
+        RuntimeError
+            If no recording is in progress.
         """
         with self._lock:
             session = self.ctx.session
@@ -128,17 +239,36 @@ class App:
                 raise RuntimeError(f"app {self.name!r} is not recording")
             for stream in self.ctx.streams.values():
                 stream.detach_session()
-            session.save_meta(self.name, self.ctx.class_names)
-            if pack:  # before the session is let go: the folder is never unclaimed
+            failure: SessionError | None = None
+            try:
+                session.save_meta(self.name, self.ctx.class_names)
+            except SessionError as exc:  # samples could not be written: keep the folder
+                failure = exc
+            if pack and failure is None:  # before the session is let go: never unclaimed
                 self.ctx.packing.add(session.path)
-            self.ctx.session, self.ctx.state = None, "idle"
-        if pack:
+            with self._state_lock:
+                self.ctx.session, self.ctx.state = None, "idle"
+        if failure is not None:
+            self._close_failed(session, failure)
+        elif pack:
             thread = threading.Thread(target=self._pack, args=(session,), name="labsession-pack")
             self._packers.append(thread)
             thread.start()
         else:
             session.close()
         return session
+
+    def _close_failed(self, session: Session, failure: SessionError) -> None:
+        try:
+            session.close()
+            incomplete = ""
+        except SessionError as exc:
+            incomplete = f" ({exc})"
+        self.ctx.status_message = (
+            f"recording stopped after a write error; {session.path} is kept unpacked: "
+            f"{session.error or failure}{incomplete}. Free space, then finish it"
+        )
+        log.error("app %r: %s", self.name, self.ctx.status_message)
 
     def _pack(self, session: Session) -> None:
         folder = session.path
@@ -235,6 +365,7 @@ class App:
         restore = self._install_signal_handlers()
         try:
             try:
+                self._report_unfinished()
                 self.start()
                 missing = self.wait_connected(connect_timeout)
                 if missing and not self.stop_requested:

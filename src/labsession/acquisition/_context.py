@@ -21,11 +21,13 @@ class AppContext:
     Attributes
     ----------
     state
-        ``"idle"`` or ``"recording"``.
+        ``"idle"``, ``"recording"``, or ``"error"``: recording, but writing to disk failed
+        (a full disk; ``status_message`` names the cause). Acquisition goes on; ``session``
+        is still set until ``App.stop_recording``, which keeps the folder unpacked.
     streams
         The app's streams by name.
     session
-        The session being recorded (``None`` when idle).
+        The session being recorded (``None`` when idle; set in ``"error"`` too).
     class_names
         Names of the label classes.
     prediction
@@ -40,11 +42,11 @@ class AppContext:
         recording in progress is stopped: widgets finish the actions queued before the window
         closed there (a Record click still being started, a label).
     status_message
-        A short message for the user about the latest action (a refused click, a failed pack),
-        shown by the GUI; ``""`` when there is nothing to say.
+        A short message for the user about the latest action (a refused click, a failed pack,
+        a failed write), shown by the GUI; ``""`` when there is nothing to say.
     """
 
-    state: Literal["idle", "recording"] = "idle"
+    state: Literal["idle", "recording", "error"] = "idle"
     streams: dict[str, Stream] = field(default_factory=dict)
     session: Session | None = None
     class_names: list[str] = field(default_factory=list)

@@ -1,4 +1,10 @@
-"""Per-stream health counters: what a user needs to trust a live recording."""
+"""Per-stream health counters: what a user needs to trust a live recording.
+
+The counting (samples, gaps, backward stamps, disconnects, source errors) is the recording
+layer's :class:`~labsession.recording._integrity.IntegrityTracker`, the same that writes a
+session's ``integrity`` record; this module adds what only a live stream has: whether it is
+connected now, the rate of arrivals over the last seconds, and the age of the latest chunk.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from labsession.core.clock import local_clock
+from labsession.recording._integrity import IntegrityTracker, StreamIntegrity
+
 __all__ = ["StreamHealth", "StreamHealthSnapshot"]
 
-#: A step between consecutive timestamps longer than this many sample periods is a gap.
-GAP_PERIODS = 2.5
 #: Seconds of arrivals over which the effective rate is measured (at least the last
 #: ``MIN_ARRIVALS`` chunks are kept, for sources that deliver rarely).
 RATE_WINDOW_S = 2.0
@@ -34,7 +41,8 @@ class StreamHealthSnapshot:
     effective_rate
         Samples per second actually received over the last ``RATE_WINDOW_S`` seconds (Hz).
     n_gaps
-        Timestamp jumps longer than ``GAP_PERIODS`` sample periods.
+        Timestamp jumps longer than ``GAP_PERIODS`` (3) sample periods and ``GAP_MIN_S``
+        (20 ms): see :mod:`labsession.recording._integrity`.
     dropped_samples
         Samples missing in those jumps (``round(jump * nominal_rate) - 1`` each).
     n_backwards
@@ -47,6 +55,15 @@ class StreamHealthSnapshot:
         ``"TypeName: message"`` of the latest source error, or None.
     last_sample_age
         Seconds since the latest chunk arrived (``None`` before the first one).
+    gap_seconds
+        Total length of the gaps (s).
+    last_gap
+        ``(start, end)`` LSL times of the latest gap, or None.
+    max_backward_s
+        The largest backward step of the timestamps (s; 0 if none).
+    integrity
+        The full record the counters come from (the form a session saves in ``meta.json``),
+        counted since the stream started.
     """
 
     connected: bool
@@ -60,6 +77,10 @@ class StreamHealthSnapshot:
     n_source_errors: int
     last_error: str | None
     last_sample_age: float | None
+    gap_seconds: float = 0.0
+    last_gap: tuple[float, float] | None = None
+    max_backward_s: float = 0.0
+    integrity: StreamIntegrity | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready dict of the counters."""
@@ -69,23 +90,19 @@ class StreamHealthSnapshot:
 class StreamHealth:
     """Counters of one stream, updated by its acquisition thread as samples arrive.
 
-    The acquisition thread calls :meth:`on_chunk`, :meth:`on_connected`, :meth:`on_disconnected`
-    and :meth:`on_source_error`; any thread reads :meth:`snapshot`. Each update costs a few numpy
-    reductions over the chunk's timestamps, once, as it arrives.
+    The acquisition thread calls :meth:`on_chunk`, :meth:`on_connected`, :meth:`on_disconnected`,
+    :meth:`on_source_error` and :meth:`on_stopped`; any thread reads :meth:`snapshot`. The counts
+    come from an :class:`~labsession.recording._integrity.IntegrityTracker` (:attr:`tracker`),
+    the class that also writes each session's ``integrity`` record, so the panel and the saved
+    record count by the same rules; each update costs a few numpy passes over the chunk's
+    timestamps, once, as it arrives. Times of disconnects and errors are on the LSL clock.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        #: The counts since the stream started (never repairs: it only observes the stamps).
+        self.tracker = IntegrityTracker(0.0, repair=False)
         self._connected = False
-        self._nominal_rate = 0.0
-        self._n_samples = 0
-        self._n_gaps = 0
-        self._dropped = 0
-        self._n_backwards = 0
-        self._n_disconnects = 0
-        self._n_errors = 0
-        self._last_error: str | None = None
-        self._last_ts: float | None = None
         self._last_arrival: float | None = None
         self._arrivals: deque[tuple[float, int]] = deque()
         self._arrived = 0  # samples in self._arrivals
@@ -93,29 +110,29 @@ class StreamHealth:
     # -- updates (acquisition thread) ---------------------------------------------------------
     def on_connected(self, nominal_rate: float) -> None:
         """The source connected (or reconnected) at ``nominal_rate`` Hz."""
+        self.tracker.set_nominal_fs(nominal_rate)
+        self.tracker.on_reconnect(local_clock())
         with self._lock:
             self._connected = True
-            self._nominal_rate = float(nominal_rate)
 
     def on_disconnected(self) -> None:
         """The source stopped delivering (counted once per connected -> disconnected change)."""
         with self._lock:
-            if self._connected:
-                self._n_disconnects += 1
-            self._connected = False
+            was, self._connected = self._connected, False
+        if was:
+            self.tracker.on_disconnect(local_clock())
 
     def on_stopped(self, exc: BaseException) -> None:
         """Acquisition ended for good on ``exc``: disconnected, the error kept."""
         with self._lock:
             self._connected = False
-            self._n_errors += 1
-            self._last_error = f"acquisition stopped: {type(exc).__name__}: {exc}"
+        self.tracker.on_source_error(
+            local_clock(), f"acquisition stopped: {type(exc).__name__}: {exc}"
+        )
 
     def on_source_error(self, exc: BaseException) -> None:
         """The source's ``read`` raised ``exc``."""
-        with self._lock:
-            self._n_errors += 1
-            self._last_error = f"{type(exc).__name__}: {exc}"
+        self.tracker.on_source_error(local_clock(), f"{type(exc).__name__}: {exc}")
 
     def on_chunk(self, ts: np.ndarray, now: float | None = None) -> None:
         """Count a chunk of samples with timestamps ``ts (n,)`` (seconds) arriving at ``now``."""
@@ -123,18 +140,8 @@ class StreamHealth:
         if n == 0:
             return
         now = time.monotonic() if now is None else now
+        self.tracker.on_chunk(ts)
         with self._lock:
-            steps = np.diff(ts) if self._last_ts is None else np.diff(ts, prepend=self._last_ts)
-            if steps.size:
-                self._n_backwards += int(np.count_nonzero(steps < 0))
-                if self._nominal_rate > 0:
-                    period = 1.0 / self._nominal_rate
-                    jumps = steps[steps > GAP_PERIODS * period]
-                    if jumps.size:
-                        self._n_gaps += int(jumps.size)
-                        self._dropped += int(np.sum(np.rint(jumps / period) - 1))
-            self._last_ts = float(ts[-1])
-            self._n_samples += n
             self._last_arrival = now
             self._arrivals.append((now, n))
             self._arrived += n
@@ -153,7 +160,7 @@ class StreamHealth:
     @property
     def n_samples(self) -> int:
         """Samples received since the stream started."""
-        return self._n_samples
+        return self.tracker.n_samples
 
     def last_sample_age(self, now: float | None = None) -> float | None:
         """Seconds since the latest chunk arrived (None before the first); cheap, no lock."""
@@ -162,31 +169,41 @@ class StreamHealth:
             return None
         return max(0.0, (time.monotonic() if now is None else now) - arrival)
 
+    def _arrival_rate(self, now: float) -> float:
+        rate = 0.0
+        if len(self._arrivals) >= 2:
+            (first_time, first_n), last_time = self._arrivals[0], self._arrivals[-1][0]
+            span = last_time - first_time
+            # Between chunks the rate is that of the chunks so far; a source silent for
+            # longer than its usual gap, by RATE_WINDOW_S, reads 0.
+            interval = span / (len(self._arrivals) - 1)
+            if span > 0 and now - last_time <= interval + RATE_WINDOW_S:
+                rate = (self._arrived - first_n) / span
+        return rate
+
     def snapshot(self, now: float | None = None) -> StreamHealthSnapshot:
         """The counters now (``now``: ``time.monotonic()`` by default)."""
         now = time.monotonic() if now is None else now
         with self._lock:
             self._forget_before(now - RATE_WINDOW_S)
-            rate = 0.0
-            if len(self._arrivals) >= 2:
-                (first_time, first_n), last_time = self._arrivals[0], self._arrivals[-1][0]
-                span = last_time - first_time
-                # Between chunks the rate is that of the chunks so far; a source silent for
-                # longer than its usual gap, by RATE_WINDOW_S, reads 0.
-                interval = span / (len(self._arrivals) - 1)
-                if span > 0 and now - last_time <= interval + RATE_WINDOW_S:
-                    rate = (self._arrived - first_n) / span
+            rate = self._arrival_rate(now)
             age = None if self._last_arrival is None else max(0.0, now - self._last_arrival)
-            return StreamHealthSnapshot(
-                connected=self._connected,
-                n_samples=self._n_samples,
-                nominal_rate=self._nominal_rate,
-                effective_rate=rate,
-                n_gaps=self._n_gaps,
-                dropped_samples=self._dropped,
-                n_backwards=self._n_backwards,
-                n_disconnects=self._n_disconnects,
-                n_source_errors=self._n_errors,
-                last_error=self._last_error,
-                last_sample_age=age,
-            )
+            connected = self._connected
+        record = self.tracker.snapshot()
+        return StreamHealthSnapshot(
+            connected=connected,
+            n_samples=record.n_samples,
+            nominal_rate=record.nominal_fs,
+            effective_rate=rate,
+            n_gaps=record.n_gaps,
+            dropped_samples=record.dropped_samples,
+            n_backwards=record.n_backward_steps,
+            n_disconnects=record.n_disconnects,
+            n_source_errors=record.n_source_errors,
+            last_error=record.last_error,
+            last_sample_age=age,
+            gap_seconds=record.gap_seconds,
+            last_gap=record.last_gap,
+            max_backward_s=record.max_backward_s,
+            integrity=record,
+        )

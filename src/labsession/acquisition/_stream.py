@@ -9,6 +9,7 @@ import numpy as np
 
 from labsession.acquisition._health import StreamHealth
 from labsession.acquisition._ring import RingBuffer
+from labsession.core.clock import local_clock
 from labsession.recording import Session, StreamInfo
 from labsession.sources import Source
 
@@ -36,6 +37,18 @@ class Stream:
     health
         Live counters (:class:`~labsession.acquisition.StreamHealth`): samples, nominal and
         effective rate, gaps, dropped samples, backwards timestamps, disconnects, source errors.
+    append_errors
+        Chunks the attached session refused (its disk failed: the session counts the samples
+        as lost; or a chunk it could not take): acquisition goes on regardless, into the ring
+        buffer, the live view and the pipelines.
+    append_error
+        The latest of those errors, or None.
+
+    Notes
+    -----
+    While a session is attached, source errors, disconnects and reconnections are also noted in
+    it (:meth:`Session.record_fault <labsession.recording.Session.record_fault>`), with their
+    time on the LSL clock, for its ``meta.json``.
     """
 
     #: Longest wait (s) between retries of a source whose ``read`` keeps raising.
@@ -59,6 +72,9 @@ class Stream:
         self._connected = threading.Event()
         self.error: BaseException | None = None
         self.health = StreamHealth()
+        self.append_errors = 0
+        self.append_error: BaseException | None = None
+        self._failed_session: Session | None = None  # the session whose failure was logged
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -144,6 +160,7 @@ class Stream:
             log.exception("stream %r: acquisition stopped", self.name)
             self.error = exc
             self.health.on_stopped(exc)
+            self._record_fault("acquisition_stopped", f"{type(exc).__name__}: {exc}")
 
     def _acquire(self) -> None:
         assert self.ring is not None
@@ -154,6 +171,7 @@ class Stream:
             except Exception as exc:  # noqa: BLE001 - a flaky device must not end acquisition
                 self.error = exc
                 self.health.on_source_error(exc)
+                self._record_fault("source_error", f"{type(exc).__name__}: {exc}")
                 backoff = min(self.max_error_backoff, max(0.05, 2 * backoff))
                 log.warning(
                     "stream %r: source read failed (%s: %s); retrying in %.2f s",
@@ -171,14 +189,50 @@ class Stream:
             data, ts = chunk
             self.ring.write(data, ts)
             self.health.on_chunk(ts)
-            with self._session_lock:
-                if self._session is not None:
-                    self._session.append(self.name, data, ts)
+            self._append_to_session(data, ts)
+
+    def _append_to_session(self, data: np.ndarray, ts: np.ndarray) -> None:
+        """Hand a chunk to the attached session; its failure never stops acquisition."""
+        with self._session_lock:
+            session = self._session
+            if session is None:
+                return
+            try:
+                session.append(self.name, data, ts)
+            except Exception as exc:  # noqa: BLE001 - counted, logged once per session, noted
+                self.append_errors += 1
+                self.append_error = exc
+                if session.error is None:  # not a failed disk (that one counts its losses)
+                    message = f"{data.shape[0]} samples not recorded: {type(exc).__name__}: {exc}"
+                    self._note(session, "append_error", message)
+                if self._failed_session is not session:
+                    self._failed_session = session
+                    log.error(
+                        "stream %r: samples are not recorded into %s (%s); acquisition goes on",
+                        self.name,
+                        session.path,
+                        exc,
+                    )
+
+    def _record_fault(self, kind: str, message: str) -> None:
+        """Note a fault in the attached session, if any (no disk access)."""
+        with self._session_lock:
+            if self._session is not None:
+                self._note(self._session, kind, message)
+
+    def _note(self, session: Session, kind: str, message: str) -> None:
+        try:
+            session.record_fault(self.name, kind, local_clock(), message)
+        except Exception:
+            log.exception("stream %r: could not note a %s in %s", self.name, kind, session.path)
 
     def _track_source_state(self) -> None:
         """Mirror a source's ``state`` attribute (LSLSource has one) into :attr:`health`."""
         state = getattr(self.source, "state", None)
         if state == "disconnected":
+            if self.health.connected:
+                self._record_fault("disconnected", "the source stopped delivering")
             self.health.on_disconnected()
         elif state == "connected" and not self.health.connected and self.info is not None:
+            self._record_fault("reconnected", "the source delivers again")
             self.health.on_connected(self.info.fs)

@@ -47,7 +47,7 @@ class Recorder:
 
         self.class_names = class_names
         self.base_path = base_path
-        self.app = App("labsession-gui", class_names=class_names)
+        self.app = App("labsession-gui", class_names=class_names, base_path=base_path)
         self.synthetic: list[Any] = []
         launch = []
         for spec in sources:

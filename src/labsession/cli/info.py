@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from labsession.recording import SessionStore
+    from labsession.recording._integrity import StreamIntegrity
+
+#: Gaps, disconnects and source errors listed per stream (the counts are always complete).
+SHOWN = 3
+#: Timestamps read per block when a record is computed from a session's stored timestamps.
+BLOCK_SAMPLES = 1 << 20
 
 
 def _human_bytes(n: float) -> str:
@@ -23,19 +33,153 @@ def info(
     path: Annotated[Path, typer.Argument(help="A session folder or .session.zip.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Show a session's streams, labels per class, size, and whether it is packed."""
+    """Show a session's streams, labels per class, size, whether it is packed, and per stream
+    its integrity: samples, nominal vs effective rate, gaps, backward timestamps, disconnects
+    and source errors (computed from the stored timestamps for sessions without a record)."""
     from labsession.errors import SessionError
-    from labsession.recording import session_summary
+    from labsession.recording import open_session_store, session_summary
 
     try:
         summary = session_summary(path)
+        with open_session_store(path) as store:
+            records = {name: load_integrity(store, name) for name in store.stream_names}
+            writer = store.meta.get("writer")
     except SessionError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if as_json:
+        summary["integrity"] = {
+            name: {"recorded": recorded, **record.to_meta()}
+            for name, (record, recorded) in records.items()
+        }
         typer.echo(json.dumps(summary, indent=2))
         return
-    print_summary(summary, Console())
+    console = Console()
+    print_summary(summary, console)
+    for name, (record, recorded) in records.items():
+        source = None if recorded else _no_record(writer)
+        console.print(Text(format_integrity(name, record, computed_note=source)))
+
+
+def _no_record(writer: object) -> str:
+    by = writer if isinstance(writer, str) and writer else "MyoGestic or an older labsession"
+    return f"no record in meta.json, written by {by}: computed from the stored timestamps"
+
+
+def load_integrity(store: SessionStore, name: str) -> tuple[StreamIntegrity, bool]:
+    """Stream ``name``'s integrity record and whether ``meta.json`` holds it.
+
+    The record saved while recording (``meta.json`` ``integrity[name]``) when there is one;
+    otherwise one computed from the stored timestamps, read in blocks of ``BLOCK_SAMPLES``
+    (disconnects and source errors are not in the timestamps: they read 0).
+
+    Raises
+    ------
+    SessionError
+        If the saved record is malformed (naming the file, the stream and the key).
+    """
+    from labsession.recording import IntegrityTracker
+
+    saved = store.integrity(name)
+    if saved is not None:
+        return saved, True
+    tracker = IntegrityTracker(store.stream_info(name).fs, repair=False)
+    n = store.n_samples(name)
+    for start in range(0, n, BLOCK_SAMPLES):
+        stop = min(n, start + BLOCK_SAMPLES)
+        tracker.on_chunk(store.read_rows(name, start, stop, timestamps=True, dtype="float64"))
+    return tracker.snapshot(), False
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _listed(items: list[str], total: int) -> str:
+    shown = ", ".join(items[:SHOWN])
+    more = total - min(len(items), SHOWN)
+    return f"{shown}, ... (+{more} more)" if more > 0 else shown
+
+
+def format_integrity(
+    name: str, record: StreamIntegrity, *, computed_note: str | None = None
+) -> str:
+    """A short text block on one stream's integrity, for ``labsession info``.
+
+    Times are seconds from the stream's first sample (``t=12.500``); LSL-clock values are in
+    ``labsession info --json``.
+
+    Parameters
+    ----------
+    name
+        Stream name (the block's heading).
+    record
+        The stream's record.
+    computed_note
+        Said under the heading when the record was computed rather than saved while recording
+        (e.g. ``"no record in meta.json, written by MyoGestic: computed from the stored
+        timestamps"``).
+    """
+    r = record
+    t0 = r.first_timestamp or 0.0
+
+    def at(t: float) -> str:
+        return f"t={t - t0:.3f}"
+
+    lines = [f"{name}: integrity"]
+    if computed_note is not None:
+        lines.append(f"  ({computed_note})")
+    rate = f"{r.effective_fs:.6g} Hz effective"
+    if r.nominal_fs > 0:
+        off = 100 * (r.effective_fs - r.nominal_fs) / r.nominal_fs if r.n_samples > 1 else 0.0
+        off = 0.0 if abs(off) < 0.005 else off  # no "-0.00 %"
+        rate += f" vs {r.nominal_fs:g} Hz nominal ({off:+.2f} %)"
+    else:
+        rate += " (irregular stream: no nominal rate)"
+    lines.append(f"  samples         {r.n_samples:,} at {rate}")
+    if r.n_gaps:
+        gaps = [f"[{at(a)}, {at(b)}]" for a, b in r.gaps]
+        lines.append(
+            f"  gaps            {r.n_gaps:,}, {_duration(r.gap_seconds)} in all, about "
+            f"{r.dropped_samples:,} samples missing: {_listed(gaps, r.n_gaps)}"
+        )
+    else:
+        threshold = f" longer than {_duration(r.gap_threshold_s)}" if r.gap_threshold_s else ""
+        lines.append(f"  gaps            none{threshold}")
+    if r.n_backward_steps:
+        back = f"{r.n_backward_steps:,} (largest {_duration(r.max_backward_s)})"
+    else:
+        back = "none"
+    if r.n_repaired:
+        back += (
+            f"; {r.n_repaired:,} stored stamps moved forward by at most "
+            f"{_duration(r.max_shift_s)} to keep them increasing"
+        )
+    if r.n_unrepaired:
+        back += f"; {r.n_unrepaired:,} too large to repair, stored as given"
+    lines.append(f"  backward steps  {back}")
+    if computed_note is not None and not (r.n_disconnects or r.n_source_errors):
+        lines.append("  disconnects     unknown (not in the timestamps)")
+        lines.append("  source errors   unknown (not in the timestamps)")
+        return "\n".join(lines)
+    if r.n_disconnects:
+        lost = [
+            f"{at(a)} to {at(b)}" if b is not None else f"{at(a)} (not back)"
+            for a, b in r.disconnects
+        ]
+        lines.append(f"  disconnects     {r.n_disconnects:,}: {_listed(lost, r.n_disconnects)}")
+    else:
+        lines.append("  disconnects     none")
+    if r.n_source_errors:
+        t, message = r.source_errors[-1]
+        lines.append(f"  source errors   {r.n_source_errors:,}, last at {at(t)}: {message}")
+    else:
+        lines.append("  source errors   none")
+    return "\n".join(lines)
 
 
 def print_summary(summary: dict, console: Console) -> None:

@@ -3,7 +3,10 @@
 See the user guide page "Recording sessions" for the on-disk layout (shared with MyoGestic).
 """
 
-from labsession.recording._arrays import use_zarrs_if_available
+from labsession.recording._arrays import use_zarrs
+from labsession.recording._integrity import IntegrityTracker, integrity_from_timestamps
+from labsession.recording._integrity_record import StreamIntegrity
+from labsession.recording._lock import LockHolder, session_lock_holder
 from labsession.recording._records import UNLABELLED, LabelEvent, Recording, StreamInfo
 from labsession.recording._session import Session
 from labsession.recording._store import SessionStore, open_session_store
@@ -16,20 +19,24 @@ from labsession.recording._windows import (
     iter_labeled_windows,
 )
 
-use_zarrs_if_available()
-
 __all__ = [
     "UNLABELLED",
+    "IntegrityTracker",
     "LabelEvent",
+    "LockHolder",
     "Recording",
     "Session",
     "SessionStore",
     "SkippedSession",
     "StreamInfo",
+    "StreamIntegrity",
     "TrainingData",
     "WindowIterator",
+    "integrity_from_timestamps",
     "iter_aligned_windows",
     "iter_labeled_windows",
     "open_session_store",
+    "session_lock_holder",
     "session_summary",
+    "use_zarrs",
 ]

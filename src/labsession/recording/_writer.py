@@ -5,17 +5,26 @@ one-second chunks (aligned to the Zarr chunk grid, so no chunk is rewritten), an
 than ``max_latency`` seconds even if the chunk is not full, so a crash loses at most about a
 second. The lock is held only to swap queues, never during disk I/O. When a stream's queue holds
 ``buffer_seconds`` of data, ``append`` blocks until the writer catches up (with a warning): samples
-are never dropped.
+are never dropped while the disk takes them.
+
+When a write fails (a full disk, a removed drive), the writer stops for good: the arrays are cut
+back to the samples written before the failed batch (so they never hold a hole or a half-written
+chunk), every sample still queued is counted as lost, and from then on ``append`` counts the
+samples it is given as lost and raises :class:`SessionError` at once, never blocking its caller.
+:meth:`SessionWriter.lost` reports how many samples of each stream were lost, and their time span.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import zarr
@@ -23,7 +32,7 @@ import zarr
 from labsession.errors import SessionError
 from labsession.recording._records import StreamInfo
 
-__all__ = ["SessionWriter"]
+__all__ = ["LostSamples", "SessionWriter", "atomic_chunk_writes", "describe_error"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,64 @@ def _close_live_writers() -> None:
 # Runs before concurrent.futures shuts its executors down (zarr's I/O needs them), which plain
 # ``atexit`` handlers do not; fall back to ``atexit`` should the private hook ever disappear.
 getattr(threading, "_register_atexit", atexit.register)(_close_live_writers)
+
+
+#: The codec pipeline of the arrays a session writes. Its chunk writes are atomic (temporary file,
+#: then rename); the faster ``zarrs`` pipeline writes chunk files in place, so a full disk or a
+#: kill mid-write leaves truncated chunks, even of samples written before (a partial chunk is
+#: rewritten as it fills). Readers keep ``zarrs``.
+_WRITE_PIPELINE = "zarr.core.codec_pipeline.BatchedCodecPipeline"
+
+
+@contextlib.contextmanager
+def atomic_chunk_writes() -> Iterator[None]:
+    """Arrays created or opened inside write each chunk atomically (see ``_WRITE_PIPELINE``)."""
+    with zarr.config.set({"codec_pipeline.path": _WRITE_PIPELINE}):
+        yield
+
+
+def describe_error(exc: BaseException) -> str:
+    """The cause of a failed write in a user's words: ``"No space left on device"``, ...
+
+    ``OSError`` gives its ``strerror`` (and the file); other errors (the ``zarrs`` pipeline
+    reports a full disk as ``RuntimeError("No space left on device (os error 28)")``) give
+    ``"TypeName: message"``.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class LostSamples:
+    """Samples of one stream that never reached the disk (counted by the writer).
+
+    Attributes
+    ----------
+    n_samples
+        How many.
+    first_timestamp, last_timestamp
+        The earliest and latest of their timestamps (s, the stream's clock).
+    """
+
+    n_samples: int = 0
+    first_timestamp: float = float("inf")
+    last_timestamp: float = float("-inf")
+
+    def add(self, ts: np.ndarray) -> None:
+        """Count the samples with timestamps ``ts (n,)``."""
+        if ts.shape[0]:
+            self.n_samples += int(ts.shape[0])
+            self.first_timestamp = min(self.first_timestamp, float(ts.min()))
+            self.last_timestamp = max(self.last_timestamp, float(ts.max()))
+
+    def to_dict(self) -> dict[str, float | int]:
+        """JSON-ready: ``{"n_samples", "first_timestamp", "last_timestamp"}``."""
+        return {
+            "n_samples": self.n_samples,
+            "first_timestamp": self.first_timestamp,
+            "last_timestamp": self.last_timestamp,
+        }
 
 
 @dataclass
@@ -69,24 +136,41 @@ class SessionWriter:
     Parameters
     ----------
     name
-        Used in the thread name and messages (the session folder).
+        Used in messages (the session folder); its last part names the thread.
     buffer_seconds
         Per-stream queue limit before ``append`` blocks.
     max_latency
         Longest time (s) a sample waits in memory before it is written.
+    on_error
+        Called once, on the writer thread, with the exception when a write fails, before
+        ``append`` and ``flush`` start raising. Must not wait for this writer.
+    after_batch
+        Called on the writer thread after each batch written (housekeeping: a ``meta.json``
+        or labels to retry); what it raises is logged and ignored.
     """
 
-    def __init__(self, name: str, *, buffer_seconds: float = 30.0, max_latency: float = 1.0):
+    def __init__(
+        self,
+        name: str,
+        *,
+        buffer_seconds: float = 30.0,
+        max_latency: float = 1.0,
+        on_error: Callable[[BaseException], None] | None = None,
+        after_batch: Callable[[], None] | None = None,
+    ):
         self._name = name
         self._buffer_seconds = buffer_seconds
         self._max_latency = max_latency
+        self._on_error = on_error
+        self._after_batch = after_batch
         self._cond = threading.Condition()
         self._queues: dict[str, _Queue] = {}
         self._flush_waiters = 0
         self._closing = False
         self._error: BaseException | None = None
+        self._lost: dict[str, LostSamples] = {}
         self._thread = threading.Thread(
-            target=self._run, name=f"labsession-writer-{name}", daemon=True
+            target=self._run, name=f"labsession-writer-{Path(name).name}", daemon=True
         )
         self._thread.start()
         _LIVE_WRITERS.add(self)
@@ -106,11 +190,29 @@ class SessionWriter:
         with self._cond:
             self._queues[stream] = _Queue(info, data_array, ts_array, limit, n_written=n_written)
 
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that stopped the writer, or None while it works."""
+        return self._error
+
+    def lost(self) -> dict[str, LostSamples]:
+        """Per stream, the samples appended that will never be on disk (after a failed write)."""
+        with self._cond:
+            return {name: LostSamples(**vars(lost)) for name, lost in self._lost.items()}
+
     def append(self, stream: str, data: np.ndarray, ts: np.ndarray) -> None:
-        """Queue validated, owned copies of samples; block only while the queue is full."""
+        """Queue validated, owned copies of samples; block only while the queue is full.
+
+        Raises
+        ------
+        SessionError
+            At once, once a write has failed: the samples are counted as lost.
+        """
         n = data.shape[0]
         with self._cond:
-            self._raise_if_failed()
+            if self._error is not None:
+                self._lost.setdefault(stream, LostSamples()).add(ts)
+                self._raise_if_failed()
             queue = self._queues[stream]
             if queue.n_queued and queue.n_queued + n > queue.limit:
                 log.warning(
@@ -122,7 +224,9 @@ class SessionWriter:
                 )
                 while queue.n_queued and queue.n_queued + n > queue.limit:
                     self._cond.wait(0.5)
-                    self._raise_if_failed()
+                    if self._error is not None:
+                        self._lost.setdefault(stream, LostSamples()).add(ts)
+                        self._raise_if_failed()
             first = not queue.blocks
             if first:
                 queue.oldest = time.monotonic()
@@ -165,8 +269,9 @@ class SessionWriter:
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise SessionError(
-                f"{self._name}: writing to disk failed ({self._error!r}); samples appended since "
-                f"the last successful write are not on disk"
+                f"{self._name}: writing to disk failed ({describe_error(self._error)}); the "
+                "samples appended since the last successful write are lost, and so are those "
+                "appended since"
             ) from self._error
 
     # -- writer thread -------------------------------------------------------------------------
@@ -231,6 +336,7 @@ class SessionWriter:
             batch, done = self._next_batch()
             if done:
                 return
+            written: set[str] = set()
             try:
                 for name, (data, ts) in batch.items():
                     queue = self._queues[name]
@@ -245,9 +351,67 @@ class SessionWriter:
                         queue.n_written = stop
                         queue.in_flight = 0
                         self._cond.notify_all()
-            except BaseException as exc:
-                log.exception("%s: writer failed", self._name)
-                with self._cond:
-                    self._error = exc
-                    self._cond.notify_all()
+                    written.add(name)
+            except BaseException as exc:  # noqa: BLE001 - logged by _fail; the writer stops
+                self._fail(exc, {k: v for k, v in batch.items() if k not in written})
                 return
+            if self._after_batch is not None:
+                try:
+                    self._after_batch()
+                except Exception:
+                    log.exception("%s: housekeeping after a write failed", self._name)
+
+    def _fail(
+        self, exc: BaseException, unwritten: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> None:
+        """Stop for good after a failed write: cut the arrays back, report, count what is lost.
+
+        In this order: whoever learns of the error (the callback, or ``flush`` woken by it)
+        finds the arrays already cut back and the error already reported.
+        """
+        log.error("%s: writing to disk failed (%s)", self._name, describe_error(exc), exc_info=exc)
+        self._roll_back()
+        if self._on_error is not None:
+            try:
+                self._on_error(exc)
+            except Exception:
+                log.exception("%s: the write-error callback failed", self._name)
+        with self._cond:
+            self._error = exc
+            for name, queue in self._queues.items():
+                lost = self._lost.setdefault(name, LostSamples())
+                if name in unwritten:
+                    lost.add(unwritten[name][1])
+                for _data, ts in queue.blocks:
+                    lost.add(ts)
+                queue.blocks.clear()
+                queue.n_queued = queue.in_flight = 0
+                if not lost.n_samples:
+                    del self._lost[name]
+            self._cond.notify_all()
+
+    def _roll_back(self) -> None:
+        """Cut every array back to the samples written before the failed batch.
+
+        A batch that failed part-way may have grown an array, or written some of its chunks and
+        not others; cutting back (which deletes those chunks first, freeing their space) leaves
+        only whole, valid samples. If even that fails, :meth:`Session.attach` trims later.
+        """
+        for name, queue in self._queues.items():
+            n = queue.n_written
+            for array, shape in (
+                (queue.data_array, (n, queue.info.n_channels)),
+                (queue.ts_array, (n,)),
+            ):
+                if array.shape != shape:
+                    try:
+                        array.resize(shape)
+                    except Exception as exc:  # noqa: BLE001 - attach trims what is left
+                        log.warning(
+                            "%s: stream %r could not be cut back to its %d written samples (%s); "
+                            "Session.attach will trim it",
+                            self._name,
+                            name,
+                            n,
+                            describe_error(exc),
+                        )

@@ -25,6 +25,25 @@ class LSLSource(Source):
     resolved again every ``retry_interval`` seconds; when an outlet of the same name and layout
     returns, reading resumes (state ``"connected"``). Other streams keep recording meanwhile.
 
+    Timestamps: :meth:`read` returns them as the outlet sent them, mapped onto this machine's
+    LSL clock (``"clocksync"``), nothing else. They need not increase: an outlet that pushes
+    chunks without timestamps gets them from liblsl, which stamps each chunk back from its push
+    time, so a chunk pushed late overlaps the next one (64 channels at 2,048 Hz in chunks of 32
+    on a loaded machine: 6 to 39 backward steps in 8 s, up to 2.5 ms back; a sender stall
+    makes its catch-up burst overlap by a whole chunk). A session counts every backward step of
+    these stamps in its ``integrity`` record and stores them strictly increasing (for
+    regular-rate streams; see ``labsession.recording._integrity``): a stamp is moved forward only
+    when needed, to a thousandth of a period after the one before, never later than the latest
+    stamp the outlet gave plus that step per sample, never by more than 0.25 s.
+
+    liblsl's own ``"dejitter"`` (a recursive least-squares line over the sample count, half-life
+    90 s) is not the default: it hides gaps, since it counts samples rather than watching the
+    clock (a 0.5 s stall of the outlet came out as no step over 0.7 ms, the stamps after it
+    off by up to 0.5 s until the fit caught up), and the raw backward steps are lost to the
+    integrity record. ``"monotize"`` (mne-lsl's spelling) clamps to the previous stamp, so it
+    gives equal stamps, not increasing ones, and liblsl allows it only with ``"dejitter"``.
+    Both remain available through ``processing_flags`` for a stream known to have no gaps.
+
     Parameters
     ----------
     name
@@ -35,7 +54,8 @@ class LSLSource(Source):
         Optional LSL stream type to disambiguate (e.g. ``"EMG"``).
     processing_flags
         liblsl post-processing of timestamps. The default ``("clocksync",)`` maps remote
-        timestamps onto this machine's clock; ``()`` keeps them exactly as pushed.
+        timestamps onto this machine's clock; ``()`` keeps them exactly as pushed;
+        ``("clocksync", "dejitter")`` smooths them (see above for why it is not the default).
     retry_interval
         Seconds between reconnection attempts while disconnected.
     """

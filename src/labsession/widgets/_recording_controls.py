@@ -23,6 +23,9 @@ __all__ = ["RecordingControls", "cue_class", "recording_controls"]
 
 log = logging.getLogger(__name__)
 
+#: App states with a recording to stop ("error": its writes failed; Stop keeps the folder).
+_RECORDING_STATES = ("recording", "error")
+
 #: Longest wait (s), when the app's loop ends, for the actions clicked before.
 CLOSE_TIMEOUT_S = 60.0
 #: Seconds between two refreshes of the size on disk shown while recording.
@@ -115,7 +118,7 @@ class RecordingControls:
 
     def record(self, ctx: AppContext) -> bool:
         """Start recording (what ``###record`` does); False, with a status message, if it can't."""
-        if self.recording or self._phase == "stopping" or ctx.state == "recording":
+        if self.recording or self._phase == "stopping" or ctx.state in _RECORDING_STATES:
             ctx.status_message = "already recording: Record ignored"
             return False
         self._ctx, self._phase = ctx, "starting"
@@ -127,7 +130,7 @@ class RecordingControls:
 
     def stop(self, ctx: AppContext) -> bool:
         """Stop recording (what ``###stop`` does); False, with a status message, while idle."""
-        if not self.recording and ctx.state != "recording":
+        if not self.recording and ctx.state not in _RECORDING_STATES:
             ctx.status_message = "not recording: Stop ignored"
             return False
         self._ctx, self._phase, self._cue_next = ctx, "stopping", None
@@ -217,10 +220,14 @@ class RecordingControls:
 
     def _follow_app(self, ctx: AppContext) -> None:
         """Track recordings started or stopped elsewhere (a hook, a script, the CLI)."""
-        if self._phase == "idle" and ctx.state == "recording" and not self._tasks.busy:
+        if self._phase == "idle" and ctx.state in _RECORDING_STATES and not self._tasks.busy:
             self._phase = "recording"
             self._begin(ctx, ctx.session)
-        elif self._phase == "recording" and ctx.state != "recording" and not self._tasks.busy:
+        elif (
+            self._phase == "recording"
+            and ctx.state not in _RECORDING_STATES
+            and not self._tasks.busy
+        ):
             self._phase, self._cue_next = "idle", None
 
     def _step_cues(self, ctx: AppContext) -> None:

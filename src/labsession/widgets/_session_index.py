@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from labsession.errors import SessionError
+from labsession.recording import session_lock_holder
 from labsession.widgets._session_cache import Cached, RowCache, keepable
 from labsession.widgets._session_files import (
     Entry,
@@ -423,12 +424,17 @@ class AppFolders:
 
     def check_idle(self, ctx: Any, path: Path) -> None:
         """Raise :class:`SessionError` unless the folder ``path`` may be finished now: not the
-        app's session, not being packed, and not written to in the last :data:`RECENT_SECONDS`
-        (except by our own failed attempt, see :meth:`note_attempt`)."""
+        app's session, not being packed, not locked by a live labsession process
+        (:func:`~labsession.recording.session_lock_holder`), and not written to in the last
+        :data:`RECENT_SECONDS` (another tool's recorder holds no lock; our own failed attempt
+        excepted, see :meth:`note_attempt`)."""
         if self.recording(ctx, path.name):
             raise SessionError(f"{path}: refused: it is the session the app is recording")
         if self.packing(ctx, path.name):
             raise SessionError(f"{path}: refused: the app is packing this session itself")
+        holder = session_lock_holder(path)
+        if holder is not None:
+            raise SessionError(f"{path}: refused: {holder} is recording or packing it")
         stamp = entry_stamp(path, Entry(is_dir=True))
         age = time.time() - stamp[0] / 1e9
         if age < RECENT_SECONDS and stamp != self._attempts.get(path.name):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 from imgui_bundle import imgui
 
 from labsession.acquisition._health import StreamHealthSnapshot
+from labsession.recording._integrity import GAP_MIN_S, GAP_PERIODS
 from labsession.widgets._instances import widget_instance
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ STALE_S = 1.0
 #: Characters of the last error shown in the table (the tooltip has all of it).
 ERROR_CHARS = 48
 
+_GAP_RULE = f"longer than {GAP_PERIODS:g} sample periods and {GAP_MIN_S * 1e3:g} ms"
+
 #: Columns: key, header, what the number means (the header's tooltip).
 COLUMNS = (
     ("stream", "Stream", "Name of the stream in the app and in the session."),
@@ -46,13 +49,16 @@ COLUMNS = (
     (
         "gaps",
         "Gaps",
-        "Timestamp jumps longer than 2.5 sample periods: samples the device or network lost.",
+        f"Timestamp jumps {_GAP_RULE}: samples the device or network lost. "
+        "The cell shows how many, and the length of the latest.",
     ),
     ("dropped", "Dropped", "Samples missing in those gaps (estimated from the nominal rate)."),
     (
         "backwards",
         "Backwards",
-        "Timestamps earlier than the one before them (a clock reset or a re-ordered chunk).",
+        "Timestamps earlier than the one before them, and the largest such step. LSL "
+        "chunks pushed without timestamps are stamped back from their push time, so their "
+        "jitter shows here; a session stores its stamps strictly increasing and records these.",
     ),
     (
         "errors",
@@ -134,13 +140,20 @@ def assess_health(
                 f"{s.nominal_rate:g} Hz: samples are late, lost or the clock is wrong."
             )
     for key, count, what in (
-        ("gaps", s.n_gaps, "timestamp jump(s) longer than 2.5 sample periods"),
+        ("gaps", s.n_gaps, f"timestamp jump(s) {_GAP_RULE}"),
         ("dropped", s.dropped_samples, "sample(s) missing in the gaps"),
         ("backwards", s.n_backwards, "timestamp(s) earlier than the previous one"),
     ):
         if count > 0:
             problems[key] = "warn"
             notes[key] = f"{count} {what} so far."
+    if s.n_gaps > 0:
+        notes["gaps"] += f" {s.gap_seconds:.3g} s in all."
+        if s.last_gap is not None:
+            start, end = s.last_gap
+            notes["gaps"] += f" Latest: {end - start:.3g} s, LSL time {start:.3f} to {end:.3f}."
+    if s.n_backwards > 0:
+        notes["backwards"] += f" Largest step back: {_seconds(s.max_backward_s)}."
     if s.n_source_errors > 0:
         problems["errors"] = problems["last_error"] = "error"
         notes["errors"] = notes["last_error"] = (
@@ -152,6 +165,11 @@ def assess_health(
     return HealthRow(name, snapshot, status, problems, notes)
 
 
+def _seconds(seconds: float) -> str:
+    """``"1.2 ms"``, ``"530 ms"``, ``"12.3 s"``."""
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
 def _age(seconds: float | None) -> str:
     """``"12 ms ago"``, ``"3.4 s ago"``, ``"2 min ago"``, ``"never"``."""
     if seconds is None:
@@ -161,6 +179,10 @@ def _age(seconds: float | None) -> str:
     if seconds < 120:
         return f"{seconds:.1f} s ago"
     return f"{seconds / 60:.0f} min ago"
+
+
+def _span(gap: tuple[float, float]) -> str:
+    return _seconds(gap[1] - gap[0])
 
 
 def _cells(row: HealthRow) -> dict[str, str]:
@@ -175,9 +197,11 @@ def _cells(row: HealthRow) -> dict[str, str]:
         "status": row.status,
         "rate": rate,
         "samples": f"{s.n_samples:,}",
-        "gaps": str(s.n_gaps),
+        "gaps": str(s.n_gaps) if s.last_gap is None else f"{s.n_gaps}, last {_span(s.last_gap)}",
         "dropped": str(s.dropped_samples),
-        "backwards": str(s.n_backwards),
+        "backwards": str(s.n_backwards)
+        if s.n_backwards == 0
+        else f"{s.n_backwards}, max {_seconds(s.max_backward_s)}",
         "errors": str(s.n_source_errors),
         "age": _age(s.last_sample_age),
         "last_error": error,
@@ -188,14 +212,16 @@ class StreamHealthPanel:
     """A table with one row per stream of ``ctx.streams``: is it delivering, and how well.
 
     Per stream: status (connected / disconnected / not connected), effective against nominal
-    rate, samples, gaps (timestamp jumps), dropped samples, backwards timestamps, source errors
-    with the latest error's text, and the age of the latest sample ("last sample 12 ms ago").
-    The numbers are read from ``stream.health.snapshot()``, never recomputed. Problems are
-    coloured (yellow: worth a look; red: data is being lost or not recorded) and their tooltip
-    says what the number means: a disconnected stream, an effective rate more than 5 % off the
-    nominal one once the stream has delivered for 2 s, gaps, dropped samples, backwards
-    timestamps, source errors, and no sample for over 1 s. Each header's tooltip explains its
-    column.
+    rate, samples, gaps (timestamp jumps: count and length of the latest), dropped samples,
+    backwards timestamps (count and largest step), source errors with the latest error's text,
+    and the age of the latest sample ("last sample 12 ms ago"). The numbers are read from
+    ``stream.health.snapshot()``, never recomputed: they are counted by the same
+    ``IntegrityTracker`` rules as the ``integrity`` record a session saves in ``meta.json``.
+    Problems are coloured (yellow: worth a look; red: data is being lost or not recorded) and
+    their tooltip says what the number means: a disconnected stream, an effective rate more
+    than 5 % off the nominal one once the stream has delivered for 2 s, gaps, dropped
+    samples, backwards timestamps, source errors, and no sample for over 1 s. Each header's
+    tooltip explains its column.
 
     Parameters
     ----------

@@ -1,0 +1,146 @@
+"""Attach: re-open a session folder left unfinished, to finish and pack it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+
+from labsession.errors import SessionError
+from labsession.recording._arrays import open_stream_arrays
+from labsession.recording._integrity import IntegrityTracker, integrity_from_timestamps
+from labsession.recording._integrity_record import StreamIntegrity
+from labsession.recording._layout import ZIP_SUFFIX, write_labels
+from labsession.recording._leftovers import (
+    clean_pack_temp_files,
+    clean_removal_leftovers,
+    recoverable_length,
+)
+from labsession.recording._lock import SessionLock
+from labsession.recording._records import LabelEvent, StreamInfo
+from labsession.recording._store import SessionStore
+from labsession.recording._writer import atomic_chunk_writes, describe_error
+
+if TYPE_CHECKING:
+    from labsession.recording._session import Session
+
+__all__ = ["attach_folder"]
+
+log = logging.getLogger(__name__)
+
+
+def attach_folder(cls: type[Session], folder: Path, *, buffer_seconds: float) -> Session:
+    """What :meth:`Session.attach` does (see there)."""
+    if folder.parent.is_dir():
+        clean_removal_leftovers(folder.parent)
+    if not folder.is_dir():
+        packed = folder.with_name(folder.name + ZIP_SUFFIX)
+        hint = f"; it is packed already: {packed.name}" if packed.is_file() else ""
+        raise SessionError(
+            f"{folder}: not a session folder (attach needs an unpacked folder){hint}"
+        )
+    lock = SessionLock(folder)
+    lock.acquire()
+    session = None
+    try:
+        clean_pack_temp_files(folder)
+        for stale in [*folder.glob(".*.tmp"), *folder.rglob("*.partial")]:
+            stale.unlink()
+        with SessionStore(folder) as found:
+            infos = {name: found.stream_info(name) for name in found.stream_names}
+            labels, meta = found.label_track, found.meta
+            class_names = found.class_names if "class_names" in meta else None
+        session = cls(
+            folder.parent,
+            app_name=str(meta.get("app_name", "labsession")),
+            class_names=class_names,
+            buffer_seconds=buffer_seconds,
+            _folder=folder,
+            _lock=lock,
+        )
+        _adopt(session, meta, labels, infos)
+    except BaseException:
+        if session is not None:
+            with contextlib.suppress(SessionError):
+                session._writer.close()
+        lock.release()
+        raise
+    return session
+
+
+def _adopt(
+    session: Session, meta: dict[str, Any], labels: list[LabelEvent], infos: dict[str, StreamInfo]
+) -> None:
+    """Take over the earlier run's meta, labels and arrays, trimmed to whole samples."""
+    folder = session.path
+    own = set(session._meta())
+    session.created = str(meta.get("created", session.created))
+    session._extra_meta = {
+        k: v for k, v in meta.items() if k not in own and k not in ("write_errors", "integrity")
+    }
+    earlier = meta.get("write_errors")
+    session._errors.earlier = [e for e in earlier if isinstance(e, dict)] if earlier else []
+    session._labels = labels
+    for name, info in infos.items():
+        with atomic_chunk_writes():
+            data, ts = open_stream_arrays(name, folder=folder, mode="r+")
+        n = recoverable_length(data, ts)
+        if data.shape[0] != n or ts.shape[0] != n:
+            log.warning(
+                "%s: stream %r trimmed to %d samples (had %d samples, %d timestamps)",
+                folder,
+                name,
+                n,
+                data.shape[0],
+                ts.shape[0],
+            )
+            try:
+                data.resize((n, info.n_channels))
+                ts.resize((n,))
+            except OSError as exc:
+                raise SessionError(
+                    f"{folder}: stream {name!r} cannot be trimmed ({describe_error(exc)})"
+                ) from exc
+        session._writer.add_stream(name, info, data, ts, n_written=n)
+        session._integrity[name] = _resumed_integrity(folder, name, info, meta, ts, n)
+        session.stores[name], session.ts_stores[name], session._infos[name] = data, ts, info
+    try:
+        session._write_meta()
+        write_labels(folder, labels)
+    except OSError as exc:
+        raise SessionError(
+            f"{folder}: cannot write the repaired meta.json and labels.json ({describe_error(exc)})"
+        ) from exc
+
+
+def _resumed_integrity(
+    folder: Path, name: str, info: StreamInfo, meta: dict[str, Any], ts: zarr.Array, n: int
+) -> IntegrityTracker:
+    """A tracker going on from the earlier run's record of stream ``name``, or, without a
+    readable record, from one computed from the stamps on disk; its sample count starts at the
+    ``n`` samples kept on disk (samples lost before are in ``write_errors``)."""
+    tracker = IntegrityTracker(info.fs)
+    last_stored = float(ts[n - 1]) if n else None
+    entry = (
+        (meta.get("integrity") or {}).get(name) if isinstance(meta.get("integrity"), dict) else None
+    )
+    record = None
+    if entry is not None:
+        try:
+            record = StreamIntegrity.from_meta(
+                entry, where=f"{folder}: meta.json integrity[{name!r}]"
+            )
+        except SessionError as exc:
+            log.warning("%s; recomputed from the timestamps", exc)
+    if record is None:
+        record = integrity_from_timestamps(np.asarray(ts[:n], dtype=np.float64), info.fs)
+    tracker.resume(
+        record,
+        n_samples=min(n, record.n_samples) if record.n_samples else n,
+        last_stored=last_stored,
+    )
+    return tracker

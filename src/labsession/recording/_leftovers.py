@@ -1,0 +1,217 @@
+"""What an interrupted write or pack leaves behind, and how it is cleaned up or trimmed.
+
+- A pack killed while writing its zip leaves ``.<name>.session.zip.<8 chars>.tmp`` beside the
+  folder (the temporary name of :func:`labsession.core.atomic.atomic_path`): the folder is intact
+  and the next :meth:`Session.attach` or ``pack_to_zip`` of that session removes the file.
+- A packed folder is first renamed aside to ``.<name>.removing`` (hidden), then deleted, so a half
+  deleted folder never carries the session's name. One left by a kill is deleted by the next
+  attach or pack in the same base folder, once ``<name>.session.zip`` has been read back whole.
+- A write cut short (a kill, a full disk) may leave arrays whose tail is not valid: a missing,
+  NaN-filled or unreadable chunk. :func:`recoverable_length` finds where the valid samples end.
+
+Nothing else is ever removed: only names of exactly these forms, of this session or of a session
+whose zip is verified.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from labsession.core.archive import verify_zip
+from labsession.core.atomic import fsync_dir
+from labsession.errors import LabsessionError
+from labsession.recording._layout import ZIP_SUFFIX
+from labsession.recording._lock import lock_file, session_lock_holder
+from labsession.recording._store import SessionStore
+
+__all__ = [
+    "REMOVING_SUFFIX",
+    "clean_pack_temp_files",
+    "clean_removal_leftovers",
+    "recoverable_length",
+    "remove_folder_aside",
+]
+
+log = logging.getLogger(__name__)
+
+REMOVING_SUFFIX = ".removing"
+#: The random part of a temporary name: ``secrets.token_hex(4)`` (or ``tempfile``'s 8 characters).
+_TEMP_RANDOM = r"[A-Za-z0-9_]{8}"
+#: Timestamp chunks read at once by :func:`recoverable_length`.
+_SCAN_CHUNKS = 64
+
+
+def _pack_temp_pattern(zip_name: str) -> re.Pattern[str]:
+    return re.compile(rf"\.{re.escape(zip_name)}\.{_TEMP_RANDOM}\.tmp")
+
+
+def clean_pack_temp_files(folder: Path) -> list[Path]:
+    """Remove the temporary zips an interrupted pack of session ``folder`` left beside it.
+
+    Only ``.<folder name>.session.zip.<8 chars>.tmp`` files are removed; the caller holds the
+    session's lock, so no pack of this session is running. Returns the paths removed.
+    """
+    pattern = _pack_temp_pattern(folder.name + ZIP_SUFFIX)
+    removed = []
+    try:
+        entries = list(os.scandir(folder.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            log.info("removed %s, left by an interrupted pack of %s", entry.path, folder)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def remove_folder_aside(folder: Path) -> None:
+    """Delete a packed session ``folder``: rename it to ``.<name>.removing``, then delete that.
+
+    A kill at any moment leaves either the whole folder under its name or a hidden leftover
+    that :func:`clean_removal_leftovers` finishes. A failure to rename or delete is logged, not
+    raised: the session is safe in its zip by then.
+    """
+    aside = folder.with_name(f".{folder.name}{REMOVING_SUFFIX}")
+    if aside.exists():  # a leftover whose zip could not be verified: keep it, never merge
+        aside = folder.with_name(f".{folder.name}.{secrets.token_hex(4)}{REMOVING_SUFFIX}")
+    try:
+        os.rename(folder, aside)
+        fsync_dir(folder.parent)
+    except OSError as exc:
+        log.warning("%s: packed, but the folder could not be removed (%s)", folder, exc.strerror)
+        return
+    try:
+        shutil.rmtree(aside)
+    except OSError as exc:
+        log.warning(
+            "%s: packed, but its folder (renamed %s) could not be deleted (%s); the next attach "
+            "or pack in %s deletes it",
+            folder,
+            aside.name,
+            exc.strerror,
+            folder.parent,
+        )
+
+
+def _session_of_leftover(base: Path, name: str) -> str | None:
+    """The session a ``.<name>[.<8 hex>].removing`` leftover in ``base`` belongs to, or None.
+
+    The one whose ``.session.zip`` exists, if either reading has one.
+    """
+    if not (name.startswith(".") and name.endswith(REMOVING_SUFFIX)):
+        return None
+    inner = name[1 : -len(REMOVING_SUFFIX)]
+    candidates = [inner, re.sub(r"\.[0-9a-f]{8}$", "", inner)]
+    candidates = [c for c in candidates if c]
+    for candidate in candidates:
+        if (base / (candidate + ZIP_SUFFIX)).is_file():
+            return candidate
+    return candidates[-1] if candidates else None
+
+
+def _zip_is_whole(zip_path: Path) -> bool:
+    try:
+        verify_zip(zip_path)
+        with SessionStore(zip_path) as store:
+            for name in store.stream_names:
+                store.n_samples(name)
+    except (LabsessionError, OSError) as exc:
+        log.warning("%s: does not read back whole (%s)", zip_path, exc)
+        return False
+    return True
+
+
+def clean_removal_leftovers(base: Path) -> list[Path]:
+    """Finish the removals of packed folders interrupted in ``base``; return what was deleted.
+
+    A ``.<name>.removing`` folder is deleted only when ``<name>.session.zip`` exists beside it,
+    reads back whole (every member's CRC, the session's meta and arrays) and no live process
+    holds ``<name>``'s lock; the stale lock file of ``<name>`` goes with it. Any other leftover
+    is kept, with a warning.
+    """
+    removed: list[Path] = []
+    try:
+        entries = [e for e in os.scandir(base) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return removed
+    for entry in entries:
+        name = _session_of_leftover(base, entry.name)
+        if name is None:
+            continue
+        folder = base / name
+        zip_path = base / (name + ZIP_SUFFIX)
+        if session_lock_holder(folder) is not None:
+            continue  # its packer is still deleting it
+        if not zip_path.is_file() or not _zip_is_whole(zip_path):
+            log.warning(
+                "%s: left by an interrupted removal, kept: %s is missing or incomplete",
+                entry.path,
+                zip_path.name,
+            )
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if os.path.lexists(entry.path):
+            log.warning("%s: could not be deleted", entry.path)
+            continue
+        log.info("deleted %s, left by an interrupted removal (its zip is whole)", entry.path)
+        removed.append(Path(entry.path))
+        if not folder.exists() and session_lock_holder(folder) is None:
+            Path(lock_file(folder)).unlink(missing_ok=True)
+    return removed
+
+
+def _readable(array: zarr.Array, lo: int, hi: int) -> np.ndarray | None:
+    try:
+        return array[lo:hi]
+    except Exception:  # noqa: BLE001 - an unreadable chunk (truncated by a kill) ends the data
+        return None
+
+
+def recoverable_length(data: zarr.Array, ts: zarr.Array) -> int:
+    """Number of leading samples that are whole: readable, in both arrays, with finite times.
+
+    Scans every timestamp (8 bytes a sample, read ``_SCAN_CHUNKS`` chunks at a time) and stops
+    at the first non-finite one or the first chunk that cannot be read; then steps back over
+    sample chunks at the end that cannot be read. Cheaper than packing, which reads all.
+    """
+    n = min(data.shape[0], ts.shape[0])
+    chunk = ts.chunks[0]
+    lo = 0
+    while lo < n:
+        hi = min(n, lo + _SCAN_CHUNKS * chunk)
+        block = _readable(ts, lo, hi)
+        if block is None:  # find the unreadable chunk inside the block
+            for start in range(lo, hi, chunk):
+                part = _readable(ts, start, min(hi, start + chunk))
+                if part is None:
+                    n = start
+                    break
+                bad = np.flatnonzero(~np.isfinite(part))
+                if bad.size:
+                    n = start + int(bad[0])
+                    break
+            break
+        bad = np.flatnonzero(~np.isfinite(block))
+        if bad.size:
+            n = lo + int(bad[0])
+            break
+        lo = hi
+    data_chunk = data.chunks[0]
+    while n > 0:
+        start = (n - 1) // data_chunk * data_chunk
+        if _readable(data, start, n) is not None:
+            break
+        n = start
+    return n
