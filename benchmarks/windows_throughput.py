@@ -10,7 +10,23 @@ figures for the short and the long session can be compared. When a MyoGestic ven
 ``iter_labeled_windows(paths, "emg", 200, 50)`` runs on the same files in the same run, and the
 speed-up is printed.
 
+The verification section (``--only verify``) sets the iterator's windows/s (every chunk
+verified: zip CRC-32, zstd content checksum) against the decode floor: the same chunks of samples
+and timestamps, already in memory, decoded one after the other and nothing else, without and
+with ``zlib.crc32`` over each (the zip check). Medians of ``--repeats`` runs, with the spread
+(max - min) / median as the noise.
+
     python benchmarks/windows_throughput.py [--minutes 10] [--short-minutes 2] [--repeats 3]
+    python benchmarks/windows_throughput.py --only verify --minutes 1 --short-minutes 0.5
+    python benchmarks/windows_throughput.py --only backward --short-minutes 2
+
+The backward section (``--only backward``) re-records the short session through ``Session`` as
+an LSL inlet delivers it: 32-sample chunks stamped back from a push time that is late by 0-3 ms
+(liblsl's stamping of chunks pushed without timestamps), so the source's stamps step backwards
+between chunks. It times the iterator on the clean session, on that recording as labsession
+stores it (strictly increasing, backward steps counted in the integrity record), and on the same
+stamps stored as the source gave them (what was stored before the repair; the readers then fall
+back to a full scan per label).
 """
 
 from __future__ import annotations
@@ -21,12 +37,14 @@ import logging
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
 import zipfile
+import zlib
 from pathlib import Path
 
 WIN, HOP = 0.2, 0.05
@@ -142,7 +160,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     default_myo = "/tmp/myo/bin/python" if Path("/tmp/myo/bin/python").exists() else None
     parser.add_argument("--myogestic-python", default=default_myo)
-    parser.add_argument("--only", choices=["throughput", "memory"], default=None)
+    parser.add_argument(
+        "--only", choices=["throughput", "memory", "verify", "backward"], default=None
+    )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--copy", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -167,10 +187,14 @@ def main() -> None:
                 f"{time.perf_counter() - t:.1f} s"
             )
 
-        if args.only != "memory":
+        if args.only in (None, "throughput"):
             throughput(args, sessions)
-        if args.only != "throughput":
+        if args.only in (None, "verify"):
+            verification(args, sessions)
+        if args.only in (None, "memory"):
             memory(args, sessions)
+        if args.only in (None, "backward"):
+            backward(args, sessions, base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -199,6 +223,147 @@ def throughput(args: argparse.Namespace, sessions: dict) -> None:
                 else:
                     ratios = f"{myo['seconds'] / seconds:7.1f}x{cpu:7.2f}{myo['cpu'] / cpu:7.1f}x"
             print(f"  {name:<32}{count:>8}{seconds:>8.3f}{count / seconds:>10.0f} {ratios}")
+    print(f"  (load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+
+
+def chunk_bytes(path: Path) -> list[bytes]:
+    """The stored bytes of every chunk of ``emg`` and its timestamps (zstd frames)."""
+    arrays = ("emg.zarr/c/", "emg_timestamps.zarr/c/")
+    if path.is_dir():
+        files = [f for a in arrays for f in sorted((path / a).rglob("*")) if f.is_file()]
+        return [f.read_bytes() for f in files]
+    with zipfile.ZipFile(path) as zf:
+        return [zf.read(i) for i in zf.infolist() if i.filename.startswith(arrays)]
+
+
+def decode_floor(
+    frames: list[bytes], *, crc: bool = False, decode: bool = True
+) -> tuple[float, float]:
+    """(wall, CPU) seconds to decode ``frames`` one after the other, each into a buffer of its
+    size (as the reader does), CRC-32 each first when ``crc``."""
+    from numcodecs import zstd
+
+    buffers = [bytearray(len(zstd.decompress(f))) for f in frames]
+    t, c = time.perf_counter(), time.process_time()
+    for frame, buffer in zip(frames, buffers, strict=True):
+        if crc:
+            zlib.crc32(frame)
+        if decode:
+            zstd.decompress(frame, buffer)
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def without_checksums(frames: list[bytes]) -> list[bytes]:
+    """The same chunks re-compressed as MyoGestic writes them (zstd level 0, no checksum)."""
+    from numcodecs import zstd
+
+    return [zstd.Zstd(level=0, checksum=False).encode(zstd.decompress(f)) for f in frames]
+
+
+def noise(values: list[float]) -> str:
+    median = statistics.median(values)
+    return f"{median:.3f} (+-{(max(values) - min(values)) / median / 2:.0%})"
+
+
+FLOORS = {  # row: (decode_floor keyword arguments, frames re-compressed without checksum)
+    "floor: decode only": ({}, False),
+    "floor: decode, frames without checksum": ({}, True),
+    "floor: decode + crc32": ({"crc": True}, False),
+    "crc32 alone": ({"crc": True, "decode": False}, False),
+}
+
+
+def measure_verification(path: Path, repeats: int) -> tuple[int, dict, dict, list[bytes]]:
+    """(windows, {row: wall s per run}, {row: CPU s per run}, frames), rows interleaved so
+    that swings of the machine's load hit every row alike."""
+    from labsession.recording import iter_labeled_windows
+
+    frames = chunk_bytes(path)
+    plain = without_checksums(frames)
+    wall: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    count = 0
+    for _ in range(max(3, repeats)):
+        t, c = time.perf_counter(), time.process_time()
+        count = sum(1 for _ in iter_labeled_windows(path, "emg", WIN, HOP, copy=False))
+        wall.setdefault("iter_labeled_windows, verified", []).append(time.perf_counter() - t)
+        cpu.setdefault("iter_labeled_windows, verified", []).append(time.process_time() - c)
+        for row, (kwargs, recompressed) in FLOORS.items():
+            wall_s, cpu_s = decode_floor(plain if recompressed else frames, **kwargs)
+            wall.setdefault(row, []).append(wall_s)
+            cpu.setdefault(row, []).append(cpu_s)
+    return count, wall, cpu, frames
+
+
+def verification(args: argparse.Namespace, sessions: dict) -> None:
+    print(f"\nverified reads against the decode floor, {args.minutes:g}-minute session:")
+    print(
+        f"  {'reader':<48}{'wall s (noise)':>16}{'CPU s (noise)':>16}{'windows/s':>10}"
+        f"{'CPU x floor':>12}"
+    )
+    for kind, path in zip(("zip", "folder"), sessions[args.minutes], strict=True):
+        count, wall, cpu, frames = measure_verification(path, args.repeats)
+        floor = statistics.median(cpu["floor: decode only"])
+        for row in wall:
+            rate = "-" if row == "crc32 alone" else f"{count / statistics.median(wall[row]):.0f}"
+            print(
+                f"  {kind + ': ' + row:<48}{noise(wall[row]):>16}{noise(cpu[row]):>16}"
+                f"{rate:>10}{statistics.median(cpu[row]) / floor:>12.2f}"
+            )
+        checksum = floor - statistics.median(cpu["floor: decode, frames without checksum"])
+        print(
+            f"  {kind}: {len(frames)} chunks, {sum(map(len, frames)) / 1e6:.0f} MB; crc32 "
+            f"{min(cpu['crc32 alone']) * 1e3:.1f} ms (fastest run); zstd checksum "
+            f"{checksum * 1e3:+.1f} ms (median difference)"
+        )
+    print(f"  (load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+
+
+def rerecord_with_push_jitter(folder: Path, base: Path, *, repair: bool) -> tuple[Path, object]:
+    """The session at ``folder`` recorded again with liblsl-like chunk stamps; (folder, record)."""
+    import numpy as np
+
+    from labsession.recording import Session, open_session_store
+
+    rng = np.random.default_rng(0)
+    with open_session_store(folder) as store:
+        data, ts = store.get_continuous("emg")
+        labels, info = store.label_track, store.stream_info("emg")
+        class_names = store.class_names
+    session = Session(base, class_names=class_names)
+    session.init_stream("emg", info)
+    if not repair:  # as sessions were stored before the repair (benchmark only)
+        session._integrity["emg"].repair = False
+    offsets = np.arange(32)[::-1] / FS
+    for start in range(0, ts.size, 32):
+        stop = min(ts.size, start + 32)
+        push = ts[stop - 1] + rng.uniform(0.0, 0.003)  # pushed late by 0-3 ms
+        session.append("emg", data[start:stop], push - offsets[32 - (stop - start) :])
+    for label in labels:
+        session.add_label(label.class_index, label.timestamp)
+    session.close()
+    return session.path, session.integrity("emg")
+
+
+def backward(args: argparse.Namespace, sessions: dict, base: Path) -> None:
+    import numpy as np
+
+    from labsession.recording import open_session_store
+
+    clean = sessions[args.short_minutes][1]
+    print(f"\nbackward timestamp steps, {args.short_minutes:g}-minute folder session:")
+    rows = [("clean stamps", clean, None)]
+    for repair in (True, False):
+        folder, record = rerecord_with_push_jitter(clean, base / f"jitter-{repair}", repair=repair)
+        name = "push jitter, stored repaired" if repair else "push jitter, stored as given"
+        rows.append((name, folder, record))
+    print(f"  {'stored as':<34}{'backward steps':>15}{'stored steps < 0':>17}{'windows/s':>11}")
+    for name, folder, record in rows:
+        with open_session_store(folder) as store:
+            stored_back = int(np.count_nonzero(np.diff(store.get_timestamps("emg")) < 0))
+        count, seconds, _ = time_ours(folder, copy=False, repeats=args.repeats)
+        steps = "-" if record is None else str(record.n_backward_steps)
+        print(f"  {name:<34}{steps:>15}{stored_back:>17}{count / seconds:>11.0f}")
     print(f"  (load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
