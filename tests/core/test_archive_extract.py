@@ -351,3 +351,58 @@ def test_a_tar_gz_failing_its_gzip_crc_is_refused(tmp_path):
     with pytest.raises(ArchiveError, match=r"cannot extract \(CRC check failed"):
         safe_extract(archive, tmp_path / "out")
     _only(tmp_path, archive.name)
+
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE])
+def test_a_huge_extended_header_is_refused_before_it_is_read(tmp_path, kind):
+    """tarfile reads a long name's or pax header's data whole: 256 MiB in a small .tar.bz2."""
+    import bz2
+
+    size = 256 << 20
+    header = tarfile.TarInfo("././@LongLink" if kind == tarfile.GNUTYPE_LONGNAME else "pax")
+    header.type, header.size = kind, size
+    compressor = bz2.BZ2Compressor(9)
+    archive = tmp_path / "bomb.tar.bz2"
+    with archive.open("wb") as out:
+        out.write(compressor.compress(header.tobuf(format=tarfile.GNU_FORMAT)))
+        block = b"a" * (1 << 20)
+        for _ in range(size >> 20):
+            out.write(compressor.compress(block))
+        out.write(compressor.compress(b"\0" * 1024))
+        out.write(compressor.flush())
+    assert archive.stat().st_size < 4096
+    with pytest.raises(ArchiveError, match=r"extended header declares 268435456 bytes"):
+        safe_extract(archive, tmp_path / "out")
+    _only(tmp_path, "bomb.tar.bz2")
+
+
+def test_a_zip_name_that_is_not_its_declared_utf8_is_an_archive_error(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("aaaa.txt", b"x")
+    raw = bytearray(archive.read_bytes())
+    for header, flags_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
+        at = raw.index(header)
+        raw[at + flags_at + 1] |= 0x08  # general purpose bit 11: the name is UTF-8
+        raw[at + name_at] = 0xFF  # ... which it is not
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(ArchiveError, match="cannot extract"):
+        safe_extract(archive, tmp_path / "out")
+    _only(tmp_path, "a.zip")
+
+
+def test_a_gzip_crc_failure_after_long_padding_is_still_caught(tmp_path):
+    import gzip
+
+    body = io.BytesIO()
+    with tarfile.open(fileobj=body, mode="w") as tf:
+        info = tarfile.TarInfo("f.txt")
+        info.size = 100
+        tf.addfile(info, io.BytesIO(b"x" * 100))
+    packed = gzip.compress(body.getvalue() + b"\0" * (2 << 20))  # 2 MiB of zero padding
+    broken = packed[:-8] + struct.pack("<I", zlib.crc32(b"other") & 0xFFFFFFFF) + packed[-4:]
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(broken)
+    with pytest.raises(ArchiveError, match="CRC check failed"):
+        safe_extract(archive, tmp_path / "out")
+    _only(tmp_path, "a.tar.gz")

@@ -307,3 +307,50 @@ def test_a_lone_link_named_like_a_run_is_not_taken_for_the_run_folder(tmp_path):
     dest = restore_session_archive(archive)
     assert not dest.is_symlink()
     assert os.readlink(dest / RUN) == "."
+
+
+RUN_A = "2026Y-05M-17D-14h23m05s_a1B2"
+RUN_B = "2026Y-05M-17D-14h23m06s_c3D4"
+
+
+def _run_tar(path, members):
+    """A tar.gz of ``(name, kind, payload)``: kind "dir", "link" (payload: target) or "file"."""
+    with tarfile.open(path, "w:gz") as tf:
+        for name, kind, payload in members:
+            info = tarfile.TarInfo(name)
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+                tf.addfile(info)
+            elif kind == "link":
+                info.type, info.linkname = tarfile.SYMTYPE, payload
+                tf.addfile(info)
+            else:
+                info.size = len(payload)
+                tf.addfile(info, io.BytesIO(payload))
+
+
+def test_a_link_inside_an_unwrapped_run_folder_must_stay_inside_it(tmp_path):
+    """Archive A holding one run folder B: B's content is restored as A, so a link ``B/up ->
+    ..`` (inside the extraction folder, but out of B) would point at A's siblings."""
+    (tmp_path / "secret.txt").write_text("sibling data")
+    archive = tmp_path / f"{RUN_A}.tar.gz"
+    _run_tar(
+        archive,
+        [
+            (f"{RUN_B}/", "dir", None),
+            (f"{RUN_B}/log.txt", "file", b"x"),
+            (f"{RUN_B}/up", "link", ".."),
+        ],
+    )
+    before = _snapshot(tmp_path)
+    with pytest.raises(ArchiveError, match="points out of"):
+        restore_session_archive(archive)
+    assert _snapshot(tmp_path) == before  # nothing restored, nothing left behind
+
+
+def test_a_run_holding_one_run_named_folder_keeps_its_layout(tmp_path):
+    archive = tmp_path / f"{RUN_A}.tar.gz"
+    _run_tar(archive, [(f"{RUN_A}/{RUN_B}/log.txt", "file", b"kept where it was")])
+    restored = restore_session_archive(archive)
+    assert restored == tmp_path / RUN_A
+    assert (restored / RUN_B / "log.txt").read_bytes() == b"kept where it was"

@@ -219,16 +219,11 @@ def restore_session_archive(
     # Archives written here (and by the established tools) hold one folder named like the run:
     # its content is extracted straight into the temporary folder, which is then renamed.
     top = strip_archive_suffix(arc.name) if arc.name.endswith(_READ_SUFFIXES) else None
-    with staged_extract(arc, dest, strip=top, links=True, max_bytes=max_bytes) as tmp:
-        root = tmp
-        children = list(tmp.iterdir())
-        if (
-            len(children) == 1
-            and not children[0].is_symlink()
-            and children[0].is_dir()
-            and is_run_id(children[0].name)
-        ):
-            root = children[0]  # one run folder under another archive name: its content
+    # One run folder under another archive name: its content (only when the archive's name did
+    # not strip already, so a run holding one run-named folder keeps its layout).
+    with staged_extract(
+        arc, dest, strip=top, links=True, max_bytes=max_bytes, unwrap_if=is_run_id
+    ) as root:
         try:
             if remove_archive:
                 flush_trees([root])

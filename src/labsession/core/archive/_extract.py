@@ -36,11 +36,11 @@ import sys
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from labsession.core.archive._manifest import compare_manifest, folder_manifest
+from labsession.core.archive._manifest import compare_manifest, folder_manifest, walk_folder
 from labsession.core.archive._names import (
     check_link_text,
     check_member_name,
@@ -67,7 +67,6 @@ _MEMBER_BYTES = 512
 #: Longest link target read from a zip member (a zip stores the target as the member's data).
 _MAX_LINK_TEXT = 4096
 #: How much (in 64 KiB blocks) of a tar's padding after its end block is checked to be zeros.
-_TRAILER_BLOCKS = 16
 
 _NEW_FILE_FLAGS = (
     os.O_WRONLY
@@ -78,6 +77,9 @@ _NEW_FILE_FLAGS = (
     | getattr(os, "O_BINARY", 0)
 )
 _UTIME_BY_FD = os.utime in os.supports_fd
+#: Zeros after a tar's end block always accepted (a record is 10 KiB; more counts as content).
+_MAX_PADDING = 1 << 20
+
 _CORRUPT = (
     tarfile.TarError,
     gzip.BadGzipFile,  # an OSError: listed before OSError is caught as a write failure
@@ -87,6 +89,7 @@ _CORRUPT = (
     zlib.error,
     lzma.LZMAError,
     NotImplementedError,  # a zip compression method zipfile does not know
+    ValueError,  # a malformed name (UnicodeDecodeError) or pax sparse map in tarfile/zipfile
 )
 
 
@@ -262,13 +265,15 @@ def _extract_tar(ex: _Extraction, file: IO[bytes], compression: str) -> None:
                 ex.write_file(parts, source, member.size, mode, member.mtime)
         # What follows the first end-of-archive block must be zeros (its padding): a header
         # zeroed by corruption would otherwise end the archive early, silently. Reading to
-        # the end also makes gzip check its CRC.
-        for _ in range(_TRAILER_BLOCKS):
-            block = tf.fileobj.read(1 << 16)
+        # the end also makes gzip check its CRC; the padding counts against the size limit.
+        padding = 0
+        while block := tf.fileobj.read(1 << 16):
             if block.strip(b"\0"):
                 raise CorruptTar("data follows an end-of-archive block (a zeroed header?)")
-            if not block:
-                break
+            padding += len(block)
+            allowed = max(ex.limit, _MAX_PADDING)
+            if padding > allowed:
+                raise CorruptTar(f"more than {allowed} bytes of padding after its end block")
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> str:
@@ -331,6 +336,8 @@ def _extract_once(
         ) from exc
     except CorruptTar as exc:
         raise ArchiveError(f"{archive}: cannot extract after member {ex.member!r}: {exc}") from exc
+    except ArchiveError:  # a refusal of ours (a ValueError: not to be taken for corruption)
+        raise
     except _CORRUPT as exc:
         raise ArchiveError(f"{archive}: cannot extract ({exc})") from exc
     except OSError as exc:
@@ -352,6 +359,7 @@ def staged_extract(
     strip: str | None = None,
     links: bool = False,
     max_bytes: int | None = None,
+    unwrap_if: Callable[[str], bool] | None = None,
 ) -> Iterator[Path]:
     """Extract ``archive`` into a private folder beside ``dest``, checked; yield that folder.
 
@@ -373,6 +381,10 @@ def staged_extract(
     max_bytes
         Most bytes the members may declare, each also counted 512 bytes for its header
         (default: :func:`default_max_bytes` of the archive's size).
+    unwrap_if
+        When ``strip`` did not apply and the folder holds one folder (not a link) whose name
+        passes this test, yield that folder instead, once every link in it is checked to stay
+        inside it (links were checked against the private folder, one level up).
 
     Raises
     ------
@@ -391,10 +403,19 @@ def staged_extract(
     try:
         try:
             _extract_once(arc, tmp, strip=strip, links=links, limit=limit)
+            stripped = strip is not None
         except _NotUnderOneFolder:
             shutil.rmtree(tmp)
             _extract_once(arc, tmp, strip=None, links=links, limit=limit)
-        yield tmp
+            stripped = False
+        root = tmp
+        if unwrap_if is not None and not stripped:
+            children = list(tmp.iterdir())
+            only = children[0] if len(children) == 1 else None
+            if only and not only.is_symlink() and only.is_dir() and unwrap_if(only.name):
+                walk_folder(only, links=links)  # ArchiveError for a link pointing out of it
+                root = only
+        yield root
     finally:
         if os.path.lexists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)

@@ -6,11 +6,28 @@ import tarfile
 import zipfile
 from typing import IO
 
-__all__ = ["COMPRESSION_MAGIC", "CheckedTarInfo", "CorruptTar", "archive_kind"]
+__all__ = [
+    "COMPRESSION_MAGIC",
+    "MAX_HEADER_DATA",
+    "CheckedTarInfo",
+    "CorruptTar",
+    "archive_kind",
+]
 
 
 class CorruptTar(Exception):
     """A tar header after the first is invalid or missing (tarfile would end there silently)."""
+
+
+#: Most bytes of data an extended tar header (GNU long name or link, pax) may hold.
+MAX_HEADER_DATA = 1 << 20
+_EXTENDED_HEADERS = (
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+)
 
 
 class CheckedTarInfo(tarfile.TarInfo):
@@ -18,8 +35,25 @@ class CheckedTarInfo(tarfile.TarInfo):
 
     ``tarfile`` treats an invalid or truncated header after the first member, or a missing
     end-of-archive block, as the end of the archive: the members after it would silently be
-    lost (and a restore that removes its archive would lose them for good).
+    lost (and a restore that removes its archive would lose them for good). Extended headers
+    holding more than :data:`MAX_HEADER_DATA` bytes and sparse members are refused before their
+    data is read (tarfile would read it whole into memory).
     """
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        # tarfile reads a long name's, long link's or pax header's data whole into memory, and
+        # a GNU sparse map block by block without end: bound them before anything is read.
+        if self.type in _EXTENDED_HEADERS and self.size > MAX_HEADER_DATA:
+            raise CorruptTar(
+                f"an extended header declares {self.size} bytes of data "
+                f"(more than {MAX_HEADER_DATA})"
+            )
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise CorruptTar("it holds a sparse member (not supported)")
+        return super()._proc_member(tarfile_)
+
+    def _proc_gnusparse_10(self, *args: object) -> None:
+        raise CorruptTar("it holds a sparse member (not supported)")
 
     @classmethod
     def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
