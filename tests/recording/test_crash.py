@@ -2,15 +2,19 @@
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
 
+from labsession.core.archive import pack_zip
 from labsession.errors import SessionError
 from labsession.recording import Session, StreamInfo, open_session_store
+from labsession.recording._preflight import find_unfinished_sessions
 from labsession.testing import wait_until
 
 FS = 1000.0
@@ -231,3 +235,153 @@ def test_sigkill_during_folder_removal_leaves_no_half_folder_under_the_session_n
     _check_decoys(tmp_path, decoys)
     visible = {p.name for p in tmp_path.iterdir() if not p.name.startswith(".")}
     assert visible == {"notes.txt", zip_path.name}
+
+
+ZIPPED_THEN_KILLED = """
+import sys, time
+from labsession.recording import Session, _session
+
+
+def stall(folder):
+    # The zip is in place, verified; the folder not yet removed: the test kills us here.
+    print("zipped", folder, flush=True)
+    time.sleep(600)
+
+
+_session.remove_folder_aside = stall
+Session.attach(sys.argv[1]).pack_to_zip()
+"""
+
+
+def _recorded(base):
+    session = Session(base, class_names=["a", "b"])
+    session.init_stream("emg", StreamInfo(2, 100.0))
+    data = np.arange(500, dtype=np.float32).reshape(250, 2)
+    session.append("emg", data, 5 + np.arange(250) / 100.0)
+    session.add_label(1, timestamp=5.5)
+    session.close()
+    return session.path, session.path.with_name(session.path.name + ".session.zip"), data
+
+
+def _zipped_beside(base):
+    """The state a kill between the zip's rename and the folder's removal leaves: both whole
+    (the test above makes it with a real SIGKILL; this is the same files, made faster)."""
+    folder, zip_path, data = _recorded(base)
+    pack_zip(folder, zip_path)
+    return folder, zip_path, data
+
+
+def test_sigkill_after_the_zip_before_the_folder_removal_is_finished_by_the_next_pack(tmp_path):
+    folder, zip_path, data = _recorded(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ZIPPED_THEN_KILLED, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().split() == ["zipped", str(folder)]
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert folder.is_dir()
+    assert zip_path.is_file()
+    zip_bytes = zip_path.read_bytes()
+    decoys = _decoys(tmp_path)
+    assert find_unfinished_sessions(tmp_path) == [folder]
+
+    assert Session.attach(folder).pack_to_zip() == zip_path
+    assert not folder.exists()
+    assert zip_path.read_bytes() == zip_bytes  # kept as it was, not packed again
+    with open_session_store(zip_path) as store:
+        got, ts = store.get_continuous("emg")
+        assert [(e.timestamp, e.class_index) for e in store.label_track] == [(5.5, 1)]
+    np.testing.assert_array_equal(got, data)
+    np.testing.assert_array_equal(ts, 5 + np.arange(250) / 100.0)
+    assert find_unfinished_sessions(tmp_path) == []
+    _check_decoys(tmp_path, decoys)
+    visible = {p.name for p in tmp_path.iterdir() if not p.name.startswith(".")}
+    assert visible == {"notes.txt", zip_path.name}
+    assert not (tmp_path / f".{folder.name}.lock").exists()
+
+
+def _listing_bytes(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_zip_beside_the_folder_that_lacks_some_of_it_is_refused_and_both_kept(tmp_path):
+    folder, zip_path, data = _zipped_beside(tmp_path)
+    zip_bytes = zip_path.read_bytes()
+
+    # More samples recorded after the zip was made.
+    session = Session.attach(folder)
+    session.append("emg", data[:10], 8 + np.arange(10) / 100.0)
+    with pytest.raises(SessionError, match=r"does not hold this recording .*shape \(250, 2\)"):
+        session.pack_to_zip()
+    assert zip_path.read_bytes() == zip_bytes
+    with open_session_store(folder) as store:
+        assert store.n_samples("emg") == 260
+
+    # A file the zip does not hold (a user's note put in the folder).
+    folder, zip_path, data = _zipped_beside(tmp_path / "note")
+    (folder / "notes.txt").write_text("observations")
+    before = _listing_bytes(folder)
+    with pytest.raises(SessionError, match=r"notes\.txt is not in the zip"):
+        Session.attach(folder).pack_to_zip()
+    assert _listing_bytes(folder) == before
+
+    # A zip that does not read back whole: one flipped bit in a member.
+    folder, zip_path, _ = _zipped_beside(tmp_path / "flip")
+    raw = bytearray(zip_path.read_bytes())
+    with zipfile.ZipFile(zip_path) as zf:
+        header = zf.getinfo("labels.json").header_offset
+    name_len, extra_len = struct.unpack("<HH", raw[header + 26 : header + 30])
+    raw[header + 30 + name_len + extra_len + 2] ^= 0x01  # inside the member's data
+    zip_path.write_bytes(bytes(raw))
+    before = _listing_bytes(folder)
+    with pytest.raises(SessionError, match=r"labels\.json.*CRC"):
+        Session.attach(folder).pack_to_zip()
+    assert _listing_bytes(folder) == before
+    assert zip_path.read_bytes() == bytes(raw)
+
+    # A link in place of the zip: not followed, not replaced.
+    folder, zip_path, _ = _zipped_beside(tmp_path / "link")
+    real = zip_path.rename(zip_path.with_name("elsewhere.zip"))
+    zip_path.symlink_to(real)
+    with pytest.raises(SessionError, match="is not a regular file"):
+        Session.attach(folder).pack_to_zip()
+    assert folder.is_dir()
+    assert zip_path.is_symlink()
+
+
+def test_attach_removes_only_regular_temporary_files_and_keeps_look_alikes(tmp_path):
+    folder, _, data = _recorded(tmp_path)
+    uuid = "0123456789abcdef0123456789abcdef"
+    leftovers = [folder / f".meta.json.{uuid[:8]}.tmp", folder / f"emg.zarr/c/0/0.{uuid}.partial"]
+    for path in leftovers:
+        path.write_bytes(b"half a write")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    look_alikes = {
+        folder / f"emg.zarr/c/0/1.{uuid}.partial": "dir",
+        folder / f"emg.zarr/c/0/2.{uuid}.partial": "link",
+        folder / f"emg_timestamps.zarr/c/3.{uuid}.partial": "fifo",
+        folder / "emg.zarr/notes.partial": "file",  # not the form zarr writes
+    }
+    for path, kind in look_alikes.items():
+        if kind == "dir":
+            path.mkdir()
+            (path / "inside").write_text("kept")
+        elif kind == "link":
+            path.symlink_to(notes)
+        elif kind == "fifo":
+            os.mkfifo(path)
+        else:
+            path.write_text("kept")
+
+    session = Session.attach(folder)
+    assert [p for p in leftovers if os.path.lexists(p)] == []
+    assert all(os.path.lexists(p) for p in look_alikes)
+    assert (folder / f"emg.zarr/c/0/1.{uuid}.partial/inside").read_text() == "kept"
+    assert notes.read_text() == "mine"
+    np.testing.assert_array_equal(session.get_continuous("emg")[0], data)
+    session.close()

@@ -3,6 +3,7 @@
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import zipfile
@@ -12,6 +13,7 @@ import pytest
 
 from labsession.errors import SessionError
 from labsession.recording import Session, StreamInfo, open_session_store, session_lock_holder
+from labsession.recording._preflight import find_unfinished_sessions
 
 RECORDER = """
 import sys, time
@@ -103,3 +105,98 @@ def test_a_lock_file_without_a_live_holder_reads_as_unlocked(tmp_path):
     (tmp_path / f".{folder.name}.lock").write_text('{"pid": 1, "host": "elsewhere"}')
     assert session_lock_holder(folder) is None
     assert session_lock_holder(tmp_path / "never-recorded") is None
+
+
+# -- a lock path that is not a lock file: never written, never blocked on, never removed -----
+
+
+def _closed_session(base):
+    session = Session(base)
+    session.init_stream("emg", StreamInfo(1, 100.0))
+    session.append("emg", np.arange(30, dtype=np.float32)[:, None], np.arange(30) / 100)
+    session.close()
+    return session.path
+
+
+def test_a_symbolic_link_at_the_lock_path_is_refused_and_its_target_left_alone(tmp_path):
+    folder = _closed_session(tmp_path)
+    lock = tmp_path / f".{folder.name}.lock"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious\n" * 100)
+    lock.symlink_to(notes)
+    with pytest.raises(SessionError, match=rf"{lock}.* is a symbolic link, not a lock file"):
+        Session.attach(folder)
+    with pytest.raises(SessionError, match="symbolic link"):
+        session_lock_holder(folder)
+    assert notes.read_text() == "precious\n" * 100
+    assert lock.is_symlink()
+    assert folder.is_dir()
+
+    # A dangling link: nothing is created where it points.
+    target = tmp_path / "created-through-the-link"
+    lock.unlink()
+    lock.symlink_to(target)
+    with pytest.raises(SessionError, match="symbolic link"):
+        Session.attach(folder)
+    assert not os.path.lexists(target)
+    assert lock.is_symlink()
+
+
+def test_a_hard_link_at_the_lock_path_is_not_written(tmp_path):
+    folder = _closed_session(tmp_path)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious")
+    os.link(notes, tmp_path / f".{folder.name}.lock")
+    with pytest.raises(SessionError, match="a file with 2 names"):
+        Session.attach(folder)
+    assert notes.read_text() == "precious"
+    assert session_lock_holder(folder) is None  # readable, and nobody holds it
+
+
+@pytest.mark.timeout(20)
+def test_a_named_pipe_at_the_lock_path_blocks_nothing(tmp_path):
+    session = Session(tmp_path)
+    session.init_stream("emg", StreamInfo(1, 100.0))
+    session.append("emg", np.arange(30, dtype=np.float32)[:, None], np.arange(30) / 100)
+    session.close()
+    folder = session.path
+    lock = tmp_path / f".{folder.name}.lock"
+    os.mkfifo(lock)
+    with pytest.raises(SessionError, match=rf"{lock} is a named pipe, not a lock file"):
+        session_lock_holder(folder)
+    with pytest.raises(SessionError, match="named pipe"):
+        Session.attach(folder)
+    with pytest.raises(SessionError, match="named pipe"):
+        session.pack_to_zip()  # closed: it takes the lock again
+    assert stat.S_ISFIFO(os.lstat(lock).st_mode)
+    with open_session_store(folder) as store:
+        assert store.n_samples("emg") == 30
+
+
+def test_a_folder_at_the_lock_path_is_refused_with_a_session_error(tmp_path):
+    folder = _closed_session(tmp_path)
+    lock = tmp_path / f".{folder.name}.lock"
+    lock.mkdir()
+    (lock / "kept").write_text("x")
+    with pytest.raises(SessionError, match=rf"{lock} is a folder, not a lock file"):
+        Session.attach(folder)
+    with pytest.raises(SessionError, match="a folder"):
+        session_lock_holder(folder)
+    assert (lock / "kept").read_text() == "x"
+
+
+@pytest.mark.timeout(20)
+def test_scans_of_the_base_folder_pass_a_named_pipe_lock_of_another_session(tmp_path):
+    mine = _closed_session(tmp_path)
+    other = _closed_session(tmp_path)
+    os.mkfifo(tmp_path / f".{other.name}.lock")
+    # Listed (it is unfinished), so that finishing it says why it cannot be.
+    assert find_unfinished_sessions(tmp_path) == sorted([mine, other])
+    # An interrupted removal of a third session, whose lock path is a named pipe too.
+    (tmp_path / ".third.removing").mkdir()
+    os.mkfifo(tmp_path / ".third.lock")
+    session = Session.attach(mine)
+    assert session.pack_to_zip().is_file()
+    assert (tmp_path / ".third.removing").is_dir()  # kept: its lock path is no lock file
+    assert stat.S_ISFIFO(os.lstat(tmp_path / ".third.lock").st_mode)
+    assert stat.S_ISFIFO(os.lstat(tmp_path / f".{other.name}.lock").st_mode)

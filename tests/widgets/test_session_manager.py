@@ -215,8 +215,8 @@ def test_a_failed_finish_shows_the_error_and_keeps_the_folder(tmp_path, frames, 
     folder = record_tiny_session(base, pack=False)
     age(folder)
     shutil.copy(
-        record_tiny_session(tmp_path), base / (folder.name + ".session.zip")
-    )  # already there
+        record_tiny_session(tmp_path, seed=1), base / (folder.name + ".session.zip")
+    )  # already there, and another recording: refused (the same one would be kept)
     mgr = manager()
     draw_until(frames, mgr, lambda: len(mgr.rows) == 2)
     future = mgr.finish(folder.name)

@@ -18,6 +18,7 @@ from labsession.recording._layout import ZIP_SUFFIX, write_labels
 from labsession.recording._leftovers import (
     clean_pack_temp_files,
     clean_removal_leftovers,
+    clean_write_temp_files,
     recoverable_length,
 )
 from labsession.recording._lock import SessionLock
@@ -48,8 +49,7 @@ def attach_folder(cls: type[Session], folder: Path, *, buffer_seconds: float) ->
     session = None
     try:
         clean_pack_temp_files(folder)
-        for stale in [*folder.glob(".*.tmp"), *folder.rglob("*.partial")]:
-            stale.unlink()
+        clean_write_temp_files(folder)
         with SessionStore(folder) as found:
             infos = {name: found.stream_info(name) for name in found.stream_names}
             labels, meta = found.label_track, found.meta

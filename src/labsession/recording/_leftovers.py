@@ -8,9 +8,13 @@
   attach or pack in the same base folder, once ``<name>.session.zip`` has been read back whole.
 - A write cut short (a kill, a full disk) may leave arrays whose tail is not valid: a missing,
   NaN-filled or unreadable chunk. :func:`recoverable_length` finds where the valid samples end.
+  It may also leave the temporary files of atomic writes inside the folder:
+  ``.<file>.<8 chars>.tmp`` (``meta.json``, ``labels.json``) at its top and
+  ``<chunk>.<32 hex>.partial`` (zarr's chunk writes) anywhere below; attach removes them.
 
-Nothing else is ever removed: only names of exactly these forms, of this session or of a session
-whose zip is verified.
+Nothing else is ever removed: only regular files and folders with names of exactly these forms,
+of this session or of a session whose zip is verified; a link, a named pipe or a folder with such
+a name is left and logged.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +32,16 @@ import zarr
 
 from labsession.core.archive import verify_zip
 from labsession.core.atomic import fsync_dir
-from labsession.errors import LabsessionError
+from labsession.errors import LabsessionError, SessionError
 from labsession.recording._layout import ZIP_SUFFIX
-from labsession.recording._lock import lock_file, session_lock_holder
+from labsession.recording._lock import discard_lock_file, session_lock_holder
 from labsession.recording._store import SessionStore
 
 __all__ = [
     "REMOVING_SUFFIX",
     "clean_pack_temp_files",
     "clean_removal_leftovers",
+    "clean_write_temp_files",
     "recoverable_length",
     "remove_folder_aside",
 ]
@@ -45,6 +51,10 @@ log = logging.getLogger(__name__)
 REMOVING_SUFFIX = ".removing"
 #: The random part of a temporary name: ``secrets.token_hex(4)`` (or ``tempfile``'s 8 characters).
 _TEMP_RANDOM = r"[A-Za-z0-9_]{8}"
+#: Temporary files of atomic writes inside a session folder: ``atomic_path``'s at its top, and
+#: zarr ``LocalStore``'s (``<chunk>.<uuid4 hex>.partial``) anywhere below.
+_TOP_TEMP = re.compile(rf"\..+\.{_TEMP_RANDOM}\.tmp")
+_CHUNK_TEMP = re.compile(r".+\.[0-9a-f]{32}\.partial")
 #: Timestamp chunks read at once by :func:`recoverable_length`.
 _SCAN_CHUNKS = 64
 
@@ -73,6 +83,40 @@ def clean_pack_temp_files(folder: Path) -> list[Path]:
                 continue
             log.info("removed %s, left by an interrupted pack of %s", entry.path, folder)
             removed.append(Path(entry.path))
+    return removed
+
+
+def _remove_temp(path: str, *, why: str) -> Path | None:
+    """Unlink ``path`` if it is a regular file (never a link, pipe or folder); log either way."""
+    try:
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISREG(mode):
+            log.warning("%s: named like a temporary file but not a regular file; left", path)
+            return None
+        os.unlink(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("%s: could not remove this temporary file (%s)", path, exc.strerror)
+        return None
+    log.info("removed %s, left by %s", path, why)
+    return Path(path)
+
+
+def clean_write_temp_files(folder: Path) -> list[Path]:
+    """Remove the temporary files that interrupted atomic writes left inside session ``folder``.
+
+    Only regular files named ``.<name>.<8 chars>.tmp`` at the folder's top or
+    ``<name>.<32 hex>.partial`` below it; links are not followed. The caller holds the
+    session's lock, so no write is in progress. Never raises; returns the paths removed.
+    """
+    removed = []
+    for top, dirs, files in os.walk(folder, onerror=lambda exc: log.warning("%s", exc)):
+        for name in [*files, *dirs]:
+            if (top == str(folder) and _TOP_TEMP.fullmatch(name)) or _CHUNK_TEMP.fullmatch(name):
+                path = os.path.join(top, name)
+                if (gone := _remove_temp(path, why="an interrupted write")) is not None:
+                    removed.append(gone)
     return removed
 
 
@@ -152,8 +196,12 @@ def clean_removal_leftovers(base: Path) -> list[Path]:
             continue
         folder = base / name
         zip_path = base / (name + ZIP_SUFFIX)
-        if session_lock_holder(folder) is not None:
-            continue  # its packer is still deleting it
+        try:
+            if session_lock_holder(folder) is not None:
+                continue  # its packer is still deleting it
+        except SessionError as exc:  # its lock path is not a lock file: keep what it guards
+            log.warning("%s: left by an interrupted removal, kept: %s", entry.path, exc)
+            continue
         if not zip_path.is_file() or not _zip_is_whole(zip_path):
             log.warning(
                 "%s: left by an interrupted removal, kept: %s is missing or incomplete",
@@ -167,8 +215,8 @@ def clean_removal_leftovers(base: Path) -> list[Path]:
             continue
         log.info("deleted %s, left by an interrupted removal (its zip is whole)", entry.path)
         removed.append(Path(entry.path))
-        if not folder.exists() and session_lock_holder(folder) is None:
-            Path(lock_file(folder)).unlink(missing_ok=True)
+        if not os.path.lexists(folder):
+            discard_lock_file(folder)
     return removed
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labsession.errors import SessionError
-from labsession.recording._layout import META_FILE, ZIP_SUFFIX
+from labsession.recording._layout import META_FILE
 from labsession.recording._lock import session_lock_holder
 from labsession.recording._records import StreamInfo
 
@@ -92,13 +92,17 @@ def check_recording_space(base_path: str | os.PathLike[str], bytes_per_second: f
 
 
 def find_unfinished_sessions(base_path: str | os.PathLike[str]) -> list[Path]:
-    """Session folders under ``base_path`` that nobody is recording and that were never packed.
+    """Session folders under ``base_path`` that nobody is recording and that are not packed.
 
-    A folder holding a ``meta.json``, with no ``.session.zip`` of its name beside it and no live
-    process holding its lock (:func:`~labsession.recording.session_lock_holder`): what a crash,
-    a full disk or a kill left. Finish one with ``Session.attach(folder).pack_to_zip()`` (the
-    GUI's session manager has a Finish button). Hidden entries are skipped; nothing is read
-    beyond a ``stat`` per entry and the lock test, and nothing is changed.
+    A folder holding a ``meta.json`` with no live process holding its lock
+    (:func:`~labsession.recording.session_lock_holder`): what a crash, a full disk or a kill
+    left, including a kill between a pack's zip and the folder's removal (the zip is then
+    beside it, and finishing checks that it holds the folder before removing the folder).
+    Finish one with ``Session.attach(folder).pack_to_zip()`` (the GUI's session manager has a
+    Finish button). A folder whose lock path is not a lock file (a named pipe, a link, ...) is
+    listed too, with a warning: finishing it is refused, naming that path. Hidden entries are
+    skipped; nothing is read beyond a ``stat`` per entry and the lock test, nothing blocks, and
+    nothing is changed.
     """
     base = Path(base_path)
     try:
@@ -112,9 +116,10 @@ def find_unfinished_sessions(base_path: str | os.PathLike[str]) -> list[Path]:
         folder = Path(entry.path)
         if not (folder / META_FILE).is_file():
             continue
-        if folder.with_name(folder.name + ZIP_SUFFIX).exists():
-            continue
-        if session_lock_holder(folder) is not None:
-            continue
+        try:
+            if session_lock_holder(folder) is not None:
+                continue
+        except SessionError as exc:
+            log.warning("%s", exc)
         unfinished.append(folder)
     return unfinished

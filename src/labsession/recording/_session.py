@@ -16,7 +16,7 @@ import numpy as np
 
 from labsession.core.archive import pack_zip
 from labsession.core.clock import local_clock
-from labsession.errors import ArchiveError, SessionError
+from labsession.errors import SessionError
 from labsession.recording._arrays import create_stream_arrays
 from labsession.recording._attach import attach_folder
 from labsession.recording._incidents import WriteErrors
@@ -36,9 +36,9 @@ from labsession.recording._leftovers import (
     remove_folder_aside,
 )
 from labsession.recording._lock import SessionLock
+from labsession.recording._packed import check_earlier_zip, verify_packed
 from labsession.recording._reader import SessionReader
 from labsession.recording._records import LabelEvent, StreamInfo
-from labsession.recording._store import SessionStore
 from labsession.recording._writer import (
     LostSamples,
     SessionWriter,
@@ -497,8 +497,11 @@ class Session(SessionReader):
         it renamed into place and the folder removed: renamed aside to ``.<name>.removing``
         first, then deleted, so no half-deleted folder ever carries the session's name. On any
         failure the folder is kept and no partial zip remains; what a kill leaves (a temporary
-        zip, a ``.removing`` folder) the next :meth:`attach` or pack cleans up. The folder's
-        lock is held throughout.
+        zip, a ``.removing`` folder) the next :meth:`attach` or pack cleans up. A zip already
+        in place (a pack killed before it removed the folder) is kept and the folder removed
+        only if the zip reads back whole and holds every file of the folder; otherwise
+        :class:`SessionError` says why and both are kept. The folder's lock is held
+        throughout.
 
         Returns
         -------
@@ -509,8 +512,9 @@ class Session(SessionReader):
         ------
         SessionError
             If writing failed (:attr:`error`: the folder is kept; free space, then
-            ``Session.attach(folder).pack_to_zip()``), the zip exists already, another process
-            holds the folder, or the disk fills up while packing (the folder is kept).
+            ``Session.attach(folder).pack_to_zip()``), the zip exists already but does not hold
+            the folder, another process holds the folder, or the disk fills up while packing
+            (the folder is kept).
         ArchiveError
             If the zip does not read back as the recording (the folder is kept).
         """
@@ -531,46 +535,35 @@ class Session(SessionReader):
             self._lock.release()
 
     def _pack(self) -> Path:
-        expected = {
-            name: (self.n_samples(name), info.n_channels) for name, info in self._infos.items()
-        }
+        n_samples = {name: self.n_samples(name) for name in self._infos}
         folder = self.path
         zip_path = folder.with_name(folder.name + ZIP_SUFFIX)
         clean_pack_temp_files(folder)
         clean_removal_leftovers(folder.parent)
-        if zip_path.exists():
-            raise SessionError(f"{zip_path}: already exists; refusing to overwrite it")
-        try:
-            pack_zip(folder, zip_path)
-        except OSError as exc:
-            raise SessionError(
-                f"{folder}: packing into {zip_path.name} failed ({describe_error(exc)}); "
-                "the folder is kept"
-            ) from exc
-        try:
-            self._verify_packed(zip_path, expected)
-        except BaseException:
-            zip_path.unlink(missing_ok=True)
-            raise
+        if os.path.lexists(zip_path):  # a pack killed before it removed the folder?
+            check_earlier_zip(folder, zip_path, self._infos, n_samples, self._labels)
+            log.info("%s: already packed whole by an earlier run; removing the folder", zip_path)
+        else:
+            try:
+                pack_zip(folder, zip_path)
+            except OSError as exc:
+                raise SessionError(
+                    f"{folder}: packing into {zip_path.name} failed ({describe_error(exc)}); "
+                    "the folder is kept"
+                ) from exc
+            try:
+                self._verify_packed(zip_path, n_samples)
+            except BaseException:
+                zip_path.unlink(missing_ok=True)
+                raise
         remove_folder_aside(folder)
         self.stores, self.ts_stores = {}, {}
         self._packed = self.path = zip_path
-        log.info("packed %s (%d streams, %d labels)", zip_path, len(expected), len(self._labels))
+        log.info("packed %s (%d streams, %d labels)", zip_path, len(n_samples), len(self._labels))
         return zip_path
 
-    def _verify_packed(self, zip_path: Path, expected: dict[str, tuple[int, int]]) -> None:
-        with SessionStore(zip_path) as packed:
-            if packed.label_track != self._labels:
-                raise ArchiveError(f"{zip_path}: labels differ from the recorded ones")
-            if packed.stream_names != list(expected):
-                raise ArchiveError(f"{zip_path}: streams {packed.stream_names} != {list(expected)}")
-            for name, shape in expected.items():
-                data, ts = packed.stores[name], packed.ts_stores[name]
-                if (packed.n_samples(name), data.shape[1]) != shape or ts.shape[0] != shape[0]:
-                    raise ArchiveError(
-                        f"{zip_path}: stream {name!r} has shape {data.shape} in the archive, "
-                        f"expected {shape}"
-                    )
+    def _verify_packed(self, zip_path: Path, n_samples: dict[str, int]) -> None:
+        verify_packed(zip_path, self._infos, n_samples, self._labels)
 
     def _check_open(self) -> None:
         if self._closed:
