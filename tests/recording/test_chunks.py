@@ -1,6 +1,7 @@
 """Verified, bounded chunk reads: ``read_rows`` against plain Zarr, bounds, caps, zarrs opt-in."""
 
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -17,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labsession.errors import SessionError
-from labsession.recording import open_session_store
+from labsession.recording import iter_labeled_windows, open_session_store
 from labsession.recording._chunks import ArrayChunks, zstd_content_size
 from labsession.testing import record_synthetic_session
 
@@ -350,3 +351,182 @@ def test_a_session_being_recorded_reads_as_it_grows(tmp_path):
         assert session.n_samples("s") == 3000
         np.testing.assert_array_equal(session.read_rows("s", 120, 2890), values[120:2890])
         np.testing.assert_array_equal(session.read_rows("s", 0, 3000, timestamps=True), stamps)
+
+
+# -- sharded arrays (valid Zarr v3; neither MyoGestic nor labsession writes them) ----------------
+def shard_session(source, folder, **codecs):
+    """A copy of session folder ``source`` whose emg arrays are sharded: chunks of 100 rows in
+    shards of 400, so the last shard is partly filled. Returns the values written."""
+    shutil.copytree(source, folder)
+    written = {}
+    for name, fill in (("emg.zarr", 0), ("emg_timestamps.zarr", np.nan)):
+        values = zarr.open_array(str(folder / name), mode="r")[:]
+        shutil.rmtree(folder / name)
+        array = zarr.create_array(
+            store=str(folder / name),
+            shape=values.shape,
+            dtype=values.dtype,
+            chunks=(100, *values.shape[1:]),
+            shards=(400, *values.shape[1:]),
+            fill_value=fill,
+            **codecs,
+        )
+        array[:] = values
+        written[name] = values
+    assert len(written["emg.zarr"]) % 400, "the last shard must be partly filled"
+    return written
+
+
+def zip_folder(folder, target):
+    with zipfile.ZipFile(target, "w") as zf:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                zf.write(file, file.relative_to(folder).as_posix())
+    return target
+
+
+def test_sharded_arrays_read_whole_and_equal_plain_zarr(layouts, tmp_path):
+    """Before: the listing counted shards but the length counted chunks of 100 rows, so a
+    session of 2,275 rows read as the rows of 5 chunks (500)."""
+    source = layouts["labsession folder"]
+    folder = tmp_path / "sharded"
+    written = shard_session(source, folder)
+    packed = zip_folder(folder, tmp_path / "sharded.session.zip")
+    expected_windows = iter_labeled_windows_of(source)
+    values, stamps = written["emg.zarr"], written["emg_timestamps.zarr"]
+    for path in (folder, packed):
+        with open_session_store(path) as store:
+            chunks = store._array_chunks("emg", timestamps=False)
+            assert chunks.sharded
+            assert chunks.chunk_rows == 400
+            assert store.n_samples("emg") == len(values) == plain_zarr(path, "emg.zarr").shape[0]
+            data, ts = store.get_continuous("emg")
+            np.testing.assert_array_equal(data, plain_zarr(path, "emg.zarr")[:])
+            np.testing.assert_array_equal(ts, stamps)
+            n = len(values)
+            for start, stop in ((0, n), (350, 870), (799, 801), (n - 50, n), (5, 5)):
+                np.testing.assert_array_equal(
+                    store.read_rows("emg", start, stop), values[start:stop]
+                )
+                np.testing.assert_array_equal(
+                    store.read_rows("emg", start, stop, channels_first=True),
+                    values[start:stop].T,
+                )
+        got = list(iter_labeled_windows_of(path))
+        assert len(got) == len(expected_windows) > 0
+        for (a, ta, la), (b, tb, lb) in zip(got, expected_windows, strict=True):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(ta, tb)
+            assert la == lb
+
+
+def iter_labeled_windows_of(path):
+    return [
+        (w.copy(), ts.copy(), label) for w, ts, label in iter_labeled_windows(path, "emg", 0.2, 0.1)
+    ]
+
+
+def test_a_flipped_byte_in_a_partly_read_shard_of_a_zip_fails_its_crc(layouts, tmp_path):
+    """Zarr reads the last, partly filled shard in pieces (its index, then each chunk), and
+    zipfile checks a CRC only when a read reaches a member's end: labsession checks the whole
+    shard against its CRC itself. Without a zstd checksum inside, only the CRC can tell."""
+    folder = tmp_path / "sharded"
+    values = shard_session(layouts["labsession folder"], folder, compressors=None)["emg.zarr"]
+    packed = zip_folder(folder, tmp_path / "sharded.session.zip")
+    last = (len(values) - 1) // 400
+    member = f"emg.zarr/c/{last}/0"
+    with zipfile.ZipFile(packed) as zf:
+        info = zf.getinfo(member)
+    raw = bytearray(packed.read_bytes())
+    with zipfile.ZipFile(packed) as zf:
+        shard = zf.read(member)  # uncompressed: the chunks' bytes, then the shard's index
+    assert shard[:8] == values[last * 400].tobytes()[:8]  # the flip lands in the numbers
+    name_len, extra_len = struct.unpack(
+        "<HH", raw[info.header_offset + 26 : info.header_offset + 30]
+    )
+    raw[info.header_offset + 30 + name_len + extra_len + 5] ^= 0x40  # row 400 * last, channel 1
+    packed.write_bytes(bytes(raw))
+    with open_session_store(packed) as store:
+        np.testing.assert_array_equal(store.read_rows("emg", 0, last * 400), values[: last * 400])
+        with pytest.raises(SessionError, match=rf"chunk {member} fails its CRC check"):
+            store.read_rows("emg", last * 400, last * 400 + 1)
+
+
+def test_a_named_pipe_in_a_shard_s_place_is_refused_at_once(layouts, tmp_path):
+    """Arrays read through Zarr too: Zarr would block forever opening a named pipe."""
+    folder = tmp_path / "sharded"
+    shard_session(layouts["labsession folder"], folder)
+    (folder / "emg.zarr" / "c" / "1" / "0").unlink()
+    os.mkfifo(folder / "emg.zarr" / "c" / "1" / "0")
+
+    def read():
+        with open_session_store(folder) as store:
+            return store.get_continuous("emg")
+
+    outcome = finishes(read, seconds=5)
+    assert isinstance(outcome, SessionError), outcome
+    assert "chunk emg.zarr/c/1/0 is a named pipe, not a file" in str(outcome)
+
+
+# -- a frame must carry the checksum its zarr.json promises --------------------------------------
+def checksummed_folder(layouts, tmp_path):
+    folder = tmp_path / "s"
+    shutil.copytree(layouts["labsession folder"], folder)
+    meta = json.loads((folder / "emg.zarr" / "zarr.json").read_text())
+    assert meta["codecs"][1]["configuration"]["checksum"] is True
+    return folder
+
+
+def test_a_frame_without_the_promised_checksum_is_refused(layouts, tmp_path):
+    """A chunk re-encoded without zstd's checksum (or with the flag cleared) decodes fine, so
+    it would come back unverified: refused when zarr.json says checksum: true."""
+    from numcodecs import Zstd
+
+    folder = checksummed_folder(layouts, tmp_path)
+    chunk = folder / "emg.zarr" / "c" / "1" / "0"
+    original = chunk.read_bytes()
+    with open_session_store(folder) as store:
+        rows = store._array_chunks("emg", timestamps=False).chunk_rows
+        values = store.read_rows("emg", rows, 2 * rows)
+    changed = values.copy()
+    changed[5, 0] = -1e30
+    half = changed.tobytes()[: changed.nbytes // 2], changed.tobytes()[changed.nbytes // 2 :]
+    cases = {
+        "flag cleared": original[:4] + bytes([original[4] & ~0x04]) + original[5:-4],
+        "re-encoded": Zstd(level=0, checksum=False).encode(changed.tobytes()),
+        "second frame unchecked": Zstd(level=0, checksum=True).encode(half[0])
+        + Zstd(level=0, checksum=False).encode(half[1]),
+    }
+    for case, frame in cases.items():
+        chunk.write_bytes(frame)
+        with open_session_store(folder) as store:
+            with pytest.raises(
+                SessionError, match=r"chunk emg\.zarr/c/1/0 cannot be verified"
+            ) as e:
+                store.read_rows("emg", rows + 2, rows + 8)
+            assert "no content checksum" in str(e.value), case
+            np.testing.assert_array_equal(
+                store.read_rows("emg", 0, rows), plain_zarr(folder, "emg.zarr")[:rows]
+            )
+    chunk.write_bytes(original)
+    with open_session_store(folder) as store:
+        np.testing.assert_array_equal(store.read_rows("emg", rows, 2 * rows), values)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"", "holds no zstd frame"),
+        (zstd_frame([("raw", b"abc")]) + b"junk", "offset 12 are not a zstd frame"),
+        (zstd_frame([("raw", b"abc")])[:-1], "truncated"),
+        (b"\x50\x2a\x4d\x18" + bytes(8), "offset 0 are not a zstd frame"),  # skippable frame
+    ],
+)
+def test_zstd_frames_are_walked_whole(data, match):
+    from labsession.recording._zstdframes import check_zstd_frames
+
+    with pytest.raises(ValueError, match=match):
+        check_zstd_frames(data, checksum=False)
+    check_zstd_frames(zstd_frame([("raw", b"abc"), ("rle", 5)]), checksum=False)
+    with pytest.raises(ValueError, match="no content checksum"):
+        check_zstd_frames(zstd_frame([("raw", b"abc")]), checksum=True)

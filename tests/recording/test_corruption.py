@@ -1,8 +1,11 @@
 """One flipped byte in a chunk of a real session: every reader raises SessionError naming the
 chunk, and no reader ever hands out a changed number (windows before the chunk are unchanged)."""
 
+import json
+import os
 import shutil
 import struct
+import threading
 import zipfile
 
 import numpy as np
@@ -211,3 +214,126 @@ def test_a_myogestic_zip_without_zstd_checksums_is_verified_by_its_crc(myogestic
         assert_names_the_chunk(error, broken, "emg.zarr/c/3/0")
         with pytest.raises(SessionError):
             list(iter_labeled_windows(broken, "emg", 0.2, 0.1))
+
+
+# -- something else in a chunk's place, or no chunk at all ---------------------------------------
+def in_thread(action, seconds=5.0):
+    """``action()``'s result or exception; a hang fails the test instead of hanging it."""
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(action())
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "blocked: the reader opened something that never answers"
+    return outcome[0]
+
+
+def get_continuous(path):
+    with open_session_store(path) as store:
+        return store.get_continuous("emg")
+
+
+def replace_member(folder, member, what):
+    file = folder / member
+    file.unlink()
+    if what == "named pipe":
+        os.mkfifo(file)
+    elif what == "folder":
+        file.mkdir()
+    elif what == "link to a device":
+        file.symlink_to("/dev/zero")  # endless zeros: it must not be read at all
+    else:
+        file.symlink_to(folder / "no such file")
+
+
+@pytest.mark.parametrize("what", ["named pipe", "folder", "link to a device", "broken link"])
+def test_something_else_in_a_chunks_place_is_refused_at_once(intact, member, what, tmp_path):
+    """Before: a named pipe as a sample chunk blocked get_continuous forever, and one as a
+    timestamp chunk was left out of the listing, so the session opened with 0 samples."""
+    copy = tmp_path / "s"
+    shutil.copytree(intact["folder"], copy)
+    replace_member(copy, member, what)
+    before = sorted(p.name for p in copy.rglob("*"))
+    outcome = in_thread(lambda: get_continuous(copy))
+    assert isinstance(outcome, SessionError), outcome
+    assert f"{copy}: stream 'emg' cannot be read: chunk {member} " in str(outcome)
+    kind = {"broken link": "is a link to nothing"}.get(what, f"is a {what}, not a file")
+    if what == "link to a device":
+        kind = "is a character device, not a file"
+    assert kind in str(outcome)
+    assert sorted(p.name for p in copy.rglob("*")) == before  # nothing changed or removed
+
+
+def without(intact, kind, members, tmp_path, edit=None):
+    """A copy of the ``kind`` session lacking ``members`` (a zip is re-packed without them)."""
+    copy = tmp_path / "s"
+    shutil.copytree(intact["folder"], copy)
+    for member in members:
+        (copy / member).unlink()
+    if edit is not None:
+        edit(copy)
+    if kind == "folder":
+        return copy
+    packed = tmp_path / "s.session.zip"
+    with zipfile.ZipFile(packed, "w") as zf:
+        for file in sorted(copy.rglob("*")):
+            if file.is_file():
+                zf.write(file, file.relative_to(copy).as_posix())
+    return packed
+
+
+def finite_fill(folder):
+    """A finite fill value for the timestamps: a missing chunk would read as made-up stamps."""
+    meta = folder / "emg_timestamps.zarr" / "zarr.json"
+    data = json.loads(meta.read_text())
+    data["fill_value"] = 1000.0
+    meta.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("edit", [None, finite_fill], ids=["NaN fill", "finite fill"])
+def test_a_timestamp_chunk_missing_below_the_last_is_refused(intact, kind, tmp_path, edit):
+    """Before: its rows had NaN timestamps (or, with a finite fill value, made-up ones)
+    inside n_samples. Writers write timestamp chunks in order: a gap is damage."""
+    broken = without(intact, kind, [TS_CHUNK], tmp_path, edit)
+    with open_session_store(broken) as store:
+        with pytest.raises(SessionError, match=rf"chunk {TS_CHUNK} is missing, but a later"):
+            store.get_continuous("emg")
+        with pytest.raises(SessionError, match=rf"chunk {TS_CHUNK} is missing"):
+            store.get_trials("emg")
+        np.testing.assert_array_equal(
+            store.read_rows("emg", 0, 2000, timestamps=True),
+            get_continuous(intact[kind])[1][:2000],
+        )
+    expected = list(iter_labeled_windows(intact[kind], "emg", 0.2, 0.05, copy=True))
+    got, error = collect(iter_labeled_windows(broken, "emg", 0.2, 0.05, copy=True))
+    assert TS_CHUNK in str(error)
+    prefix_of(got, expected)
+
+
+def test_a_missing_sample_chunk_reads_as_fill_only_where_its_timestamps_exist(
+    intact, kind, tmp_path
+):
+    """Zarr leaves out a chunk that is all fill value, so a missing sample chunk reads as its
+    fill value (0) as in Zarr, but not when the timestamp chunk of its rows is missing too."""
+    data, ts = get_continuous(intact[kind])
+    broken = without(intact, kind, [DATA_CHUNK], tmp_path / "a")
+    got, got_ts = get_continuous(broken)
+    expected = data.copy()
+    expected[2000:2500] = 0
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got_ts, ts)
+    both = without(intact, kind, [DATA_CHUNK, TS_CHUNK], tmp_path / "b")
+    with open_session_store(both) as store:
+        np.testing.assert_array_equal(store.read_rows("emg", 0, 2000), data[:2000])
+        with pytest.raises(
+            SessionError,
+            match=rf"chunk {DATA_CHUNK} is missing, and so is the timestamp chunk of its rows "
+            rf"\({TS_CHUNK}\)",
+        ):
+            store.read_rows("emg", 2100, 2200)

@@ -15,14 +15,18 @@ import tracemalloc
 import zipfile
 import zlib
 
+import numpy as np
 import pytest
 
 from labsession.errors import SessionError
 from labsession.recording import LabelEvent, StreamInfo, open_session_store
+from labsession.recording._layout import write_labels
 from labsession.recording._schema import (
     ARRAY_META_MAX_BYTES,
     LABELS_MAX_BYTES,
+    LABELS_MAX_JSON_ITEMS,
     MAX_CHUNK_ROWS,
+    MAX_LABELS,
     MAX_MEMBER_BYTES,
     META_MAX_BYTES,
 )
@@ -378,3 +382,70 @@ def test_a_member_declaring_more_than_any_chunk_is_refused_unread(tmp_path, myog
     bomb = tmp_path / "big-chunk.session.zip"
     bomb.write_bytes(bytes(raw))
     refused(bomb, rf"emg\.zarr/c/3/0 is {2**32 - 1} bytes, more than the {MAX_MEMBER_BYTES} bytes")
+
+
+# -- labels.json: bounded count, fast checks -----------------------------------------------------
+def test_the_largest_labels_json_accepted_opens_fast(folder, tmp_path):
+    """MAX_LABELS labels as the writer writes them (indented), out of order: before, a
+    1.8-million-label file took 17 s of CPU and 550 MB to open; now the most accepted take
+    well under a second."""
+    rng = np.random.default_rng(0)
+    stamps = 1000 + rng.permutation(MAX_LABELS) * 0.5
+    stamps[::7] = stamps[3]  # ties, which keep their order in the file
+    classes = rng.integers(-1, 5, MAX_LABELS)
+    write_labels(folder, [LabelEvent(t, c) for t, c in zip(stamps, classes, strict=True)])
+    assert (folder / "labels.json").stat().st_size <= LABELS_MAX_BYTES
+    order = np.argsort(stamps, kind="stable")
+    for path in (
+        folder,
+        pack(folder, tmp_path / "p.session.zip", compression=zipfile.ZIP_DEFLATED),
+    ):
+        cpu = time.process_time()
+        with open_session_store(path) as store:
+            track = store.label_track
+        assert time.process_time() - cpu < 1.0
+        assert len(track) == MAX_LABELS
+        np.testing.assert_array_equal([e.timestamp for e in track], stamps[order])
+        np.testing.assert_array_equal([e.class_index for e in track], classes[order])
+
+
+def test_more_labels_than_the_cap_are_refused(folder):
+    labels = [{"timestamp": 1000.0 + i, "class_index": 0} for i in range(MAX_LABELS + 1)]
+    (folder / "labels.json").write_text(json.dumps(labels, separators=(",", ":")))
+    refused(folder, rf"labels\.json holds {MAX_LABELS + 1} labels, more than the {MAX_LABELS}")
+
+
+def test_a_labels_json_of_countless_small_values_is_refused_unparsed(folder):
+    """At three bytes a value, the size cap would let through millions of lists: the values
+    are counted (commas and brackets) before anything is parsed."""
+    body = b"[" + b"[]," * LABELS_MAX_JSON_ITEMS + b"[]]"
+    assert len(body) < LABELS_MAX_BYTES
+    (folder / "labels.json").write_bytes(body)
+    cpu = time.process_time()
+    refused(folder, rf"labels\.json holds {2 * LABELS_MAX_JSON_ITEMS + 2} JSON values .*not parsed")
+    assert time.process_time() - cpu < 0.2
+
+
+def test_a_deflated_labels_json_of_64_mib_is_refused_unread(folder, tmp_path):
+    """The review's reproducer: 1.8 million labels deflated into a 200 kB zip."""
+    entry = b'{"timestamp":1000.5,"class_index":1},'
+    count = (64 * 2**20 - 2) // len(entry)
+    (folder / "labels.json").write_bytes(b"[" + entry * (count - 1) + entry[:-1] + b"]")
+    packed = pack(folder, tmp_path / "bomb.session.zip", compression=zipfile.ZIP_DEFLATED)
+    (folder / "labels.json").unlink()
+    assert packed.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        refused(packed, rf"labels\.json is \d+ bytes, more than the {LABELS_MAX_BYTES} bytes")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
+def test_a_label_timestamp_beyond_a_float_is_a_session_error(folder):
+    """An integer of 400 digits made ``check_number`` raise OverflowError, not SessionError."""
+    (folder / "labels.json").write_text(
+        '[{"timestamp": 1, "class_index": 0}, {"timestamp": 1' + "0" * 400 + ', "class_index": 0}]'
+    )
+    refused(folder, r"labels\.json: \[1\]\.timestamp must be a finite number, got 1000")

@@ -16,6 +16,7 @@ is refused unread.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import zipfile
 import zlib
@@ -25,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from labsession.core.paths import file_kind
 from labsession.errors import SessionError
 
 __all__ = [
@@ -38,6 +40,11 @@ __all__ = [
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then name and extra field lengths
 _LOCAL_SIGNATURE = b"PK\x03\x04"
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _is_index(name: str) -> bool:
+    return name.isascii() and name.isdigit()
 
 
 def compressed_bound(n_bytes: int) -> int:
@@ -104,6 +111,24 @@ class ChunkFiles(ABC):
         """First-axis chunk indices that have at least one chunk file, in decreasing order."""
 
     @abstractmethod
+    def keys_of_rows(self, keys: ChunkKeys, ndim: int, indices: range) -> dict[int, list[str]]:
+        """The keys of the chunk files of first-axis chunks ``indices``, for those that have
+        any (entries of any kind: a named pipe in a chunk's place is listed)."""
+
+    @abstractmethod
+    def check_rows(
+        self, keys: ChunkKeys, ndim: int, indices: range, limit: int, verify: bool
+    ) -> set[int]:
+        """Check the chunk files of first-axis chunks ``indices`` before Zarr reads them;
+        return the indices that have any.
+
+        Each must be a regular file of at most ``limit`` bytes; with ``verify``, a zip member is
+        also read whole and checked against its CRC-32 (Zarr reads parts of a shard, and
+        :mod:`zipfile` checks a CRC only when a read reaches the member's end). Raises
+        :class:`SessionError` naming the chunk.
+        """
+
+    @abstractmethod
     @contextmanager
     def opened(self) -> Iterator[Callable[[str, int], bytes | None]]:
         """A ``read(key, limit)`` for the duration of the block: the key's bytes (None when
@@ -132,56 +157,117 @@ class ChunkFiles(ABC):
 
 
 class FolderChunkFiles(ChunkFiles):
-    """Chunk files of an array folder (``<session>/emg.zarr/``)."""
+    """Chunk files of an array folder (``<session>/emg.zarr/``).
+
+    Every entry named as a chunk counts as one, whatever it is: a named pipe, a device, a
+    folder or a link in a chunk's place is listed, and reading it raises :class:`SessionError`
+    (it is opened without blocking and refused unless it is a regular file), rather than the
+    chunk reading as never written.
+    """
 
     def __init__(self, root: Path, label: str):
         self.root, self.label = Path(root), label
 
-    def present_blocks(self, keys: ChunkKeys, ndim: int) -> list[int]:
-        if keys.name == "default" and keys.separator == "/":
-            # One listing of c/; for 2-D arrays each c/<i>/ is looked into only from the end
-            # back, until one holds a chunk file (normally the first).
-            try:
-                entries = [e for e in os.scandir(self.root / "c") if e.name.isdigit()]
-            except (FileNotFoundError, NotADirectoryError):
-                return []
-            if ndim <= 1:
-                return sorted((int(e.name) for e in entries if e.is_file()), reverse=True)
-            dirs = sorted((int(e.name) for e in entries if e.is_dir()), reverse=True)
-            return [i for i in dirs if self._has_chunk(self.root / "c" / str(i), keys, ndim - 1)]
-        found = set()
-        for folder, _, files in os.walk(self.root):
-            rel = Path(folder).relative_to(self.root).as_posix()
-            for file in files:
-                coords = keys.decode(file if rel == "." else f"{rel}/{file}")
-                if coords is not None and len(coords) == max(ndim, 1):
-                    found.add(coords[0])
-        return sorted(found, reverse=True)
+    def _default_keys(self, keys: ChunkKeys) -> bool:
+        return keys.name == "default" and keys.separator == "/"
 
-    def _has_chunk(self, folder: Path, keys: ChunkKeys, depth: int) -> bool:
-        for folder_now, _, files in os.walk(folder):
-            rel = Path(folder_now).relative_to(folder).parts
-            if len(rel) == depth - 1 and any(f.isdigit() for f in files):
-                return True
-        return False
+    def present_blocks(self, keys: ChunkKeys, ndim: int) -> list[int]:
+        if not self._default_keys(keys):
+            return sorted(self._walk(keys, ndim), reverse=True)
+        # One listing of c/ (and, for 2-D arrays, of each c/<i>/).
+        try:
+            names = [e.name for e in os.scandir(self.root / "c") if _is_index(e.name)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        indices = sorted((int(name) for name in names), reverse=True)
+        if ndim <= 1:
+            return indices
+        return [i for i in indices if self._row_keys(ndim, i)]
+
+    def _walk(self, keys: ChunkKeys, ndim: int) -> dict[int, list[str]]:
+        """Every chunk key under the array's folder by first-axis index (one walk)."""
+        found: dict[int, list[str]] = {}
+        for folder, dirs, files in os.walk(self.root):
+            rel = Path(folder).relative_to(self.root).as_posix()
+            for name in files + dirs:
+                key = name if rel == "." else f"{rel}/{name}"
+                coords = keys.decode(key)
+                if coords is not None and len(coords) == max(ndim, 1):
+                    found.setdefault(coords[0], []).append(key)
+        return found
+
+    def _row_keys(self, ndim: int, index: int) -> list[str]:
+        """Keys of chunk row ``index`` under default ``c/`` keys."""
+        top = f"c/{index}"
+        path = self.root / top
+        if ndim <= 1 or not path.is_dir():
+            # A file (or anything else) where c/<i>/ should be counts: reading it raises.
+            return [top] if os.path.lexists(path) else []
+        found: list[str] = []
+        for folder, dirs, files in os.walk(path):
+            rel = Path(folder).relative_to(path).parts
+            if len(rel) == ndim - 2:
+                found += ["/".join((top, *rel, n)) for n in files + dirs if _is_index(n)]
+                dirs.clear()
+            else:
+                dirs[:] = [d for d in dirs if _is_index(d)]
+        return found
+
+    def keys_of_rows(self, keys: ChunkKeys, ndim: int, indices: range) -> dict[int, list[str]]:
+        if not self._default_keys(keys):
+            return {i: k for i, k in self._walk(keys, ndim).items() if i in indices}
+        rows = {i: self._row_keys(ndim, i) for i in indices}
+        return {i: k for i, k in rows.items() if k}
+
+    def check_rows(
+        self, keys: ChunkKeys, ndim: int, indices: range, limit: int, verify: bool
+    ) -> set[int]:
+        rows = self.keys_of_rows(keys, ndim, indices)
+        for key in (key for found in rows.values() for key in found):
+            try:
+                st = os.stat(self.root / key)
+            except OSError as exc:
+                raise self.error(key, f"cannot be read ({exc.strerror})") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise self.error(key, f"is {file_kind(st.st_mode)}, not a file")
+            if st.st_size > limit:
+                raise self.error(key, f"is {st.st_size} bytes, more than a chunk can be ({limit})")
+        return set(rows)
 
     @contextmanager
     def opened(self) -> Iterator[Callable[[str, int], bytes | None]]:
-        def read(key: str, limit: int) -> bytes | None:
-            try:
-                file = open(self.root / key, "rb")  # noqa: SIM115 - closed below
-            except (FileNotFoundError, NotADirectoryError):
-                return None
-            with file:
-                size = os.fstat(file.fileno()).st_size
-                if size > limit:
-                    raise self.error(key, f"is {size} bytes, more than a chunk can be ({limit})")
-                data = file.read(limit + 1)
-            if len(data) > limit:
-                raise self.error(key, f"grew past what a chunk can be ({limit} bytes)")
-            return data
+        yield self._read
 
-        yield read
+    def _read(self, key: str, limit: int) -> bytes | None:
+        try:
+            # Without blocking: a named pipe opens at once, and is refused below.
+            fd = os.open(self.root / key, _OPEN_FLAGS)
+        except FileNotFoundError:
+            if os.path.lexists(self.root / key):
+                raise self.error(key, "is a link to nothing") from None
+            return None
+        except OSError as exc:  # a file where c/<i>/ should be, a loop of links, ...
+            raise self.error(key, f"cannot be read ({exc.strerror})") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise self.error(key, f"is {file_kind(st.st_mode)}, not a file")
+            if st.st_size > limit:
+                raise self.error(key, f"is {st.st_size} bytes, more than a chunk can be ({limit})")
+            parts, total = [], 0
+            while total <= limit:
+                part = os.read(fd, limit + 1 - total)
+                if not part:
+                    break
+                parts.append(part)
+                total += len(part)
+        except OSError as exc:
+            raise self.error(key, f"cannot be read ({exc.strerror})") from None
+        finally:
+            os.close(fd)
+        if total > limit:
+            raise self.error(key, f"grew past what a chunk can be ({limit} bytes)")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -247,17 +333,40 @@ class ZipChunkFiles(ChunkFiles):
             for info in self.members.values()
         )
 
+    def _rows(self, keys: ChunkKeys, ndim: int) -> dict[int, list[str]]:
+        """The chunk keys by first-axis index (the members never change: built once)."""
+        cached = self.__dict__.get("_rows_cache")
+        if cached is None or cached[0] != (keys, ndim):
+            found: dict[int, list[str]] = {}
+            for key in self.members:
+                coords = keys.decode(key)
+                if coords is not None and len(coords) == max(ndim, 1):
+                    found.setdefault(coords[0], []).append(key)
+            cached = self.__dict__["_rows_cache"] = ((keys, ndim), found)
+        return cached[1]
+
     def present_blocks(self, keys: ChunkKeys, ndim: int) -> list[int]:
-        found = set()
-        for key in self.members:
-            coords = keys.decode(key)
-            if coords is not None and len(coords) == max(ndim, 1):
-                found.add(coords[0])
-        return sorted(found, reverse=True)
+        return sorted(self._rows(keys, ndim), reverse=True)
+
+    def keys_of_rows(self, keys: ChunkKeys, ndim: int, indices: range) -> dict[int, list[str]]:
+        rows = self._rows(keys, ndim)
+        if len(indices) > len(rows):
+            return {i: list(k) for i, k in rows.items() if i in indices}
+        return {i: list(rows[i]) for i in indices if i in rows}
+
+    def check_rows(
+        self, keys: ChunkKeys, ndim: int, indices: range, limit: int, verify: bool
+    ) -> set[int]:
+        rows = self.keys_of_rows(keys, ndim, indices)
+        if verify and rows:
+            with self.opened() as read:
+                for key in (key for found in rows.values() for key in found):
+                    read(key, limit)
+        return set(rows)
 
     @contextmanager
     def opened(self) -> Iterator[Callable[[str, int], bytes | None]]:
-        fd = os.open(self.index.archive, os.O_RDONLY)
+        fd = os.open(self.index.archive, os.O_RDONLY | os.O_CLOEXEC)
         try:
             if _Identity.of(os.fstat(fd)) != self.index.identity:
                 raise SessionError(

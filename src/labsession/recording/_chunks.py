@@ -11,7 +11,17 @@ Every read of samples or timestamps goes through :class:`ArrayChunks`, which
   size): a frame that claims or produces more is refused before anything is allocated, and no
   chunk over :data:`~labsession.recording._schema.MAX_CHUNK_BYTES` is read at all;
 - bounds the rows of a stream by the chunk files that exist (a folder listing or the archive's
-  directory), never by walking the shape ``zarr.json`` declares (:func:`valid_rows`).
+  directory), never by walking the shape ``zarr.json`` declares (:func:`valid_rows`);
+- where ``zarr.json`` says ``checksum: true``, refuses a zstd frame without its content
+  checksum (one re-encoded without it would otherwise come back unverified);
+- refuses a timestamp chunk missing below the last one present (writers write them in order),
+  and reads a missing sample chunk as the fill value (Zarr skips writing a chunk that is all
+  fill value) only where the timestamp chunks of its rows are present.
+
+Sharded arrays (valid Zarr v3, though neither MyoGestic nor labsession writes them) are read
+through Zarr one shard at a time; a shard is one chunk file, the unit of every listing and
+message. In a zip each shard is checked against its CRC-32 before Zarr reads it (Zarr reads
+parts of a shard, which :mod:`zipfile` does not check).
 
 Chunks in the layout MyoGestic and labsession write (regular chunks spanning all channels,
 default ``c/`` keys, bytes + zstd codecs) are decoded here, skipping Zarr's per-chunk
@@ -46,31 +56,11 @@ from labsession.recording._chunkfiles import (
     compressed_bound,
 )
 from labsession.recording._schema import MAX_CHUNK_BYTES, brief
+from labsession.recording._zstdframes import check_zstd_frames, zstd_content_size
 
 __all__ = ["ArrayChunks", "valid_rows", "zstd_content_size"]
 
 log = logging.getLogger(__name__)
-
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-def zstd_content_size(frame: bytes) -> int | None:
-    """The decompressed size a zstd frame's header declares, or None if it declares none.
-
-    Raises ``ValueError`` for a header too short to hold the fields its flags announce.
-    """
-    if len(frame) < 5 or frame[:4] != _ZSTD_MAGIC:
-        return None
-    descriptor = frame[4]
-    fcs_flag, single_segment, dict_flag = descriptor >> 6, (descriptor >> 5) & 1, descriptor & 3
-    position = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[dict_flag]
-    size = (single_segment, 2, 4, 8)[fcs_flag]
-    if size == 0:
-        return None
-    if len(frame) < position + size:
-        raise ValueError("the zstd frame header is truncated")
-    value = int.from_bytes(frame[position : position + size], "little")
-    return value + 256 if size == 2 else value
 
 
 def _raw_layout(meta: dict[str, Any], shape: tuple[int, ...], dtype: np.dtype) -> bool:
@@ -115,23 +105,51 @@ class ArrayChunks:
         Its chunk files (listing and checked reads); None for a store that is neither.
     where, stream
         Session path and stream name, for messages.
+    timestamps
+        True for a stream's timestamp array: a chunk missing below the last one present is
+        then an error, not rows of fill value.
+
+    Attributes
+    ----------
+    chunk_rows
+        Rows per chunk file: the chunk's rows, or the shard's for a sharded array.
+    timestamps_of_rows
+        For a sample array, the :class:`ArrayChunks` of its stream's timestamps (set by the
+        owner): a missing sample chunk reads as fill value only where the timestamp chunks of
+        its rows are present. None: not checked.
     """
 
-    def __init__(self, array: zarr.Array, files: ChunkFiles | None, *, where: str, stream: str):
+    def __init__(
+        self,
+        array: zarr.Array,
+        files: ChunkFiles | None,
+        *,
+        where: str,
+        stream: str,
+        timestamps: bool = False,
+    ):
         self.array = array
         self.files = files
         self.where, self.stream = where, stream
+        self.timestamps = timestamps
+        self.timestamps_of_rows: ArrayChunks | None = None
         meta = array.metadata.to_dict()
         self.keys = ChunkKeys.from_metadata(meta)
         self.dtype = np.dtype(array.dtype).newbyteorder("<")  # as the bytes codec stores it
-        self.chunk_rows = int(array.chunks[0])
-        outer = getattr(array, "shards", None) or array.chunks
-        self.chunk_bytes = math.prod(int(c) for c in outer) * self.dtype.itemsize
+        shards = getattr(array, "shards", None)
+        self.sharded = shards is not None
+        self._outer = tuple(int(c) for c in (shards or array.chunks))
+        self.chunk_rows = self._outer[0]
+        self.chunk_bytes = math.prod(self._outer) * self.dtype.itemsize
+        # A shard also holds an index of 16 bytes per inner chunk (and its checksum).
+        inner = math.prod(o // int(c) for o, c in zip(self._outer, array.chunks, strict=True))
+        self._file_limit = compressed_bound(self.chunk_bytes) + (16 * inner + 64) * self.sharded
         self.raw = (
             files is not None
             and _raw_layout(meta, tuple(array.shape), self.dtype)
             and getattr(files, "readable", True)
         )
+        self.checksum = self.raw and _zstd_checksum(meta)
         fill = array.fill_value
         self.fill = fill if fill is not None else 0
         if files is not None:
@@ -145,6 +163,7 @@ class ArrayChunks:
         where: str,
         stream: str,
         zip_indexes: dict[Path, ZipIndex] | None = None,
+        timestamps: bool = False,
     ) -> ArrayChunks:
         """The verified reader of ``array``; ``zip_indexes`` caches archive directories by path."""
         store, path = array.store_path.store, array.store_path.path
@@ -159,21 +178,25 @@ class ArrayChunks:
             if index is None:
                 index = cache[archive] = ZipIndex(archive)
             files = index.chunk_files(path)
-        return cls(array, files, where=where, stream=stream)
+        return cls(array, files, where=where, stream=stream, timestamps=timestamps)
 
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.array.shape)
 
-    def error(self, index: int, problem: str) -> SessionError:
-        """A :class:`SessionError` naming chunk row ``index`` (``emg.zarr/c/3/0``; ``c/3/*``
-        when the chunks of an array read through Zarr split the channels)."""
+    def key(self, index: int) -> str:
+        """The key of the chunk file at first-axis ``index`` (``c/3/0``; ``c/3/*`` when the
+        chunks split the channels)."""
         key = self.keys.encode((index,) + (0,) * (len(self.shape) - 1))
-        if tuple(self.array.chunks[1:]) != self.shape[1:]:
+        if self._outer[1:] != self.shape[1:]:
             key = self.keys.encode((index,)) + self.keys.separator + "*"
-        label = self.files.name(key) if self.files is not None else key
+        return self.files.name(key) if self.files is not None else key
+
+    def error(self, index: int, problem: str) -> SessionError:
+        """A :class:`SessionError` naming chunk row ``index`` (``emg.zarr/c/3/0``)."""
         return SessionError(
-            f"{self.where}: stream {self.stream!r} cannot be read: chunk {label} {problem}"
+            f"{self.where}: stream {self.stream!r} cannot be read: chunk {self.key(index)} "
+            f"{problem}"
         )
 
     def present_blocks(self) -> Sequence[int]:
@@ -182,6 +205,35 @@ class ArrayChunks:
         if self.files is None:
             return range(-(-self.shape[0] // self.chunk_rows) - 1, -1, -1)
         return self.files.present_blocks(self.keys, len(self.shape))
+
+    def missing_chunks(self, start: int, stop: int) -> list[int]:
+        """The chunk rows among those holding rows ``[start, stop)`` that have no chunk file
+        (``[]``: all present, or a store that cannot be listed)."""
+        if self.files is None:
+            return []
+        span = range(start // self.chunk_rows, -(-stop // self.chunk_rows))
+        present = self.files.keys_of_rows(self.keys, len(self.shape), span)
+        return [i for i in span if i not in present]
+
+    def _check_missing(self, index: int, start: int, stop: int) -> None:
+        """Rows ``[start, stop)`` of chunk ``index``, which has no file, may read as the fill
+        value: raise if they may not."""
+        if self.timestamps:
+            last = next(iter(self.present_blocks()), -1)
+            if last > index:
+                raise self.error(
+                    index,
+                    f"is missing, but a later timestamp chunk ({self.key(last)}) exists: "
+                    f"timestamp chunks are written in order, so the session is damaged",
+                )
+        elif self.timestamps_of_rows is not None:
+            absent = self.timestamps_of_rows.missing_chunks(start, stop)
+            if absent:
+                raise self.error(
+                    index,
+                    f"is missing, and so is the timestamp chunk of its rows "
+                    f"({self.timestamps_of_rows.key(absent[0])}): the session is damaged",
+                )
 
     def _check_chunk_size(self) -> None:
         if self.chunk_bytes > MAX_CHUNK_BYTES:
@@ -205,12 +257,19 @@ class ArrayChunks:
         ``(stop - start, ...)`` in the array's dtype, or ``(n_channels, stop - start)``
         C-contiguous with ``channels_first`` (2-D arrays). Chunks are decoded on ``pool`` when
         given (zstd releases the GIL: two threads decode a block about 1.7x faster on two
-        cores). A chunk never written reads as the fill value, as in Zarr.
+        cores).
+
+        A chunk never written reads as the fill value, as in Zarr (Zarr does not write a chunk
+        that is all fill value), except where that cannot be so: a timestamp chunk missing
+        below the last one present, or a sample chunk missing together with the timestamp
+        chunk of its rows (when :attr:`timestamps_of_rows` is set), raises.
 
         Raises
         ------
         SessionError
-            A chunk fails its check, does not decode to its size, or is too large to read.
+            A chunk fails its check, does not decode to its size, is too large to read, is not
+            a regular file, lacks the checksum its ``zarr.json`` promises, or is missing where
+            it cannot be (above).
         """
         shape = self.shape
         if channels_first and len(shape) != 2:
@@ -223,8 +282,16 @@ class ArrayChunks:
             result = out = np.empty((stop - start, *shape[1:]), dtype=self.dtype)
         indices = range(start // self.chunk_rows, -(-stop // self.chunk_rows))
         if not self.raw:
+            # Zarr would block on a named pipe, and reads parts of a shard unchecked by the zip.
+            present = (
+                set(indices)
+                if self.files is None
+                else self.files.check_rows(
+                    self.keys, len(shape), indices, self._file_limit, verify=self.sharded
+                )
+            )
             for index in indices:
-                self._fill_through_zarr(out, start, stop, index)
+                self._fill_through_zarr(out, start, stop, index, index in present)
             return result
         assert self.files is not None
         with self.files.opened() as read_file:
@@ -255,6 +322,7 @@ class ArrayChunks:
         key = self.keys.encode((index,) + (0,) * (out.ndim - 1))
         raw = read_file(key, compressed_bound(self.chunk_bytes))
         if raw is None:
+            self._check_missing(index, a, b)
             out[a - start : b - start] = self.fill
             return
         whole = a == lo and b == lo + rows and not channels_first
@@ -266,6 +334,13 @@ class ArrayChunks:
             claimed = zstd_content_size(raw)
         except ValueError as exc:
             raise self.error(index, f"is truncated or corrupt ({exc})") from None
+        if self.checksum:
+            try:
+                check_zstd_frames(raw, checksum=True)
+            except ValueError as exc:
+                raise self.error(
+                    index, f"cannot be verified: {exc}; the file was changed or is corrupt"
+                ) from None
         if claimed is not None and claimed != self.chunk_bytes:
             raise self.error(
                 index,
@@ -286,13 +361,24 @@ class ArrayChunks:
         if not whole:
             out[a - start : b - start] = target[a - lo : b - lo]
 
-    def _fill_through_zarr(self, out: np.ndarray, start: int, stop: int, index: int) -> None:
+    def _fill_through_zarr(
+        self, out: np.ndarray, start: int, stop: int, index: int, present: bool
+    ) -> None:
         lo = index * self.chunk_rows
         a, b = max(start, lo), min(stop, lo + self.chunk_rows)
+        if not present:
+            self._check_missing(index, a, b)
         try:
             out[a - start : b - start] = self.array[a:b]
         except Exception as exc:
             raise self.error(index, f"cannot be read through Zarr ({brief(exc)})") from exc
+
+
+def _zstd_checksum(meta: dict[str, Any]) -> bool:
+    """True if the array's zstd codec writes content checksums (``checksum: true``)."""
+    codecs = meta.get("codecs") or []
+    config = (codecs[-1].get("configuration") or {}) if codecs else {}
+    return config.get("checksum") is True
 
 
 def valid_rows(data: ArrayChunks, ts: ArrayChunks) -> int:
@@ -306,7 +392,7 @@ def valid_rows(data: ArrayChunks, ts: ArrayChunks) -> int:
     costs nothing.
     """
     n = min(data.shape[0], ts.shape[0])
-    rows = ts.chunk_rows
+    rows = ts.chunk_rows  # a shard's rows for a sharded array: the listing lists shards
     for index in ts.present_blocks():
         lo = index * rows
         if lo >= n:

@@ -24,8 +24,15 @@ from labsession._version import __version__
 from labsession.core.atomic import atomic_write_json
 from labsession.core.paths import file_kind
 from labsession.errors import SessionError
-from labsession.recording._records import LabelEvent, StreamInfo, sorted_labels
+from labsession.recording._records import (
+    LabelEvent,
+    StreamInfo,
+    label_columns,
+    labels_from_columns,
+)
 from labsession.recording._schema import (
+    LABELS_MAX_JSON_ITEMS,
+    MAX_LABELS,
     FieldError,
     check_str,
     check_str_list,
@@ -230,6 +237,11 @@ def parse_labels(
     later one in the file wins where a segment is cut (a file written by MyoGestic or
     labsession is already in this order).
 
+    At most :data:`~labsession.recording._schema.MAX_LABELS` labels are read, and a file
+    holding more than :data:`~labsession.recording._schema.LABELS_MAX_JSON_ITEMS` JSON values
+    (counted as its commas and opening brackets) is refused before it is parsed: the largest
+    file accepted opens in well under a second.
+
     Raises
     ------
     SessionError
@@ -238,6 +250,13 @@ def parse_labels(
     """
     if raw is None:
         return []
+    marks = (b",", b"[", b"{") if isinstance(raw, bytes) else (",", "[", "{")
+    items = sum(raw.count(mark) for mark in marks)  # type: ignore[arg-type]
+    if items > LABELS_MAX_JSON_ITEMS:
+        raise SessionError(
+            f"{where}: {name} holds {items} JSON values (commas and brackets), more than the "
+            f"{LABELS_MAX_JSON_ITEMS} allowed for at most {MAX_LABELS} labels: not parsed"
+        )
     try:
         entries = load_json(raw)
     except ValueError as exc:
@@ -247,13 +266,17 @@ def parse_labels(
             f"{where}: {name} must be a list of {{timestamp, class_index}} objects, "
             f"got {shown(entries)}"
         )
-    labels = []
-    for i, entry in enumerate(entries):
-        try:
-            labels.append(LabelEvent.from_dict(entry))
-        except ValueError as exc:
-            raise SessionError(f"{where}: {name}: {field_message(exc, f'[{i}]')}") from None
-    return sorted_labels(labels)
+    if len(entries) > MAX_LABELS:
+        raise SessionError(
+            f"{where}: {name} holds {len(entries)} labels, more than the {MAX_LABELS} "
+            f"labsession reads"
+        )
+    try:
+        stamps, indices = label_columns(entries)
+    except ValueError as exc:
+        raise SessionError(f"{where}: {name}: {exc}") from None
+    del entries  # before the labels are built: the collector then has less to walk
+    return labels_from_columns(stamps, indices)
 
 
 # -- bounded reads of the small files ------------------------------------------------------------

@@ -114,10 +114,17 @@ class SessionReader:
             reader = self._read(
                 name,
                 lambda: ArrayChunks.open(
-                    array, where=str(self.path), stream=name, zip_indexes=indexes
+                    array,
+                    where=str(self.path),
+                    stream=name,
+                    zip_indexes=indexes,
+                    timestamps=timestamps,
                 ),
             )
             cache[name, timestamps] = reader
+        if not timestamps:
+            # A missing sample chunk reads as fill value only where its timestamps exist.
+            reader.timestamps_of_rows = self._array_chunks(name, timestamps=True)
         return reader
 
     def read_rows(

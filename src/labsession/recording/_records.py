@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,10 +21,20 @@ from labsession.recording._schema import (
     check_int,
     check_number,
     check_str_list,
+    field_message,
     shown,
 )
 
-__all__ = ["UNLABELLED", "LabelEvent", "Recording", "StreamInfo"]
+__all__ = [
+    "UNLABELLED",
+    "LabelEvent",
+    "Recording",
+    "StreamInfo",
+    "label_columns",
+    "label_fields",
+    "labels_from_columns",
+    "sorted_labels",
+]
 
 #: Class index of a label that marks "no class" (e.g. a pause); iterators skip it.
 UNLABELLED = -1
@@ -31,7 +42,7 @@ UNLABELLED = -1
 _SUPPORTED_KINDS = "biuf"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class LabelEvent:
     """One entry of a session's label track: "from time ``timestamp`` on, class ``class_index``".
 
@@ -71,16 +82,86 @@ class LabelEvent:
             Naming the key and the value found, e.g. ``class_index must be an integer in
             [-1, 2147483647], got 1.7``.
         """
-        if not isinstance(entry, dict):
-            raise FieldError(
-                "", f"must be an object {{timestamp, class_index}}, got {shown(entry)}"
-            )
-        return cls(
-            check_number(entry.get("timestamp", MISSING), "timestamp"),
-            check_int(
-                entry.get("class_index", MISSING), "class_index", UNLABELLED, MAX_CLASS_INDEX
-            ),
-        )
+        return cls._checked(*label_fields(entry))
+
+    @classmethod
+    def _checked(cls, timestamp: float, class_index: int) -> LabelEvent:
+        """From a finite float and an int in range, already checked (no checks: fast)."""
+        event = object.__new__(cls)
+        _SET_TIMESTAMP(event, timestamp)
+        _SET_CLASS_INDEX(event, class_index)
+        return event
+
+
+# The slots' own setters: what the frozen dataclass's __init__ does, without the checks.
+_SET_TIMESTAMP = LabelEvent.timestamp.__set__  # type: ignore[attr-defined]
+_SET_CLASS_INDEX = LabelEvent.class_index.__set__  # type: ignore[attr-defined]
+
+
+def label_fields(entry: Any) -> tuple[float, int]:
+    """``(timestamp, class_index)`` of a ``labels.json`` entry, checked as
+    :meth:`LabelEvent.from_dict` says (``ValueError`` naming the key and the value)."""
+    if not isinstance(entry, dict):
+        raise FieldError("", f"must be an object {{timestamp, class_index}}, got {shown(entry)}")
+    return (
+        check_number(entry.get("timestamp", MISSING), "timestamp"),
+        check_int(entry.get("class_index", MISSING), "class_index", UNLABELLED, MAX_CLASS_INDEX),
+    )
+
+
+def label_columns(entries: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(n,)`` float64 timestamps and int64 class indices of ``labels.json`` entries,
+    each checked as :meth:`LabelEvent.from_dict` says.
+
+    Checked column-wise (entries as labsession and MyoGestic write them never reach a loop in
+    Python); the first entry failing a check is then found one by one, for its message.
+
+    Raises
+    ------
+    ValueError
+        Naming the first bad entry (``[3].class_index must be ...``), the key and the value.
+    """
+    if not entries:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    if set(map(type, entries)) == {dict}:
+        times = list(map(_GET_TIMESTAMP, entries))
+        classes = list(map(_GET_CLASS_INDEX, entries))
+        # No bool, str or _Overflowed (a float subclass): NumPy would convert them.
+        if set(map(type, times)) <= {float, int} and set(map(type, classes)) == {int}:
+            try:
+                stamps = np.array(times, dtype=np.float64)
+                indices = np.array(classes, dtype=np.int64)
+            except OverflowError:  # an integer beyond float64 or int64: found below
+                pass
+            else:
+                good = np.isfinite(stamps) & (indices >= UNLABELLED) & (indices <= MAX_CLASS_INDEX)
+                if good.all():
+                    return stamps, indices
+    for i, entry in enumerate(entries):
+        try:
+            label_fields(entry)
+        except ValueError as exc:
+            raise ValueError(field_message(exc, f"[{i}]")) from None
+    raise AssertionError("an entry failed a column check but passes its own")  # pragma: no cover
+
+
+_GET_TIMESTAMP = operator.methodcaller("get", "timestamp")
+_GET_CLASS_INDEX = operator.methodcaller("get", "class_index")
+
+
+def labels_from_columns(stamps: np.ndarray, indices: np.ndarray) -> list[LabelEvent]:
+    """:class:`LabelEvent` objects of checked columns (:func:`label_columns`), in time order:
+    sorted stably (equal timestamps keep their order)."""
+    order = np.argsort(stamps, kind="stable")
+    new, set_time, set_class = object.__new__, _SET_TIMESTAMP, _SET_CLASS_INDEX
+    events = []
+    add = events.append
+    for t, c in zip(stamps[order].tolist(), indices[order].tolist(), strict=True):
+        event = new(LabelEvent)
+        set_time(event, t)
+        set_class(event, c)
+        add(event)
+    return events
 
 
 @dataclass(frozen=True)

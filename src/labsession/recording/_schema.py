@@ -19,6 +19,7 @@ import json
 import math
 import numbers
 import reprlib
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -26,11 +27,13 @@ import numpy as np
 __all__ = [
     "ARRAY_META_MAX_BYTES",
     "LABELS_MAX_BYTES",
+    "LABELS_MAX_JSON_ITEMS",
     "MAX_CHANNELS",
     "MAX_CHUNK_BYTES",
     "MAX_CHUNK_ROWS",
     "MAX_CLASS_INDEX",
     "MAX_FS",
+    "MAX_LABELS",
     "MAX_MEMBER_BYTES",
     "META_MAX_BYTES",
     "MISSING",
@@ -49,10 +52,20 @@ __all__ = [
     "shown",
 ]
 
-#: Largest ``meta.json`` read (bytes); a bigger one is refused unread.
-META_MAX_BYTES = 16 * 2**20
-#: Largest ``labels.json`` read (bytes; about 1.5 million labels).
-LABELS_MAX_BYTES = 64 * 2**20
+#: Largest ``meta.json`` read (bytes; channel names of 65,536 channels in a few streams fit,
+#: and the largest parses in a fraction of a second); a bigger one is refused unread.
+META_MAX_BYTES = 4 * 2**20
+#: Most labels a ``labels.json`` may hold: a label every 2 s for 55 hours. With the two caps
+#: below it bounds what opening a session costs: the largest file accepted opens in about a
+#: quarter of a second and 100 MB.
+MAX_LABELS = 100_000
+#: Largest ``labels.json`` read (bytes): :data:`MAX_LABELS` labels as labsession and MyoGestic
+#: write them (indented, about 70 bytes each) fit.
+LABELS_MAX_BYTES = 8 * 2**20
+#: Most JSON values a ``labels.json`` may hold, counted before it is parsed as its commas,
+#: ``[`` and ``{`` (a label as written takes 3, one more for each extra key): bounds the
+#: objects parsing creates, whatever the file holds.
+LABELS_MAX_JSON_ITEMS = 4 * MAX_LABELS
 #: Largest ``zarr.json`` (or Zarr v2 ``.zarray``/``.zattrs``) of an array read (bytes).
 ARRAY_META_MAX_BYTES = 2**20
 #: Most channels a stream may have.
@@ -131,9 +144,23 @@ class _Overflowed(float):
     __str__ = __repr__
 
 
-def _parse_float(text: str) -> float:
-    number = float(text)
-    return _Overflowed(text) if math.isinf(number) else number
+#: Numbers too large for a float kept as written, per file (for messages); later ones are
+#: plain ``inf``: a file of a million ``1e400`` parses as fast as one of ``1.5``.
+_OVERFLOWED_KEPT = 64
+
+
+def _float_parser() -> Callable[[str], float]:
+    kept = 0
+
+    def parse_float(text: str) -> float:
+        nonlocal kept
+        number = float(text)
+        if math.isinf(number) and kept < _OVERFLOWED_KEPT:
+            kept += 1
+            return _Overflowed(text)
+        return number
+
+    return parse_float
 
 
 def load_json(raw: bytes | str) -> Any:
@@ -144,7 +171,7 @@ def load_json(raw: bytes | str) -> Any:
     them where a finite number is due).
     """
     try:
-        return json.loads(raw, parse_float=_parse_float)
+        return json.loads(raw, parse_float=_float_parser())
     except RecursionError:
         raise ValueError("nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
@@ -166,13 +193,16 @@ def check_number(
     value: Any, key: str, *, gt: float | None = None, le: float | None = None
 ) -> float:
     """``value`` as a float if it is a finite number (not a bool) with ``gt < value <= le``."""
-    ok = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool | np.bool_)
-        and math.isfinite(value)
-        and (gt is None or value > gt)
-        and (le is None or value <= le)
-    )
+    try:
+        ok = (
+            isinstance(value, numbers.Real)
+            and not isinstance(value, bool | np.bool_)
+            and math.isfinite(value)
+            and (gt is None or value > gt)
+            and (le is None or value <= le)
+        )
+    except OverflowError:  # an integer too large for a float
+        ok = False
     if not ok:
         bounds = ([] if gt is None else [f"> {gt:g}"]) + ([] if le is None else [f"<= {le:g}"])
         need = f"a finite number {' and '.join(bounds)}" if bounds else "a finite number"
