@@ -394,3 +394,24 @@ def test_docstring_examples_run():
     from labsession.recording import _integrity as module
 
     assert doctest.testmod(module).failed == 0
+
+
+def test_a_reconnect_stamped_before_its_disconnect_is_kept_readable():
+    """A resumed open disconnect closed after a reboot (the LSL clock restarted) must still
+    give a record the reader accepts."""
+    tracker = IntegrityTracker(100.0)
+    tracker.on_disconnect(5000.0)
+    tracker.on_reconnect(12.0)
+    record = tracker.snapshot()
+    assert record.disconnects == ((5000.0, 5000.0),)
+    assert StreamIntegrity.from_meta(json.loads(json.dumps(record.to_meta())), where="t") == record
+
+
+def test_a_chunk_the_session_refused_is_a_source_error_in_the_record():
+    tracker = IntegrityTracker(100.0)
+    tracker.on_fault("append_error", 3.0, "ValueError: timestamps contain NaN")
+    record = tracker.snapshot()
+    assert record.n_source_errors == 1
+    assert record.source_errors == (
+        (3.0, "samples refused by the session: ValueError: timestamps contain NaN"),
+    )

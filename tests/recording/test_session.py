@@ -11,6 +11,7 @@ from labsession.errors import ArchiveError, SessionError
 from labsession.recording import LabelEvent, Session, StreamInfo, open_session_store
 from labsession.recording._arrays import valid_length
 from labsession.recording._integrity_record import KEEP_EACH_END, StreamIntegrity
+from labsession.testing import wait_until
 
 FOLDER_NAME = re.compile(r"^\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[0-9a-f]{8}$")
 
@@ -343,3 +344,91 @@ def test_attach_trims_a_truncated_chunk_as_a_kill_mid_write_leaves_it(tmp_path):
         data, ts = store.get_continuous("emg")
     np.testing.assert_array_equal(data, ramp(0, 200, 2)[0])
     np.testing.assert_array_equal(ts, ramp(0, 200, 2, fs=100.0)[1])
+
+
+def test_a_fault_while_no_samples_come_reaches_meta_json_within_seconds(tmp_path):
+    session = Session(tmp_path)
+    session.init_stream("emg", StreamInfo(2, 100.0))
+    session.append("emg", np.zeros((100, 2), np.float32), np.arange(100) / 100.0)
+    session.flush()
+    session.record_fault("emg", "disconnected", 1.0, "the source stopped delivering")
+    meta_file = session.path / "meta.json"
+
+    def saved():
+        entry = json.loads(meta_file.read_text()).get("integrity", {}).get("emg", {})
+        return entry.get("n_disconnects") == 1
+
+    try:
+        assert wait_until(saved, timeout=10)  # the writer wakes although no sample comes
+    finally:
+        session.close()
+
+
+def test_a_non_finite_fault_time_is_refused_and_never_blocks_meta_json(tmp_path):
+    with Session(tmp_path) as session:
+        session.init_stream("emg", StreamInfo(1, 100.0))
+        for bad in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="fault time must be a finite"):
+                session.record_fault("emg", "source_error", bad, "x")
+        session.append("emg", np.zeros((2, 1), np.float32), np.array([0.0, 1e-310]))
+        session.add_label(0, 0.0)
+    meta = json.loads((session.path / "meta.json").read_text())  # strict JSON: no NaN/inf
+    assert meta["integrity"]["emg"]["effective_fs"] == 0.0  # two stamps 1e-310 s apart
+    with open_session_store(session.path) as store:
+        assert store.label_track == [LabelEvent(0.0, 0)]
+
+
+def test_attach_counts_the_samples_written_after_the_last_saved_record(tmp_path):
+    """The record in meta.json lags the disk; attach must not take the rest for a gap."""
+    t = np.arange(600) / 100.0
+    session = Session(tmp_path)
+    session.init_stream("emg", StreamInfo(1, 100.0))
+    session.append("emg", np.zeros((200, 1), np.float32), t[:200])
+    session.close()
+    folder = session.path
+    lagging = json.loads((folder / "meta.json").read_text())  # the record at 200 samples
+    resumed = Session.attach(folder)
+    resumed.append("emg", np.zeros((300, 1), np.float32), t[200:500])
+    resumed.close()
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["integrity"] = lagging["integrity"]  # as if killed before the record caught up
+    (folder / "meta.json").write_text(json.dumps(meta))
+    again = Session.attach(folder)
+    again.append("emg", np.zeros((100, 1), np.float32), t[500:600])
+    again.flush()
+    record = again.integrity("emg")
+    again.close()
+    assert again.n_samples("emg") == record.n_samples == 600
+    assert record.n_gaps == 0
+    assert record.dropped_samples == 0
+    assert record.last_timestamp == t[-1]
+
+
+def test_append_racing_close_is_refused_never_silently_dropped(tmp_path):
+    session = Session(tmp_path)
+    session.init_stream("emg", StreamInfo(1, 1000.0))
+    accepted, refused = [], []
+    stop = threading.Event()
+
+    def feed():
+        start = 0
+        while not stop.is_set():
+            chunk = np.arange(start, start + 10)
+            try:
+                session.append("emg", chunk[:, None].astype(np.float32), chunk / 1000.0)
+            except SessionError:
+                refused.append(10)
+                if session._closed:
+                    return
+                continue
+            accepted.append(10)
+            start += 10
+
+    thread = threading.Thread(target=feed)
+    thread.start()
+    assert wait_until(lambda: sum(accepted) > 2000, timeout=20)
+    session.close()
+    stop.set()
+    thread.join(10)
+    with open_session_store(session.path) as store:
+        assert store.n_samples("emg") == sum(accepted)  # every accepted sample is on disk

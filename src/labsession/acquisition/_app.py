@@ -244,6 +244,11 @@ class App:
                 session.save_meta(self.name, self.ctx.class_names)
             except SessionError as exc:  # samples could not be written: keep the folder
                 failure = exc
+            except Exception as exc:  # anything else: never stuck in "recording" either
+                log.exception("%s: saving the session failed", session.path)
+                failure = SessionError(
+                    f"{session.path}: saving failed ({type(exc).__name__}: {exc})"
+                )
             if pack and failure is None:  # before the session is let go: never unclaimed
                 self.ctx.packing.add(session.path)
             with self._state_lock:

@@ -120,14 +120,18 @@ def _adopt(
 def _resumed_integrity(
     folder: Path, name: str, info: StreamInfo, meta: dict[str, Any], ts: zarr.Array, n: int
 ) -> IntegrityTracker:
-    """A tracker going on from the earlier run's record of stream ``name``, or, without a
-    readable record, from one computed from the stamps on disk; its sample count starts at the
-    ``n`` samples kept on disk (samples lost before are in ``write_errors``)."""
+    """A tracker going on from the earlier run's record of stream ``name``.
+
+    The record in ``meta.json`` may lag the disk by a few seconds (it is refreshed every few
+    seconds, and not at all once the disk is full): the stamps on disk after its last one are
+    counted on top of it. Without a readable record, one is computed from the stamps on disk.
+    The sample count starts at the ``n`` samples kept on disk (samples lost before are in
+    ``write_errors``).
+    """
     tracker = IntegrityTracker(info.fs)
-    last_stored = float(ts[n - 1]) if n else None
-    entry = (
-        (meta.get("integrity") or {}).get(name) if isinstance(meta.get("integrity"), dict) else None
-    )
+    stamps = np.asarray(ts[:n], dtype=np.float64)
+    records = meta.get("integrity")
+    entry = records.get(name) if isinstance(records, dict) else None
     record = None
     if entry is not None:
         try:
@@ -137,10 +141,19 @@ def _resumed_integrity(
         except SessionError as exc:
             log.warning("%s; recomputed from the timestamps", exc)
     if record is None:
-        record = integrity_from_timestamps(np.asarray(ts[:n], dtype=np.float64), info.fs)
-    tracker.resume(
-        record,
-        n_samples=min(n, record.n_samples) if record.n_samples else n,
-        last_stored=last_stored,
-    )
+        record = integrity_from_timestamps(stamps, info.fs)
+        tracker.resume(record, n_samples=n, last_stored=float(stamps[-1]) if n else None)
+        return tracker
+    # Stored stamps are strictly increasing (the repair) but for clock resets; the samples the
+    # record has seen end at its last stamp, moved by at most its largest repair.
+    if record.last_timestamp is None:
+        k = 0
+    elif n < 2 or bool(np.all(np.diff(stamps) > 0)):
+        seen = record.last_timestamp + record.max_shift_s
+        k = int(np.searchsorted(stamps, seen, side="right"))
+    else:
+        k = min(n, record.n_samples)
+    tracker.resume(record, n_samples=k, last_stored=float(stamps[k - 1]) if k else None)
+    if k < n:
+        tracker.on_chunk(stamps[k:])  # strictly increasing already: counted, not moved
     return tracker

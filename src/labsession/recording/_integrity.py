@@ -351,8 +351,8 @@ class IntegrityTracker:
     def on_reconnect(self, t: float) -> None:
         """The source delivers again at LSL time ``t`` (ends the open disconnect, if any)."""
         with self._lock:
-            if self._lost_at is not None:
-                self._disconnects.replace_latest((self._lost_at, float(t)))
+            if self._lost_at is not None:  # never back before lost (a clock reset between)
+                self._disconnects.replace_latest((self._lost_at, max(float(t), self._lost_at)))
                 self._lost_at = None
 
     def on_source_error(self, t: float, message: str) -> None:
@@ -367,8 +367,9 @@ class IntegrityTracker:
         """Dispatch a fault as ``Session.record_fault`` receives it from a ``Stream``.
 
         ``kind`` ``"disconnected"`` / ``"reconnected"`` open and close a disconnect;
-        ``"source_error"`` and ``"acquisition_stopped"`` are source errors (the latter's message
-        prefixed ``"acquisition stopped: "``); other kinds are ignored.
+        ``"source_error"``, ``"acquisition_stopped"`` and ``"append_error"`` (a chunk the
+        session refused, e.g. for non-finite stamps) are source errors (the latter two with
+        their message prefixed); other kinds are ignored.
         """
         if kind == "disconnected":
             self.on_disconnect(t)
@@ -378,6 +379,8 @@ class IntegrityTracker:
             self.on_source_error(t, message)
         elif kind == "acquisition_stopped":
             self.on_source_error(t, f"acquisition stopped: {message}")
+        elif kind == "append_error":
+            self.on_source_error(t, f"samples refused by the session: {message}")
 
     # -- reading -------------------------------------------------------------------------------
     @property
@@ -392,6 +395,8 @@ class IntegrityTracker:
             effective = 0.0
             if n >= 2 and first is not None and last is not None and last > first:
                 effective = (n - 1) / (last - first)
+                if not math.isfinite(effective):  # stamps a few ulp apart
+                    effective = 0.0
             return StreamIntegrity(
                 nominal_fs=self._fs,
                 n_samples=n,

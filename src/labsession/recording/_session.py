@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -311,6 +312,8 @@ class Session(SessionReader):
         message
             Details, e.g. ``"OSError: USB device not responding"``.
         """
+        if not math.isfinite(time):
+            raise ValueError(f"fault time must be a finite LSL time in seconds, got {time!r}")
         tracker = self._integrity.get(stream)
         if tracker is None:
             log.warning("%s: fault of unknown stream %r not recorded: %s", self.path, stream, kind)
@@ -462,7 +465,7 @@ class Session(SessionReader):
         if first or self._meta_dirty or self._faults_dirty:
             try:
                 self._write_meta()
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - an OSError or a bug: labels still go out
                 problems.append(str(self._errors.note("writing meta.json", exc)))
                 log.error(
                     "%s: meta.json not written; its write_errors: %s; its integrity: %s",

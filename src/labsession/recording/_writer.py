@@ -60,6 +60,10 @@ getattr(threading, "_register_atexit", atexit.register)(_close_live_writers)
 _WRITE_PIPELINE = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 
 
+#: Longest time (s) between two calls of ``after_batch`` while no samples come (disconnects).
+IDLE_HOUSEKEEPING_S = 1.0
+
+
 @contextlib.contextmanager
 def atomic_chunk_writes() -> Iterator[None]:
     """Arrays created or opened inside write each chunk atomically (see ``_WRITE_PIPELINE``)."""
@@ -145,8 +149,9 @@ class SessionWriter:
         Called once, on the writer thread, with the exception when a write fails, before
         ``append`` and ``flush`` start raising. Must not wait for this writer.
     after_batch
-        Called on the writer thread after each batch written (housekeeping: a ``meta.json``
-        or labels to retry); what it raises is logged and ignored.
+        Called on the writer thread after each batch written, and at least every
+        :data:`IDLE_HOUSEKEEPING_S` s while no samples come (housekeeping: a ``meta.json`` or
+        labels to retry, the integrity record); what it raises is logged and ignored.
     """
 
     def __init__(
@@ -163,6 +168,7 @@ class SessionWriter:
         self._max_latency = max_latency
         self._on_error = on_error
         self._after_batch = after_batch
+        self._idle_due = time.monotonic() + IDLE_HOUSEKEEPING_S
         self._cond = threading.Condition()
         self._queues: dict[str, _Queue] = {}
         self._flush_waiters = 0
@@ -210,6 +216,8 @@ class SessionWriter:
         """
         n = data.shape[0]
         with self._cond:
+            if self._closing:
+                raise SessionError(f"{self._name}: closing; {n} samples of {stream!r} not taken")
             if self._error is not None:
                 self._lost.setdefault(stream, LostSamples()).add(ts)
                 self._raise_if_failed()
@@ -329,6 +337,11 @@ class SessionWriter:
                     for q in self._queues.values()
                     if q.n_queued
                 ]
+                if self._after_batch is not None:  # housekeeping goes on while no data comes
+                    if now >= self._idle_due:
+                        self._idle_due = now + IDLE_HOUSEKEEPING_S
+                        return batch, False
+                    waits.append(self._idle_due - now)
                 self._cond.wait(max(0.01, min(waits)) if waits else None)
 
     def _run(self) -> None:
