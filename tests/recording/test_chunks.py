@@ -6,7 +6,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import threading
 import tracemalloc
 import zipfile
 
@@ -21,6 +20,8 @@ from labsession.errors import SessionError
 from labsession.recording import iter_labeled_windows, open_session_store
 from labsession.recording._chunks import ArrayChunks, zstd_content_size
 from labsession.testing import record_synthetic_session
+
+from .conftest import outcome_within
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -116,19 +117,7 @@ def declare_rows(meta_bytes, rows):
 
 def finishes(action, seconds=10.0):
     """Run ``action`` in a thread; return its outcome (a hang fails instead of hanging)."""
-    outcome = []
-
-    def run():
-        try:
-            outcome.append(action())
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), "did not finish: the reader walks the declared shape"
-    return outcome[0]
+    return outcome_within(action, seconds, "did not finish: the reader walks the declared shape")
 
 
 @pytest.mark.parametrize("kind", ["myogestic zip", "labsession zip"])

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import struct
-import threading
 import zipfile
 
 import numpy as np
@@ -20,6 +19,8 @@ from labsession.recording import (
 )
 from labsession.sources import ReplaySource
 from labsession.testing import record_synthetic_session
+
+from .conftest import outcome_within
 
 FS = 500.0  # chunks of 500 rows: the session's 4550 samples are in chunks 0..9
 DATA_CHUNK = "emg.zarr/c/4/0"  # rows 2000-2499
@@ -219,19 +220,8 @@ def test_a_myogestic_zip_without_zstd_checksums_is_verified_by_its_crc(myogestic
 # -- something else in a chunk's place, or no chunk at all ---------------------------------------
 def in_thread(action, seconds=5.0):
     """``action()``'s result or exception; a hang fails the test instead of hanging it."""
-    outcome = []
-
-    def run():
-        try:
-            outcome.append(action())
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), "blocked: the reader opened something that never answers"
-    return outcome[0]
+    hang = "blocked: the reader opened something that never answers"
+    return outcome_within(action, seconds, hang)
 
 
 def get_continuous(path):

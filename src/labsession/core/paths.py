@@ -7,7 +7,7 @@ import stat
 import sys
 from pathlib import Path
 
-__all__ = ["file_kind", "tree_size", "user_state_dir"]
+__all__ = ["file_kind", "read_at_most", "tree_size", "user_state_dir"]
 
 #: Environment variable that overrides :func:`user_state_dir` (tests, portable installs).
 STATE_DIR_ENV = "LABSESSION_STATE_DIR"
@@ -77,3 +77,21 @@ def file_kind(mode: int) -> str:
         (stat.S_ISLNK, "a symbolic link"),
     )
     return next((text for test, text in kinds if test(mode)), "not a regular file")
+
+
+def read_at_most(fd: int, limit: int, *, size: int | None = None) -> bytes:
+    """Read from ``fd`` until its end or ``limit + 1`` bytes, whichever comes first.
+
+    A result longer than ``limit`` tells the caller the file holds more than it may (its size
+    as ``stat`` gave it can lie, or change while it is read). ``size``, the size ``fstat``
+    gave, sizes the reads (one, unless the file grew), so no ``limit``-sized buffer is made.
+    """
+    parts, total = [], 0
+    step = limit + 1 if size is None else max(size + 1, 1 << 16)
+    while total <= limit:
+        part = os.read(fd, min(step, limit + 1 - total))
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+    return b"".join(parts)

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from labsession.core.paths import file_kind
+from labsession.core.paths import file_kind, read_at_most
 from labsession.errors import SessionError
 
 __all__ = [
@@ -254,20 +254,14 @@ class FolderChunkFiles(ChunkFiles):
                 raise self.error(key, f"is {file_kind(st.st_mode)}, not a file")
             if st.st_size > limit:
                 raise self.error(key, f"is {st.st_size} bytes, more than a chunk can be ({limit})")
-            parts, total = [], 0
-            while total <= limit:
-                part = os.read(fd, limit + 1 - total)
-                if not part:
-                    break
-                parts.append(part)
-                total += len(part)
+            raw = read_at_most(fd, limit, size=st.st_size)
         except OSError as exc:
             raise self.error(key, f"cannot be read ({exc.strerror})") from None
         finally:
             os.close(fd)
-        if total > limit:
+        if len(raw) > limit:
             raise self.error(key, f"grew past what a chunk can be ({limit} bytes)")
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return raw
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 from labsession._version import __version__
 from labsession.core.atomic import atomic_write_json
-from labsession.core.paths import file_kind
+from labsession.core.paths import file_kind, read_at_most
 from labsession.errors import SessionError
 from labsession.recording._records import (
     LabelEvent,
@@ -326,21 +326,16 @@ def read_small_file(path: Path, *, cap: int, where: str, shown: str) -> bytes | 
     except OSError as exc:
         raise SessionError(f"{where}: {shown} cannot be read ({exc.strerror})") from None
     try:
-        _regular(os.fstat(fd), where, shown, cap)
-        parts, total = [], 0
-        while total <= cap:
-            part = os.read(fd, cap + 1 - total)
-            if not part:
-                break
-            parts.append(part)
-            total += len(part)
+        st = os.fstat(fd)
+        _regular(st, where, shown, cap)
+        raw = read_at_most(fd, cap, size=st.st_size)
     except OSError as exc:
         raise SessionError(f"{where}: {shown} cannot be read ({exc.strerror})") from None
     finally:
         os.close(fd)
-    if total > cap:  # grew since the stat
+    if len(raw) > cap:  # grew since the stat
         raise _too_big(where, shown, f"more than {cap}", cap)
-    return b"".join(parts)
+    return raw
 
 
 def check_small_member(

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from labsession.core.paths import file_kind, tree_size
+from labsession.core.paths import file_kind, read_at_most, tree_size
 from labsession.errors import SessionError
 from labsession.recording._layout import (
     LABELS_FILE,
@@ -270,18 +270,12 @@ def _read_small_file(folder: str, name: str) -> bytes | None:
         size = os.fstat(fd).st_size
         if size > cap:
             raise _too_big(name, size)
-        parts, total = [], 0
-        while total <= cap:  # to the end, in one read unless it grows meanwhile
-            part = os.read(fd, max(size + 1 - total, 1 << 16))
-            if not part:
-                break
-            parts.append(part)
-            total += len(part)
+        raw = read_at_most(fd, cap, size=size)
     finally:
         os.close(fd)
-    if total > cap:  # grew since the fstat
+    if len(raw) > cap:  # grew since the fstat
         raise _too_big(name, f"more than {cap}")
-    return b"".join(parts)
+    return raw
 
 
 def _read_member(zf: zipfile.ZipFile, member: str, shown: str) -> bytes:
