@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import struct
-import threading
 import time
 import tracemalloc
 import zipfile
@@ -30,6 +29,8 @@ from labsession.recording._schema import (
     MAX_MEMBER_BYTES,
     META_MAX_BYTES,
 )
+
+from .conftest import outcome_within
 
 
 @pytest.fixture
@@ -265,19 +266,9 @@ def test_a_big_labels_json_and_zarr_json_are_refused_unread(folder, myogestic_di
 def test_a_named_pipe_inside_the_folder_is_refused_at_once(folder, name):
     (folder / name).unlink()
     os.mkfifo(folder / name)
-    outcome = []
-
-    def open_it():
-        try:
-            open_session_store(folder)
-        except SessionError as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=open_it, daemon=True)  # a hang must not hang the tests
-    thread.start()
-    thread.join(5)
-    assert not thread.is_alive(), f"open_session_store blocked on a named pipe {name}"
-    (error,) = outcome
+    hang = f"open_session_store blocked on a named pipe {name}"
+    error = outcome_within(lambda: open_session_store(folder), 5, hang)
+    assert isinstance(error, SessionError)
     assert str(error) == f"{folder}: {name} is a named pipe, not a file"
 
 

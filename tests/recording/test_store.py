@@ -2,7 +2,6 @@ import hashlib
 import json
 import os
 import shutil
-import threading
 import zipfile
 
 import numpy as np
@@ -10,6 +9,8 @@ import pytest
 
 from labsession.errors import SessionError
 from labsession.recording import open_session_store
+
+from .conftest import outcome_within
 
 
 def tree_digest(path):
@@ -135,18 +136,8 @@ def test_missing_labels_file_means_no_labels(folder_copy):
 def test_a_named_pipe_is_refused_at_once(tmp_path, name):
     fifo = tmp_path / name
     os.mkfifo(fifo)
-    outcome = []
-
-    def open_it():
-        try:
-            open_session_store(fifo)
-        except SessionError as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=open_it, daemon=True)  # a hang must not hang the tests
-    thread.start()
-    thread.join(5)
-    assert not thread.is_alive(), "open_session_store blocked on a named pipe"
-    (error,) = outcome
+    hang = "open_session_store blocked on a named pipe"
+    error = outcome_within(lambda: open_session_store(fifo), 5, hang)
+    assert isinstance(error, SessionError)
     assert "named pipe" in str(error)
     assert str(fifo) in str(error)
