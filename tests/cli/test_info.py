@@ -17,6 +17,15 @@ def test_version_matches_package():
     assert result.stdout.strip() == f"labsession {__version__}"
 
 
+def test_python_dash_m_labsession_is_the_command_line():
+    from labsession import __version__
+
+    argv = [sys.executable, "-m", "labsession", "--version"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"labsession {__version__}"
+
+
 def test_info_json_on_myogestic_zip(myogestic_zip):
     result = runner.invoke(app, ["info", str(myogestic_zip), "--json"])
     assert result.exit_code == 0, result.output
