@@ -84,3 +84,20 @@ def test_flush_helpers_accept_trees_and_nothing(tmp_path):
     fsync_file(tmp_path / "g.txt")
     with pytest.raises(FileNotFoundError):
         flush_files([tmp_path / "missing"])
+
+
+def test_rename_no_replace_never_replaces_even_an_empty_folder(tmp_path):
+    from labsession.core.atomic import rename_no_replace
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "f").write_text("new")
+    dst.mkdir()  # empty: os.rename would replace it
+    with pytest.raises(FileExistsError):
+        rename_no_replace(src, dst)
+    assert (src / "f").read_text() == "new"
+    assert list(dst.iterdir()) == []
+    dst.rmdir()
+    rename_no_replace(src, dst)
+    assert (dst / "f").read_text() == "new"
+    assert not src.exists()

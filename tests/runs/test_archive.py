@@ -354,3 +354,23 @@ def test_a_run_holding_one_run_named_folder_keeps_its_layout(tmp_path):
     restored = restore_session_archive(archive)
     assert restored == tmp_path / RUN_A
     assert (restored / RUN_B / "log.txt").read_bytes() == b"kept where it was"
+
+
+def test_a_destination_appearing_during_the_restore_is_never_replaced(tmp_path, monkeypatch):
+    import labsession.runs._archive as run_archive
+
+    archive = tmp_path / f"{RUN_A}.tar.gz"
+    _run_tar(archive, [(f"{RUN_A}/log.txt", "file", b"archived")])
+    dest = tmp_path / RUN_A
+    flush = run_archive.flush_trees
+
+    def another_process_makes_the_folder(roots):
+        dest.mkdir()  # empty, as another restore would start it
+        flush(roots)
+
+    monkeypatch.setattr(run_archive, "flush_trees", another_process_makes_the_folder)
+    with pytest.raises(FileExistsError, match="appeared while restoring"):
+        restore_session_archive(archive, remove_archive=True)
+    assert list(dest.iterdir()) == []  # the other process's folder, untouched
+    assert archive.is_file()  # kept: nothing was restored
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([archive.name, RUN_A])

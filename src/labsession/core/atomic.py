@@ -19,9 +19,11 @@ The flush helpers (:func:`fsync_file`, :func:`fsync_dir`, :func:`flush_files`,
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
+import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,6 +44,7 @@ __all__ = [
     "flush_trees",
     "fsync_dir",
     "fsync_file",
+    "rename_no_replace",
 ]
 
 _TEMP_FILE_FLAGS = (
@@ -213,3 +216,55 @@ def atomic_save_npz(
     with atomic_path(target) as tmp, open(tmp, "wb") as f:
         save(f, **arrays)
     return Path(target)
+
+
+def _renameat2() -> Any:
+    """glibc's ``renameat2`` (Linux 3.15+), or None where there is none."""
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        function = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    function.restype = ctypes.c_int
+    return function
+
+
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+
+
+def rename_no_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Rename ``src`` to ``dst``, never replacing anything at ``dst`` (not even an empty folder).
+
+    On Linux one ``renameat2(RENAME_NOREPLACE)`` call decides it atomically; elsewhere (or on
+    file systems without it) ``dst`` is checked first, which leaves a short race.
+
+    Raises
+    ------
+    FileExistsError
+        If ``dst`` exists.
+    """
+    function = _renameat2()
+    if function is not None:
+        old, new = os.fsencode(src), os.fsencode(dst)
+        if function(_AT_FDCWD, old, _AT_FDCWD, new, _RENAME_NOREPLACE) == 0:
+            return
+        import ctypes
+
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):  # else: not supported here, fall back
+            raise OSError(err, os.strerror(err), os.fspath(src), None, os.fspath(dst))
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(dst))
+    os.rename(src, dst)

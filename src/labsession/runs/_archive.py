@@ -29,7 +29,7 @@ from labsession.core.archive import (
     staged_extract,
     walk_folder,
 )
-from labsession.core.atomic import flush_trees, fsync_dir
+from labsession.core.atomic import flush_trees, fsync_dir, rename_no_replace
 from labsession.errors import ArchiveError
 from labsession.runs._ids import is_run_id
 
@@ -230,7 +230,7 @@ def restore_session_archive(
         except OSError as exc:
             raise ArchiveError(f"{arc}: cannot flush the restored files to disk ({exc})") from exc
         try:
-            os.rename(root, dest)
+            rename_no_replace(root, dest)  # never onto a folder that appeared meanwhile
         except OSError as exc:
             if os.path.lexists(dest):
                 raise FileExistsError(f"{dest}: appeared while restoring {arc}") from exc
