@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 from typer.testing import CliRunner
 
@@ -61,6 +62,9 @@ def test_cli_reports_bad_options(tmp_path):
     assert "unknown key 'alfa'" in result.output
 
 
+# The example's first flow call compiles the kernels for its signature, which a fresh clone has
+# not cached yet: 50-120 s on 2 busy cores, beyond the suite's default 120 s.
+@pytest.mark.timeout(600)
 def test_qc_example_writes_the_figure(tmp_path):
     spec = importlib.util.spec_from_file_location("motion_qc", ROOT / "examples" / "motion_qc.py")
     module = importlib.util.module_from_spec(spec)

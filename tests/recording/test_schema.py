@@ -391,10 +391,10 @@ def test_the_largest_labels_json_accepted_opens_fast(folder, tmp_path):
         folder,
         pack(folder, tmp_path / "p.session.zip", compression=zipfile.ZIP_DEFLATED),
     ):
-        cpu = time.process_time()
+        cpu = time.thread_time()  # this thread: the open is single-threaded
         with open_session_store(path) as store:
             track = store.label_track
-        assert time.process_time() - cpu < 1.0
+        assert time.thread_time() - cpu < 1.0
         assert len(track) == MAX_LABELS
         np.testing.assert_array_equal([e.timestamp for e in track], stamps[order])
         np.testing.assert_array_equal([e.class_index for e in track], classes[order])
@@ -412,9 +412,9 @@ def test_a_labels_json_of_countless_small_values_is_refused_unparsed(folder):
     body = b"[" + b"[]," * LABELS_MAX_JSON_ITEMS + b"[]]"
     assert len(body) < LABELS_MAX_BYTES
     (folder / "labels.json").write_bytes(body)
-    cpu = time.process_time()
+    cpu = time.thread_time()
     refused(folder, rf"labels\.json holds {2 * LABELS_MAX_JSON_ITEMS + 2} JSON values .*not parsed")
-    assert time.process_time() - cpu < 0.2
+    assert time.thread_time() - cpu < 0.2
 
 
 def test_a_deflated_labels_json_of_64_mib_is_refused_unread(folder, tmp_path):
