@@ -55,13 +55,13 @@ __all__ = [
 #: Largest ``meta.json`` read (bytes; channel names of 65,536 channels in a few streams fit,
 #: and the largest parses in a fraction of a second); a bigger one is refused unread.
 META_MAX_BYTES = 4 * 2**20
-#: Most labels a ``labels.json`` may hold: a label every 2 s for 55 hours. With the two caps
-#: below it bounds what opening a session costs: the largest file accepted opens in about a
-#: quarter of a second and 100 MB.
-MAX_LABELS = 100_000
+#: Most labels a ``labels.json`` may hold: a label every 2 s for 27 hours. With the two caps
+#: below it bounds what opening a session costs: the largest file accepted opens in well under
+#: a second (about 0.15 s of CPU here) and 50 MB.
+MAX_LABELS = 50_000
 #: Largest ``labels.json`` read (bytes): :data:`MAX_LABELS` labels as labsession and MyoGestic
 #: write them (indented, about 70 bytes each) fit.
-LABELS_MAX_BYTES = 8 * 2**20
+LABELS_MAX_BYTES = 4 * 2**20
 #: Most JSON values a ``labels.json`` may hold, counted before it is parsed as its commas,
 #: ``[`` and ``{`` (a label as written takes 3, one more for each extra key): bounds the
 #: objects parsing creates, whatever the file holds.
