@@ -56,6 +56,17 @@ def refused(path, match):
     return str(info.value)
 
 
+def refused_in_little_memory(path, match):
+    """:func:`refused`, allocating under 50 MiB on the way (traced by tracemalloc)."""
+    tracemalloc.start()
+    try:
+        refused(path, match)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
 def digest(path):
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
@@ -322,13 +333,9 @@ def test_a_deflated_zip_bomb_is_refused_fast_in_little_memory(tmp_path):
         assert (info.file_size, info.compress_type) == (2**30 + 2, zipfile.ZIP_DEFLATED)
         with zf.open(info) as file:
             assert file.read(1000) == b"{" + b" " * 999
-    tracemalloc.start()
-    try:
-        refused(bomb, rf"meta\.json is {2**30 + 2} bytes, more than the {META_MAX_BYTES} bytes")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 50 * 2**20
+    refused_in_little_memory(
+        bomb, rf"meta\.json is {2**30 + 2} bytes, more than the {META_MAX_BYTES} bytes"
+    )
 
 
 def test_a_small_bomb_is_read_whole_and_parsed(tmp_path):
@@ -425,13 +432,9 @@ def test_a_deflated_labels_json_of_64_mib_is_refused_unread(folder, tmp_path):
     packed = pack(folder, tmp_path / "bomb.session.zip", compression=zipfile.ZIP_DEFLATED)
     (folder / "labels.json").unlink()
     assert packed.stat().st_size < 2**20
-    tracemalloc.start()
-    try:
-        refused(packed, rf"labels\.json is \d+ bytes, more than the {LABELS_MAX_BYTES} bytes")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 50 * 2**20
+    refused_in_little_memory(
+        packed, rf"labels\.json is \d+ bytes, more than the {LABELS_MAX_BYTES} bytes"
+    )
 
 
 def test_a_label_timestamp_beyond_a_float_is_a_session_error(folder):

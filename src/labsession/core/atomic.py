@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import secrets
@@ -218,8 +219,9 @@ def atomic_save_npz(
     return Path(target)
 
 
+@functools.cache
 def _renameat2() -> Any:
-    """glibc's ``renameat2`` (Linux 3.15+), or None where there is none."""
+    """glibc's ``renameat2`` (Linux 3.15+), or None where there is none (looked up once)."""
     import ctypes
     import ctypes.util
 
