@@ -383,10 +383,24 @@ def test_a_member_declaring_more_than_any_chunk_is_refused_unread(tmp_path, myog
 
 
 # -- labels.json: bounded count, fast checks -----------------------------------------------------
+def best_cpu_seconds(work, repeats=3):
+    """The least CPU time this thread spent on ``work()`` in ``repeats`` calls: a collection
+    of the test process's large heap falling into one call does not count."""
+    times = []
+    for _ in range(repeats):
+        cpu = time.thread_time()
+        work()
+        times.append(time.thread_time() - cpu)
+    return min(times)
+
+
 def test_the_largest_labels_json_accepted_opens_fast(folder, tmp_path):
     """MAX_LABELS labels as the writer writes them (indented), out of order: before, a
-    1.8-million-label file took 17 s of CPU and 550 MB to open; now the most accepted take
-    well under a second."""
+    1.8-million-label file took 17 s of CPU and 550 MB to open; now the most accepted open in
+    a few times what ``json.loads`` alone takes on that file (0.1-0.3 s on a laptop core).
+
+    Measured against ``json.loads`` in the same process, not against a wall-clock figure: a CI
+    machine ran the whole open at 1.0 s of CPU where this one takes 0.2 s."""
     rng = np.random.default_rng(0)
     stamps = 1000 + rng.permutation(MAX_LABELS) * 0.5
     stamps[::7] = stamps[3]  # ties, which keep their order in the file
@@ -394,14 +408,20 @@ def test_the_largest_labels_json_accepted_opens_fast(folder, tmp_path):
     write_labels(folder, [LabelEvent(t, c) for t, c in zip(stamps, classes, strict=True)])
     assert (folder / "labels.json").stat().st_size <= LABELS_MAX_BYTES
     order = np.argsort(stamps, kind="stable")
+    raw = (folder / "labels.json").read_bytes()
     for path in (
         folder,
         pack(folder, tmp_path / "p.session.zip", compression=zipfile.ZIP_DEFLATED),
     ):
-        cpu = time.thread_time()  # this thread: the open is single-threaded
         with open_session_store(path) as store:
             track = store.label_track
-        assert time.thread_time() - cpu < 1.0
+
+        def open_labels(path=path):
+            with open_session_store(path) as store:
+                return store.label_track
+
+        parse_only = best_cpu_seconds(lambda: json.loads(raw))
+        assert best_cpu_seconds(open_labels) < 10 * parse_only
         assert len(track) == MAX_LABELS
         np.testing.assert_array_equal([e.timestamp for e in track], stamps[order])
         np.testing.assert_array_equal([e.class_index for e in track], classes[order])
@@ -443,3 +463,12 @@ def test_a_label_timestamp_beyond_a_float_is_a_session_error(folder):
         '[{"timestamp": 1, "class_index": 0}, {"timestamp": 1' + "0" * 400 + ', "class_index": 0}]'
     )
     refused(folder, r"labels\.json: \[1\]\.timestamp must be a finite number, got 1000")
+
+
+def test_a_label_timestamp_too_large_for_a_float_is_shown_as_written(folder):
+    """labels.json is parsed at json.loads speed (1e400 becomes inf); the message still
+    shows the number as the file holds it."""
+    (folder / "labels.json").write_text(
+        '[{"timestamp": 1.5, "class_index": 0}, {"timestamp": -1e400, "class_index": 0}]'
+    )
+    refused(folder, r"labels\.json: \[1\]\.timestamp must be a finite number, got -1e400$")

@@ -258,7 +258,7 @@ def parse_labels(
             f"{LABELS_MAX_JSON_ITEMS} allowed for at most {MAX_LABELS} labels: not parsed"
         )
     try:
-        entries = load_json(raw)
+        entries = load_json(raw, as_written=False)  # re-parsed as written for a message
     except ValueError as exc:
         raise SessionError(f"{where}: {name} is not valid JSON ({exc})") from None
     if not isinstance(entries, list):
@@ -274,7 +274,12 @@ def parse_labels(
     try:
         stamps, indices = label_columns(entries)
     except ValueError as exc:
-        raise SessionError(f"{where}: {name}: {exc}") from None
+        problem = str(exc)
+        try:  # again, numbers too large for a float shown as written (1e400, not inf)
+            label_columns(load_json(raw))
+        except ValueError as as_written:
+            problem = str(as_written)
+        raise SessionError(f"{where}: {name}: {problem}") from None
     del entries  # before the labels are built: the collector then has less to walk
     return labels_from_columns(stamps, indices)
 

@@ -163,15 +163,17 @@ def _float_parser() -> Callable[[str], float]:
     return parse_float
 
 
-def load_json(raw: bytes | str) -> Any:
+def load_json(raw: bytes | str, *, as_written: bool = True) -> Any:
     """Parse JSON text from a file; ``ValueError`` (one line) if it is not valid JSON.
 
     Nesting deeper than the interpreter's recursion limit and integers of more than 4300
     digits are refused as invalid; ``NaN`` and ``Infinity`` parse (the value checks refuse
-    them where a finite number is due).
+    them where a finite number is due). With ``as_written`` (the default), numbers too large
+    for a float show in messages as written (``1e400``); without, they are plain ``inf`` and
+    floats parse at the speed of ``json.loads``.
     """
     try:
-        return json.loads(raw, parse_float=_float_parser())
+        return json.loads(raw, parse_float=_float_parser() if as_written else None)
     except RecursionError:
         raise ValueError("nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
