@@ -7,7 +7,8 @@ Run it twice and compare the two run folders::
 
 Each run gets ``reproducible_script_out/RUNNING/<ID>/`` with ``logs/`` and ``CONFIGS/``, and
 moves to ``FINISHED_SUCCESS/<ID>/`` when ``main`` returns 0. The second run checks that its
-simulated data are the same as the first's (``rngg.verify``) and stops with an error if not.
+simulated data are the same as the first's (``rngg.verify``, which compares runs with the same
+seed and arguments) and stops with an error if not.
 """
 
 # CONFIG, plt, COLORS, rngg and logger are put in this module's globals by @session.
@@ -37,7 +38,7 @@ def main(n_samples: int = 100, noise: float = 0.5, slope: float = 2.0, plot: boo
     """
     x = np.linspace(0.0, 1.0, n_samples)
     y = slope * x + rngg("noise").normal(scale=noise, size=n_samples)
-    rngg.verify(y, "y")  # the same data as earlier runs with this seed?
+    rngg.verify(y, "y")  # the same data as earlier runs with this seed and these arguments?
 
     fitted_slope, intercept = np.polyfit(x, y, deg=1)
     logger.info("fitted slope %.4f (true %.1f)", fitted_slope, slope)

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from labsession.cli import app
@@ -43,12 +44,15 @@ def test_info_table_lists_streams_and_classes(myogestic_zip):
     assert result.exit_code == 0
     for text in ("emg", "glove", "1000", "20000", "Rest", "Fist", "packed"):
         assert text in result.stdout
+    assert f"{myogestic_zip.stat().st_size / 1024:.1f} KiB" in result.stdout  # binary units
 
 
-def test_info_on_bad_path_exits_2_with_message(tmp_path):
+def test_info_on_bad_path_exits_1_with_one_line(tmp_path):
     result = runner.invoke(app, ["info", str(tmp_path / "nope")])
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # a runtime failure (a mistake in the options would be 2)
+    assert result.output.startswith("error: ")
     assert "no such session" in result.output
+    assert len(result.output.splitlines()) == 1
 
 
 def test_console_script_runs():
@@ -136,11 +140,12 @@ def test_info_computes_integrity_for_sessions_without_a_record(tmp_path):
     assert as_json["integrity"]["emg"]["dropped_samples"] == 500
 
 
-def test_info_on_a_malformed_integrity_record_exits_2_naming_stream_and_key(tmp_path):
+def test_info_on_a_malformed_integrity_record_exits_1_naming_stream_and_key(tmp_path):
     folder, _ = _session_with_a_gap(tmp_path)
     _edit_meta(folder, lambda meta: meta.update(integrity={"emg": {"n_samples": -3}}))
     result = runner.invoke(app, ["info", str(folder)])
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # a runtime failure: the file, not the options, is wrong
+    assert len(result.output.splitlines()) == 1
     assert "meta.json integrity['emg']" in result.output
     assert "'n_samples' must be a count" in result.output
 
@@ -151,3 +156,72 @@ def test_info_on_myogestic_zip_computes_integrity(myogestic_zip):
     assert "20,000 at 1000 Hz effective vs 1000 Hz nominal (+0.00 %)" in result.stdout
     assert "2,000 at 100 Hz effective vs 100 Hz nominal (+0.00 %)" in result.stdout
     assert result.stdout.count("computed from the stored timestamps") == 2
+
+
+# -- a folder of sessions --------------------------------------------------------------------------
+def _folder_of_sessions(tmp_path):
+    from labsession.testing import record_tiny_session
+
+    parent = tmp_path / "sessions"
+    packed = record_tiny_session(parent, seed=1, pack=True)
+    folder = record_tiny_session(parent, seed=2, pack=False)
+    (parent / ".tmp-write").write_bytes(b"partial")  # hidden: an atomic write in progress
+    (parent / "notes.txt").write_text("not a session")
+    return parent, sorted([packed, folder], key=lambda p: p.name)
+
+
+def test_info_on_a_folder_lists_its_sessions_one_line_each(tmp_path):
+    from labsession.core.units import format_bytes
+    from labsession.recording import session_summary
+
+    from .conftest import run_cli, tree
+
+    parent, sessions = _folder_of_sessions(tmp_path)
+    before = tree(tmp_path)
+    result = run_cli(tmp_path, "info", str(parent))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3, result.stdout
+    assert lines[0].startswith(f"{parent}: 2 sessions, ")
+    for line, session in zip(lines[1:], sessions, strict=True):  # sorted by name
+        size = format_bytes(session_summary(session)["size_bytes"])
+        expected = f"{session.name} 1 s emg (2 ch, 100 Hz) 5 labels {size}"
+        assert line.split() == expected.split()
+    assert tree(tmp_path) == before  # nothing written
+
+    as_json = json.loads(run_cli(tmp_path, "info", str(parent), "--json").stdout)
+    assert [s["path"] for s in as_json] == [str(s) for s in sessions]
+    assert all(s["n_labels"] == 5 for s in as_json)
+
+
+def test_info_on_a_folder_with_a_broken_session_still_lists_the_others(tmp_path):
+    from .conftest import run_cli
+
+    parent, sessions = _folder_of_sessions(tmp_path)
+    broken = parent / "0000-broken"
+    broken.mkdir()
+    (broken / "meta.json").write_text("{not json")
+    result = run_cli(tmp_path, "info", str(parent))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{parent}: 3 sessions")
+    assert lines[1].split()[:3] == ["0000-broken", "cannot", "be"]
+    assert "meta.json" in lines[1]
+    assert [line.split()[0] for line in lines[2:]] == [s.name for s in sessions]
+
+
+@pytest.mark.parametrize("content", ["empty", "unrecognisable"])
+def test_info_on_a_folder_without_sessions_says_so_in_one_line(tmp_path, content):
+    from .conftest import run_cli
+
+    parent = tmp_path / "nothing"
+    parent.mkdir()
+    if content == "unrecognisable":
+        (parent / "data.csv").write_text("1,2\n")
+        (parent / "results").mkdir()
+    result = run_cli(tmp_path, "info", str(parent))
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: no sessions in {parent}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import h5py
 import numpy as np
@@ -142,3 +143,130 @@ def test_reader_errors(tmp_path):
         open_video(tmp_path / "flat.npy")
     with pytest.raises(ValueError, match="channel_idx"):
         open_video(np.zeros((2, 4, 4, 1)), channel_idx=[1])
+
+
+# -- TIFF layouts ----------------------------------------------------------------------------------
+def _frames_read(path, picked=(5, 1, 1)):
+    with open_video(path) as reader:
+        return reader.shape, reader[0 : len(reader)], reader.read_frames(list(picked))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 5])
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_float_thwc_tiff_written_without_axes_reads_as_written(tmp_path, channels, compression):
+    # tifffile.imwrite(path, video) of a (T, H, W, C) float array keeps the shape but not the
+    # axes; its pages are (W, C) rows for C other than 3 or 4 (an IndexError here before).
+    video = np.random.default_rng(channels).random((7, 12, 10, channels)).astype(np.float32)
+    path = tmp_path / "v.tif"
+    with warnings.catch_warnings():  # C = 3 is stored as RGB, which tifffile says may change
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tifffile.imwrite(path, video, compression=compression)
+    shape, frames, picked = _frames_read(path)
+    assert shape == video.shape
+    np.testing.assert_array_equal(frames, video)
+    np.testing.assert_array_equal(picked, video[[5, 1, 1]])
+
+
+@pytest.mark.parametrize(
+    ("name", "write"),
+    [
+        ("TYXC axes", lambda p, v: tifffile.imwrite(p, v, metadata={"axes": "TYXC"})),
+        (
+            "channels first",
+            lambda p, v: tifffile.imwrite(
+                p, np.moveaxis(v, -1, 0), photometric="minisblack", metadata={"axes": "CTYX"}
+            ),
+        ),
+        (
+            "OME channels first",
+            lambda p, v: tifffile.imwrite(
+                p,
+                np.moveaxis(v, -1, 0),
+                ome=True,
+                photometric="minisblack",
+                metadata={"axes": "CTYX"},
+            ),
+        ),
+        (
+            "compressed channels first",
+            lambda p, v: tifffile.imwrite(
+                p,
+                np.moveaxis(v, -1, 0),
+                compression="zlib",
+                photometric="minisblack",
+                metadata={"axes": "CTYX"},
+            ),
+        ),
+        (
+            "ImageJ TZCYX",
+            lambda p, v: tifffile.imwrite(
+                p,
+                np.moveaxis(v, -1, 1).reshape(7, 1, 2, 12, 10),
+                imagej=True,
+                metadata={"axes": "TZCYX"},
+            ),
+        ),
+    ],
+)
+def test_tiff_layouts_with_axes_read_the_same(tmp_path, video, name, write):
+    path = tmp_path / "v.tif"
+    write(path, video)
+    shape, frames, picked = _frames_read(path)
+    assert shape == video.shape, name
+    np.testing.assert_array_equal(frames, video)
+    np.testing.assert_array_equal(picked, video[[5, 1, 1]])
+
+
+def test_rgb_and_big_endian_tiffs_read_the_same(tmp_path):
+    rgb = np.random.default_rng(3).integers(0, 255, (4, 9, 11, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb", metadata=None)
+    shape, frames, _ = _frames_read(tmp_path / "rgb.tif", picked=[2])
+    assert shape == (4, 9, 11, 3)
+    np.testing.assert_array_equal(frames, rgb)
+    gray = np.arange(5 * 9 * 11, dtype=np.uint16).reshape(5, 9, 11)
+    tifffile.imwrite(tmp_path / "be.tif", gray, byteorder=">")
+    shape, frames, _ = _frames_read(tmp_path / "be.tif", picked=[2])
+    assert shape == (5, 9, 11, 1)
+    np.testing.assert_array_equal(frames[..., 0], gray)
+
+
+def test_pages_written_one_by_one_read_as_frames(tmp_path):
+    frames = np.arange(5 * 8 * 6, dtype=np.uint16).reshape(5, 8, 6)
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as writer:
+        for frame in frames:
+            writer.write(frame, metadata=None, contiguous=False)
+    shape, read, picked = _frames_read(path, picked=[4, 0])
+    assert shape == (5, 8, 6, 1)
+    np.testing.assert_array_equal(read[..., 0], frames)
+    np.testing.assert_array_equal(picked[..., 0], frames[[4, 0]])
+
+
+def test_tiff_whose_frames_cannot_be_told_is_refused_saying_how_to_save_it(tmp_path):
+    video = np.random.default_rng(0).random((7, 12, 10, 2)).astype(np.float32)
+    no_shape = tmp_path / "rows.tif"
+    tifffile.imwrite(no_shape, video, metadata=None)  # 84 pages of 10 x 2: no shape stored
+    how = r"metadata=\{'axes': 'TYXC'\}"
+    with pytest.raises(ValueError, match=rf"rows\.tif: 84 pages of 10 x 2 pixels.*{how}"):
+        open_video(no_shape)
+    many = tmp_path / "many.tif"
+    tifffile.imwrite(many, np.zeros((3, 8, 8, 12), np.float32))  # 12 "channels": likely not
+    with pytest.raises(ValueError, match=rf"shape \(3, 8, 8, 12\).*12 channels.*{how}"):
+        open_video(many)
+    five = tmp_path / "five.tif"
+    tifffile.imwrite(five, np.zeros((3, 8, 8, 2, 2), np.float32))
+    with pytest.raises(ValueError, match=rf"shape \(3, 8, 8, 2, 2\).*{how}"):
+        open_video(five)
+
+
+def test_folder_given_as_video_says_so(tmp_path):
+    from labsession.errors import ConfigError
+
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"recordings is a folder; give a video file.*motion run"):
+        open_video(folder)
+    tif_folder = tmp_path / "looks.tif"
+    tif_folder.mkdir()
+    with pytest.raises(ConfigError, match="is a folder"):
+        open_video(tif_folder)

@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from labsession.cli import info as info_cli
+from labsession.cli._errors import LabsessionGroup
 from labsession.errors import SessionError
 from labsession.recording import iter_aligned_windows, iter_labeled_windows, open_session_store
 from labsession.recording._schema import NUMERIC_DTYPES
@@ -66,9 +67,11 @@ FUZZ = settings(
     report_multiple_bugs=False,
 )
 runner = CliRunner()
-#: ``labsession info`` alone: the command's own function, parsed by typer as the CLI does
-#: (typer rebuilds the whole CLI on each invoke of the root app, 0.1 s).
-info_app = typer.Typer(add_completion=False)
+#: ``labsession info`` alone: the command's own function under the CLI's root group (its error
+#: contract), parsed by typer as the CLI does (typer rebuilds the whole CLI on each invoke of
+#: the root app, 0.1 s).
+info_app = typer.Typer(add_completion=False, cls=LabsessionGroup)
+info_app.callback()(lambda: None)
 info_app.command("info")(info_cli.info)
 
 
@@ -159,7 +162,7 @@ _info_calls, _window_calls = itertools.count(), itertools.count()
 
 def _info_cli(path):
     # Every 4th example renders the tables; the others print JSON (the same reads, 4x faster).
-    args = [str(path)] if next(_info_calls) % 4 == 0 else [str(path), "--json"]
+    args = ["info", str(path)] + ([] if next(_info_calls) % 4 == 0 else ["--json"])
     result = runner.invoke(info_app, args, env={"COLUMNS": "120"})
     if result.exit_code == 0:
         assert result.exception is None

@@ -161,3 +161,40 @@ def test_example_script_runs(tmp_path):
     assert accuracy, result.stdout
     assert float(accuracy.group(1)) > 0.85
     assert len(list(tmp_path.glob("*.session.zip"))) == 4
+
+
+def test_a_parent_folder_stands_for_every_session_inside_sorted_by_name(paths, tmp_path):
+    from labsession.errors import SessionError
+
+    parent = paths[0].parent
+    assert {p.parent for p in paths} == {parent}
+    by_name = sorted(paths, key=lambda p: p.name)
+    data = TrainingData(parent)
+    assert data.paths == by_name
+    assert len(data) == 3
+    X, y, groups = data.to_arrays("emg", 0.2, 0.1)
+    X_listed, y_listed, groups_listed = TrainingData(by_name).to_arrays("emg", 0.2, 0.1)
+    np.testing.assert_array_equal(X, X_listed)
+    np.testing.assert_array_equal(y, y_listed)
+    np.testing.assert_array_equal(groups, groups_listed)
+    # parents and sessions mix; what is no session (a file, a hidden entry) is left out
+    (tmp_path / "notes.txt").write_text("not a session")
+    (tmp_path / ".partial.session.zip").write_bytes(b"")
+    extra = record_synthetic_session(tmp_path / "more", fs=1000.0, phase_seconds=0.8, seed=3)
+    mixed = TrainingData([paths[1], tmp_path / "more"])
+    assert mixed.paths == [paths[1], extra]
+    with pytest.raises(SessionError, match=f"no sessions in {re.escape(str(tmp_path))}"):
+        TrainingData(tmp_path)  # only "more/" inside, a parent itself: not searched deeper
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SessionError, match=r"no sessions in .*empty"):
+        TrainingData([paths[0], empty])
+
+
+def test_a_damaged_session_folder_is_not_taken_for_a_parent(tmp_path):
+    damaged = tmp_path / "2026-01-01_00-00-00_0badc0de"
+    (damaged / "emg.zarr").mkdir(parents=True)  # arrays but no meta.json
+    data = TrainingData(damaged)
+    assert data.paths == [damaged]
+    with pytest.raises(ValueError, match=r"no meta\.json"):
+        data.to_arrays("emg", 0.2, 0.1)

@@ -18,21 +18,23 @@ def test_example_script_runs_and_reproduces(tmp_path):
     shutil.copy(EXAMPLE, script)
     first = run_script(script, "--n-samples", "50", "--noise", "0.1")
     assert first.returncode == 0, first.stderr
-    second = run_script(script, "--n-samples", "50", "--noise", "0.1", "--no-plot")
+    second = run_script(script, "--n-samples", "50", "--noise", "0.1")
     assert second.returncode == 0, second.stderr
     assert "matches" in second.stderr  # rngg.verify compared with the first run
     assert first.stdout.splitlines()[-1] == second.stdout.splitlines()[-1]  # same fit
+    # New arguments: compared with no earlier run, the run records its own reference.
+    third = run_script(script, "--n-samples", "50", "--noise", "0.1", "--no-plot")
+    assert third.returncode == 0, third.stderr
+    assert "matches" not in third.stderr
     finished = tmp_path / "reproducible_script_out" / "FINISHED_SUCCESS"
-    # two runs in one second may sort either way (IDs have one-second resolution)
-    runs = sorted(
-        (p for p in finished.iterdir() if is_run_id(p.name)),
-        key=lambda p: not (p / "fit.png").exists(),
-    )
-    assert len(runs) == 2
-    assert (runs[0] / "fit.png").is_file()
-    assert not (runs[1] / "fit.png").exists()
-    assert (runs[0] / "samples.csv").read_text() == (runs[1] / "samples.csv").read_text()
-    config = json.loads((runs[1] / "CONFIGS" / "CONFIG.json").read_text())
+    runs = [p for p in finished.iterdir() if is_run_id(p.name)]
+    assert len(runs) == 3
+    plotted = [run for run in runs if (run / "fit.png").is_file()]
+    assert len(plotted) == 2
+    (unplotted,) = set(runs) - set(plotted)
+    for run in plotted:
+        assert (run / "samples.csv").read_text() == (unplotted / "samples.csv").read_text()
+    config = json.loads((unplotted / "CONFIGS" / "CONFIG.json").read_text())
     assert config["ARGS"] == {"n_samples": 50, "noise": 0.1, "slope": 2.0, "plot": False}
 
 

@@ -10,15 +10,39 @@ from typing import Annotated, Any
 
 import typer
 
+from labsession.cli._errors import UsageError
+from labsession.cli._validate import matches, non_blank, ranged
+
 __all__ = ["parse_of_params", "register"]
 
 _CONFIG = typer.Option(
     "--config", "-c", exists=True, dir_okay=False, help="Session config (TOML, YAML or JSON)."
 )
+
+
+def _check_of_params(items: list[str] | None) -> list[str] | None:
+    """Callback of ``--of-params``: each item is key=value naming a valid OFOptions field value."""
+    overrides = parse_of_params(items)
+    if overrides:
+        from labsession.errors import ConfigError
+        from labsession.motion import OFOptions
+
+        try:
+            OFOptions.from_mapping(overrides, source="--of-params")
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc).removeprefix("--of-params: ")) from None
+    return items
+
+
 _OF_PARAMS = typer.Option(
     "--of-params",
     help="OFOptions override for stage 1 as key=value (repeatable), e.g. --of-params alpha=4.",
+    callback=_check_of_params,
 )
+#: SLURM's --time forms: minutes, m:s, h:m:s, d-h, d-h:m, d-h:m:s (or UNLIMITED).
+_SLURM_TIME = r"(?i:unlimited|infinite)|\d+(-\d+)?(:\d{1,2}){0,2}"
+#: SLURM's --mem: a number of megabytes, or with a unit K, M, G or T.
+_SLURM_MEM = r"\d+[KMGTkmgt]?"
 
 
 def parse_of_params(items: list[str] | None) -> dict[str, Any]:
@@ -35,7 +59,9 @@ def parse_of_params(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise typer.BadParameter(f"expected key=value, got {item!r}", param_hint="--of-params")
+            raise typer.BadParameter(
+                f"expected key=value, got {item!r}", param_hint="'--of-params'"
+            )
         try:
             out[key.strip()] = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError:
@@ -51,16 +77,11 @@ def _load(config: Path, of_params: list[str] | None):  # -> SessionConfig
     return session.with_flow_overrides(overrides) if overrides else session
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(2)
-
-
 def run(
     config: Annotated[Path, _CONFIG],
     stage: Annotated[
         int | None,
-        typer.Option("--stage", "-s", min=1, max=3, help="Run only this stage (default: 1-3)."),
+        ranged("--stage", "-s", help="Run only this stage (default: 1-3).", ge=1, le=3),
     ] = None,
     array: Annotated[
         bool,
@@ -69,24 +90,26 @@ def run(
         ),
     ] = False,
     of_params: Annotated[list[str] | None, _OF_PARAMS] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Progress bars on stderr (default: only when stderr is a terminal).",
+        ),
+    ] = None,
 ) -> None:
     """Run the session's stages: motion correction, average alignment, masks and re-projection."""
-    from labsession.errors import LabsessionError
     from labsession.motion.session import run_session, run_stage1_array
 
-    try:
-        session = _load(config, of_params)
-        stages = [stage] if stage else [1, 2, 3]
-        if array:
-            if stages != [1]:
-                raise typer.BadParameter("--array runs stage 1 only: add --stage 1")
-            folder = run_stage1_array(session)
-            typer.echo(f"stage 1 done: {folder}")
-            return
-        final = run_session(session, stages=stages, progress=progress)
-    except LabsessionError as exc:
-        raise _fail(exc) from None
+    if array and stage != 1:
+        raise typer.BadParameter("runs stage 1 only: add --stage 1", param_hint="'--array'")
+    session = _load(config, of_params)
+    stages = [stage] if stage else [1, 2, 3]
+    if array:
+        folder = run_stage1_array(session)
+        typer.echo(f"stage 1 done: {folder}")
+        return
+    final = run_session(session, stages=stages, progress=progress)
     done = ", ".join(str(s) for s in stages)
     typer.echo(f"stage(s) {done} done for {session.root}")
     if final is not None:
@@ -102,16 +125,12 @@ def status(
     """Show each recording's stage state (verified like a resumed run verifies it)."""
     import json
 
-    from rich.console import Console
     from rich.table import Table
 
-    from labsession.errors import LabsessionError
+    from labsession.cli._console import cli_console
     from labsession.motion.session import SessionConfig, session_state
 
-    try:
-        state = session_state(SessionConfig.from_file(config))
-    except LabsessionError as exc:
-        raise _fail(exc) from None
+    state = session_state(SessionConfig.from_file(config))
     if as_json:
         typer.echo(json.dumps(state, indent=2, default=str))
         return
@@ -121,7 +140,7 @@ def status(
     for row in state["recordings"]:
         name = row["recording"] + (" (center)" if row["center"] else "")
         table.add_row(name, str(row["frames"]), row["stage1"], row["stage2"], row["stage3"])
-    console = Console(width=max(100, Console().width))
+    console = cli_console(min_width=100)
     console.print(table)
     session = state["session"]
     extra = f", {session['valid_pixels']} valid pixels" if "valid_pixels" in session else ""
@@ -134,43 +153,52 @@ def submit(
     run_now: Annotated[
         bool, typer.Option("--run", help="Submit them with sbatch (array, then dependent job).")
     ] = False,
-    time: Annotated[str, typer.Option("--time", help="#SBATCH --time per job.")] = "04:00:00",
-    cpus: Annotated[int, typer.Option("--cpus", min=1, help="#SBATCH --cpus-per-task.")] = 4,
-    mem: Annotated[str, typer.Option("--mem", help="#SBATCH --mem.")] = "16G",
+    time: Annotated[
+        str,
+        typer.Option(
+            "--time",
+            help="#SBATCH --time per job ([days-]hours:minutes:seconds, or minutes).",
+            callback=matches(_SLURM_TIME, "04:00:00"),
+        ),
+    ] = "04:00:00",
+    cpus: Annotated[int, ranged("--cpus", help="#SBATCH --cpus-per-task.", ge=1)] = 4,
+    mem: Annotated[
+        str,
+        typer.Option(
+            "--mem",
+            help="#SBATCH --mem (megabytes, or with K, M, G or T).",
+            callback=matches(_SLURM_MEM, "16G"),
+        ),
+    ] = "16G",
     partition: Annotated[
-        str | None, typer.Option("--partition", help="#SBATCH --partition.")
+        str | None, typer.Option("--partition", help="#SBATCH --partition.", callback=non_blank)
     ] = None,
     of_params: Annotated[list[str] | None, _OF_PARAMS] = None,
 ) -> None:
     """Write (and with --run submit) an sbatch array for stage 1 and a dependent stage 2-3 job."""
-    from labsession.errors import LabsessionError
     from labsession.motion.session import submit_slurm, write_slurm_scripts
 
     if not slurm:
-        typer.echo("error: choose a batch system: --slurm (the only one supported)", err=True)
-        raise typer.Exit(2)
-    try:
-        session = _load(config, of_params)
-        stage1, stage23 = write_slurm_scripts(
-            config,
-            config=session,
-            time=time,
-            cpus=cpus,
-            mem=mem,
-            partition=partition,
-            of_params=of_params,
+        raise UsageError("Missing option '--slurm': the batch system (the only one supported).")
+    session = _load(config, of_params)
+    stage1, stage23 = write_slurm_scripts(
+        config,
+        config=session,
+        time=time,
+        cpus=cpus,
+        mem=mem,
+        partition=partition,
+        of_params=of_params,
+    )
+    typer.echo(f"wrote {stage1}\nwrote {stage23}")
+    if run_now:
+        array_id, final_id = submit_slurm(stage1, stage23)
+        typer.echo(f"submitted stage 1 array job {array_id}; stages 2-3 job {final_id}")
+    else:
+        typer.echo(
+            f"submit with: jid=$(sbatch --parsable {stage1}) && "
+            f"sbatch --dependency=afterok:$jid {stage23}"
         )
-        typer.echo(f"wrote {stage1}\nwrote {stage23}")
-        if run_now:
-            array_id, final_id = submit_slurm(stage1, stage23)
-            typer.echo(f"submitted stage 1 array job {array_id}; stages 2-3 job {final_id}")
-        else:
-            typer.echo(
-                f"submit with: jid=$(sbatch --parsable {stage1}) && "
-                f"sbatch --dependency=afterok:$jid {stage23}"
-            )
-    except LabsessionError as exc:
-        raise _fail(exc) from None
 
 
 def register(motion_app: typer.Typer) -> None:

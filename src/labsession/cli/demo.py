@@ -9,16 +9,39 @@ from typing import Annotated
 import typer
 
 from labsession.cli._classifier import FEATURES, HOP, WIN, predict_class
+from labsession.cli._validate import ranged
+from labsession.core.units import format_bytes
+
+#: Fewest repetitions: the classifier is cross-validated with one fold per repetition, and
+#: k-fold cross-validation (scikit-learn's StratifiedGroupKFold) needs k >= 2.
+MIN_REPEATS = 2
+#: Shortest cue (s): each cue must hold a few of the classifier's windows (WIN s long).
+MIN_CYCLE = 0.5
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Where the session is written.")] = Path(
-        "demo_output"
-    ),
-    cycle: Annotated[float, typer.Option(help="Seconds per cue.")] = 2.5,
-    repeats: Annotated[int, typer.Option(help="Cycles through the classes.")] = 3,
-    replay_speed: Annotated[float, typer.Option(help="Speed of the replay (1 = real time).")] = 4.0,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic source.")] = 0,
+    out: Annotated[
+        Path, typer.Option("--out", help="Where the session is written.", file_okay=False)
+    ] = Path("demo_output"),
+    cycle: Annotated[
+        float,
+        ranged(
+            help="Seconds per cue.",
+            ge=MIN_CYCLE,
+            why=f"each cue must hold a few of the classifier's {WIN * 1000:.0f} ms windows",
+        ),
+    ] = 2.5,
+    repeats: Annotated[
+        int,
+        ranged(
+            help="Cycles through the classes (one cross-validation fold each).",
+            ge=MIN_REPEATS,
+            why="the classifier is cross-validated with one fold per repetition, and k-fold "
+            "cross-validation needs at least 2 folds",
+        ),
+    ] = 3,
+    replay_speed: Annotated[float, ranged(help="Speed of the replay (1 = real time).", gt=0)] = 4.0,
+    seed: Annotated[int, ranged(help="Seed of the synthetic source.", ge=0)] = 0,
 ) -> None:
     """Record ~30 s of a 3-class synthetic EMG session, train a classifier, replay it live.
 
@@ -29,16 +52,16 @@ def demo(
     4. replays the recording through a live Pipeline and scores its predictions.
     """
     import numpy as np
-    from rich.console import Console
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
 
     from labsession.acquisition import App, Pipeline, Stream, cue_schedule, run_cued_recording
+    from labsession.cli._console import cli_console
     from labsession.recording import TrainingData, session_summary
     from labsession.recording.features import feature_matrix
     from labsession.sources import ReplaySource, SyntheticSource
 
-    console = Console()
+    console = cli_console()
     started = time.perf_counter()
     class_names = ["Rest", "Fist", "Open"]
     schedule = cue_schedule(len(class_names), repeats)
@@ -66,7 +89,7 @@ def demo(
     console.print(
         f"\n   {emg['n_samples']:,} samples x {emg['n_channels']} channels at {emg['fs']:g} Hz "
         f"({emg['duration_s']:.1f} s), {summary['n_labels']} labels; packed and verified: "
-        f"{zip_path} ({summary['size_bytes'] / 1e6:.1f} MB)"
+        f"{zip_path} ({format_bytes(summary['size_bytes'])})"
     )
 
     # 2. Windows, grouped by repetition of the cue cycle.

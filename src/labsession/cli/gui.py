@@ -6,8 +6,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
-
 from labsession.cli._classifier import predict_class, train_lda
 from labsession.cli._sources import (
     BasePathOption,
@@ -18,7 +16,9 @@ from labsession.cli._sources import (
     SourcesOption,
     make_source,
     parse_classes,
+    parse_source,
 )
+from labsession.cli._validate import ranged
 
 
 class Recorder:
@@ -55,7 +55,7 @@ class Recorder:
             if isinstance(source, SyntheticSource):
                 self.synthetic.append(source)
             else:
-                lsl_name = spec[4:]
+                lsl_name = parse_source(spec).lsl_name or ""
                 argv = [sys.executable, "-m", "labsession.cli", "synth", "--lsl", lsl_name]
                 argv += ["--channels", str(channels), "--fs", f"{fs:g}"]
                 launch.append((f"synthetic outlet {lsl_name!r}", argv))
@@ -155,20 +155,19 @@ def gui(
     fs: FsOption = 2048.0,
     seed: SeedOption = 0,
     duration: Annotated[
-        float | None, typer.Option(help="Close the window after this many seconds.", hidden=True)
+        float | None,
+        ranged(help="Close the window after this many seconds.", ge=0, hidden=True),
     ] = None,
 ) -> None:
     """Open the recorder window: record and label sessions, tick some, train, see predictions."""
+    from labsession.cli._lsl_log import quiet_liblsl
     from labsession.errors import DisplayError
 
     class_names = parse_classes(classes)
-    if len(class_names) < 2:
-        raise typer.BadParameter(
-            f"need at least two classes, got {classes!r}", param_hint="--classes"
-        )
+    if any(parse_source(spec).lsl_name is not None for spec in source):
+        quiet_liblsl()
     recorder = Recorder(source, class_names, base_path, channels=channels, fs=fs, seed=seed)
     try:
         recorder.run(duration)
     except DisplayError as exc:
-        typer.echo(f"error: {exc}\n(`labsession record` records without a window)", err=True)
-        raise typer.Exit(2) from exc
+        raise DisplayError(f"{exc}; `labsession record` records without a window") from exc

@@ -11,6 +11,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from labsession.cli._console import cli_console
+from labsession.core.units import format_bytes
+
 if TYPE_CHECKING:
     from labsession.recording import SessionStore
     from labsession.recording._integrity import StreamIntegrity
@@ -21,32 +24,27 @@ SHOWN = 3
 BLOCK_SAMPLES = 1 << 20
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
-
-
 def info(
-    path: Annotated[Path, typer.Argument(help="A session folder or .session.zip.")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="A session folder or .session.zip, or a folder of sessions."),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Show a session's streams, labels per class, size, whether it is packed, and per stream
     its integrity: samples, nominal vs effective rate, gaps, backward timestamps, disconnects
-    and source errors (computed from the stored timestamps for sessions without a record)."""
-    from labsession.errors import SessionError
+    and source errors (computed from the stored timestamps for sessions without a record).
+    Given a folder of sessions, list them: one line each (name, duration, streams, labels, size)."""
     from labsession.recording import open_session_store, session_summary
+    from labsession.recording._folders import sessions_of
 
-    try:
-        summary = session_summary(path)
-        with open_session_store(path) as store:
-            records = {name: load_integrity(store, name) for name in store.stream_names}
-            writer = store.meta.get("writer")
-    except SessionError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    if path.is_dir() and sessions_of(path) != [path]:  # a folder of sessions
+        list_sessions(path, as_json=as_json)
+        return
+    summary = session_summary(path)  # a SessionError is reported in one line by the root group
+    with open_session_store(path) as store:
+        records = {name: load_integrity(store, name) for name in store.stream_names}
+        writer = store.meta.get("writer")
     if as_json:
         summary["integrity"] = {
             name: {"recorded": recorded, **record.to_meta()}
@@ -54,11 +52,80 @@ def info(
         }
         typer.echo(json.dumps(summary, indent=2))
         return
-    console = Console()
+    console = cli_console()
     print_summary(summary, console)
     for name, (record, recorded) in records.items():
         source = None if recorded else _no_record(writer)
         console.print(Text(format_integrity(name, record, computed_note=source)))
+
+
+def list_sessions(folder: Path, *, as_json: bool = False) -> None:
+    """Print the sessions inside ``folder``, one line each (``--json``: a list of summaries).
+
+    A session that cannot be read gets a line saying why; the others are still listed.
+
+    Raises
+    ------
+    SessionError
+        If ``folder`` holds no session (``"no sessions in ..."``).
+    """
+    from labsession.errors import SessionError
+    from labsession.recording import session_summary
+    from labsession.recording._folders import sessions_of
+
+    summaries: list[dict] = []
+    for session in sessions_of(folder):
+        try:
+            summaries.append(session_summary(session))
+        except SessionError as exc:
+            summaries.append({"path": str(session), "error": str(exc)})
+    if as_json:
+        typer.echo(json.dumps(summaries, indent=2))
+        return
+    total = sum(s.get("size_bytes", 0) for s in summaries)
+    count = f"{len(summaries)} session{'s' if len(summaries) != 1 else ''}"
+    typer.echo(f"{folder}: {count}, {format_bytes(total)}")
+    for line in session_lines(summaries):
+        typer.echo(line)
+
+
+def session_lines(summaries: list[dict]) -> list[str]:
+    """One aligned line per ``session_summary`` (or ``{"path", "error"}`` of an unreadable one):
+    name, duration (longest stream), streams (channels and rate), label count and size."""
+    names = [Path(s["path"]).name for s in summaries]
+    width = max(map(len, names), default=0)
+    rows: list[tuple[str, ...]] = []
+    for name, s in zip(names, summaries, strict=True):
+        if "error" in s:
+            rows.append((name, f"cannot be read: {s['error']}"))
+            continue
+        streams = s["streams"]
+        seconds = max((v["duration_s"] for v in streams.values()), default=0.0)
+        described = ", ".join(
+            f"{n} ({v['n_channels']} ch, {v['fs']:g} Hz)" for n, v in streams.items()
+        )
+        n_labels = s["n_labels"]
+        rows.append(
+            (
+                name,
+                _duration(seconds),
+                described or "no streams",
+                f"{n_labels} label{'s' if n_labels != 1 else ''}",
+                format_bytes(s["size_bytes"]),
+            )
+        )
+    widths = [max((len(r[i]) for r in rows if len(r) > 2), default=0) for i in range(1, 5)]
+    lines = []
+    for row in rows:
+        if len(row) == 2:
+            lines.append(f"  {row[0]:<{width}}  {row[1]}")
+            continue
+        duration, described, labels, size = row[1:]
+        lines.append(
+            f"  {row[0]:<{width}}  {duration:>{widths[0]}}  {described:<{widths[1]}}  "
+            f"{labels:>{widths[2]}}  {size:>{widths[3]}}"
+        )
+    return lines
 
 
 def _no_record(writer: object) -> str:
@@ -186,7 +253,7 @@ def print_summary(summary: dict, console: Console) -> None:
     """Render a ``session_summary`` as text and tables."""
     state = "packed (.session.zip)" if summary["packed"] else "folder (not packed)"
     console.print(
-        f"[bold]{summary['path']}[/bold]\n{state}, {_human_bytes(summary['size_bytes'])}, "
+        f"[bold]{summary['path']}[/bold]\n{state}, {format_bytes(summary['size_bytes'])}, "
         f"app {summary['app_name']!r}, created {summary['created']}"
     )
     table = Table("stream", "fs (Hz)", "channels", "dtype", "samples", "duration (s)")

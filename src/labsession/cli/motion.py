@@ -7,43 +7,71 @@ from typing import Annotated
 
 import typer
 
+from labsession.cli._validate import choice, ranged
+
 app = typer.Typer(help="Motion correction of 2-photon videos.", no_args_is_help=True)
 
 _QUALITIES = ("quality", "balanced", "fast", "custom")
 _FORMATS = ("HDF5", "TIFF", "MAT", "NPZ", "ZARR")
 
 
+def _check_backend(value: str | None) -> str | None:
+    """Callback of ``--backend``: a registered flow backend (imports the motion engine)."""
+    if value is None:
+        return value
+    from labsession.motion import available_backends
+
+    return choice(available_backends())(value)
+
+
 @app.command("compensate")
 def compensate(
     input_file: Annotated[
-        Path, typer.Argument(exists=True, help="Video: TIFF, HDF5, MAT v7.3, NPY or Zarr.")
+        Path,
+        typer.Argument(
+            exists=True, metavar="INPUT_FILE", help="Video: TIFF, HDF5, MAT v7.3, NPY or Zarr."
+        ),
     ],
     quality: Annotated[
-        str | None, typer.Option("--quality", "-q", help=f"Preset: {', '.join(_QUALITIES)}.")
+        str | None,
+        typer.Option(
+            "--quality", "-q", help=f"Preset: {', '.join(_QUALITIES)}.", callback=choice(_QUALITIES)
+        ),
     ] = None,
     backend: Annotated[
         str | None,
-        typer.Option("--backend", "-b", help="Flow backend: flowreg, diso, flowreg_torch."),
+        typer.Option(
+            "--backend",
+            "-b",
+            help="Flow backend: flowreg, diso, flowreg_torch.",
+            callback=_check_backend,
+        ),
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Output folder (default: <input>_compensated)."),
+        typer.Option(
+            "--output", "-o", help="Output folder (default: <input>_compensated).", file_okay=False
+        ),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", exists=True, help="Options file (TOML, YAML, JSON)."),
+        typer.Option(
+            "--config", "-c", exists=True, dir_okay=False, help="Options file (TOML, YAML, JSON)."
+        ),
     ] = None,
     output_format: Annotated[
-        str | None, typer.Option("--format", "-f", help=f"Output: {', '.join(_FORMATS)}.")
+        str | None,
+        typer.Option(
+            "--format", "-f", help=f"Output: {', '.join(_FORMATS)}.", callback=choice(_FORMATS)
+        ),
     ] = None,
     buffer_size: Annotated[
-        int | None, typer.Option("--buffer-size", help="Frames per buffer.")
+        int | None, ranged("--buffer-size", help="Frames per buffer.", ge=1)
     ] = None,
     save_w: Annotated[bool, typer.Option("--save-w", help="Also write the flow (w.h5).")] = False,
     qc: Annotated[bool, typer.Option("--qc/--no-qc", help="Write motion-qc.png.")] = True,
 ) -> None:
     """Register every frame of INPUT_FILE to a reference and write the corrected video."""
-    from labsession.errors import ConfigError
     from labsession.motion import OFOptions, compensate_recording
     from labsession.motion.plots import save_qc_figure
 
@@ -59,13 +87,9 @@ def compensate(
     if save_w:
         overrides["save_w"] = True
     overrides["output_path"] = str(output or input_file.with_name(f"{input_file.stem}_compensated"))
-    try:
-        base = OFOptions.from_file(config).model_dump() if config else {}
-        options = OFOptions.from_mapping({**base, **overrides}, source=str(config or "options"))
-        result = compensate_recording(options)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
+    base = OFOptions.from_file(config).model_dump() if config else {}
+    options = OFOptions.from_mapping({**base, **overrides}, source=str(config or "options"))
+    result = compensate_recording(options)
     stats = result.statistics
     if qc:
         result.files["qc"] = save_qc_figure(
@@ -86,8 +110,10 @@ def compensate(
 
 def _register_session_commands() -> None:
     from labsession.cli._motion_session import register
+    from labsession.cli._motion_synth import register as register_synth
 
     register(app)
+    register_synth(app)
 
 
 _register_session_commands()

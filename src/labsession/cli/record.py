@@ -19,33 +19,40 @@ from labsession.cli._sources import (
     make_source,
     parse_classes,
 )
+from labsession.cli._validate import non_blank, ranged
 
 
 def record(
     source: SourcesOption = ["synthetic"],  # noqa: B006 - typer needs a list default
     classes: ClassesOption = "Rest,Fist,Open",
-    cycle: Annotated[float, typer.Option(help="Seconds per cue.")] = 3.0,
-    repeats: Annotated[int, typer.Option(help="Cycles through the classes.")] = 4,
-    out: Annotated[Path, typer.Option(help="Folder of the sessions.")] = Path("sessions"),
+    cycle: Annotated[float, ranged(help="Seconds per cue.", gt=0)] = 3.0,
+    repeats: Annotated[int, ranged(help="Cycles through the classes.", ge=1)] = 4,
+    out: Annotated[Path, typer.Option(help="Folder of the sessions.", file_okay=False)] = Path(
+        "sessions"
+    ),
     channels: ChannelsOption = 8,
     fs: FsOption = 2048.0,
     seed: SeedOption = 0,
-    connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for sources.")] = 10.0,
+    connect_timeout: Annotated[
+        float, ranged(help="Seconds to wait for the sources to connect.", gt=0)
+    ] = 10.0,
     app_name: Annotated[
-        str, typer.Option(help="app_name written to meta.json.")
+        str, typer.Option(help="app_name written to meta.json.", callback=non_blank)
     ] = "labsession-record",
 ) -> None:
     """Record a cue-driven session headless: rest, each class, rest, ... labelled as cued."""
-    from rich.console import Console
-
     from labsession.acquisition import App, Stream, cue_schedule, run_cued_recording
+    from labsession.cli._console import cli_console
+    from labsession.cli._lsl_log import quiet_liblsl
     from labsession.cli.info import print_summary
     from labsession.core.progress import make_progress
     from labsession.recording import session_summary
     from labsession.sources import SyntheticSource
 
-    console = Console()
+    console = cli_console()
     class_names = parse_classes(classes)
+    if any(spec.startswith("lsl:") for spec in source):
+        quiet_liblsl()
     app = App(app_name, class_names=class_names)
     synthetic = []
     for spec in source:
@@ -56,8 +63,12 @@ def record(
     app.start()
     missing = app.wait_connected(connect_timeout)
     if len(missing) == len(source):
-        console.print(f"[red]no source connected within {connect_timeout} s: {missing}[/red]")
-        raise typer.Exit(1)
+        for stream in app.ctx.streams.values():
+            stream.stop()
+        raise TimeoutError(
+            f"no source connected within {connect_timeout:g} s (--connect-timeout): "
+            f"{', '.join(missing)}"
+        )
 
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -65,14 +76,14 @@ def record(
     session = app.start_recording(out)
     console.print(f"recording to {session.path} ({len(schedule)} cues of {cycle:g} s)")
 
-    progress = make_progress(unit="cues", console=console)
+    progress = make_progress(unit="cues")  # on stderr, when it is a terminal
     task = progress.add_task("recording", total=len(schedule))
 
     def on_cue(step: int, class_index: int) -> None:
         for src in synthetic:
             src.set_class(class_index)
         progress.update(task, completed=step)
-        progress.console.print(
+        console.print(  # above the bar on a terminal (rich redirects stdout there)
             f"[{step + 1:>3}/{len(schedule)}] cue: [bold]{class_names[class_index]}[/bold]"
         )
 
@@ -96,25 +107,46 @@ def record(
     print_summary(session_summary(zip_path), console)
 
 
+#: Seconds between two pushes of ``synth``: whole chunks (~41 samples at 2048 Hz), never single
+#: samples (mne-lsl warns on each single-sample chunk).
+PUSH_INTERVAL = 0.02
+
+
+def _synth_classes(classes: str) -> str:
+    parse_classes(classes, minimum=1)
+    return classes
+
+
 def synth(
     lsl: Annotated[
-        str, typer.Option("--lsl", help="Name of the LSL outlet to publish.")
+        str,
+        typer.Option("--lsl", help="Name of the LSL outlet to publish.", callback=non_blank),
     ] = "labsession-synth",
-    channels: Annotated[int, typer.Option(help="Channels.")] = 8,
-    fs: Annotated[float, typer.Option(help="Rate (Hz).")] = 2048.0,
-    classes: Annotated[str, typer.Option(help="Comma-separated class names.")] = "Rest,Fist,Open",
+    channels: Annotated[int, ranged(help="Channels.", ge=1)] = 8,
+    fs: Annotated[float, ranged(help="Rate (Hz).", gt=0)] = 2048.0,
+    classes: Annotated[
+        str,
+        typer.Option(help="Comma-separated unique class names.", callback=_synth_classes),
+    ] = "Rest,Fist,Open",
     cycle: Annotated[
-        float, typer.Option(help="Seconds per class before switching (0 = rest only).")
+        float, ranged(help="Seconds per class before switching (0 = rest only).", ge=0)
     ] = 3.0,
-    duration: Annotated[float, typer.Option(help="Seconds to run (0 = until Ctrl-C).")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    duration: Annotated[float, ranged(help="Seconds to run (0 = until Ctrl-C).", ge=0)] = 0.0,
+    seed: Annotated[int, ranged(help="Seed.", ge=0)] = 0,
 ) -> None:
-    """Publish the synthetic EMG source as an LSL outlet, cycling through the classes."""
+    """Publish the synthetic EMG source as an LSL outlet, cycling through the classes.
+
+    Samples are pushed in chunks every 20 ms. liblsl's and mne-lsl's log lines stay out of the
+    terminal unless ``labsession -v synth ...``.
+    """
+    from labsession.cli._lsl_log import quiet_liblsl
+
+    quiet_liblsl()
     from mne_lsl.lsl import StreamInfo, StreamOutlet
 
     from labsession.sources import SyntheticSource
 
-    names = [c.strip() for c in classes.split(",") if c.strip()]
+    names = parse_classes(classes, minimum=1)
     source = SyntheticSource(channels, fs, classes=names, seed=seed)
     info = StreamInfo(lsl, "EMG", channels, fs, "float32", f"labsession-synth-{lsl}")
     outlet = StreamOutlet(info, chunk_size=32)
@@ -129,5 +161,10 @@ def synth(
             source.set_class(int((time.monotonic() - start) / cycle) % len(names))
         chunk = source.read()
         if chunk is not None:
-            outlet.push_chunk(chunk[0], chunk[1])
+            data, stamps = chunk
+            if len(data) == 1:  # a slow stream: one sample per tick
+                outlet.push_sample(data[0], float(stamps[0]))
+            else:
+                outlet.push_chunk(data, stamps)
+        stop.wait(PUSH_INTERVAL)
     source.close()

@@ -8,20 +8,31 @@ from typing import Annotated, Any
 
 import typer
 
+from labsession.cli._validate import choice, ranged
+
 app = typer.Typer(
     help="List, archive and restore run sessions (<script>_out/ folders).",
     no_args_is_help=True,
 )
 
-_ROOT = typer.Argument(help="A <script>_out folder or one of its status folders.")
-_JOBS = typer.Option("--jobs", "-j", help="Worker processes (default: all CPUs).", min=1)
+_ROOT = typer.Argument(
+    help="A <script>_out folder, one of its status folders, or a folder above them.",
+    exists=True,
+    file_okay=False,
+    metavar="ROOT",
+)
+_JOBS = ranged("--jobs", "-j", help="Worker processes (default: all CPUs).", ge=1)
 _DRY = typer.Option("--dry-run/--no-dry-run", help="Only report what would be done (default).")
+_FORMATS = ("tar.gz", "tar", "tar.bz2", "tar.xz")
+#: What each bulk command works on, for its dry-run footer.
+_ITEMS = {"archived": ("archive", "run", "runs"), "restored": ("restore", "archive", "archives")}
 
 
 def _print_summary(summary: dict[str, Any], done_key: str, dry_run: bool) -> None:
-    from rich.console import Console
+    from labsession.cli._console import cli_console
+    from labsession.core.units import format_bytes
 
-    console = Console()
+    console = cli_console()
     verb = f"would be {done_key}" if dry_run else done_key
     console.print(
         f"scanned {summary['scanned']}, candidates {summary['candidates']}, "
@@ -29,9 +40,19 @@ def _print_summary(summary: dict[str, Any], done_key: str, dry_run: bool) -> Non
         f"skipped {summary['skipped']}, failed {summary['failed']}"
     )
     if summary["bytes_in"] or summary["bytes_out"]:
-        console.print(f"bytes in {summary['bytes_in']:,}, bytes out {summary['bytes_out']:,}")
+        console.print(
+            f"bytes in {format_bytes(summary['bytes_in'])}, "
+            f"bytes out {format_bytes(summary['bytes_out'])}"
+        )
     for failure in summary["errors"]:
         console.print(f"[red]failed[/red] {failure['path']}: {failure['error']}", markup=True)
+    if dry_run:
+        verb, one, many = _ITEMS[done_key]
+        n = summary["candidates"]
+        console.print(
+            f"dry run: nothing {done_key}; run again with --no-dry-run to {verb} "
+            f"{n} {one if n == 1 else many}"
+        )
 
 
 @app.command("list")
@@ -40,16 +61,12 @@ def list_runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """List the runs under ROOT with their status (interrupted = process gone while RUNNING)."""
-    from rich.console import Console
     from rich.table import Table
 
+    from labsession.cli._console import cli_console
     from labsession.runs import SessionManager
 
-    try:
-        records = SessionManager().list_sessions(root)
-    except FileNotFoundError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    records = SessionManager().list_sessions(root)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in records.values()], indent=2))
         return
@@ -69,26 +86,33 @@ def list_runs(
             "yes" if record.archived else "",
             str(record.path or ""),
         )
-    Console().print(table if records else f"no runs under {root}")
+    cli_console().print(table if records else f"no runs under {root}")
 
 
 @app.command("archive")
 def archive(
     root: Annotated[
-        Path, typer.Argument(help="A folder of run folders, e.g. fit_out/FINISHED_SUCCESS.")
+        Path,
+        typer.Argument(
+            help="A folder of run folders, e.g. fit_out/FINISHED_SUCCESS.",
+            exists=True,
+            file_okay=False,
+            metavar="ROOT",
+        ),
     ],
     older_than_days: Annotated[
-        float | None, typer.Option("--older-than-days", help="Only runs older than N days.")
+        float | None, ranged("--older-than-days", help="Only runs older than N days.", ge=0)
     ] = None,
     dry_run: Annotated[bool, _DRY] = True,
     jobs: Annotated[int | None, _JOBS] = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="tar.gz, tar, tar.bz2 or tar.xz.")
+        str,
+        typer.Option("--format", help="tar.gz, tar, tar.bz2 or tar.xz.", callback=choice(_FORMATS)),
     ] = "tar.gz",
     pattern: Annotated[
         str | None, typer.Option("--pattern", help="Only run folders whose name contains this.")
     ] = None,
-    max_dirs: Annotated[int | None, typer.Option("--max", help="At most N runs.", min=1)] = None,
+    max_dirs: Annotated[int | None, ranged("--max", help="At most N runs.", ge=1)] = None,
     track_bytes: Annotated[bool, typer.Option("--bytes", help="Report bytes in and out.")] = False,
 ) -> None:
     """Pack each run folder directly under ROOT into one verified archive, then remove it."""
@@ -110,27 +134,31 @@ def archive(
 
 @app.command("restore")
 def restore(
-    root: Annotated[Path, typer.Argument(help="The folder holding run archives.")],
+    root: Annotated[
+        Path,
+        typer.Argument(
+            help="The folder holding run archives.", exists=True, file_okay=False, metavar="ROOT"
+        ),
+    ],
     pattern: Annotated[str, typer.Option("--pattern", help="Glob of archive names.")] = "*.tar.gz",
     dest_root: Annotated[
-        Path | None, typer.Option("--dest", help="Where to restore (default: beside).")
+        Path | None,
+        typer.Option("--dest", help="Where to restore (default: beside).", file_okay=False),
     ] = None,
     remove_archive: Annotated[
         bool, typer.Option("--remove-archive", help="Remove each archive once restored.")
     ] = False,
     dry_run: Annotated[bool, _DRY] = True,
     jobs: Annotated[int | None, _JOBS] = None,
-    max_files: Annotated[
-        int | None, typer.Option("--max", help="At most N archives.", min=1)
-    ] = None,
+    max_files: Annotated[int | None, ranged("--max", help="At most N archives.", ge=1)] = None,
     track_bytes: Annotated[bool, typer.Option("--bytes", help="Report bytes in and out.")] = False,
     max_bytes: Annotated[
         int | None,
-        typer.Option(
+        ranged(
             "--max-bytes",
             help="Refuse an archive declaring more bytes than this "
             "(default: max(64 MiB, 100x the archive's size)).",
-            min=1,
+            ge=1,
         ),
     ] = None,
 ) -> None:
@@ -153,12 +181,8 @@ def restore(
 
 
 def _run_bulk(bulk: Any, verb: str, root: Path, *, dry_run: bool, **kwargs: Any) -> None:
-    """Run a bulk archive/restore, print its summary; exit 2 on bad input, 1 if one failed."""
-    try:
-        summary = bulk(root, dry_run=dry_run, **kwargs)
-    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    """Run a bulk archive/restore and print its summary; exit 1 if one failed."""
+    summary = bulk(root, dry_run=dry_run, **kwargs)
     _print_summary(summary, verb, dry_run)
     if summary["failed"]:
         raise typer.Exit(1)

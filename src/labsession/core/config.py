@@ -2,8 +2,9 @@
 
 :class:`FileConfig` is the base of every user-facing config model (``OFOptions``,
 ``SessionConfig``): unknown keys are rejected, and a validation error is turned into a
-:class:`~labsession.errors.ConfigError` whose message names each bad key and the file it came
-from.
+:class:`~labsession.errors.ConfigError` of one line naming the file, each bad key, its value and
+what is allowed, and the closest known key for a typo (the wording is
+:func:`describe_validation_error`'s, in ``core/_config_errors.py``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,24 @@ from typing import Any, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from labsession.core._config_errors import (
+    InvalidConfigError,
+    KeyedConfigError,
+    describe_validation_error,
+    suggest_key,
+)
 from labsession.core.atomic import atomic_write_text
 from labsession.errors import ConfigError
 
 __all__ = [
     "CONFIG_SUFFIXES",
     "FileConfig",
+    "InvalidConfigError",
+    "KeyedConfigError",
     "describe_validation_error",
     "dump_mapping",
     "load_mapping",
+    "suggest_key",
 ]
 
 #: File suffixes understood by :func:`load_mapping` and :func:`dump_mapping`.
@@ -96,32 +106,41 @@ def dump_mapping(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return atomic_write_text(path, text)
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming each bad key of a pydantic error (``unknown key 'x'; alpha: ...``)."""
-    parts = []
-    for error in exc.errors():
-        key = ".".join(str(p) for p in error["loc"]) or "<root>"
-        if error["type"] == "extra_forbidden":
-            parts.append(f"unknown key {key!r}")
-        else:
-            parts.append(f"{key}: {error['msg']} (got {error.get('input')!r})")
-    return "; ".join(parts)
-
-
 class FileConfig(BaseModel):
-    """Base of user config models: strict keys, loading from files, clear errors."""
+    """Base of user config models: strict keys, loading from files, clear errors.
+
+    Building (``Model(alpha=2)``), assigning (``model.alpha = 2``) and loading
+    (:meth:`from_mapping`, :meth:`from_file`) all raise :class:`ConfigError` with one line such
+    as ``opts.toml: unknown key 'alpah'; did you mean 'alpha'?``, never pydantic's text.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    def __init__(self, /, **data: Any) -> None:
+        # pydantic also runs an overridden __init__ from model_validate: one place for both.
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidConfigError(type(self), exc) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise InvalidConfigError(type(self), exc) from None
+
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], *, source: str = "config") -> Self:
-        """Validate a mapping; raise :class:`ConfigError` naming each bad or unknown key."""
+    def from_mapping(cls, data: dict[str, Any], *, source: str | None = None) -> Self:
+        """Validate a mapping; raise :class:`ConfigError` naming each bad or unknown key.
+
+        ``source`` (the file name, by default the class name) starts the message:
+        ``"opts.toml: levels = 0: must be >= 1"``.
+        """
         try:
             return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(
-                f"{source}: invalid configuration: {describe_validation_error(exc)}"
-            ) from None
+        except ValidationError as exc:  # __init__'s InvalidConfigError, as pydantic passes it on
+            text = describe_validation_error(exc, cls)
+            raise ConfigError(f"{source or cls.__name__}: {text}") from None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Self:

@@ -28,6 +28,7 @@ from labsession.motion._options import (
     QualitySetting,
 )
 from labsession.motion._readers import VideoReader, open_video
+from labsession.motion._synthetic import synthetic_video
 from labsession.motion._writers import VideoWriter
 
 __all__ = [
@@ -48,4 +49,5 @@ __all__ = [
     "get_displacement",
     "open_video",
     "register_backend",
+    "synthetic_video",
 ]

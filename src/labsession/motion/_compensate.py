@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +171,11 @@ class CompensationResult:
 
 
 def compensate_recording(
-    options: OFOptions, *, reference: np.ndarray | None = None, progress: bool = True
+    options: OFOptions,
+    *,
+    reference: np.ndarray | None = None,
+    progress: bool | None = None,
+    on_frames: Callable[[int, int], None] | None = None,
 ) -> CompensationResult:
     """Motion-correct ``options.input_file`` into ``options.output_path``, buffer by buffer.
 
@@ -183,6 +188,10 @@ def compensate_recording(
     ``w.h5`` (dataset ``w``, ``(T, H, W, 2)``) when ``save_w`` and ``idx.hdf`` (dataset
     ``valid``, ``(T, H, W)`` uint8 1 = inside the field of view) when ``save_valid_idx`` or
     ``save_valid_mask``.
+
+    A frame progress bar goes to stderr: ``progress=None`` shows it only when stderr is a
+    terminal, ``True`` always, ``False`` never. ``on_frames(done, total)`` is called after each
+    buffer with the frames registered so far and the video's frame count.
     """
     if options.input_file is None:
         raise ValueError("options.input_file is not set: give a video path or array")
@@ -249,7 +258,7 @@ def compensate_recording(
                         dtype="uint8",
                     )
                 )
-            bar = stack.enter_context(make_progress(unit="frames", disable=not progress))
+            bar = stack.enter_context(make_progress(unit="frames", progress=progress))
             task = bar.add_task("motion correction", total=n_frames)
             for start in range(0, n_frames, options.buffer_size):
                 batch = spatial_bin(reader[start : start + options.buffer_size], options.bin_size)
@@ -271,6 +280,8 @@ def compensate_recording(
                 done = start + len(batch)
                 rate = done / max(time.perf_counter() - started, 1e-9)
                 bar.update(task, advance=len(batch), description=f"motion {rate:.1f} frames/s")
+                if on_frames is not None:
+                    on_frames(done, n_frames)
                 logger.debug("%d/%d frames, %.1f frames/s", done, n_frames, rate)
         elapsed = time.perf_counter() - started
     fps = n_frames / max(elapsed, 1e-9)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from labsession.core.config import FileConfig
+from labsession.core.config import FileConfig, KeyedConfigError
 
 __all__ = [
     "ChannelNormalization",
@@ -158,7 +158,7 @@ class OFOptions(FileConfig):
     @classmethod
     def _alpha_positive(cls, value: tuple[float, float]) -> tuple[float, float]:
         if min(value) <= 0:
-            raise ValueError(f"alpha must be > 0, got {value}")
+            raise ValueError("must be > 0 (one value, or a pair [alpha_x, alpha_y])")
         return value
 
     @field_validator("weight", mode="before")
@@ -174,20 +174,37 @@ class OFOptions(FileConfig):
     @classmethod
     def _weight_valid(cls, value: list[float]) -> list[float]:
         if not value or min(value) < 0 or sum(value) <= 0:
-            raise ValueError(f"weight must be non-negative with a positive sum, got {value}")
+            raise ValueError("must be non-negative numbers with a positive sum")
         return value
 
     @field_validator("sigma", mode="before")
     @classmethod
     def _sigma_rows(cls, value: Any) -> Any:
-        arr = np.asarray(value, dtype=float)
+        rows = "must be [sx, sy, st] (numbers) or one such row per channel"
+        try:
+            arr = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(rows) from None
         if arr.ndim == 1:
             arr = arr[None, :]
         if arr.ndim != 2 or arr.shape[1] != 3:
-            raise ValueError(f"sigma must be [sx, sy, st] or one such row per channel, got {value}")
+            raise ValueError(rows)
         if (arr < 0).any():
-            raise ValueError(f"sigma must be >= 0, got {value}")
+            raise ValueError("must be >= 0")
         return arr.tolist()
+
+    @field_validator("input_file")
+    @classmethod
+    def _input_not_folder(cls, value: Any) -> Any:
+        if isinstance(value, str | Path) and str(value).strip():
+            path = Path(value).expanduser()
+            if path.is_dir() and path.suffix.lower() != ".zarr":
+                raise KeyedConfigError(
+                    f"input_file {str(path)!r} is a folder; give a video file (TIFF, HDF5, "
+                    f"MAT v7.3, NPY or a .zarr array) or use `labsession motion run` for a "
+                    f"folder of recordings"
+                )
+        return value
 
     @field_validator("flow_backend")
     @classmethod

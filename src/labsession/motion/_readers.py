@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from labsession.errors import ConfigError
 from labsession.motion._checks import as_video
+from labsession.motion._tiff import TiffFrames
 
 __all__ = ["VideoReader", "open_video"]
 
@@ -111,63 +113,6 @@ class VideoReader:
         self.close()
 
 
-class _TiffFrames:
-    """Frame access to a TIFF series (multi-page stacks and ImageJ hyperstacks)."""
-
-    def __init__(self, tif: object) -> None:
-        series = tif.series[0]  # type: ignore[attr-defined]
-        axes = series.axes
-        shape = dict(zip(axes, series.shape, strict=True))
-        if "Y" not in shape or "X" not in shape:
-            raise ValueError(f"TIFF series has axes {axes!r} without Y and X")
-        if "C" in shape and "S" in shape:
-            raise ValueError(f"TIFF series with both C and S axes ({axes!r}) is not supported")
-        self._tif = tif
-        self._page_axes = [a for a in axes if a not in "YXS"]
-        self._page_shape = tuple(shape[a] for a in self._page_axes)
-        self._channel_axis = "C" if "C" in shape else None
-        n_ch = shape.get("C", shape.get("S", 1))
-        n_pages = int(np.prod(self._page_shape)) if self._page_shape else 1
-        frames = n_pages // (shape["C"] if self._channel_axis else 1)
-        self._samples = "S" in shape
-        self.shape = (frames, shape["Y"], shape["X"], n_ch)
-        self._axes = axes
-
-    def _page_index(self, t: int, c: int) -> int:
-        if not self._page_axes:
-            return 0
-        time_axes = [a for a in self._page_axes if a != "C"]
-        time_shape = tuple(
-            dict(zip(self._page_axes, self._page_shape, strict=True))[a] for a in time_axes
-        )
-        coords = dict(
-            zip(time_axes, np.unravel_index(t, time_shape) if time_shape else (), strict=True)
-        )
-        if self._channel_axis:
-            coords["C"] = c
-        return int(
-            np.ravel_multi_index(tuple(coords[a] for a in self._page_axes), self._page_shape)
-        )
-
-    def __getitem__(self, index: slice | list[int]) -> np.ndarray:
-        frames = range(self.shape[0])[index] if isinstance(index, slice) else index
-        frames = list(frames)
-        n_ch = self.shape[3]
-        out = np.empty((len(frames), *self.shape[1:]), dtype=np.float32)
-        if not frames:
-            return out
-        per_page_ch = 1 if self._channel_axis else n_ch
-        n_page_ch = n_ch if self._channel_axis else 1
-        keys = [self._page_index(t, c) for t in frames for c in range(n_page_ch)]
-        data = self._tif.asarray(key=keys, series=0)  # type: ignore[attr-defined]
-        data = np.asarray(data).reshape(len(frames), n_page_ch, *self.shape[1:3], per_page_ch)
-        if self._channel_axis:
-            out[:] = np.moveaxis(data[..., 0], 1, -1)
-        else:
-            out[:] = data[:, 0]
-        return out
-
-
 def _largest_dataset(h5file: object, path: Path) -> str:
     import h5py
 
@@ -195,7 +140,8 @@ def open_video(
     ----------
     source
         Array ``(T, H, W[, C])``, or a path: ``.tif``/``.tiff`` (multi-page, ImageJ
-        hyperstacks), ``.h5``/``.hdf5``/``.hdf``, ``.mat`` (v7.3, MATLAB's ``(H, W[, C], T)``),
+        hyperstacks, OME, or ``tifffile.imwrite`` of a ``(T, H, W[, C])`` array),
+        ``.h5``/``.hdf5``/``.hdf``, ``.mat`` (v7.3, MATLAB's ``(H, W[, C], T)``),
         ``.npy`` (memory-mapped) or ``.zarr``.
     dataset_name
         HDF5/MAT dataset; ``None`` takes the largest 3-D or 4-D one.
@@ -206,8 +152,11 @@ def open_video(
     ------
     FileNotFoundError
         If the path does not exist.
+    ConfigError
+        If the path is a folder (other than a ``.zarr`` array).
     ValueError
-        Unknown format, wrong dimensions, empty video, bad channel index.
+        Unknown format, wrong dimensions, empty video, bad channel index, a TIFF whose axes
+        cannot be told (the message says how to save it).
     """
     if isinstance(source, np.ndarray):
         as_video(source, name="input array", check_finite=False)  # shape errors early
@@ -216,16 +165,21 @@ def open_video(
     if not path.exists():
         raise FileNotFoundError(f"video file not found: {path}")
     suffix = path.suffix.lower()
+    if path.is_dir() and suffix != ".zarr":
+        raise ConfigError(
+            f"{path} is a folder; give a video file (TIFF, HDF5, MAT v7.3, NPY or a .zarr "
+            f"array) or use `labsession motion run` for a folder of recordings"
+        )
     if suffix in _TIFF:
         import tifffile
 
         tif = tifffile.TiffFile(path)
         try:
-            frames = _TiffFrames(tif)
+            frames = TiffFrames(tif, path)
         except BaseException:
             tif.close()
             raise
-        return VideoReader(frames, name=str(path), channel_idx=channel_idx, closer=tif)
+        return VideoReader(frames, name=str(path), channel_idx=channel_idx, closer=frames)
     if suffix in _HDF5 or suffix == ".mat":
         import h5py
 

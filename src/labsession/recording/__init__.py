@@ -4,9 +4,11 @@ See the user guide page "Recording sessions" for the on-disk layout (shared with
 """
 
 from labsession.recording._arrays import use_zarrs
+from labsession.recording._folders import find_sessions
 from labsession.recording._integrity import IntegrityTracker, integrity_from_timestamps
 from labsession.recording._integrity_record import StreamIntegrity
 from labsession.recording._lock import LockHolder, session_lock_holder
+from labsession.recording._plot import plot_session
 from labsession.recording._records import UNLABELLED, LabelEvent, Recording, StreamInfo
 from labsession.recording._session import Session
 from labsession.recording._store import SessionStore, open_session_store
@@ -32,10 +34,12 @@ __all__ = [
     "StreamIntegrity",
     "TrainingData",
     "WindowIterator",
+    "find_sessions",
     "integrity_from_timestamps",
     "iter_aligned_windows",
     "iter_labeled_windows",
     "open_session_store",
+    "plot_session",
     "session_lock_holder",
     "session_summary",
     "use_zarrs",

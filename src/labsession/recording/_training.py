@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from labsession.errors import SessionError
+from labsession.recording._folders import sessions_of
 from labsession.recording._store import open_session_store
 from labsession.recording._windows import (
     AlignedWindow,
@@ -35,10 +36,18 @@ class TrainingData:
     Parameters
     ----------
     paths
-        Session folders and/or ``.session.zip`` archives (one path or an iterable).
+        Session folders, ``.session.zip`` archives and/or parent folders (one path or an
+        iterable). A parent folder (one that is no session itself) stands for every session
+        directly inside it, sorted by name (see
+        :func:`~labsession.recording.find_sessions`).
     class_names
         Names of the class indices (default: the ``class_names`` of the first session that
         has them, read when first asked for).
+
+    Raises
+    ------
+    SessionError
+        If a folder given is no session and holds none (``"no sessions in ..."``).
 
     Notes
     -----
@@ -50,6 +59,7 @@ class TrainingData:
     Examples
     --------
     >>> data = TrainingData(["sessions/a.session.zip", "sessions/b"])  # doctest: +SKIP
+    >>> data = TrainingData("sessions")  # every session in the folder  # doctest: +SKIP
     >>> X, y, groups = data.to_arrays("emg", 0.2, 0.05, features=["rms", "wl"])  # doctest: +SKIP
     """
 
@@ -58,7 +68,9 @@ class TrainingData:
         paths: PathLike | Iterable[PathLike],
         class_names: Sequence[str] | None = None,
     ):
-        self.paths: list[Path] = _check_paths(paths)
+        self.paths: list[Path] = [
+            session for path in _check_paths(paths) for session in sessions_of(path)
+        ]
         self._class_names = None if class_names is None else [str(n) for n in class_names]
 
     @property

@@ -4,8 +4,9 @@ Candidates are the direct children of ``root`` named like a run ID (folders for
 :func:`archive_existing`, archives matching a glob for :func:`restore_existing`), filtered by age
 and a substring. Each one goes through :func:`archive_session_dir` or
 :func:`restore_session_archive` (verify before removing anything). The work is split into chunks
-run by a pool of processes; a rich progress bar counts sessions; a session that fails is logged,
-counted and listed in the summary while the others continue.
+run by a pool of processes; a rich progress bar on stderr (on a terminal, or when asked) counts
+sessions; a session that fails is logged, counted and listed in the summary while the others
+continue.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def _run_chunks(
     *,
     jobs: int | None,
     description: str,
-    progress: bool,
+    progress: bool | None,
 ) -> list[_Outcome]:
     if not items:
         return []
@@ -168,7 +169,7 @@ def _run_chunks(
 
     outcomes: list[_Outcome] = []
     if jobs == 1 or len(chunks) == 1:
-        with make_progress(unit="sessions", disable=not progress) as bar:
+        with make_progress(unit="sessions", progress=progress) as bar:
             task = bar.add_task(description, total=len(items))
             for part in chunks:
                 outcomes += func(part, *extra)
@@ -177,7 +178,7 @@ def _run_chunks(
     workers = min(jobs, len(chunks))
     with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
         futures = {pool.submit(func, part, *extra): part for part in chunks}
-        with make_progress(unit="sessions", disable=not progress) as bar:
+        with make_progress(unit="sessions", progress=progress) as bar:
             task = bar.add_task(description, total=len(items))
             for future in as_completed(futures):
                 part = futures[future]
@@ -239,7 +240,7 @@ def archive_existing(
     *,
     jobs: int | None = None,
     compresslevel: int = 1,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Archive every run folder directly under ``root`` (one archive each, sources removed).
 
@@ -264,7 +265,8 @@ def archive_existing(
     compresslevel
         gzip/bzip2 level.
     progress
-        Show a rich progress bar.
+        A progress bar over sessions, on stderr: ``None`` (default) only when stderr is a
+        terminal, ``True`` always, ``False`` never. Nothing is printed to stdout.
 
     Returns
     -------
@@ -324,7 +326,7 @@ def restore_existing(
     track_bytes: bool = False,
     *,
     jobs: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Restore every run archive directly under ``root`` into a folder of the same name.

@@ -255,7 +255,10 @@ def start(
     try:
         seeded = fix_seeds(seed, random=random, np_module=np, torch=torch, os_module=os)
         rng = RandomStateManager(
-            seed, run_dir=run_dir, history_dirs=lambda: _history(out_dir, run_dir.name)
+            seed,
+            run_dir=run_dir,
+            history_dirs=lambda: _history(out_dir, run_dir.name),
+            args=config["ARGS"],
         )
         plt, colors = configure_matplotlib(plt, agg=agg, style=style)
         config.update(SEEDED=seeded, PLOT={"agg": agg, **style.to_dict()})

@@ -175,26 +175,65 @@ def _record_from_disk(path: Path, folder: str, this_host: str) -> SessionRecord 
     )
 
 
-def scan_runs(root: str | os.PathLike[str]) -> list[SessionRecord]:
-    """Return the runs under ``root``, sorted by ID.
+#: How deep :func:`scan_runs` looks for ``<script>_out/`` folders below a root that holds none.
+MAX_SCAN_DEPTH = 3
 
-    ``root`` may be a script's output folder (holding ``RUNNING/``, ``FINISHED_SUCCESS/`` ...)
-    or one status folder itself.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder to list runs from")
+
+def _runs_here(root: Path, host: str) -> list[SessionRecord]:
+    """The runs of ``root`` as an output folder (its status folders) or as one status folder."""
     folders = [(root / name, name) for name in STATUS_FOLDERS if (root / name).is_dir()]
     if not folders:
         folders = [(root, root.name)]
-    host = socket.gethostname()
     records = []
     for folder, name in folders:
         for entry in folder.iterdir():
             record = _record_from_disk(entry, name, host)
             if record is not None:
                 records.append(record)
-    return sorted(records, key=lambda r: r.session_id)
+    return records
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """Folders directly inside ``folder``, by name: no hidden ones, no links, none unreadable."""
+    try:
+        with os.scandir(folder) as entries:
+            found = [
+                Path(e.path)
+                for e in entries
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+            ]
+    except OSError:
+        return []
+    return sorted(found)
+
+
+def _scan(root: Path, host: str, depth: int) -> list[SessionRecord]:
+    records = _runs_here(root, host)
+    if records or depth >= MAX_SCAN_DEPTH:
+        return records
+    for folder in _subfolders(root):
+        if folder.name not in STATUS_FOLDERS:  # an empty status folder holds nothing deeper
+            records.extend(_scan(folder, host, depth + 1))
+    return records
+
+
+def scan_runs(root: str | os.PathLike[str]) -> list[SessionRecord]:
+    """Return the runs under ``root``, sorted by ID.
+
+    ``root`` may be a script's output folder (holding ``RUNNING/``, ``FINISHED_SUCCESS/`` ...),
+    one status folder itself, or a folder above them: when ``root`` holds no run, the folders
+    below it (at most :data:`MAX_SCAN_DEPTH` levels down, hidden ones and links left out) are
+    searched the same way, so the folder holding several ``<script>_out/`` lists them all.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder to list runs from")
+    return sorted(_scan(root, socket.gethostname(), 0), key=lambda r: r.session_id)
 
 
 class SessionManager:
@@ -293,7 +332,9 @@ class SessionManager:
     def list_sessions(self, root: str | os.PathLike[str] | None = None) -> dict[str, SessionRecord]:
         """Return every session: those registered here, plus the runs found under ``root``.
 
-        A session both registered and on disk appears once, with its live record.
+        ``root`` is an output folder, a status folder or a folder above them (see
+        :func:`scan_runs`). A session both registered and on disk appears once, with its live
+        record.
         """
         found = {r.session_id: r for r in scan_runs(root)} if root is not None else {}
         with self._lock:

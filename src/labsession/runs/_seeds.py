@@ -6,7 +6,8 @@ from one integer. :class:`RandomStateManager` derives an independent NumPy
 ``Generator`` per name from the seed and the name alone (``SeedSequence([seed, *sha256(name)])``),
 so ``rng("noise")`` draws the same numbers whatever other names were asked for first, and in
 whatever order. :meth:`RandomStateManager.verify` stores a checksum of a named array in the run
-folder and compares it with the one an earlier run of the same script stored under that name.
+folder and compares it with the one an earlier run of the same script, with the same seed and the
+same arguments, stored under that name: a run with new arguments records its own reference.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 import random as _random
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
@@ -31,8 +32,9 @@ import numpy as np
 
 from labsession.core.atomic import atomic_write_json
 from labsession.errors import ReproducibilityError
+from labsession.runs._provenance import to_plain
 
-__all__ = ["CHECKSUM_FILE", "RandomStateManager", "fix_seeds"]
+__all__ = ["CHECKSUM_FILE", "RandomStateManager", "args_fingerprint", "fix_seeds"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +134,25 @@ def fix_seeds(
     return seeded
 
 
+def args_fingerprint(args: Mapping[str, Any] | Any) -> str:
+    """SHA-256 (hex) of a run's arguments, independent of their order.
+
+    Parameters
+    ----------
+    args
+        A mapping or ``argparse.Namespace``; values are made JSON-ready as in ``CONFIG.json``
+        (paths as strings, tuples as lists), so equal arguments give equal fingerprints.
+
+    Examples
+    --------
+    >>> args_fingerprint({"a": 1, "b": "x"}) == args_fingerprint({"b": "x", "a": 1})
+    True
+    """
+    plain = to_plain(args if isinstance(args, Mapping) else vars(args))
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _checksum(array: Any) -> dict[str, Any]:
     arr = np.ascontiguousarray(np.asarray(array))
     if arr.dtype == object:
@@ -156,6 +177,11 @@ class RandomStateManager:
         Earlier run folders to compare with, newest first, or a function returning them (called
         on the first :meth:`verify`). :func:`start` passes the successful runs of the same
         script; the newest :data:`MAX_HISTORY` are searched.
+    args
+        The run's arguments (a mapping or ``argparse.Namespace``; :func:`start` passes
+        ``CONFIG["ARGS"]``). :meth:`verify` compares only with earlier runs whose arguments had
+        the same :func:`args_fingerprint` (and the same seed); ``None`` matches only earlier
+        runs that recorded no arguments either.
 
     Examples
     --------
@@ -172,12 +198,14 @@ class RandomStateManager:
         *,
         run_dir: str | os.PathLike[str] | None = None,
         history_dirs: list[Path] | Callable[[], list[Path]] | None = None,
+        args: Mapping[str, Any] | Any = None,
     ) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed = seed
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self._history = history_dirs
+        self.args_sha256 = args_fingerprint(args) if args is not None else None
         self._generators: dict[str, np.random.Generator] = {}
         self._checksums: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -216,8 +244,10 @@ class RandomStateManager:
         """Record ``array``'s checksum under ``name`` and compare it with an earlier run's.
 
         The checksum (SHA-256 of dtype, shape and bytes) is written to the run folder. The
-        earlier value comes from the newest earlier run with the same seed that recorded
-        ``name`` (or from a previous call in this run).
+        earlier value comes from the newest earlier run with the same seed and the same
+        arguments (see ``args``) that recorded ``name``, or from a previous call in this run.
+        Runs with other arguments are not compared: the first run with new arguments records
+        the reference for them.
 
         Returns
         -------
@@ -244,10 +274,15 @@ class RandomStateManager:
                 f"array {name!r} differs from {source}: sha256 {record['sha256'][:16]} "
                 f"(dtype {record['dtype']}, shape {tuple(record['shape'])}) != "
                 f"{previous['sha256'][:16]} (dtype {previous['dtype']}, "
-                f"shape {tuple(previous['shape'])}); same seed {self.seed}"
+                f"shape {tuple(previous['shape'])}); same seed {self.seed}{self._args_note()}"
             )
         logger.info("verify(%r): matches %s", name, source)
         return True
+
+    def _args_note(self) -> str:
+        if self.args_sha256 is None:
+            return ""
+        return f" and arguments (sha256 {self.args_sha256[:12]})"
 
     def _lookup_history(self, name: str) -> tuple[dict[str, Any] | None, str]:
         if callable(self._history):  # found on first use: listing earlier runs costs a scan
@@ -258,7 +293,11 @@ class RandomStateManager:
                 stored = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            if stored.get("seed") == self.seed and name in stored.get("arrays", {}):
+            if (
+                stored.get("seed") == self.seed
+                and stored.get("args_sha256") == self.args_sha256
+                and name in stored.get("arrays", {})
+            ):
                 return stored["arrays"][name], str(run)
         return None, ""
 
@@ -267,4 +306,5 @@ class RandomStateManager:
             return
         target = self.run_dir / CHECKSUM_FILE
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(target, {"seed": self.seed, "arrays": self._checksums}, fsync=False)
+        record = {"seed": self.seed, "args_sha256": self.args_sha256, "arrays": self._checksums}
+        atomic_write_json(target, record, fsync=False)

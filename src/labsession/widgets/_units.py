@@ -1,14 +1,7 @@
-"""Numbers as the widgets show them."""
+"""Numbers as the widgets show them: sizes in the one unit system of the command line."""
 
 from __future__ import annotations
 
+from labsession.core.units import format_bytes
+
 __all__ = ["format_bytes"]
-
-
-def format_bytes(n: float) -> str:
-    """``921000`` -> ``"921.0 kB"`` (decimal units, as file managers show sizes)."""
-    for unit in ("B", "kB", "MB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"

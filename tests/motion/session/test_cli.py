@@ -11,6 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from labsession.cli._errors import LabsessionGroup
 from labsession.cli._motion_session import parse_of_params, register
 
 from .conftest import fast_config_text
@@ -18,7 +19,7 @@ from .conftest import fast_config_text
 
 @pytest.fixture
 def app() -> typer.Typer:
-    motion = typer.Typer()
+    motion = typer.Typer(cls=LabsessionGroup)  # the root's error contract: one line, codes 2/1
     register(motion)
     return motion
 
@@ -64,21 +65,21 @@ def test_run_all_stages_then_status(app: typer.Typer, config_file: Path) -> None
 def test_run_one_stage_and_errors(app: typer.Typer, config_file: Path) -> None:
     runner = CliRunner()
     early = runner.invoke(app, ["run", "--config", str(config_file), "--stage", "2"])
-    assert early.exit_code == 2
+    assert early.exit_code == 1  # a runtime failure
     assert "stage 1 is not done" in early.output
     status = runner.invoke(app, ["status", "--config", str(config_file)])
     assert "pending" in status.output
     bad = runner.invoke(
         app, ["run", "--config", str(config_file), "--stage", "1", "--of-params", "bogus=1"]
     )
-    assert bad.exit_code == 2
+    assert bad.exit_code == 2  # refused while parsing the options
     assert "bogus" in bad.output
     no_task = runner.invoke(
         app,
         ["run", "--config", str(config_file), "--stage", "1", "--array"],
         env={"SLURM_ARRAY_TASK_ID": "", "SGE_TASK_ID": "", "PBS_ARRAY_INDEX": ""},
     )
-    assert no_task.exit_code == 2
+    assert no_task.exit_code == 1
     assert "no array task index" in no_task.output
     task = runner.invoke(
         app,
@@ -142,5 +143,5 @@ def test_submit_run_without_sbatch_says_so(
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     result = CliRunner().invoke(app, ["submit", "--config", str(config_file), "--slurm", "--run"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "sbatch was not found on PATH" in result.output

@@ -187,3 +187,35 @@ def test_fast_config_helpers_agree(tmp_path: Path) -> None:
     path = tmp_path / "session.toml"
     path.write_text(fast_config_text())
     assert SessionConfig.from_file(path) == fast_config(tmp_path / "data")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sigma_smoth = 4.0", "unknown key 'sigma_smoth'; did you mean 'sigma_smooth'?"),
+        (
+            "flow_options = { alpah = 2.0 }",
+            "unknown key 'flow_options.alpah'; did you mean 'alpha'?",
+        ),
+        ("flow_options = { levels = 0 }", "flow_options.levels = 0: must be >= 1"),
+        ("dask_cluster = { clas = 'x' }", "unknown key 'dask_cluster.clas'; did you mean 'class'?"),
+        ('scheduler = "slurm"', "scheduler = 'slurm': must be one of 'local', 'array' or 'dask'"),
+        ("n_workers = 0", "n_workers = 0: must be -1 (all cores) or >= 1"),
+        ("bogus_thing_entirely = 1", "unknown key 'bogus_thing_entirely'"),
+    ],
+)
+def test_mistakes_are_one_line_with_the_key_meant(tmp_path: Path, text: str, expected: str) -> None:
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "session.toml"
+    path.write_text(f'root = "data"\n{text}\n')
+    with pytest.raises(ConfigError) as info:
+        SessionConfig.from_file(path)
+    assert str(info.value) == f"{path}: {expected}"
+
+
+def test_missing_root_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "session.yaml"
+    path.write_text("pattern: '*.tif'\n")
+    with pytest.raises(ConfigError) as info:
+        SessionConfig.from_file(path)
+    assert str(info.value) == f"{path}: missing key 'root' (a path)"

@@ -17,7 +17,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from labsession.core.config import FileConfig, describe_validation_error
+from labsession.core.config import (
+    FileConfig,
+    KeyedConfigError,
+    describe_validation_error,
+)
 from labsession.motion._options import ConstancyAssumption, OFOptions, OutputFormat, QualitySetting
 
 __all__ = ["DaskClusterSpec", "SessionConfig"]
@@ -132,14 +136,14 @@ class SessionConfig(FileConfig):
     @classmethod
     def _pattern_relative(cls, value: str) -> str:
         if not value.strip() or Path(value).is_absolute():
-            raise ValueError(f"must be a non-empty glob relative to root, got {value!r}")
+            raise ValueError("must be a non-empty glob relative to root, e.g. '*.tif'")
         return value
 
     @field_validator("n_workers")
     @classmethod
     def _workers(cls, value: int) -> int:
         if value == 0 or value < -1:
-            raise ValueError(f"must be -1 (all cores) or >= 1, got {value}")
+            raise ValueError("must be -1 (all cores) or >= 1")
         return value
 
     @field_validator("flow_backend")
@@ -149,7 +153,7 @@ class SessionConfig(FileConfig):
 
         value = value.strip().lower()
         if value not in available_backends():
-            raise ValueError(f"unknown flow backend {value!r}; registered: {available_backends()}")
+            raise ValueError(f"must be one of the registered backends {available_backends()}")
         return value
 
     @field_validator("flow_options", mode="before")
@@ -171,13 +175,16 @@ class SessionConfig(FileConfig):
             return value.expanduser()
         routed = sorted(set(value) & set(ROUTED_FIELDS))
         if routed:
-            raise ValueError(f"{routed} are set per recording by the session; remove them")
+            one = len(routed) == 1
+            raise KeyedConfigError(
+                f"flow_options: {' and '.join(routed)} {'is' if one else 'are'} set per recording "
+                f"by the session; remove {'it' if one else 'them'}"
+            )
         try:
             OFOptions.model_validate(value)
         except ValidationError as exc:
-            raise ValueError(
-                f"invalid OFOptions override: {describe_validation_error(exc)}"
-            ) from None
+            text = describe_validation_error(exc, OFOptions, prefix="flow_options")
+            raise KeyedConfigError(text) from None
         return value
 
     @classmethod
@@ -253,7 +260,7 @@ class SessionConfig(FileConfig):
             output_format="HDF5",
             save_valid_idx=True,
         )
-        return OFOptions.model_validate(data)
+        return OFOptions.from_mapping(data, source="stage-1 options")
 
     def stage2_options(self) -> OFOptions:
         """:class:`OFOptions` of the average-to-reference refinement (stage 2)."""
@@ -266,4 +273,4 @@ class SessionConfig(FileConfig):
             "quality_setting": "quality",
             "weight": self.flow_overrides().get("weight", [0.5, 0.5]),
         }
-        return OFOptions.model_validate(data)
+        return OFOptions.from_mapping(data, source="stage-2 options")

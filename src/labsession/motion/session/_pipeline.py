@@ -28,13 +28,15 @@ logger = logging.getLogger(__name__)
 
 
 def run_session(
-    config: SessionConfig, *, stages: Iterable[int] = (1, 2, 3), progress: bool = True
+    config: SessionConfig, *, stages: Iterable[int] = (1, 2, 3), progress: bool | None = None
 ) -> np.ndarray | None:
     """Run the given stages in order; returns the final mask ``(H, W)`` bool if stage 3 ran.
 
     With ``scheduler="array"``, stage 1 processes only this array task's recording, so it
     cannot be combined with stages 2 and 3 in one call: run those in a job that depends on the
-    whole array (see :func:`write_slurm_scripts`).
+    whole array (see :func:`write_slurm_scripts`). ``progress``: bars on stderr, ``None``
+    (default) only when stderr is a terminal, ``True`` always, ``False`` never; stage 1 shows
+    the recordings and the frames of each recording in progress.
 
     Raises
     ------

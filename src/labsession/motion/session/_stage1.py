@@ -9,17 +9,17 @@ float32), ``idx.hdf`` (dataset ``valid``, ``(T, H, W, 1)`` uint8, 1 = in view),
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from labsession.core.atomic import atomic_save_npy, fsync_dir
-from labsession.core.progress import make_progress
 from labsession.errors import MotionSessionError
 from labsession.motion.session._config import SessionConfig
 from labsession.motion.session._discover import discover_recordings, recording_dir, recording_log
@@ -33,6 +33,7 @@ from labsession.motion.session._resume import (
     update_status,
     video_frames,
 )
+from labsession.motion.session._stage1_progress import Stage1Progress
 
 __all__ = [
     "ARRAY_TASK_VARIABLES",
@@ -55,7 +56,11 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def compensate_one(config: SessionConfig, input_file: Path) -> dict[str, Any]:
+def compensate_one(
+    config: SessionConfig,
+    input_file: Path,
+    report: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
     """Run (or, when complete, skip) stage 1 for one recording; the task each worker runs.
 
     Parameters
@@ -64,6 +69,10 @@ def compensate_one(config: SessionConfig, input_file: Path) -> dict[str, Any]:
         The session configuration.
     input_file
         The recording.
+    report
+        Called as ``report(str(input_file), done, total)`` with the frames registered so far
+        (after each buffer, and once with 0 before the first); must be picklable when the
+        task runs in another process.
 
     Returns
     -------
@@ -111,7 +120,11 @@ def compensate_one(config: SessionConfig, input_file: Path) -> dict[str, Any]:
         )
         from labsession.motion import compensate_recording
 
-        result = compensate_recording(options, progress=False)
+        on_frames = None
+        if report is not None:
+            report(str(input_file), 0, n_frames)
+            on_frames = functools.partial(report, str(input_file))  # (done, total)
+        result = compensate_recording(options, progress=False, on_frames=on_frames)
         written = result.files["compensated"]
         target = folder / COMPENSATED_NAME
         if written != target:  # the engine names HDF5 output compensated.h5
@@ -165,7 +178,7 @@ def _raise_failures(stage: str, failures: Mapping[str, BaseException], total: in
 def run_stage1(
     config: SessionConfig,
     *,
-    progress: bool = True,
+    progress: bool | None = None,
     executor: SessionExecutor | None = None,
 ) -> list[Path]:
     """Motion-correct every recording of the session (stage 1), resuming completed ones.
@@ -180,7 +193,10 @@ def run_stage1(
     config
         The session configuration.
     progress
-        Show a progress bar over recordings.
+        Bars on stderr: ``None`` (default) only when stderr is a terminal, ``True`` always,
+        ``False`` never. One counts the recordings; with the local executor, one more per
+        recording in progress counts its frames (updated after each buffer). With Dask or
+        another executor only the recordings are counted.
     executor
         Where to run the tasks; closed here only if created here.
 
@@ -203,16 +219,15 @@ def run_stage1(
     executor = executor or make_executor(config)
     failures: dict[str, BaseException] = {}
     try:
-        with make_progress(unit="recordings", disable=not progress) as bar:
-            task = bar.add_task("stage 1: motion correction", total=len(files))
-            arguments = [(config, path) for path in files]
+        with Stage1Progress(files, executor, progress=progress) as bar:
+            arguments = [(config, path, bar.reporter) for path in files]
             for index, result, error in executor.map_unordered(compensate_one, arguments):
                 if error is not None:
                     logger.error("stage 1 failed for %s: %s", files[index].name, error)
                     failures[files[index].name] = error
                 else:
                     logger.info("%s: %s", result["stem"], result["state"])
-                bar.update(task, advance=1)
+                bar.recording_done(index)
     finally:
         if own:
             executor.close()

@@ -158,12 +158,13 @@ def _stage2_inputs(config: SessionConfig, folder: Path, center_folder: Path) -> 
 
 
 def run_stage2(
-    config: SessionConfig, *, progress: bool = True
+    config: SessionConfig, *, progress: bool | None = None
 ) -> tuple[int, Path, list[np.ndarray]]:
     """Align every recording's temporal average to the center's (stage 2).
 
     Runs in this process (one small flow per recording). With ``resume``, a recording whose
     ``w_to_reference.npz`` was computed from the same averages and parameters is loaded.
+    ``progress``: a bar over recordings on stderr (``None``: only on a terminal).
 
     Returns
     -------
@@ -186,7 +187,7 @@ def run_stage2(
     center_folder = recording_dir(config, center_file)
     logger.info("stage 2: aligning %d averages to %s", len(files), center_file.name)
     displacements: list[np.ndarray] = []
-    with make_progress(unit="recordings", disable=not progress) as bar:
+    with make_progress(unit="recordings", progress=progress) as bar:
         task = bar.add_task("stage 2: align averages", total=len(files))
         for idx, path in enumerate(files):
             folder = recording_dir(config, path)

@@ -172,7 +172,7 @@ def run_stage3(
     middle_idx: int | None = None,
     displacements: list[np.ndarray] | None = None,
     *,
-    progress: bool = True,
+    progress: bool | None = None,
     executor: SessionExecutor | None = None,
 ) -> np.ndarray:
     """Compute the session's final valid mask and re-project every recording (stage 3).
@@ -187,7 +187,8 @@ def run_stage3(
         ``(H, W, 2)`` per recording from :func:`run_stage2`; default: read from the
         ``w_to_reference.npz`` files.
     progress
-        Show a progress bar over the re-projections.
+        A bar over the re-projections on stderr: ``None`` only when stderr is a terminal,
+        ``True`` always, ``False`` never.
     executor
         Where the re-projections run (default: the scheduler's; Dask with ``"dask"``).
 
@@ -260,7 +261,7 @@ def run_stage3(
         else:
             executor = make_executor(config)
     try:
-        with make_progress(unit="recordings", disable=not progress) as bar:
+        with make_progress(unit="recordings", progress=progress) as bar:
             task = bar.add_task("stage 3: re-project", total=len(files))
             bar.update(task, advance=len(files) - len(pending))
             arguments = [

@@ -1,0 +1,194 @@
+"""Frames of a TIFF file as ``(T, H, W, C)``, read on demand (:class:`TiffFrames`).
+
+Layouts read: plain multi-page stacks (one ``H x W`` page per frame), ImageJ hyperstacks
+(``TZCYX``), OME-TIFF, RGB pages, and tifffile's shaped files: ``tifffile.imwrite(path, video)``
+of a ``(T, H, W)`` or ``(T, H, W, C)`` array stores the array's shape but not its axes, and its
+pages may be rows of a frame (``(W, C)`` pages for ``C`` other than 3 or 4); such a file is read
+as the array written. A file whose axes cannot be told is refused with a message saying how to
+save it (``metadata={'axes': 'TYXC'}``).
+
+Uncompressed files whose data lie in one block (what tifffile and ImageJ write) are memory-mapped;
+others are read page by page.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MAX_UNNAMED_CHANNELS", "TiffFrames"]
+
+#: A 4-D TIFF saved without axes is read as (T, H, W, C) only up to this many channels.
+MAX_UNNAMED_CHANNELS = 8
+#: Pages at most this wide, and at least twice as tall, look like the rows of a (T, H, W, C) array.
+_ROW_PAGE_WIDTH = 8
+
+_HOW_TO_SAVE = (
+    "save the video as a (T, H, W, C) array with "
+    "tifffile.imwrite(path, video, metadata={'axes': 'TYXC'})"
+)
+
+
+def _named_axes(path: Path, tif: object, axes: str, shape: tuple[int, ...]) -> str:
+    """The series' axes, with tifffile's unknown ``Q`` axes named as ``(T, H, W[, C])``."""
+    if "Q" not in axes and len(set(axes)) == len(axes):
+        if axes == "IYX" and not getattr(tif, "is_shaped", False):
+            height, width = shape[1], shape[2]
+            if width <= _ROW_PAGE_WIDTH and height >= 2 * width and shape[0] > 1:
+                raise ValueError(
+                    f"{path}: {shape[0]} pages of {height} x {width} pixels and no shape saved: "
+                    f"if it holds a (T, H, W, C) array written page by page, the frames cannot "
+                    f"be told apart; {_HOW_TO_SAVE}"
+                )
+        return axes
+    # tifffile.imwrite without axes: the shape is the array's, the axes are not known
+    if len(shape) == 2:
+        return "YX"
+    if len(shape) == 3:
+        return "TYX"
+    if len(shape) == 4 and shape[3] <= MAX_UNNAMED_CHANNELS:
+        return "TYXC"
+    why = (
+        f"read as (T, H, W, C) it would have {shape[3]} channels"
+        if len(shape) == 4
+        else "a video is (T, H, W) or (T, H, W, C)"
+    )
+    raise ValueError(
+        f"{path}: an array of shape {shape} saved without its axes ({why}); {_HOW_TO_SAVE}"
+    )
+
+
+class TiffFrames:
+    """Frame access to the first series of an open ``tifffile.TiffFile``.
+
+    Attributes
+    ----------
+    shape
+        ``(T, H, W, C)``: every axis other than height (Y), width (X) and channels (C or S)
+        counts as time, in the file's order (``T`` and ``Z`` of a hyperstack give ``T * Z``
+        frames).
+
+    Raises
+    ------
+    ValueError
+        A layout whose frames cannot be told apart (the message says how to save the video).
+    """
+
+    def __init__(self, tif: object, path: str | Path = "TIFF") -> None:
+        path = Path(path)
+        series = tif.series[0]  # type: ignore[attr-defined]
+        shape = tuple(int(n) for n in series.shape)
+        axes = _named_axes(path, tif, series.axes, shape)
+        if "Y" not in axes or "X" not in axes:
+            raise ValueError(f"{path}: TIFF series has axes {axes!r} without Y and X")
+        # Axes of one element do not move any data: leave them out (but keep Y and X).
+        kept = [(a, n) for a, n in zip(axes, shape, strict=True) if n > 1 or a in "YX"]
+        channel = [a for a, _ in kept if a in "CS"]
+        if len(channel) > 1:
+            raise ValueError(
+                f"{path}: TIFF series with both C and S axes ({axes!r}) is unsupported"
+            )
+        self._channel = channel[0] if channel else None
+        self._axes = [a for a, _ in kept]
+        self._sizes = [n for _, n in kept]
+        sizes = dict(kept)
+        time_axes = [a for a in self._axes if a not in ("Y", "X", self._channel)]
+        self._time_shape = tuple(sizes[a] for a in time_axes)
+        n_frames = math.prod(self._time_shape)
+        n_ch = sizes[self._channel] if self._channel else 1
+        self.shape = (n_frames, sizes["Y"], sizes["X"], n_ch)
+        self._tif = tif
+        self._path = path
+        # Source order: time axes first, then the frame's own axes as stored.
+        self._time_first = self._axes[: len(time_axes)] == time_axes
+        frame_axes = [a for a in self._axes if a not in time_axes]
+        self._to_yxc = [frame_axes.index("Y"), frame_axes.index("X")]
+        if self._channel:
+            self._to_yxc.append(frame_axes.index(self._channel))
+        self._frame_axes = frame_axes
+        self._view = self._memory_map(series)
+        self._page_elems = math.prod(int(n) for n in series.keyframe.shape)
+        if self._view is None:
+            self._check_pages(series)
+
+    # -- sources ---------------------------------------------------------------------------------
+    def _memory_map(self, series: object) -> np.ndarray | None:
+        """A ``(T, H, W[, C])`` view of the file's data, or None if not stored in one block."""
+        offset = getattr(series, "dataoffset", None)
+        if offset is None:
+            return None
+        dtype = np.dtype(series.dtype).newbyteorder(self._tif.byteorder)  # type: ignore[attr-defined]
+        try:
+            data = np.memmap(
+                self._path, dtype=dtype, mode="r", offset=offset, shape=tuple(self._sizes)
+            )
+        except (OSError, ValueError):  # a truncated file: read page by page, which says so
+            return None
+        order = [self._axes.index(a) for a in self._axes if a not in self._frame_axes]
+        order += [self._axes.index(a) for a in self._frame_axes]
+        return np.transpose(data, order)  # time axes first, then the frame's axes, as stored
+
+    def _check_pages(self, series: object) -> None:
+        n_pages = len(series)  # type: ignore[arg-type]
+        frame_elems = math.prod(self.shape[1:])
+        if n_pages * self._page_elems != math.prod(self._sizes):
+            raise ValueError(
+                f"{self._path}: TIFF pages of shape {series.keyframe.shape} do not tile its "  # type: ignore[attr-defined]
+                f"series of shape {tuple(series.shape)} ({series.axes}); {_HOW_TO_SAVE}"  # type: ignore[attr-defined]
+            )
+        plane = self._axes[-2:] == ["Y", "X"] and self._page_elems == math.prod(self.shape[1:3])
+        if self._time_first and frame_elems % self._page_elems == 0:
+            self._pages_per_frame = frame_elems // self._page_elems
+        elif plane:  # one Y x X plane per page, channels among the time axes
+            self._pages_per_frame = 0
+        else:
+            raise ValueError(
+                f"{self._path}: TIFF pages of shape {series.keyframe.shape} cannot be read frame "  # type: ignore[attr-defined]
+                f"by frame ({series.axes} {tuple(series.shape)}); {_HOW_TO_SAVE}"  # type: ignore[attr-defined]
+            )
+
+    def _page_keys(self, frames: list[int]) -> list[int]:
+        if self._pages_per_frame:
+            k = self._pages_per_frame
+            return [t * k + j for t in frames for j in range(k)]
+        # planes: page index over every non-YX axis in file order, channel included
+        outer = self._axes[:-2]
+        outer_shape = tuple(self._sizes[:-2])
+        time_axes = [a for a in outer if a != self._channel]
+        keys = []
+        for t in frames:
+            coords = dict(zip(time_axes, np.unravel_index(t, self._time_shape), strict=True))
+            for c in range(self.shape[3] if self._channel else 1):
+                if self._channel:
+                    coords[self._channel] = c
+                keys.append(int(np.ravel_multi_index([coords[a] for a in outer], outer_shape)))
+        return keys
+
+    # -- reading ---------------------------------------------------------------------------------
+    def __getitem__(self, index: slice | list[int]) -> np.ndarray:
+        frames = list(range(self.shape[0])[index] if isinstance(index, slice) else index)
+        out = np.empty((len(frames), *self.shape[1:]), dtype=np.float32)
+        if not frames:
+            return out
+        if self._view is not None:
+            idx = np.unravel_index(np.asarray(frames), self._time_shape)
+            block = np.asarray(self._view[idx])  # (n, *frame axes as stored)
+        elif self._pages_per_frame:
+            data = self._tif.asarray(key=self._page_keys(frames), series=0)  # type: ignore[attr-defined]
+            frame_shape = [self._sizes[self._axes.index(a)] for a in self._frame_axes]
+            block = np.asarray(data).reshape(len(frames), *frame_shape)
+        else:  # one page per plane: (n, C, H, W) in page order
+            data = self._tif.asarray(key=self._page_keys(frames), series=0)  # type: ignore[attr-defined]
+            planes = np.asarray(data).reshape(len(frames), -1, *self.shape[1:3])
+            out[:] = np.moveaxis(planes, 1, -1)
+            return out
+        block = np.transpose(block, (0, *(i + 1 for i in self._to_yxc)))
+        out[:] = block if self._channel else block[..., None]
+        return out
+
+    def close(self) -> None:
+        """Release the memory map and close the file."""
+        self._view = None
+        self._tif.close()  # type: ignore[attr-defined]

@@ -1,0 +1,100 @@
+"""The sessions inside a folder: what ``info``, ``TrainingData`` and scripts take for a parent.
+
+A session is a folder holding ``meta.json`` or a ``.session.zip`` file; a *parent* is a folder
+that is not a session itself. :func:`find_sessions` lists the sessions directly inside a parent,
+sorted by name (session names start with their start time, so this is also time order).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from labsession.errors import SessionError
+from labsession.recording._layout import LABELS_FILE, META_FILE, ZIP_SUFFIX
+
+__all__ = ["find_sessions", "is_session_folder", "sessions_of"]
+
+
+def is_session_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a session folder (a folder holding ``meta.json``)."""
+    path = Path(path)
+    return path.is_dir() and (path / META_FILE).is_file()
+
+
+def _is_session_entry(entry: os.DirEntry[str]) -> bool:
+    if entry.name.startswith("."):  # temporary files of atomic writes, hidden folders
+        return False
+    try:
+        if entry.is_dir(follow_symlinks=False):
+            return (Path(entry.path) / META_FILE).is_file()
+        return entry.name.endswith(ZIP_SUFFIX) and entry.is_file()
+    except OSError:  # a broken link, an entry removed since the listing
+        return False
+
+
+def _looks_like_a_session(folder: Path) -> bool:
+    """A folder with a session's own files but no ``meta.json`` (a damaged session): kept as a
+    session, so that reading it says what is wrong with it."""
+    if (folder / LABELS_FILE).is_file():
+        return True
+    try:
+        with os.scandir(folder) as entries:
+            return any(e.name.endswith(".zarr") for e in entries)
+    except OSError:
+        return False
+
+
+def find_sessions(folder: str | os.PathLike[str]) -> list[Path]:
+    """The session folders and ``.session.zip`` files directly inside ``folder``, by name.
+
+    Parameters
+    ----------
+    folder
+        A folder holding sessions (e.g. a recorder's ``base_path``).
+
+    Returns
+    -------
+    list of Path
+        Sorted by name; hidden entries (``.name``) and linked folders are left out. Empty if
+        there are none.
+
+    Raises
+    ------
+    SessionError
+        If ``folder`` is not a folder or cannot be listed.
+    """
+    folder = Path(folder)
+    try:
+        with os.scandir(folder) as entries:
+            found = [Path(e.path) for e in entries if _is_session_entry(e)]
+    except FileNotFoundError:
+        raise SessionError(f"{folder}: no such folder") from None
+    except NotADirectoryError:
+        raise SessionError(f"{folder}: not a folder") from None
+    except OSError as exc:
+        raise SessionError(f"{folder}: cannot be listed ({exc.strerror})") from exc
+    return sorted(found, key=lambda p: p.name)
+
+
+def sessions_of(path: str | os.PathLike[str]) -> list[Path]:
+    """``[path]`` for a session (folder or zip), or the sessions inside a parent folder.
+
+    A folder holding a session's own files (``labels.json``, ``*.zarr``) without ``meta.json``
+    is taken as a damaged session, not as a parent: reading it then says what is missing.
+
+    Raises
+    ------
+    SessionError
+        If ``path`` is a folder that is no session and holds none: ``"no sessions in ..."``.
+    """
+    path = Path(path)
+    if not path.is_dir() or is_session_folder(path) or _looks_like_a_session(path):
+        return [path]
+    found = find_sessions(path)
+    if not found:
+        raise SessionError(
+            f"no sessions in {path}: it holds no {META_FILE} (so it is no session folder) and no "
+            f"session folders or {ZIP_SUFFIX} files"
+        )
+    return found

@@ -1,0 +1,69 @@
+"""What ``--help`` and the dry-run summaries tell a new user (issue 18's small traps)."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from labsession.cli import app
+
+from .conftest import run_cli
+
+runner = CliRunner()
+
+
+def _command_paths(command, path):
+    yield path
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _command_paths(sub, [*path, name])
+
+
+#: Every command and sub-command, from the app itself (new commands are covered too).
+COMMANDS = list(_command_paths(typer.main.get_command(app), []))
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "labsession")
+def test_flags_do_not_show_a_value_type(command):
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.output
+    assert "<bool>" not in result.output
+
+
+def test_every_option_of_every_command_has_help_text():
+    group = typer.main.get_command(app)
+
+    def walk(command, path):
+        for param in command.params:
+            if param.param_type_name == "option" and not param.hidden:
+                assert (param.help or "").strip(), f"{' '.join(path)} {param.opts[0]}: no help"
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+        yield path
+
+    assert ["labsession", "motion", "run"] in list(walk(group, ["labsession"]))
+
+
+def test_progress_option_is_explained():
+    result = runner.invoke(app, ["motion", "run", "--help"], env={"COLUMNS": "200"})
+    (line,) = [row for row in result.output.splitlines() if "--progress" in row]
+    assert "--no-progress" in line
+    assert "stderr" in line  # says where the bars go
+
+
+def test_runs_archive_dry_run_says_how_to_run_it_for_real(tmp_path):
+    for i in range(2):
+        run = tmp_path / "FINISHED_SUCCESS" / f"2026Y-01M-02D-03h04m0{i}s_run{i}"
+        run.mkdir(parents=True)
+        (run / "result.csv").write_text("a,b\n1,2\n")
+    result = run_cli(tmp_path, "runs", "archive", "FINISHED_SUCCESS")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        "dry run: nothing archived; run again with --no-dry-run to archive 2 runs"
+    )
+    assert all(run.is_dir() for run in (tmp_path / "FINISHED_SUCCESS").iterdir())
+    real = run_cli(tmp_path, "runs", "archive", "FINISHED_SUCCESS", "--no-dry-run", "-j", "1")
+    assert real.returncode == 0, real.stderr
+    assert "dry run" not in real.stdout
+    assert not any(p.is_dir() for p in (tmp_path / "FINISHED_SUCCESS").iterdir())
