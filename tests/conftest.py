@@ -1,4 +1,9 @@
-"""Shared pytest configuration: deterministic hypothesis profile for CI, the X display."""
+"""Shared pytest configuration: deterministic hypothesis profile for CI, the X display, a
+pseudo-terminal."""
+
+import os
+import pty
+import threading
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -27,3 +32,44 @@ def gui_state_dir(tmp_path, monkeypatch):
     folder = tmp_path / "state"
     monkeypatch.setenv("LABSESSION_STATE_DIR", str(folder))
     return folder
+
+
+class PseudoTerminal:
+    """A pseudo-terminal whose output a thread collects: give :attr:`fd` to a child process as
+    its stderr (a terminal to it), then read what it drew with :meth:`output`."""
+
+    def __init__(self) -> None:
+        self._primary, self.fd = pty.openpty()
+        self._chunks: list[bytes] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = os.read(self._primary, 65536)
+            except OSError:  # EIO once the other end is closed
+                return
+            if not data:
+                return
+            self._chunks.append(data)
+
+    def output(self) -> str:
+        """Close the child's end, wait for the rest and return everything drawn, decoded."""
+        self.close()
+        return b"".join(self._chunks).decode(errors="replace")
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            self._reader.join(timeout=30)
+            os.close(self._primary)
+
+
+@pytest.fixture
+def pseudo_terminal():
+    """A :class:`PseudoTerminal`, closed after the test."""
+    terminal = PseudoTerminal()
+    yield terminal
+    terminal.close()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import pty
 import subprocess
 import sys
-import threading
 
 from labsession.runs import is_run_id
 
@@ -60,32 +58,12 @@ def test_progress_true_draws_on_stderr_only(tmp_path):
     assert "3/3" in done.stderr
 
 
-def test_bar_is_shown_when_stderr_is_a_terminal(tmp_path):
+def test_bar_is_shown_when_stderr_is_a_terminal(tmp_path, pseudo_terminal):
     make_run_dirs(tmp_path, 3)
-    primary, secondary = pty.openpty()
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(primary, 4096)
-            except OSError:  # EIO: the terminal's other end is closed
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        done = _archive(tmp_path, stdout=subprocess.PIPE, stderr=secondary)
-    finally:
-        os.close(secondary)
-    reader.join(timeout=30)
-    os.close(primary)
+    done = _archive(tmp_path, stdout=subprocess.PIPE, stderr=pseudo_terminal.fd)
+    terminal = pseudo_terminal.output()
     assert done.returncode == 0
     assert done.stdout == "archived 3\n"  # the bar went to the terminal, not into the pipe
-    terminal = b"".join(chunks).decode(errors="replace")
     assert "archiving" in terminal
     assert "3/3" in terminal
 

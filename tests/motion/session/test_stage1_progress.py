@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import pty
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,39 +30,19 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run_with_terminal_stderr(command: list[str], cwd: Path) -> tuple[int, str, str]:
+def _run_with_terminal_stderr(command: list[str], cwd: Path, terminal) -> tuple[int, str, str]:
     """Run ``command`` with stdout piped and stderr on a pseudo-terminal: (rc, stdout, tty)."""
-    primary, secondary = pty.openpty()
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(primary, 65536)
-            except OSError:  # EIO once the other end is closed
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        done = subprocess.run(
-            command,
-            cwd=cwd,
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=secondary,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-    finally:
-        os.close(secondary)
-    reader.join(timeout=30)
-    os.close(primary)
-    return done.returncode, done.stdout, ANSI.sub("", b"".join(chunks).decode(errors="replace"))
+    done = subprocess.run(
+        command,
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=terminal.fd,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return done.returncode, done.stdout, ANSI.sub("", terminal.output())
 
 
 def test_compensate_one_reports_frames_after_each_buffer(fresh_copy: Path) -> None:
@@ -78,12 +56,12 @@ def test_compensate_one_reports_frames_after_each_buffer(fresh_copy: Path) -> No
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "process-pool"])
 def test_motion_run_shows_recordings_and_frames_on_a_terminal(
-    fresh_copy: Path, workers: int
+    fresh_copy: Path, workers: int, pseudo_terminal
 ) -> None:
     config = fresh_copy.parent / "session.toml"
     config.write_text(fast_config_text(n_workers=str(workers)))
     command = [sys.executable, "-m", "labsession", "motion", "run", "-c", str(config), "-s", "1"]
-    rc, stdout, terminal = _run_with_terminal_stderr(command, fresh_copy.parent)
+    rc, stdout, terminal = _run_with_terminal_stderr(command, fresh_copy.parent, pseudo_terminal)
     assert rc == 0, terminal
     assert stdout == f"stage(s) 1 done for {fresh_copy}\n"  # bars and logs stay off stdout
     assert "stage 1: motion correction" in terminal
