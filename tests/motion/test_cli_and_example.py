@@ -63,7 +63,7 @@ def test_cli_reports_bad_options(tmp_path):
 
 
 # The example's first flow call compiles the kernels for its signature, which a fresh clone has
-# not cached yet: 50-120 s on 2 busy cores, beyond the suite's default 120 s.
+# not cached yet: 20-40 s on 2 busy cores, more beside the suite's other work (default 120 s).
 @pytest.mark.timeout(600)
 def test_qc_example_writes_the_figure(tmp_path):
     spec = importlib.util.spec_from_file_location("motion_qc", ROOT / "examples" / "motion_qc.py")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -164,29 +165,29 @@ class FlowregBackend:
         weight: np.ndarray,
         w_init: np.ndarray | None = None,
     ) -> np.ndarray:
-        from labsession.motion._flowreg_kernels import flow_batch
+        from labsession.motion._flowreg_batch import flow_batch
+        from labsession.motion._kernel_compile import announce_compilation
 
         opts = self.options
-        fixed = np.ascontiguousarray(reference, dtype=np.float32)
-        frames = np.ascontiguousarray(moving, dtype=np.float32)
-        n, height, width = frames.shape[:3]
+        # The kernel takes plain, writable, C-contiguous float32, channel first: a read-only or
+        # strided array would be another type signature, compiled again (seconds to tens of
+        # seconds) on a cold cache.
+        fixed = _channels_first(reference)
+        frames = _channels_first(moving)
+        n, _, height, width = frames.shape
         if w_init is None:
-            init = np.zeros((1, height, width, 2), dtype=np.float32)
+            init = np.zeros((1, 2, height, width), dtype=np.float32)
             index = np.zeros(n, dtype=np.int64)
         else:
             w_init = np.asarray(w_init)
             if w_init.strides[0] == 0:  # one flow broadcast to all frames: pass it once
-                init = np.ascontiguousarray(w_init[:1], dtype=np.float32)
+                init = _channels_first(w_init[:1])
                 index = np.zeros(n, dtype=np.int64)
             else:
-                init = np.ascontiguousarray(w_init, dtype=np.float32)
+                init = _channels_first(w_init)
                 index = np.arange(n, dtype=np.int64)
-        w = flow_batch(
-            fixed,
-            frames,
-            init,
-            index,
-            np.ascontiguousarray(weight, dtype=np.float32),
+        params = (
+            _channels_first(weight),
             float(opts.alpha[0]),
             float(opts.alpha[1]),
             float(opts.eta),
@@ -198,7 +199,36 @@ class FlowregBackend:
             float(opts.a_smooth),
             opts.constancy_assumption.value == "gc",
         )
-        return w
+
+        def run(start: int, stop: int) -> np.ndarray:
+            return flow_batch(fixed, frames[start:stop], init, index[start:stop], *params)
+
+        # The kernel releases the GIL: contiguous blocks of frames run on threads, one block
+        # per thread (as numba's prange would schedule them).
+        bounds = np.linspace(0, n, min(n, _flow_threads()) + 1).astype(int)
+        with announce_compilation():
+            if len(bounds) <= 2:
+                w = run(0, n)
+            else:
+                with ThreadPoolExecutor(max_workers=len(bounds) - 1) as pool:
+                    w = np.concatenate(list(pool.map(run, bounds[:-1], bounds[1:])))
+        return np.ascontiguousarray(np.moveaxis(w, -3, -1))
+
+
+def _channels_first(array: np.ndarray) -> np.ndarray:
+    """A writable C-contiguous float32 copy: ``(..., H, W, C)`` as ``(..., C, H, W)``, 1-D as is."""
+    array = np.asarray(array)
+    if array.ndim > 1:
+        array = np.moveaxis(array, -1, -3)
+    return np.array(array, dtype=np.float32, order="C")
+
+
+def _flow_threads() -> int:
+    """Threads for the ``flowreg`` kernel: numba's setting (``NUMBA_NUM_THREADS``,
+    ``numba.set_num_threads``), which the former ``prange`` kernel followed too."""
+    import numba
+
+    return max(1, int(numba.get_num_threads()))
 
 
 _DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}

@@ -1,4 +1,4 @@
-"""numba kernels of the variational optical flow (the ``flowreg`` backend).
+"""numba kernels of the variational optical flow (the ``flowreg`` backend), one level at a time.
 
 The model is Brox et al.'s (2004) warping scheme as used for 2-photon data by Flotho et al.
 (2022): for each pyramid level, from coarse to fine, the moving image is warped by the current
@@ -13,28 +13,21 @@ successive over-relaxation with the non-linearities (data weights and the smooth
 diffusivity) frozen for ``update_lag`` sweeps. Flow is kept in full-resolution pixels at every
 level; grid spacings ``hx``, ``hy`` > 1 at coarse levels carry the scale.
 
-All arrays are float32, channel-first ``(C, H, W)``; the batch entry point takes the callers'
-channel-last frames, rearranges each inside its loop and parallelises over frames with
-``prange``.
+All arrays are float32, channel-first ``(C, H, W)``. The pyramid and the batch of frames are
+:mod:`labsession.motion._flowreg_batch`'s. For a short first (compiling) run, kernels that
+only other kernels call have no Python wrapper (``no_cpython_wrapper``), and the four weight
+refreshes are inlined into :func:`solve_level` (``inline="always"``, one call site each), so
+they are not compiled, optimised and linked as functions of their own. ``_grad``, with six
+call sites, is not inlined: inlined, it changed the gray-value flows in the last bits
+(fastmath lets LLVM compile the same arithmetic differently in another context).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from labsession.motion._image_kernels import (
-    blur_channels,
-    median5,
-    resize_channels,
-    resize_plane,
-    resize_plane_cubic,
-    warp_channels,
-)
-
-__all__ = ["flow_batch", "pyramid_depth"]
+__all__ = ["motion_tensor_gc", "motion_tensor_gray", "pyramid_depth", "solve_level"]
 
 _EPS_PSI = 1e-5
 _EPS_GC = 1e-6
@@ -54,7 +47,7 @@ def pyramid_depth(height: int, width: int, eta: float, levels: int) -> int:
     return depth
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _grad(image: np.ndarray, hx: float, hy: float) -> tuple[np.ndarray, np.ndarray]:
     height, width = image.shape
     gx = np.empty_like(image)
@@ -70,74 +63,83 @@ def _grad(image: np.ndarray, hx: float, hy: float) -> tuple[np.ndarray, np.ndarr
     return gx, gy
 
 
-@njit(cache=True, fastmath=True)
-def _motion_tensor(
-    fixed: np.ndarray, warped: np.ndarray, hx: float, hy: float, gradient_constancy: bool
-) -> np.ndarray:
-    """Motion tensor ``(6, C, h, w)`` ordered J11, J12, J13, J22, J23, J33; zero on the border."""
+@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def motion_tensor_gc(fixed: np.ndarray, warped: np.ndarray, hx: float, hy: float) -> np.ndarray:
+    """Motion tensor ``(6, C, h, w)`` of normalised gradient constancy, ordered J11, J12, J13,
+    J22, J23, J33; zero on the border."""
     n_ch, height, width = fixed.shape
     tensor = np.zeros((6, n_ch, height, width), dtype=np.float32)
     for c in range(n_ch):
         gx1, gy1 = _grad(fixed[c], hx, hy)
         gx2, gy2 = _grad(warped[c], hx, hy)
-        if gradient_constancy:
-            _, gxy1 = _grad(gx1, hx, hy)
-            _, gxy2 = _grad(gx2, hx, hy)
+        _, gxy1 = _grad(gx1, hx, hy)
+        _, gxy2 = _grad(gx2, hx, hy)
         for y in range(1, height - 1):
             for x in range(1, width - 1):
-                if gradient_constancy:
-                    # compact second differences for fxx, fyy; fxy from the x-gradient
-                    f1c = fixed[c, y, x]
-                    f2c = warped[c, y, x]
-                    fxx = (
-                        0.5
-                        * (
-                            fixed[c, y, x - 1]
-                            - 2.0 * f1c
-                            + fixed[c, y, x + 1]
-                            + warped[c, y, x - 1]
-                            - 2.0 * f2c
-                            + warped[c, y, x + 1]
-                        )
-                        / (hx * hx)
+                # compact second differences for fxx, fyy; fxy from the x-gradient
+                f1c = fixed[c, y, x]
+                f2c = warped[c, y, x]
+                fxx = (
+                    0.5
+                    * (
+                        fixed[c, y, x - 1]
+                        - 2.0 * f1c
+                        + fixed[c, y, x + 1]
+                        + warped[c, y, x - 1]
+                        - 2.0 * f2c
+                        + warped[c, y, x + 1]
                     )
-                    fyy = (
-                        0.5
-                        * (
-                            fixed[c, y - 1, x]
-                            - 2.0 * f1c
-                            + fixed[c, y + 1, x]
-                            + warped[c, y - 1, x]
-                            - 2.0 * f2c
-                            + warped[c, y + 1, x]
-                        )
-                        / (hy * hy)
+                    / (hx * hx)
+                )
+                fyy = (
+                    0.5
+                    * (
+                        fixed[c, y - 1, x]
+                        - 2.0 * f1c
+                        + fixed[c, y + 1, x]
+                        + warped[c, y - 1, x]
+                        - 2.0 * f2c
+                        + warped[c, y + 1, x]
                     )
-                    fxy = 0.5 * (gxy1[y, x] + gxy2[y, x])
-                    fxt = gx2[y, x] - gx1[y, x]
-                    fyt = gy2[y, x] - gy1[y, x]
-                    rx = 1.0 / (fxx * fxx + fxy * fxy + _EPS_GC)
-                    ry = 1.0 / (fxy * fxy + fyy * fyy + _EPS_GC)
-                    tensor[0, c, y, x] = rx * fxx * fxx + ry * fxy * fxy
-                    tensor[1, c, y, x] = rx * fxx * fxy + ry * fxy * fyy
-                    tensor[2, c, y, x] = rx * fxx * fxt + ry * fxy * fyt
-                    tensor[3, c, y, x] = rx * fxy * fxy + ry * fyy * fyy
-                    tensor[4, c, y, x] = rx * fxy * fxt + ry * fyy * fyt
-                    tensor[5, c, y, x] = rx * fxt * fxt + ry * fyt * fyt
-                else:
-                    fx = 0.5 * (gx1[y, x] + gx2[y, x])
-                    fy = 0.5 * (gy1[y, x] + gy2[y, x])
-                    ft = warped[c, y, x] - fixed[c, y, x]
-                    tensor[0, c, y, x] = fx * fx
-                    tensor[1, c, y, x] = fx * fy
-                    tensor[2, c, y, x] = fx * ft
-                    tensor[3, c, y, x] = fy * fy
-                    tensor[4, c, y, x] = fy * ft
-                    tensor[5, c, y, x] = ft * ft
+                    / (hy * hy)
+                )
+                fxy = 0.5 * (gxy1[y, x] + gxy2[y, x])
+                fxt = gx2[y, x] - gx1[y, x]
+                fyt = gy2[y, x] - gy1[y, x]
+                rx = 1.0 / (fxx * fxx + fxy * fxy + _EPS_GC)
+                ry = 1.0 / (fxy * fxy + fyy * fyy + _EPS_GC)
+                tensor[0, c, y, x] = rx * fxx * fxx + ry * fxy * fxy
+                tensor[1, c, y, x] = rx * fxx * fxy + ry * fxy * fyy
+                tensor[2, c, y, x] = rx * fxx * fxt + ry * fxy * fyt
+                tensor[3, c, y, x] = rx * fxy * fxy + ry * fyy * fyy
+                tensor[4, c, y, x] = rx * fxy * fxt + ry * fyy * fyt
+                tensor[5, c, y, x] = rx * fxt * fxt + ry * fyt * fyt
     return tensor
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def motion_tensor_gray(fixed: np.ndarray, warped: np.ndarray, hx: float, hy: float) -> np.ndarray:
+    """Motion tensor ``(6, C, h, w)`` of gray-value constancy (as :func:`motion_tensor_gc`)."""
+    n_ch, height, width = fixed.shape
+    tensor = np.zeros((6, n_ch, height, width), dtype=np.float32)
+    for c in range(n_ch):
+        gx1, gy1 = _grad(fixed[c], hx, hy)
+        gx2, gy2 = _grad(warped[c], hx, hy)
+        for y in range(1, height - 1):
+            for x in range(1, width - 1):
+                fx = 0.5 * (gx1[y, x] + gx2[y, x])
+                fy = 0.5 * (gy1[y, x] + gy2[y, x])
+                ft = warped[c, y, x] - fixed[c, y, x]
+                tensor[0, c, y, x] = fx * fx
+                tensor[1, c, y, x] = fx * fy
+                tensor[2, c, y, x] = fx * ft
+                tensor[3, c, y, x] = fy * fy
+                tensor[4, c, y, x] = fy * ft
+                tensor[5, c, y, x] = ft * ft
+    return tensor
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _smoothness_diffusivity(
     u: np.ndarray, v: np.ndarray, a_smooth: float, hx: float, hy: float, out: np.ndarray
 ) -> None:
@@ -151,7 +153,7 @@ def _smoothness_diffusivity(
             out[y, x] = a_smooth * (s2 + _EPS_PSI) ** (a_smooth - 1.0)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, inline="always")
 def _data_coefficients(
     tensor: np.ndarray,
     weight: np.ndarray,
@@ -191,7 +193,7 @@ def _data_coefficients(
                 coef[4, y, x] += wc * tensor[4, c, y, x]
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, inline="always")
 def _smoothness_coefficients(
     diffusivity: np.ndarray,
     u: np.ndarray,
@@ -239,7 +241,7 @@ def _smoothness_coefficients(
             )
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, inline="always")
 def _relaxation_factors(
     links: np.ndarray, base: np.ndarray, coef: np.ndarray, relax: np.ndarray
 ) -> None:
@@ -264,8 +266,8 @@ def _relaxation_factors(
                 relax[3, y, x] = 1.0
 
 
-@njit(cache=True, fastmath=True)
-def _solve_level(
+@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def solve_level(
     tensor: np.ndarray,
     weight: np.ndarray,
     u: np.ndarray,
@@ -296,21 +298,24 @@ def _solve_level(
     total_v = np.empty_like(v)
     ax = alpha_x / (hx * hx)
     ay = alpha_y / (hy * hy)
-    _data_coefficients(tensor, weight, du, dv, a_data, False, coef)
-    _smoothness_coefficients(diffusivity, u, v, ax, ay, links, base)
     relax = np.empty((4, height, width), dtype=np.float32)
-    _relaxation_factors(links, base, coef, relax)
-    for it in range(iterations):
-        if (it + 1) % update_lag == 0:
-            _data_coefficients(tensor, weight, du, dv, a_data, True, coef)
-            if a_smooth != 1.0:
-                for y in range(height):
-                    for x in range(width):
-                        total_u[y, x] = u[y, x] + du[y + 1, x + 1]
-                        total_v[y, x] = v[y, x] + dv[y + 1, x + 1]
-                _smoothness_diffusivity(total_u, total_v, a_smooth, hx, hy, diffusivity)
+    # it = -1 sets the first weights (plain data term, unit diffusivity); then every
+    # update_lag-th sweep refreshes them. One call site per helper: they are inlined.
+    for it in range(-1, iterations):
+        if it < 0 or (it + 1) % update_lag == 0:
+            # np.bool_, not a literal: a literal would be typed as a constant of its own
+            _data_coefficients(tensor, weight, du, dv, a_data, np.bool_(it >= 0), coef)
+            if it < 0 or a_smooth != 1.0:
+                if it >= 0:
+                    for y in range(height):
+                        for x in range(width):
+                            total_u[y, x] = u[y, x] + du[y + 1, x + 1]
+                            total_v[y, x] = v[y, x] + dv[y + 1, x + 1]
+                    _smoothness_diffusivity(total_u, total_v, a_smooth, hx, hy, diffusivity)
                 _smoothness_coefficients(diffusivity, u, v, ax, ay, links, base)
             _relaxation_factors(links, base, coef, relax)
+        if it < 0:
+            continue
         for y in range(height):
             py = y + 1
             for x in range(width):
@@ -341,148 +346,10 @@ def _solve_level(
                 dv[py, px] = (relax[3, y, x] * dv[py, px] + rv * rest_v) + (
                     rv * links[0, y, x]
                 ) * dv[py, px - 1]
-    return du[1:-1, 1:-1].copy(), dv[1:-1, 1:-1].copy()
-
-
-@njit(cache=True, fastmath=True)
-def _flow_frame(
-    fixed_pyramid: list,
-    moving: np.ndarray,
-    init: np.ndarray,
-    weight: np.ndarray,
-    alpha_x: float,
-    alpha_y: float,
-    eta: float,
-    top: int,
-    bottom: int,
-    iterations: int,
-    update_lag: int,
-    a_data: float,
-    a_smooth: float,
-    gradient_constancy: bool,
-) -> np.ndarray:
-    _n_ch, height, width = moving.shape
-    sigma = 0.6 * math.sqrt(max(1.0 / (eta * eta) - 1.0, 0.0))
-    moving_pyramid = [moving]
-    for i in range(1, top + 1):
-        fh, fw = fixed_pyramid[i].shape[1], fixed_pyramid[i].shape[2]
-        blurred = blur_channels(moving_pyramid[i - 1], sigma)
-        moving_pyramid.append(resize_channels(blurred, fh, fw))
-    u = init[0]
-    v = init[1]
-    for i in range(top, bottom - 1, -1):
-        fixed = fixed_pyramid[i]
-        lh, lw = fixed.shape[1], fixed.shape[2]
-        u = resize_plane(u, lh, lw)
-        v = resize_plane(v, lh, lw)
-        hx = width / lw
-        hy = height / lh
-        warped = warp_channels(moving_pyramid[i], fixed, u, v, 1.0 / hx, 1.0 / hy)
-        tensor = _motion_tensor(fixed, warped, hx, hy, gradient_constancy)
-        scale = 1.0 if i == bottom else eta ** (-0.5 * i)
-        du, dv = _solve_level(
-            tensor,
-            weight,
-            u,
-            v,
-            alpha_x * scale,
-            alpha_y * scale,
-            iterations,
-            update_lag,
-            a_data,
-            a_smooth,
-            hx,
-            hy,
-        )
-        if min(lh, lw) > 5:
-            du = median5(du)
-            dv = median5(dv)
-        u = u + du
-        v = v + dv
-    out = np.empty((2, height, width), dtype=np.float32)
-    if u.shape[0] == height and u.shape[1] == width:
-        out[0] = u
-        out[1] = v
-    else:
-        out[0] = resize_plane_cubic(u, height, width)
-        out[1] = resize_plane_cubic(v, height, width)
-    return out
-
-
-@njit(cache=True, fastmath=True)
-def _build_pyramid(image: np.ndarray, eta: float, top: int) -> list:
-    _n_ch, height, width = image.shape
-    sigma = 0.6 * math.sqrt(max(1.0 / (eta * eta) - 1.0, 0.0))
-    pyramid = [image]
-    for i in range(1, top + 1):
-        lh = max(1, round(height * eta**i))
-        lw = max(1, round(width * eta**i))
-        pyramid.append(resize_channels(blur_channels(pyramid[i - 1], sigma), lh, lw))
-    return pyramid
-
-
-@njit(cache=True, parallel=True, fastmath=True)
-def flow_batch(
-    fixed: np.ndarray,
-    moving: np.ndarray,
-    init: np.ndarray,
-    init_index: np.ndarray,
-    weight: np.ndarray,
-    alpha_x: float,
-    alpha_y: float,
-    eta: float,
-    levels: int,
-    min_level: int,
-    iterations: int,
-    update_lag: int,
-    a_data: float,
-    a_smooth: float,
-    gradient_constancy: bool,
-) -> np.ndarray:
-    """Flow from each moving frame to ``fixed``, frames in parallel.
-
-    Parameters are plain, C-contiguous float32 in the callers' channel-last layout (each
-    frame is rearranged to channel-first inside the parallel loop): ``fixed`` (H, W, C),
-    ``moving`` (N, H, W, C), ``init`` (M, H, W, 2) initial flows in pixels of which frame
-    ``t`` starts from ``init[init_index[t]]`` (so one shared initial flow is not repeated),
-    ``weight`` (C,) summing to 1. Returns (N, H, W, 2) float32 with ``[u, v]`` such that
-    ``moving(y + v, x + u) ~ fixed(y, x)``.
-    """
-    n_frames, height, width, n_ch = moving.shape
-    top = pyramid_depth(height, width, eta, levels)
-    bottom = min_level
-    if top <= bottom:
-        bottom = top - 1
-    bottom = max(bottom, 0)
-    top = max(top, bottom)
-    fixed_first = np.empty((n_ch, height, width), dtype=np.float32)
-    for c in range(n_ch):
-        fixed_first[c] = fixed[:, :, c]
-    fixed_pyramid = _build_pyramid(fixed_first, eta, top)
-    out = np.empty((n_frames, height, width, 2), dtype=np.float32)
-    for t in prange(n_frames):
-        frame = np.empty((n_ch, height, width), dtype=np.float32)
-        for c in range(n_ch):
-            frame[c] = moving[t, :, :, c]
-        start = np.empty((2, height, width), dtype=np.float32)
-        start[0] = init[init_index[t], :, :, 0]
-        start[1] = init[init_index[t], :, :, 1]
-        w = _flow_frame(
-            fixed_pyramid,
-            frame,
-            start,
-            weight,
-            alpha_x,
-            alpha_y,
-            eta,
-            top,
-            bottom,
-            iterations,
-            update_lag,
-            a_data,
-            a_smooth,
-            gradient_constancy,
-        )
-        out[t, :, :, 0] = w[0]
-        out[t, :, :, 1] = w[1]
-    return out
+    inc_u = np.empty((height, width), dtype=np.float32)
+    inc_v = np.empty((height, width), dtype=np.float32)
+    for y in range(height):
+        for x in range(width):
+            inc_u[y, x] = du[y + 1, x + 1]
+            inc_v[y, x] = dv[y + 1, x + 1]
+    return inc_u, inc_v

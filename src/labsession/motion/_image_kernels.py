@@ -2,8 +2,9 @@
 
 Every kernel takes plain float32 arrays laid out ``(C, H, W)`` (channel first, so each channel
 is one contiguous image) or ``(H, W)``, and is compiled serially: the caller parallelises over
-frames. Pixel coordinates follow OpenCV: pixel ``(y, x)`` has its centre at ``(y, x)``, and
-resizing maps centres with ``x_src = (x_dst + 0.5) / scale - 0.5``.
+frames. Kernels that only other kernels call have no Python wrapper (``no_cpython_wrapper``:
+less to compile on a first run). Pixel coordinates follow OpenCV: pixel ``(y, x)`` has its
+centre at ``(y, x)``, and resizing maps centres with ``x_src = (x_dst + 0.5) / scale - 0.5``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def blur_channels(images: np.ndarray, sigma: float) -> np.ndarray:
     for c in range(n_ch):
         for y in range(height):
             row = images[c, y]
-            padded[radius : radius + width] = row
+            for x in range(width):  # element loops: see resize_channels
+                padded[radius + x] = row[x]
             for k in range(radius):
                 padded[k] = row[0]
                 padded[radius + width + k] = row[width - 1]
@@ -76,7 +78,7 @@ def blur_channels(images: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _linear_taps(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bilinear taps of a resize from ``n_src`` to ``n_dst`` samples: ``i0``, ``i1``, ``f``."""
     i0 = np.empty(n_dst, dtype=np.int64)
@@ -92,7 +94,7 @@ def _linear_taps(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return i0, i1, frac
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _cubic_taps(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray]:
     """Bicubic taps of a resize from ``n_src`` to ``n_dst``: indices and weights ``(n_dst, 4)``
     (indices clamped to the image, as replicated borders)."""
@@ -109,7 +111,7 @@ def _cubic_taps(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray]:
     return index, weights
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _bilinear(image: np.ndarray, y: float, x: float) -> np.float32:
     height, width = image.shape
     y = min(max(y, 0.0), height - 1.0)
@@ -125,7 +127,7 @@ def _bilinear(image: np.ndarray, y: float, x: float) -> np.float32:
     return np.float32(top * (1 - fy) + bottom * fy)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _cubic_weights(t: float) -> tuple[float, float, float, float]:
     # Keys' cubic convolution with a = -0.75 (as OpenCV's INTER_CUBIC)
     a = -0.75
@@ -209,17 +211,22 @@ def resize_plane(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def resize_channels(images: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of ``(C, H, W)`` images to ``(C, height, width)``."""
     n_ch = images.shape[0]
     out = np.empty((n_ch, height, width), dtype=np.float32)
     for c in range(n_ch):
-        out[c] = resize_plane(images[c], height, width)
+        plane = resize_plane(images[c], height, width)
+        # an element loop, not ``out[c] = plane``: an array-to-array slice assignment compiles
+        # numba's shape-mismatch error formatting, seconds of a cold start per signature
+        for y in range(height):
+            for x in range(width):
+                out[c, y, x] = plane[y, x]
     return out
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def warp_channels(
     moving: np.ndarray, fixed: np.ndarray, u: np.ndarray, v: np.ndarray, sx: float, sy: float
 ) -> np.ndarray:
@@ -294,11 +301,12 @@ def _median_network(n_in: int) -> tuple[np.ndarray, int]:
     return np.array(kept, dtype=np.int64), target
 
 
-#: 5x5 median: 113 compare-exchanges (89 full, 24 half) on a 25-slot buffer.
+#: 5x5 median: 113 compare-exchanges (89 full, 24 half; median5 runs all 113 full) on a
+#: 25-slot buffer.
 _MEDIAN25_OPS, _MEDIAN25_SLOT = _median_network(25)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _mirror(i: int, n: int) -> int:
     if i < 0:
         i = -i
@@ -333,20 +341,17 @@ def median5(field: np.ndarray) -> np.ndarray:
                     dst[x] = row[cols[k, x]]
                 n += 1
         for r in range(ops.shape[0]):
+            # every comparator exchanges both ways, the network's half ones too (whose other
+            # output no later comparator reads, so the median is the same): one loop instead
+            # of three is less code to compile on a first run, for ~10 % more median work
             lo = buf[ops[r, 0]]
             hi = buf[ops[r, 1]]
-            kind = ops[r, 2]
-            if kind == 0:
-                for x in range(width):
-                    a = lo[x]
-                    b = hi[x]
-                    lo[x] = min(a, b)
-                    hi[x] = max(a, b)
-            elif kind == 1:
-                for x in range(width):
-                    lo[x] = min(lo[x], hi[x])
-            else:
-                for x in range(width):
-                    hi[x] = max(lo[x], hi[x])
-        out[y] = buf[_MEDIAN25_SLOT]
+            for x in range(width):
+                a = lo[x]
+                b = hi[x]
+                lo[x] = min(a, b)
+                hi[x] = max(a, b)
+        median = buf[_MEDIAN25_SLOT]
+        for x in range(width):  # element loop: see resize_channels
+            out[y, x] = median[x]
     return out
