@@ -88,7 +88,7 @@ def compensate(
         overrides["save_w"] = True
     overrides["output_path"] = str(output or input_file.with_name(f"{input_file.stem}_compensated"))
     base = OFOptions.from_file(config).model_dump() if config else {}
-    options = OFOptions.from_mapping({**base, **overrides}, source=str(config or "options"))
+    options = OFOptions.from_mapping({**base, **overrides}, source=str(config or "command line"))
     result = compensate_recording(options)
     stats = result.statistics
     if qc:
