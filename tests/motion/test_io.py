@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import h5py
@@ -11,6 +12,7 @@ import pytest
 import tifffile
 import zarr
 
+from labsession.errors import ConfigError
 from labsession.motion import VideoWriter, open_video
 
 
@@ -270,3 +272,63 @@ def test_folder_given_as_video_says_so(tmp_path):
     tif_folder.mkdir()
     with pytest.raises(ConfigError, match="is a folder"):
         open_video(tif_folder)
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda p, rng: tifffile.imwrite(p, rng.random((12, 10), dtype=np.float32)),
+        lambda p, rng: tifffile.imwrite(p, rng.random((1, 12, 10), dtype=np.float32)),
+        lambda p, rng: tifffile.imwrite(p, rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)),
+        lambda p, rng: tifffile.imwrite(
+            p, rng.random((12, 10), dtype=np.float32), compression="zlib"
+        ),
+    ],
+    ids=["one-page", "one-frame-stack", "one-rgb-page", "one-page-zlib"],
+)
+def test_a_tiff_of_one_frame_reads_it(tmp_path, write):
+    """A file holding one frame has no time axis left: it opened, then every read failed."""
+    path = tmp_path / "one.tif"
+    write(path, np.random.default_rng(1))
+    expected = tifffile.imread(path).astype(np.float32).reshape(12, 10, -1)
+    with open_video(path) as reader:
+        assert reader.shape == (1, 12, 10, expected.shape[-1])
+        np.testing.assert_array_equal(reader[0:1][0], expected)
+
+
+def test_a_named_pipe_given_as_video_is_refused_unopened(tmp_path):
+    """Opening a FIFO blocks until a writer comes: it is refused before any open."""
+    fifo = tmp_path / "video.tif"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"video\.tif is a named pipe, not a video file"):
+        open_video(fifo)
+
+
+def test_broken_tiffs_are_value_errors_naming_the_file(tmp_path):
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.tif: not a readable TIFF file") as info:
+        open_video(empty)
+    assert "\n" not in str(info.value)
+
+    full = tmp_path / "full.tif"  # uncompressed pages, then cut: more declared than held
+    tifffile.imwrite(full, np.zeros((8, 64, 64), np.float32), contiguous=False)
+    cut = tmp_path / "cut.tif"
+    raw = full.read_bytes()
+    cut.write_bytes(raw[: len(raw) // 2] + raw[-2048:])
+    with pytest.raises(ValueError, match=r"cut\.tif"), open_video(cut) as reader:
+        reader[0 : reader.shape[0]]
+
+    packed = tmp_path / "packed.tif"  # a zlib stream cut short inside a page
+    tifffile.imwrite(
+        packed, np.random.default_rng(0).random((2, 64, 64), np.float32), compression="zlib"
+    )
+    page = tifffile.TiffFile(packed).pages[1]
+    offset, count = page.dataoffsets[0], page.databytecounts[0]
+    page.parent.close()
+    raw = bytearray(packed.read_bytes())
+    raw[offset + 2 : offset + count] = bytes(count - 2)
+    packed.write_bytes(bytes(raw))
+    reader = open_video(packed)
+    with reader, pytest.raises(ValueError, match=r"packed\.tif: cannot read frames of the TIFF"):
+        reader[0:2]

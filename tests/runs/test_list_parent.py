@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -88,3 +89,16 @@ def test_runs_list_of_a_folder_without_runs_is_one_line(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines() == [f"no runs under {empty}"]
     assert result.stderr == ""
+
+
+def test_a_run_whose_config_is_a_named_pipe_is_listed_without_reading_it(tmp_path):
+    """Reading a FIFO's CONFIG.json blocked `runs list` for good: it is listed as unknown."""
+    root = tmp_path / "fit_out" / "FINISHED_SUCCESS"
+    _run_dir(root, "2026Y-01M-01D-00h00m01s_fitA", EXIT_STATUS=0)
+    piped = root / "2026Y-01M-01D-00h00m02s_fitB" / "CONFIGS"
+    piped.mkdir(parents=True)
+    os.mkfifo(piped / "CONFIG.json")
+    result = _labsession("runs", "list", tmp_path / "fit_out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "fitA" in result.stdout
+    assert "fitB" in result.stdout

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from labsession.core.paths import file_kind
 from labsession.errors import ConfigError
 from labsession.motion._checks import as_video
-from labsession.motion._tiff import TiffFrames
+from labsession.motion._tiff import TiffFrames, one_line
 
 __all__ = ["VideoReader", "open_video"]
 
@@ -170,10 +171,15 @@ def open_video(
             f"{path} is a folder; give a video file (TIFF, HDF5, MAT v7.3, NPY or a .zarr "
             f"array) or use `labsession motion run` for a folder of recordings"
         )
+    if not path.is_dir() and not path.is_file():  # a pipe would block the open forever
+        raise ConfigError(f"{path} is {file_kind(path.stat().st_mode)}, not a video file")
     if suffix in _TIFF:
         import tifffile
 
-        tif = tifffile.TiffFile(path)
+        try:
+            tif = tifffile.TiffFile(path)
+        except (tifffile.TiffFileError, ValueError, OSError) as exc:
+            raise ValueError(f"{path}: not a readable TIFF file ({one_line(exc)})") from None
         try:
             frames = TiffFrames(tif, path)
         except BaseException:

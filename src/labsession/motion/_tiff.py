@@ -14,6 +14,8 @@ others are read page by page.
 from __future__ import annotations
 
 import math
+import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,11 @@ def _named_axes(path: Path, tif: object, axes: str, shape: tuple[int, ...]) -> s
     raise ValueError(
         f"{path}: an array of shape {shape} saved without its axes ({why}); {_HOW_TO_SAVE}"
     )
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line."""
+    return re.sub(r"\s*\n\s*", " ", str(exc)).strip() or type(exc).__name__
 
 
 class TiffFrames:
@@ -132,6 +139,13 @@ class TiffFrames:
 
     def _check_pages(self, series: object) -> None:
         n_pages = len(series)  # type: ignore[arg-type]
+        keyframe = series.keyframe  # type: ignore[attr-defined]
+        declared = n_pages * int(keyframe.nbytes)
+        if keyframe.compression == 1 and declared > self._path.stat().st_size:
+            raise ValueError(
+                f"{self._path}: TIFF pages declare {declared} bytes of uncompressed data, the "
+                f"file holds {self._path.stat().st_size}: is it truncated?"
+            )
         frame_elems = math.prod(self.shape[1:])
         if n_pages * self._page_elems != math.prod(self._sizes):
             raise ValueError(
@@ -149,6 +163,10 @@ class TiffFrames:
                 f"by frame ({series.axes} {tuple(series.shape)}); {_HOW_TO_SAVE}"  # type: ignore[attr-defined]
             )
 
+    def _time_index(self, frames: np.ndarray | int) -> tuple[np.ndarray, ...]:
+        """Indices of ``frames`` along the time axes (none when the file holds one frame)."""
+        return np.unravel_index(frames, self._time_shape) if self._time_shape else ()
+
     def _page_keys(self, frames: list[int]) -> list[int]:
         if self._pages_per_frame:
             k = self._pages_per_frame
@@ -159,7 +177,7 @@ class TiffFrames:
         time_axes = [a for a in outer if a != self._channel]
         keys = []
         for t in frames:
-            coords = dict(zip(time_axes, np.unravel_index(t, self._time_shape), strict=True))
+            coords = dict(zip(time_axes, self._time_index(t), strict=True))
             for c in range(self.shape[3] if self._channel else 1):
                 if self._channel:
                     coords[self._channel] = c
@@ -172,9 +190,20 @@ class TiffFrames:
         out = np.empty((len(frames), *self.shape[1:]), dtype=np.float32)
         if not frames:
             return out
+        try:
+            return self._read(frames, out)
+        except (ValueError, OSError, zlib.error) as exc:  # tifffile's own errors among them
+            raise ValueError(
+                f"{self._path}: cannot read frames of the TIFF file: {one_line(exc)}"
+            ) from None
+
+    def _read(self, frames: list[int], out: np.ndarray) -> np.ndarray:
         if self._view is not None:
-            idx = np.unravel_index(np.asarray(frames), self._time_shape)
-            block = np.asarray(self._view[idx])  # (n, *frame axes as stored)
+            idx = self._time_index(np.asarray(frames))
+            if idx:
+                block = np.asarray(self._view[idx])  # (n, *frame axes as stored)
+            else:  # the file's one frame
+                block = np.repeat(np.asarray(self._view)[None], len(frames), axis=0)
         elif self._pages_per_frame:
             data = self._tif.asarray(key=self._page_keys(frames), series=0)  # type: ignore[attr-defined]
             frame_shape = [self._sizes[self._axes.index(a)] for a in self._frame_axes]

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -127,8 +128,11 @@ def split_archive_name(name: str) -> tuple[str, str] | None:
 
 
 def _read_config(run_dir: Path) -> dict[str, Any]:
+    config = run_dir / "CONFIGS" / "CONFIG.json"
     try:
-        return json.loads((run_dir / "CONFIGS" / "CONFIG.json").read_text(encoding="utf-8"))
+        if not stat.S_ISREG(config.lstat().st_mode):  # a pipe or a link is never opened
+            return {}
+        return json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 
