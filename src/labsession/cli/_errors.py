@@ -24,7 +24,6 @@ too (it calls ``main``).
 from __future__ import annotations
 
 import os
-import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from labsession.core.messages import one_line
 from labsession.errors import LabsessionError
 
 try:  # typer >= 0.20 ships its own copy of click
@@ -67,11 +67,6 @@ _DEBUG_HINT = " (run with --debug for the traceback)"
 
 class _Interrupted(Exception):
     """Carries a ``KeyboardInterrupt`` past typer's handler (which turns it into a silent 130)."""
-
-
-def one_line(text: str) -> str:
-    """``text`` with each line break (and the blanks around it) collapsed to one space."""
-    return re.sub(r"\s*[\r\n]+\s*", " ", text).strip()
 
 
 def _message(exc: BaseException) -> str:

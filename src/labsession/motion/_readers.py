@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from labsession.core.messages import brief
 from labsession.core.paths import file_kind
 from labsession.errors import ConfigError
 from labsession.motion._checks import as_video
-from labsession.motion._tiff import TiffFrames, one_line
+from labsession.motion._tiff import TiffFrames
 
 __all__ = ["VideoReader", "open_video"]
 
@@ -179,7 +180,7 @@ def open_video(
         try:
             tif = tifffile.TiffFile(path)
         except (tifffile.TiffFileError, ValueError, OSError) as exc:
-            raise ValueError(f"{path}: not a readable TIFF file ({one_line(exc)})") from None
+            raise ValueError(f"{path}: not a readable TIFF file ({brief(exc)})") from None
         try:
             frames = TiffFrames(tif, path)
         except BaseException:

@@ -14,11 +14,12 @@ others are read page by page.
 from __future__ import annotations
 
 import math
-import re
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from labsession.core.messages import brief
 
 __all__ = ["MAX_UNNAMED_CHANNELS", "TiffFrames"]
 
@@ -60,11 +61,6 @@ def _named_axes(path: Path, tif: object, axes: str, shape: tuple[int, ...]) -> s
     raise ValueError(
         f"{path}: an array of shape {shape} saved without its axes ({why}); {_HOW_TO_SAVE}"
     )
-
-
-def one_line(exc: BaseException) -> str:
-    """``exc``'s message on one line."""
-    return re.sub(r"\s*\n\s*", " ", str(exc)).strip() or type(exc).__name__
 
 
 class TiffFrames:
@@ -194,7 +190,7 @@ class TiffFrames:
             return self._read(frames, out)
         except (ValueError, OSError, zlib.error) as exc:  # tifffile's own errors among them
             raise ValueError(
-                f"{self._path}: cannot read frames of the TIFF file: {one_line(exc)}"
+                f"{self._path}: cannot read frames of the TIFF file: {brief(exc)}"
             ) from None
 
     def _read(self, frames: list[int], out: np.ndarray) -> np.ndarray:

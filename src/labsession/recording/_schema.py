@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from labsession.core.messages import brief
+
 __all__ = [
     "ARRAY_META_MAX_BYTES",
     "LABELS_MAX_BYTES",
@@ -99,13 +101,6 @@ _SHOWN.maxlist = _SHOWN.maxdict = _SHOWN.maxtuple = 4
 def shown(value: Any) -> str:
     """A short ``repr`` of a value read from a file (truncated; bounded depth and length)."""
     return _SHOWN.repr(value)
-
-
-def brief(exc: BaseException, limit: int = 300) -> str:
-    """``Type: message`` of an exception from a library, on one line of at most ``limit``
-    characters (a decoder may quote a whole file, over many lines)."""
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class FieldError(ValueError):
