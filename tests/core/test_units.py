@@ -25,8 +25,9 @@ def test_format_bytes(n, text):
 
 def test_widgets_and_cli_use_the_same_formatter():
     from labsession.cli import demo, info
-    from labsession.widgets import _units
+    from labsession.widgets import _recording_controls, _session_manager
 
-    assert _units.format_bytes is format_bytes
+    assert _recording_controls.format_bytes is format_bytes
+    assert _session_manager.format_bytes is format_bytes
     assert info.format_bytes is format_bytes
     assert demo.format_bytes is format_bytes

@@ -12,9 +12,9 @@ from imgui_bundle import imgui
 
 from labsession.core.clock import local_clock
 from labsession.core.paths import tree_size
+from labsession.core.units import format_bytes
 from labsession.widgets._instances import widget_instance
 from labsession.widgets._tasks import TaskQueue
-from labsession.widgets._units import format_bytes
 
 if TYPE_CHECKING:
     from labsession.acquisition import AppContext

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 from imgui_bundle import imgui
 
+from labsession.core.units import format_bytes
 from labsession.recording import Session, TrainingData
 from labsession.widgets._instances import widget_instance
 from labsession.widgets._session_index import RECENT_SECONDS, AppFolders, SessionIndex, SessionRow
 from labsession.widgets._tasks import TaskQueue
-from labsession.widgets._units import format_bytes
 
 if TYPE_CHECKING:
     from labsession.acquisition import AppContext
