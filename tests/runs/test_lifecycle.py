@@ -77,7 +77,12 @@ def test_close_moves_to_success_and_records_duration(script):
     assert record["RUN_SECONDS"] >= 0
     assert record["SDIR_FINAL"] == str(final)
     managed = get_session_manager().get_session(CONFIG.ID)
-    assert (managed.status, managed.exit_code, managed.path) == ("success", 0, final)
+    assert (managed.status, managed.final_status, managed.exit_code, managed.path) == (
+        "closed",
+        "success",
+        0,
+        final,
+    )
 
 
 @pytest.mark.parametrize(("status", "folder"), [(None, "FINISHED_SUCCESS"), (2, "FINISHED_ERROR")])
@@ -123,8 +128,8 @@ def test_tee_in_process_and_streams_restored(script):
 
 
 def test_sdir_and_suffix(tmp_path, script):
-    CONFIG, *_ = start(file=script, sdir=tmp_path / "elsewhere", sdir_suffix="fit", verbose=False)
-    assert CONFIG.SDIR_RUN.parent == tmp_path / "elsewhere" / "RUNNING"
+    CONFIG, *_ = start(file=script, sdir_suffix="fit", verbose=False)  # sdir: test_scitex_api.py
+    assert CONFIG.SDIR_RUN.parent == tmp_path / "analysis_out" / "RUNNING"
     assert CONFIG.SDIR_RUN.name == f"{CONFIG.ID}-fit"
     close(CONFIG, verbose=False)
     with pytest.raises(ValueError, match="sdir_suffix"):

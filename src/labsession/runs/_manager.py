@@ -1,41 +1,41 @@
-"""A registry of run sessions: the ones this process started, and the ones found on disk.
+"""A registry of run sessions, with scitex-session's dict API: the ones this process started.
 
-:class:`SessionManager` is thread-safe (one lock, held only to read or swap the registry). The
-global instance, :func:`get_session_manager`, is what :func:`start` and :func:`close` update.
-:meth:`SessionManager.list_sessions` with a root also reads run folders and archives from disk
-(``<script>_out/`` or any of its status folders), so runs of other processes, earlier runs and
-runs whose process died show up too: a folder left in ``RUNNING/`` whose process no longer exists
-on this host has status ``"interrupted"``.
+:class:`SessionManager` returns sessions as dicts (:class:`SessionInfo`: ``{}`` for an unknown
+ID, status ``"closed"`` after :meth:`SessionManager.close_session`, the final status kept as
+``"final_status"``) and fires the start and close hooks of :mod:`labsession.runs._hooks`. It is
+thread-safe: one lock, held only to read or swap the registry; hooks run outside it. The global
+instance, :func:`get_session_manager`, is what :func:`start` and :func:`close` update.
+:meth:`SessionManager.list_sessions` with a root adds the runs found on disk
+(:func:`labsession.runs.scan_runs`), so runs of other processes, earlier runs and runs whose
+process died show up too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import socket
-import stat
 import threading
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from labsession.core.archive import TAR_FORMATS
-from labsession.runs._ids import (
-    FINISHED,
-    FINISHED_ERROR,
-    FINISHED_SUCCESS,
-    RUNNING,
-    STATUS_FOLDERS,
-    id_start_time,
-    is_run_id,
+from labsession.runs._hooks import fire_session_close_hooks, fire_session_start_hooks
+from labsession.runs._scan import (
+    MAX_SCAN_DEPTH,
+    SessionRecord,
+    pid_alive,
+    scan_runs,
+    split_archive_name,
 )
 
 __all__ = [
+    "MAX_SCAN_DEPTH",
+    "SessionInfo",
     "SessionManager",
     "SessionRecord",
     "get_session_manager",
+    "info_from_record",
     "pid_alive",
     "scan_runs",
     "split_archive_name",
@@ -43,254 +43,170 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Status of a run by the folder it sits in (RUNNING is refined by whether its process lives).
-_FOLDER_STATUS = {
-    RUNNING: "running",
-    FINISHED_SUCCESS: "success",
-    FINISHED_ERROR: "error",
-    FINISHED: "finished",
-}
-_ARCHIVE_SUFFIXES = tuple(sorted(("." + s for s in TAR_FORMATS), key=len, reverse=True))
 
-
-@dataclass(frozen=True, kw_only=True)
-class SessionRecord:
-    """One run session, live or on disk.
+class SessionInfo(dict):
+    """One session, as the dict scitex-session documents; its keys also read as attributes.
 
     Attributes
     ----------
-    session_id
-        The run ID (the folder name).
-    status
-        ``"running"``, ``"interrupted"`` (left in RUNNING by a dead process), ``"success"``,
-        ``"error"``, ``"finished"`` (closed without a status by another tool) or ``"closed"``.
-    path
-        The run folder or archive, if known.
-    pid, host
-        The process that ran it (from ``CONFIGS/CONFIG.json`` for runs found on disk).
+    config
+        The live ``CONFIG`` (sessions started in this process; None for runs found on disk).
     start_time, end_time
         Start and end (naive local time); ``end_time`` is None until closed.
+    status
+        ``"running"``, ``"closed"`` (closed in this process: see ``final_status``), or for runs
+        found on disk ``"interrupted"``, ``"success"``, ``"error"`` or ``"finished"``.
+    script_path
+        The script (str), if known.
     exit_code
-        The exit status given to ``close``.
-    archived
-        Whether ``path`` is an archive file rather than a folder.
-    config
-        The live ``CONFIG`` (only for sessions this process started).
+        The exit status given at close (None until then).
+    session_id, final_status, path, pid, host, archived
+        labsession's additions: the run ID; the status given at close (``"success"``,
+        ``"error"``...; None while running); the run folder or archive; the process and host
+        that ran it; whether ``path`` is an archive file.
     """
 
-    session_id: str
-    status: str
-    path: Path | None = None
-    pid: int | None = None
-    host: str | None = None
-    start_time: dt.datetime | None = None
-    end_time: dt.datetime | None = None
-    exit_code: int | None = None
-    archived: bool = False
-    config: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"session has no key {name!r}; keys: {sorted(self)}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"session keys read as attributes but are set as keys: [{name!r}]")
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the record as JSON-ready data (without the live config)."""
+        """Return the session as JSON-ready data (without the live config)."""
+        path, start, end = self.get("path"), self.get("start_time"), self.get("end_time")
         return {
-            "session_id": self.session_id,
-            "status": self.status,
-            "path": str(self.path) if self.path else None,
-            "pid": self.pid,
-            "host": self.host,
-            "start_time": self.start_time.isoformat() if self.start_time else None,
-            "end_time": self.end_time.isoformat() if self.end_time else None,
-            "exit_code": self.exit_code,
-            "archived": self.archived,
+            "session_id": self.get("session_id"),
+            "status": self.get("status"),
+            "final_status": self.get("final_status"),
+            "path": str(path) if path else None,
+            "script_path": self.get("script_path"),
+            "pid": self.get("pid"),
+            "host": self.get("host"),
+            "start_time": start.isoformat() if isinstance(start, dt.datetime) else None,
+            "end_time": end.isoformat() if isinstance(end, dt.datetime) else None,
+            "exit_code": self.get("exit_code"),
+            "archived": bool(self.get("archived")),
         }
 
 
-def pid_alive(pid: int) -> bool:
-    """Return True if a process with this id exists on this host (signal 0 probe)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def split_archive_name(name: str) -> tuple[str, str] | None:
-    """Split ``"<ID>.tar.gz"`` into ``("<ID>", "tar.gz")``; None if not a run archive name."""
-    for suffix in _ARCHIVE_SUFFIXES:
-        if name.endswith(suffix) and is_run_id(name[: -len(suffix)]):
-            return name[: -len(suffix)], suffix[1:]
-    return None
-
-
-def _read_config(run_dir: Path) -> dict[str, Any]:
-    config = run_dir / "CONFIGS" / "CONFIG.json"
-    try:
-        if not stat.S_ISREG(config.lstat().st_mode):  # a pipe or a link is never opened
-            return {}
-        return json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _parse_time(value: Any) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
-def _record_from_disk(path: Path, folder: str, this_host: str) -> SessionRecord | None:
-    split = split_archive_name(path.name) if path.is_file() else None
-    if path.is_dir() and is_run_id(path.name):
-        session_id, archived = path.name, False
-    elif split is not None:
-        session_id, archived = split[0], True
-    else:
-        return None
-    status = _FOLDER_STATUS.get(folder, "unknown")
-    config = _read_config(path) if not archived else {}
-    pid = config.get("PID")
-    host = config.get("HOST")
-    if status == "running" and not archived:
-        same_host = host in (None, this_host)
-        if same_host and (not isinstance(pid, int) or not pid_alive(pid)):
-            status = "interrupted"
-    start = _parse_time(config.get("START_DATETIME"))
-    if start is None:
-        try:
-            start = id_start_time(session_id)
-        except ValueError:
-            start = None
-    return SessionRecord(
-        session_id=session_id,
-        status=status,
-        path=path,
-        pid=pid if isinstance(pid, int) else None,
-        host=host,
-        start_time=start,
-        end_time=_parse_time(config.get("END_DATETIME")),
-        exit_code=config.get("EXIT_STATUS"),
-        archived=archived,
+def info_from_record(record: SessionRecord) -> SessionInfo:
+    """Return a run found on disk as the :class:`SessionInfo` dict of :class:`SessionManager`."""
+    return SessionInfo(
+        config=record.config,
+        start_time=record.start_time,
+        status=record.status,
+        script_path=record.script_path,
+        end_time=record.end_time,
+        exit_code=record.exit_code,
+        session_id=record.session_id,
+        final_status=None if record.status in ("running", "closed") else record.status,
+        path=record.path,
+        pid=record.pid,
+        host=record.host,
+        archived=record.archived,
     )
 
 
-#: How deep :func:`scan_runs` looks for ``<script>_out/`` folders below a root that holds none.
-MAX_SCAN_DEPTH = 3
-
-
-def _runs_here(root: Path, host: str) -> list[SessionRecord]:
-    """The runs of ``root`` as an output folder (its status folders) or as one status folder."""
-    folders = [(root / name, name) for name in STATUS_FOLDERS if (root / name).is_dir()]
-    if not folders:
-        folders = [(root, root.name)]
-    records = []
-    for folder, name in folders:
-        for entry in folder.iterdir():
-            record = _record_from_disk(entry, name, host)
-            if record is not None:
-                records.append(record)
-    return records
-
-
-def _subfolders(folder: Path) -> list[Path]:
-    """Folders directly inside ``folder``, by name: no hidden ones, no links, none unreadable."""
-    try:
-        with os.scandir(folder) as entries:
-            found = [
-                Path(e.path)
-                for e in entries
-                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
-            ]
-    except OSError:
-        return []
-    return sorted(found)
-
-
-def _scan(root: Path, host: str, depth: int) -> list[SessionRecord]:
-    records = _runs_here(root, host)
-    if records or depth >= MAX_SCAN_DEPTH:
-        return records
-    for folder in _subfolders(root):
-        if folder.name not in STATUS_FOLDERS:  # an empty status folder holds nothing deeper
-            records.extend(_scan(folder, host, depth + 1))
-    return records
-
-
-def scan_runs(root: str | os.PathLike[str]) -> list[SessionRecord]:
-    """Return the runs under ``root``, sorted by ID.
-
-    ``root`` may be a script's output folder (holding ``RUNNING/``, ``FINISHED_SUCCESS/`` ...),
-    one status folder itself, or a folder above them: when ``root`` holds no run, the folders
-    below it (at most :data:`MAX_SCAN_DEPTH` levels down, hidden ones and links left out) are
-    searched the same way, so the folder holding several ``<script>_out/`` lists them all.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``root`` is not a folder.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder to list runs from")
-    return sorted(_scan(root, socket.gethostname(), 0), key=lambda r: r.session_id)
+def _start_metadata(info: SessionInfo) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "sdir_run": str(info["path"]) if info["path"] is not None else None,
+        "pid": info["pid"],
+        "host": info["host"],
+    }
+    script = info["script_path"]
+    if script is not None and script.endswith(".ipynb"):
+        metadata["notebook_path"] = script
+    return metadata
 
 
 class SessionManager:
-    """Registry of run sessions (thread-safe).
+    """Registry of run sessions, with scitex-session's dict API (thread-safe).
+
+    Every method returns :class:`SessionInfo` dicts (copies: change a session through
+    :meth:`create_session` and :meth:`close_session`). Creating a session fires the start
+    hooks and closing one fires the close hooks (see
+    :func:`labsession.runs.register_session_start_hook`).
 
     Examples
     --------
     >>> manager = SessionManager()
-    >>> manager.create_session(
-    ...     "2026Y-05M-17D-14h23m05s_a1B2", {"ID": "2026Y-05M-17D-14h23m05s_a1B2"}
-    ... )
-    >>> [r.status for r in manager.get_active_sessions().values()]
+    >>> sid = "2026Y-05M-17D-14h23m05s_a1B2"
+    >>> _ = manager.create_session(sid, {"ID": sid})
+    >>> [s["status"] for s in manager.get_active_sessions().values()]
     ['running']
-    >>> manager.close_session("2026Y-05M-17D-14h23m05s_a1B2", status="success", exit_code=0)
-    >>> manager.get_session("2026Y-05M-17D-14h23m05s_a1B2").exit_code
-    0
+    >>> _ = manager.close_session(sid, status="success", exit_code=0)
+    >>> info = manager.get_session(sid)
+    >>> info["status"], info["final_status"], info["exit_code"]
+    ('closed', 'success', 0)
+    >>> manager.get_session("unknown")
+    {}
     """
 
     def __init__(self) -> None:
-        self._sessions: dict[str, SessionRecord] = {}
+        self._sessions: dict[str, SessionInfo] = {}
         self._lock = threading.Lock()
+
+    @property
+    def active_sessions(self) -> dict[str, SessionInfo]:
+        """Every session registered here, running or closed (a copy), as in scitex-session."""
+        with self._lock:
+            return {k: SessionInfo(v) for k, v in self._sessions.items()}
 
     def create_session(
         self,
         session_id: str,
         config: dict[str, Any] | None = None,
+        script_path: str | os.PathLike[str] | None = None,
         *,
         path: str | os.PathLike[str] | None = None,
-    ) -> SessionRecord:
-        """Register a running session and return its record.
+    ) -> SessionInfo:
+        """Register a running session (replacing one of the same ID) and fire the start hooks.
 
-        Raises
-        ------
-        ValueError
-            If ``session_id`` is already registered and still running.
+        Parameters
+        ----------
+        session_id
+            The run ID.
+        config
+            The run's ``CONFIG`` (kept by reference under ``"config"``).
+        script_path
+            The script (default: ``config["FILE"]``).
+        path
+            The run folder (default: ``config["SDIR_RUN"]``).
+
+        Returns
+        -------
+        SessionInfo
+            A copy of the new record.
         """
-        config = config or {}
+        config = config if config is not None else {}
         path = path if path is not None else config.get("SDIR_RUN")
-        record = SessionRecord(
-            session_id=session_id,
+        script = script_path if script_path is not None else config.get("FILE")
+        info = SessionInfo(
+            config=config,
+            start_time=config.get("START_DATETIME") or dt.datetime.now(),
             status="running",
+            script_path=os.fspath(script) if script is not None else None,
+            end_time=None,
+            exit_code=None,
+            session_id=session_id,
+            final_status=None,
             path=Path(path) if path is not None else None,
             pid=os.getpid(),
             host=socket.gethostname(),
-            start_time=config.get("START_DATETIME") or dt.datetime.now(),
-            config=config,
+            archived=False,
         )
         with self._lock:
-            old = self._sessions.get(session_id)
-            if old is not None and old.status == "running":
-                raise ValueError(f"session {session_id!r} is already registered and running")
-            self._sessions[session_id] = record
-        return record
+            if session_id in self._sessions:
+                logger.debug("session %s registered again: the new record replaces it", session_id)
+            self._sessions[session_id] = info
+        fire_session_start_hooks(session_id, info["script_path"], _start_metadata(info))
+        return SessionInfo(info)
 
     def close_session(
         self,
@@ -299,50 +215,71 @@ class SessionManager:
         exit_code: int | None = 0,
         *,
         path: str | os.PathLike[str] | None = None,
-    ) -> SessionRecord:
-        """Mark a session closed with ``status`` and ``exit_code`` and return its record.
+    ) -> SessionInfo:
+        """Mark a session ``"closed"``, keep ``status`` and ``exit_code``, fire the close hooks.
 
-        Raises
-        ------
-        KeyError
-            If the session was never registered here.
+        Parameters
+        ----------
+        session_id
+            The run ID; an ID never registered here is ignored (``{}`` is returned and no hook
+            fires).
+        status
+            The final status, kept as ``"final_status"`` and passed to the close hooks.
+        exit_code
+            The exit status.
+        path
+            Where the run is now (its finished folder or archive).
+
+        Returns
+        -------
+        SessionInfo
+            A copy of the closed record, or ``{}`` for an unknown ID.
         """
         with self._lock:
-            try:
-                old = self._sessions[session_id]
-            except KeyError:
-                raise KeyError(f"session {session_id!r} is not registered") from None
-            new = replace(
-                old,
-                status=status,
-                exit_code=exit_code,
-                end_time=dt.datetime.now(),
-                path=Path(path) if path is not None else old.path,
-                archived=path is not None and Path(path).is_file(),
-            )
-            self._sessions[session_id] = new
-        return new
+            old = self._sessions.get(session_id)
+            if old is None:
+                new = None
+            else:
+                new = SessionInfo(old)
+                new.update(
+                    status="closed",
+                    final_status=status,
+                    exit_code=exit_code,
+                    end_time=dt.datetime.now(),
+                )
+                if path is not None:
+                    new.update(path=Path(path), archived=Path(path).is_file())
+                self._sessions[session_id] = new
+        if new is None:
+            logger.debug("close_session(%r): no such session here; nothing to do", session_id)
+            return SessionInfo()
+        fire_session_close_hooks(status, exit_code)
+        return SessionInfo(new)
 
-    def get_session(self, session_id: str) -> SessionRecord | None:
-        """Return the record of a session registered here, or None."""
+    def get_session(self, session_id: str) -> SessionInfo:
+        """Return (a copy of) the session registered here as ``session_id``, or ``{}``."""
         with self._lock:
-            return self._sessions.get(session_id)
+            info = self._sessions.get(session_id)
+            return SessionInfo(info) if info is not None else SessionInfo()
 
-    def get_active_sessions(self) -> dict[str, SessionRecord]:
-        """Return the sessions registered here that are still running."""
+    def get_active_sessions(self) -> dict[str, SessionInfo]:
+        """Return the sessions registered here whose status is ``"running"``."""
         with self._lock:
-            return {k: v for k, v in self._sessions.items() if v.status == "running"}
+            running = {k: v for k, v in self._sessions.items() if v["status"] == "running"}
+        return {k: SessionInfo(v) for k, v in running.items()}
 
-    def list_sessions(self, root: str | os.PathLike[str] | None = None) -> dict[str, SessionRecord]:
-        """Return every session: those registered here, plus the runs found under ``root``.
+    def list_sessions(self, root: str | os.PathLike[str] | None = None) -> dict[str, SessionInfo]:
+        """Return every session registered here, plus the runs found under ``root``, by ID.
 
         ``root`` is an output folder, a status folder or a folder above them (see
         :func:`scan_runs`). A session both registered and on disk appears once, with its live
         record.
         """
-        found = {r.session_id: r for r in scan_runs(root)} if root is not None else {}
+        found = {}
+        if root is not None:
+            found = {r.session_id: info_from_record(r) for r in scan_runs(root)}
         with self._lock:
-            found.update(self._sessions)
+            found.update((k, SessionInfo(v)) for k, v in self._sessions.items())
         return dict(sorted(found.items()))
 
 

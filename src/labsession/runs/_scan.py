@@ -1,0 +1,231 @@
+"""Runs found on disk: :func:`scan_runs` reads run folders and archives, live or dead.
+
+``<script>_out/`` (or any of its status folders, or a folder above several of them) is read
+without importing or running anything: each run's status comes from the folder it sits in, and
+its process, host and times from its ``CONFIGS/CONFIG.json``. A folder left in ``RUNNING/`` whose
+process no longer exists on this host has status ``"interrupted"``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labsession.core.archive import TAR_FORMATS
+from labsession.runs._ids import (
+    FINISHED,
+    FINISHED_ERROR,
+    FINISHED_SUCCESS,
+    RUNNING,
+    STATUS_FOLDERS,
+    id_start_time,
+    is_run_id,
+)
+
+__all__ = ["MAX_SCAN_DEPTH", "SessionRecord", "pid_alive", "scan_runs", "split_archive_name"]
+
+#: Status of a run by the folder it sits in (RUNNING is refined by whether its process lives).
+_FOLDER_STATUS = {
+    RUNNING: "running",
+    FINISHED_SUCCESS: "success",
+    FINISHED_ERROR: "error",
+    FINISHED: "finished",
+}
+_ARCHIVE_SUFFIXES = tuple(sorted(("." + s for s in TAR_FORMATS), key=len, reverse=True))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionRecord:
+    """One run found on disk (what :func:`scan_runs` returns).
+
+    Attributes
+    ----------
+    session_id
+        The run ID (the folder name).
+    status
+        ``"running"``, ``"interrupted"`` (left in RUNNING by a dead process), ``"success"``,
+        ``"error"``, ``"finished"`` (closed without a status by another tool) or ``"closed"``.
+    path
+        The run folder or archive, if known.
+    pid, host
+        The process that ran it (from ``CONFIGS/CONFIG.json`` for runs found on disk).
+    start_time, end_time
+        Start and end (naive local time); ``end_time`` is None until closed.
+    exit_code
+        The exit status given to ``close``.
+    archived
+        Whether ``path`` is an archive file rather than a folder.
+    script_path
+        The script that ran (``FILE`` in its ``CONFIGS/CONFIG.json``), if known.
+    config
+        The live ``CONFIG`` (None for runs found on disk).
+    """
+
+    session_id: str
+    status: str
+    path: Path | None = None
+    pid: int | None = None
+    host: str | None = None
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+    exit_code: int | None = None
+    archived: bool = False
+    script_path: str | None = None
+    config: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as JSON-ready data (without the live config)."""
+        return {
+            "session_id": self.session_id,
+            "status": self.status,
+            "path": str(self.path) if self.path else None,
+            "pid": self.pid,
+            "host": self.host,
+            "start_time": self.start_time.isoformat() if self.start_time else None,
+            "end_time": self.end_time.isoformat() if self.end_time else None,
+            "exit_code": self.exit_code,
+            "archived": self.archived,
+        }
+
+
+def pid_alive(pid: int) -> bool:
+    """Return True if a process with this id exists on this host (signal 0 probe)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def split_archive_name(name: str) -> tuple[str, str] | None:
+    """Split ``"<ID>.tar.gz"`` into ``("<ID>", "tar.gz")``; None if not a run archive name."""
+    for suffix in _ARCHIVE_SUFFIXES:
+        if name.endswith(suffix) and is_run_id(name[: -len(suffix)]):
+            return name[: -len(suffix)], suffix[1:]
+    return None
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    config = run_dir / "CONFIGS" / "CONFIG.json"
+    try:
+        if not stat.S_ISREG(config.lstat().st_mode):  # a pipe or a link is never opened
+            return {}
+        return json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _record_from_disk(path: Path, folder: str, this_host: str) -> SessionRecord | None:
+    split = split_archive_name(path.name) if path.is_file() else None
+    if path.is_dir() and is_run_id(path.name):
+        session_id, archived = path.name, False
+    elif split is not None:
+        session_id, archived = split[0], True
+    else:
+        return None
+    status = _FOLDER_STATUS.get(folder, "unknown")
+    config = _read_config(path) if not archived else {}
+    pid = config.get("PID")
+    host = config.get("HOST")
+    if status == "running" and not archived:
+        same_host = host in (None, this_host)
+        if same_host and (not isinstance(pid, int) or not pid_alive(pid)):
+            status = "interrupted"
+    start = _parse_time(config.get("START_DATETIME"))
+    if start is None:
+        try:
+            start = id_start_time(session_id)
+        except ValueError:
+            start = None
+    return SessionRecord(
+        session_id=session_id,
+        status=status,
+        path=path,
+        pid=pid if isinstance(pid, int) else None,
+        host=host,
+        start_time=start,
+        end_time=_parse_time(config.get("END_DATETIME")),
+        exit_code=config.get("EXIT_STATUS"),
+        archived=archived,
+        script_path=config.get("FILE") if isinstance(config.get("FILE"), str) else None,
+    )
+
+
+#: How deep :func:`scan_runs` looks for ``<script>_out/`` folders below a root that holds none.
+MAX_SCAN_DEPTH = 3
+
+
+def _runs_here(root: Path, host: str) -> list[SessionRecord]:
+    """The runs of ``root`` as an output folder (its status folders) or as one status folder."""
+    folders = [(root / name, name) for name in STATUS_FOLDERS if (root / name).is_dir()]
+    if not folders:
+        folders = [(root, root.name)]
+    records = []
+    for folder, name in folders:
+        for entry in folder.iterdir():
+            record = _record_from_disk(entry, name, host)
+            if record is not None:
+                records.append(record)
+    return records
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """Folders directly inside ``folder``, by name: no hidden ones, no links, none unreadable."""
+    try:
+        with os.scandir(folder) as entries:
+            found = [
+                Path(e.path)
+                for e in entries
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+            ]
+    except OSError:
+        return []
+    return sorted(found)
+
+
+def _scan(root: Path, host: str, depth: int) -> list[SessionRecord]:
+    records = _runs_here(root, host)
+    if records or depth >= MAX_SCAN_DEPTH:
+        return records
+    for folder in _subfolders(root):
+        if folder.name not in STATUS_FOLDERS:  # an empty status folder holds nothing deeper
+            records.extend(_scan(folder, host, depth + 1))
+    return records
+
+
+def scan_runs(root: str | os.PathLike[str]) -> list[SessionRecord]:
+    """Return the runs under ``root``, sorted by ID.
+
+    ``root`` may be a script's output folder (holding ``RUNNING/``, ``FINISHED_SUCCESS/`` ...),
+    one status folder itself, or a folder above them: when ``root`` holds no run, the folders
+    below it (at most :data:`MAX_SCAN_DEPTH` levels down, hidden ones and links left out) are
+    searched the same way, so the folder holding several ``<script>_out/`` lists them all.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder to list runs from")
+    return sorted(_scan(root, socket.gethostname(), 0), key=lambda r: r.session_id)
