@@ -1,4 +1,5 @@
-"""ReplaySource on real session files: pacing against a monotonic clock, stepping, loops, labels."""
+"""ReplaySource on real session files: pacing against a monotonic clock, stepping, loops, labels,
+and the timestamps emitted (the recorded ones by default, as MyoGestic; or on the live clock)."""
 
 import threading
 import time
@@ -52,9 +53,7 @@ def test_is_a_registered_source_with_the_recorded_info(recording, source_of):
 def test_manual_steps_emit_exactly_that_many(recording, source_of):
     path, data, ts, _ = recording
     source = source_of(path, "emg", speed=0)
-    before = local_clock()
     source.connect()
-    after = local_clock()
     assert source.read() is None  # nothing stepped yet
     got, stamps = [], []
     for n in (1, 0, 123, 64, 1000):
@@ -69,12 +68,49 @@ def test_manual_steps_emit_exactly_that_many(recording, source_of):
         stamps.append(chunk[1])
     total = sum(len(g) for g in got)
     np.testing.assert_array_equal(np.concatenate(got), data[:total])
-    # Recorded stamps shifted onto the live clock: the first sample is stamped at connect.
-    np.testing.assert_allclose(
-        np.concatenate(stamps), ts[:total] + source.offset, rtol=0, atol=1e-9
-    )
-    assert before - 1e-6 <= stamps[0][0] <= after + 1e-6
+    # The recorded stamps, as MyoGestic's ReplaySource emits them: the labels line up.
+    np.testing.assert_array_equal(np.concatenate(stamps), ts[:total])
+    assert source.offset == 0.0
     assert source.n_emitted == total
+
+
+def test_live_timestamps_put_the_first_sample_at_connect(recording, source_of):
+    path, data, ts, labels = recording
+    source = source_of(path, "emg", speed=0, timestamps="live", replay_labels=True)
+    before = local_clock()
+    source.connect()
+    after = local_clock()
+    assert before - ts[0] - 1e-6 <= source.offset <= after - ts[0] + 1e-6
+    source.step(len(ts))
+    chunk_data, stamps = source.read()
+    np.testing.assert_array_equal(chunk_data, data)
+    assert before - 1e-6 <= stamps[0] <= after + 1e-6
+    np.testing.assert_allclose(stamps, ts + source.offset, rtol=0, atol=1e-9)
+    replayed = source.read_labels()  # shifted like the samples: they still line up
+    np.testing.assert_allclose(
+        [e.timestamp for e in replayed], [e.timestamp + source.offset for e in labels], atol=1e-9
+    )
+    source.step(100)  # lap 1 starts one period later
+    _, lap1 = source.read()
+    np.testing.assert_allclose(lap1, ts[:100] + source.offset + source.period, rtol=0, atol=1e-9)
+    assert lap1[0] - stamps[-1] == pytest.approx(1e-3, abs=1e-9)
+
+
+def test_recorded_timestamps_keep_increasing_over_laps(recording, source_of):
+    """Looping with the recorded stamps: lap k adds k periods, never going back (MyoGestic's
+    loop starts its stamps over; a live stream's health and ring buffer need them to grow)."""
+    path, _, ts, _ = recording
+    n = len(ts)
+    source = source_of(path, "emg", speed=0)
+    source.connect()
+    source.step(3 * n)
+    _, stamps = source.read()
+    assert source.period == pytest.approx(ts[-1] - ts[0] + 1e-3)
+    for lap in range(3):
+        np.testing.assert_allclose(
+            stamps[lap * n : (lap + 1) * n], ts + lap * source.period, rtol=0, atol=1e-9
+        )
+    assert np.diff(stamps).min() > 0.5e-3
 
 
 def test_loop_wraps_without_gap_or_duplicate(recording, source_of):
@@ -220,23 +256,21 @@ def test_labels_are_replayed_with_the_samples(recording, source_of):
     source.read()
     first = source.read_labels()
     assert [e.class_index for e in first] == [labels[0].class_index]
-    assert first[0].timestamp == pytest.approx(labels[0].timestamp + source.offset, abs=1e-9)
+    assert first[0].timestamp == labels[0].timestamp  # recorded: exactly the recorded label
     assert source.current_class == labels[0].class_index
     source.step(n - first_sample - 1)
     source.read()
     lap0 = source.read_labels()
     assert source.read_labels() == []  # each label once
     assert [e.class_index for e in [*first, *lap0]] == [e.class_index for e in labels]
-    np.testing.assert_allclose(
-        [e.timestamp for e in lap0], [e.timestamp + source.offset for e in labels[1:]], atol=1e-9
-    )
+    assert [e.timestamp for e in lap0] == [e.timestamp for e in labels[1:]]
     assert source.current_class == labels[-1].class_index
     source.step(n)  # lap 1: the track again, one period later
     source.read()
     lap1 = source.read_labels()
     np.testing.assert_allclose(
         [e.timestamp for e in lap1],
-        [e.timestamp + source.offset + source.period for e in labels],
+        [e.timestamp + source.period for e in labels],
         atol=1e-9,
     )
 
@@ -269,8 +303,8 @@ def test_replayed_stream_records_back_identical(recording, source_of, tmp_path):
         data2, ts2 = store.get_continuous("emg")
         labels2 = store.label_track
     np.testing.assert_array_equal(data2, data)
-    np.testing.assert_allclose(ts2 - source.offset, ts, atol=1e-9)
-    assert [e.class_index for e in labels2] == [e.class_index for e in labels]
+    np.testing.assert_array_equal(ts2, ts)  # the recorded stamps: the same session again
+    assert labels2 == labels
 
 
 def test_errors_are_clear(recording, source_of, tmp_path):
@@ -281,6 +315,8 @@ def test_errors_are_clear(recording, source_of, tmp_path):
         ReplaySource(path, "emg", speed=-1)
     with pytest.raises(ValueError, match="speed"):
         ReplaySource(path, "emg", speed=float("nan"))
+    with pytest.raises(ValueError, match=r"timestamps must be 'recorded' or 'live', got 'lsl'"):
+        ReplaySource(path, "emg", timestamps="lsl")
     with pytest.raises(SessionError, match="no such session"):
         source_of(tmp_path / "missing", "emg").connect()
     source = source_of(path, "emg", speed=1.0)

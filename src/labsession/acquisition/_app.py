@@ -10,15 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from labsession.acquisition import _app_recording as recording
 from labsession.acquisition._context import AppContext
 from labsession.acquisition._stream import Stream
-from labsession.errors import SessionError
+from labsession.acquisition._write_faults import WriteFaults
 from labsession.recording import LabelEvent, Session
-from labsession.recording._preflight import (
-    check_recording_space,
-    data_rate,
-    find_unfinished_sessions,
-)
+from labsession.recording._preflight import find_unfinished_sessions
 
 if TYPE_CHECKING:
     from labsession.acquisition._pipeline import Pipeline
@@ -30,6 +27,11 @@ log = logging.getLogger(__name__)
 
 class App:
     """An experiment app: streams fed by sources, recorded into sessions on demand.
+
+    As MyoGestic's App, a second :meth:`start_recording`, a :meth:`stop_recording` or
+    :meth:`discard_recording` while idle, and :meth:`add_stream` / :meth:`remove_stream` while
+    recording are refused without raising: ``ctx.status_message`` (and the log) say why, so a
+    double click never raises out of a GUI callback.
 
     Parameters
     ----------
@@ -74,16 +76,24 @@ class App:
         self.ctx = AppContext(class_names=list(class_names))
         #: Called with the app after the streams start and before the run loop.
         self.before_run_hooks: list[Callable[[App], None]] = []
+        #: Called with the app when a :meth:`run` ends (also one that failed to start), after
+        #: the pipelines stopped and the recording was saved and packed, before the streams
+        #: stop; each one runs whatever the others did (its error is logged, the first one
+        #: raised at the end). Kept from one run to the next (``ctx.close_hooks`` is not).
+        self.cleanup_hooks: list[Callable[[App], None]] = []
         self.pipelines: list[Pipeline] = []
         self._packers: list[threading.Thread] = []
         self._pack_errors: list[BaseException] = []
+        # _lock serialises the recording lifecycle and the set of streams; _state_lock guards
+        # ctx.state/ctx.session only and is never held during I/O (a session's error listener
+        # takes it on the writer thread while stop_recording may wait for that writer).
         self._lock = threading.Lock()
-        # Guards ctx.state/ctx.session changes only (never held during I/O): a session's error
-        # listener takes it on the writer thread while stop_recording may wait for that writer.
         self._state_lock = threading.Lock()
+        self._faults = WriteFaults(name, self.ctx, self._state_lock)
         self._stop_event = threading.Event()
         self._ui: Callable[..., None] | None = None
         self._shutting_down = False
+        self._started = False  # the streams were started (start/run) and not stopped by run
 
     # -- set-up --------------------------------------------------------------------------------
     def streams(self, *streams: Stream) -> None:
@@ -98,9 +108,68 @@ class App:
         self._ui = func
         return func
 
+    def add_stream(self, stream: Stream) -> bool:
+        """Add a stream while the app runs (or before), starting it if the app's streams run.
+
+        As MyoGestic's ``add_stream``: for an operator who adds a device from the GUI. Refused
+        (False, the reason in ``ctx.status_message``) while recording (also in state
+        ``"error"``: the session has one array per stream, fixed at :meth:`start_recording`),
+        and for a name already taken. ``ctx.streams`` is replaced by a new dict, not changed in
+        place, so a frame iterating it meanwhile never sees it change.
+
+        Returns
+        -------
+        bool
+            True if the stream was added.
+        """
+        with self._lock:
+            if self.ctx.session is not None:
+                recording.ignored(self, f"cannot add stream {stream.name!r} while recording")
+                return False
+            if stream.name in self.ctx.streams:
+                recording.ignored(self, f"cannot add stream {stream.name!r}: the name is taken")
+                return False
+            self.ctx.streams = {**self.ctx.streams, stream.name: stream}
+            if self._started:
+                stream.start()
+        self.ctx.status_message = f"stream {stream.name!r} added"
+        log.info("app %r: %s", self.name, self.ctx.status_message)
+        return True
+
+    def remove_stream(self, name: str) -> bool:
+        """Stop stream ``name`` (its thread, then its source) and remove it from the app.
+
+        As MyoGestic's ``remove_stream``. Refused (False, the reason in
+        ``ctx.status_message``) while recording (also in state ``"error"``), and for a name the
+        app does not have. Widgets find their stream by name each frame and show it missing; a
+        :class:`Pipeline` predicting on it logs an error at each prediction until a stream of
+        that name is added again (stop it first).
+
+        Returns
+        -------
+        bool
+            True if the stream was removed.
+        """
+        with self._lock:
+            if self.ctx.session is not None:
+                recording.ignored(self, f"cannot remove stream {name!r} while recording")
+                return False
+            stream = self.ctx.streams.get(name)
+            if stream is None:
+                recording.ignored(self, f"cannot remove stream {name!r}: there is none")
+                return False
+            self.ctx.streams = {k: v for k, v in self.ctx.streams.items() if k != name}
+        stream.stop()
+        self.ctx.status_message = f"stream {name!r} removed"
+        log.info("app %r: %s", self.name, self.ctx.status_message)
+        return True
+
     def start(self) -> None:
         """Start every stream's acquisition thread (idempotent)."""
-        for stream in self.ctx.streams.values():
+        with self._lock:
+            self._started = True
+            streams = list(self.ctx.streams.values())
+        for stream in streams:
             stream.start()
 
     def wait_connected(self, timeout: float = 10.0) -> list[str]:
@@ -123,60 +192,22 @@ class App:
         Streams whose source has not connected yet are skipped, with a warning naming them.
         First the folder must be writable, and its free space is checked against
         ``min_free_minutes`` of the streams' data (see the class parameters).
-        If the session later fails to write (a full disk), the app goes to state ``"error"``
-        with ``ctx.status_message`` naming the cause; acquisition goes on (live view,
-        pipelines) and :meth:`stop_recording` ends it, keeping the folder.
+        If the session later fails to write its samples (a full disk), the app goes to state
+        ``"error"`` with ``ctx.status_message`` naming the cause; acquisition goes on (live
+        view, pipelines) and :meth:`stop_recording` ends it, keeping the folder. If only the
+        label track cannot be written, the recording goes on in state ``"recording"`` and
+        ``ctx.status_message`` says so: the labels are written as soon as the disk takes them.
+
+        While a recording is in progress (also in state ``"error"``) this is a no-op that
+        returns that recording's session, with ``ctx.status_message`` saying so.
 
         Raises
         ------
-        RuntimeError
-            If a recording is in progress (also in state ``"error"``: stop it first).
         SessionError
             If the folder is not writable, has too little room (with ``refuse_low_space``), or
             the session cannot be created on disk (nothing is recorded then).
         """
-        with self._lock:
-            if self.ctx.session is not None:
-                raise RuntimeError(
-                    f"app {self.name!r} is already recording to {self.ctx.session.path} "
-                    f"(state {self.ctx.state!r}); stop_recording() first"
-                )
-            base_path = self.base_path if base_path is None else base_path
-            self._check_space(base_path)
-            session = Session(base_path, app_name=self.name, class_names=self.ctx.class_names)
-            skipped = [name for name, s in self.ctx.streams.items() if s.info is None]
-            if skipped:
-                log.warning(
-                    "not recording streams that have not connected yet: %s", ", ".join(skipped)
-                )
-            try:
-                for name, stream in self.ctx.streams.items():
-                    if stream.info is not None:
-                        session.init_stream(name, stream.info)
-                        stream.attach_session(session)
-            except BaseException:
-                for stream in self.ctx.streams.values():
-                    stream.detach_session()
-                try:
-                    session.close()
-                except SessionError as exc:
-                    log.warning("%s", exc)
-                raise
-            with self._state_lock:
-                self.ctx.session, self.ctx.state = session, "recording"
-        session.add_error_listener(lambda error: self._on_session_error(session, error))
-        log.info("recording to %s", session.path)
-        return session
-
-    def _check_space(self, base_path: str | Path) -> None:
-        infos = [s.info for s in self.ctx.streams.values() if s.info is not None]
-        space = check_recording_space(base_path, data_rate(infos))
-        if space.minutes_of_room >= self.min_free_minutes:
-            return
-        if self.refuse_low_space:
-            raise SessionError(f"not recording: {space.message(self.min_free_minutes)}")
-        self.ctx.status_message = f"low disk space: {space.message(self.min_free_minutes)}"
-        log.warning("%s", self.ctx.status_message)
+        return recording.start(self, base_path)
 
     def unfinished_sessions(self, base_path: str | Path | None = None) -> list[Path]:
         """Session folders under ``base_path`` (default: the app's) left unfinished: a crash, a
@@ -187,37 +218,20 @@ class App:
         """
         return find_unfinished_sessions(self.base_path if base_path is None else base_path)
 
-    def _report_unfinished(self) -> None:
-        unfinished = self.unfinished_sessions()
-        if not unfinished:
-            return
-        names = ", ".join(f.name for f in unfinished[:5]) + (" ..." if len(unfinished) > 5 else "")
-        self.ctx.status_message = (
-            f"{len(unfinished)} unfinished session(s) in {self.base_path}: {names}; finish them "
-            "in the session manager or with Session.attach(folder).pack_to_zip()"
-        )
-        log.warning("%s", self.ctx.status_message)
-
-    def _on_session_error(self, session: Session, error: SessionError) -> None:
-        """A write of the recording failed (any thread): state "error", the cause shown."""
-        with self._state_lock:
-            if self.ctx.session is not session:
-                return
-            self.ctx.state = "error"
-            self.ctx.status_message = (
-                f"recording failed: {error}. Acquisition goes on; stop the recording "
-                "(its folder is kept)"
-            )
-        log.error("app %r: recording failed: %s", self.name, error)
-
     def add_label(self, class_index: int, timestamp: float | None = None) -> LabelEvent:
-        """Label the recording from now (or ``timestamp``) on as class ``class_index``."""
+        """Label the recording from now (or ``timestamp``) on as class ``class_index``.
+
+        Raises
+        ------
+        RuntimeError
+            If no recording is in progress (the label would be lost).
+        """
         session = self.ctx.session
         if session is None:
             raise RuntimeError(f"app {self.name!r} is not recording; start_recording() first")
         return session.add_label(class_index, timestamp)
 
-    def stop_recording(self, *, pack: bool = True) -> Session:
+    def stop_recording(self, *, pack: bool = True) -> Session | None:
         """Stop recording: detach the streams, save meta, and pack on a background thread.
 
         No sample read before the call is lost: each stream is detached under its lock, so an
@@ -228,65 +242,35 @@ class App:
         logged), ``ctx.status_message`` says so, and the state is ``"idle"`` again. Finish it
         with ``Session.attach(folder).pack_to_zip()`` once space is freed.
 
+        Returns
+        -------
+        Session or None
+            The session stopped; None when no recording was in progress (a no-op, said in
+            ``ctx.status_message``).
+        """
+        return recording.stop(self, pack)
+
+    def discard_recording(self) -> Path | None:
+        """Stop the recording and delete it: nothing saved, nothing packed, the folder removed.
+
+        For a take thrown away (a false start, a bad trial), as MyoGestic's
+        ``discard_recording``. The streams are detached (an append in progress completes
+        first) and the state is ``"idle"`` at once; then the session is closed and its folder
+        renamed to a hidden ``.<name>.<8 hex>.discarded`` (no half-deleted session is ever
+        listed) and deleted. Also ends a recording in state ``"error"``. Acquisition goes on.
+
+        Returns
+        -------
+        Path or None
+            The deleted folder; None when no recording was in progress (a no-op, said in
+            ``ctx.status_message``).
+
         Raises
         ------
-        RuntimeError
-            If no recording is in progress.
+        SessionError
+            If the folder cannot be removed (it is kept whole; the state is ``"idle"`` anyway).
         """
-        with self._lock:
-            session = self.ctx.session
-            if session is None:
-                raise RuntimeError(f"app {self.name!r} is not recording")
-            for stream in self.ctx.streams.values():
-                stream.detach_session()
-            failure: SessionError | None = None
-            try:
-                session.save_meta(self.name, self.ctx.class_names)
-            except SessionError as exc:  # samples could not be written: keep the folder
-                failure = exc
-            except Exception as exc:  # anything else: never stuck in "recording" either
-                log.exception("%s: saving the session failed", session.path)
-                failure = SessionError(
-                    f"{session.path}: saving failed ({type(exc).__name__}: {exc})"
-                )
-            if pack and failure is None:  # before the session is let go: never unclaimed
-                self.ctx.packing.add(session.path)
-            with self._state_lock:
-                self.ctx.session, self.ctx.state = None, "idle"
-        if failure is not None:
-            self._close_failed(session, failure)
-        elif pack:
-            thread = threading.Thread(target=self._pack, args=(session,), name="labsession-pack")
-            self._packers.append(thread)
-            thread.start()
-        else:
-            session.close()
-        return session
-
-    def _close_failed(self, session: Session, failure: SessionError) -> None:
-        try:
-            session.close()
-            incomplete = ""
-        except SessionError as exc:
-            incomplete = f" ({exc})"
-        self.ctx.status_message = (
-            f"recording stopped after a write error; {session.path} is kept unpacked: "
-            f"{session.error or failure}{incomplete}. Free space, then finish it"
-        )
-        log.error("app %r: %s", self.name, self.ctx.status_message)
-
-    def _pack(self, session: Session) -> None:
-        folder = session.path
-        try:
-            path = session.pack_to_zip()
-        except BaseException as exc:
-            log.exception("packing %s failed; the folder is kept", folder)
-            self.ctx.status_message = f"packing {folder.name} failed: {exc}"
-            self._pack_errors.append(exc)
-        else:
-            self.ctx.packed.append(path)
-        finally:
-            self.ctx.packing.discard(folder)
+        return recording.discard(self)
 
     def wait_idle(self, timeout: float | None = None) -> None:
         """Wait for background packing to finish; raise the first packing error if any."""
@@ -353,8 +337,12 @@ class App:
         :meth:`request_stop` is called, or the process gets Ctrl-C / SIGTERM; a recording in
         progress is then stopped, saved and packed before ``run`` returns.
 
+        Whatever ends the run, :attr:`cleanup_hooks` are then called (see there).
+
         Raises
         ------
+        ValueError
+            For a ``mode`` other than ``"gui"`` and ``"headless"``; nothing has started then.
         DisplayError
             In GUI mode, when there is no display to open the window on; the message names
             ``mode="headless"``. Nothing has started then.
@@ -370,7 +358,7 @@ class App:
         restore = self._install_signal_handlers()
         try:
             try:
-                self._report_unfinished()
+                recording.report_unfinished(self)
                 self.start()
                 missing = self.wait_connected(connect_timeout)
                 if missing and not self.stop_requested:
@@ -407,7 +395,8 @@ class App:
             self._stop_event.wait(duration)
 
     def _shut_down(self, *, raise_errors: bool = True) -> None:
-        """End a run: close hooks, pipelines, the recording (saved and packed), the streams.
+        """End a run: close hooks, pipelines, the recording (saved and packed), cleanup hooks,
+        the streams.
 
         Every step is tried whatever failed before it; the first error is raised at the end
         (with ``raise_errors``; each one is logged either way).
@@ -427,22 +416,17 @@ class App:
             attempt(hook)
         for pipeline in self.pipelines:
             attempt(pipeline.stop)
-        attempt(self._stop_recording_if_any)
+        attempt(lambda: recording.stop(self, True, quiet=True))
         attempt(self.wait_idle)
-        for stream in self.ctx.streams.values():
+        for cleanup in list(self.cleanup_hooks):
+            attempt(lambda hook=cleanup: hook(self))
+        with self._lock:  # from now on add_stream does not start what would not be stopped
+            self._started = False
+            streams = list(self.ctx.streams.values())
+        for stream in streams:
             attempt(stream.stop)
         if errors and raise_errors:
             raise errors[0]
-
-    def _stop_recording_if_any(self) -> None:
-        with self._lock:
-            recording = self.ctx.session is not None
-        if recording:
-            try:
-                self.stop_recording()
-            except RuntimeError:  # stopped meanwhile by another thread (a Stop click)
-                if self.ctx.session is not None:
-                    raise
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

@@ -21,11 +21,15 @@ class AppContext:
     Attributes
     ----------
     state
-        ``"idle"``, ``"recording"``, or ``"error"``: recording, but writing to disk failed
-        (a full disk; ``status_message`` names the cause). Acquisition goes on; ``session``
-        is still set until ``App.stop_recording``, which keeps the folder unpacked.
+        ``"idle"``, ``"recording"``, or ``"error"``: recording, but writing the samples to disk
+        failed (a full disk; ``status_message`` names the cause). Acquisition goes on;
+        ``session`` is still set until ``App.stop_recording``, which keeps the folder unpacked
+        (or ``App.discard_recording``). A failure to write only the label track leaves the
+        state ``"recording"``: ``status_message`` says so, the labels stay in memory and are
+        written as soon as the disk takes them, and the fault is noted in ``meta.json``.
     streams
-        The app's streams by name.
+        The app's streams by name. ``App.add_stream`` and ``App.remove_stream`` replace the
+        dict (never change it in place), so code iterating it on another thread is safe.
     session
         The session being recorded (``None`` when idle; set in ``"error"`` too).
     class_names
@@ -42,8 +46,8 @@ class AppContext:
         recording in progress is stopped: widgets finish the actions queued before the window
         closed there (a Record click still being started, a label).
     status_message
-        A short message for the user about the latest action (a refused click, a failed pack,
-        a failed write), shown by the GUI; ``""`` when there is nothing to say.
+        A short message for the user about the latest action (a refused or ignored call, a
+        failed pack, a failed write), shown by the GUI; ``""`` when there is nothing to say.
     """
 
     state: Literal["idle", "recording", "error"] = "idle"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from labsession.acquisition._health import StreamHealth
 from labsession.acquisition._ring import RingBuffer
 from labsession.core.clock import local_clock
+from labsession.errors import SessionError
 from labsession.recording import Session, StreamInfo
 from labsession.sources import Source
 
@@ -66,6 +69,7 @@ class Stream:
         self.info: StreamInfo | None = None
         self.ring: RingBuffer | None = None
         self._session: Session | None = None
+        self._on_append_error: Callable[[Session, BaseException], None] | None = None
         self._session_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -75,6 +79,7 @@ class Stream:
         self.append_errors = 0
         self.append_error: BaseException | None = None
         self._failed_session: Session | None = None  # the session whose failure was logged
+        self._reported_session: Session | None = None  # ... whose SessionError went to on_error
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -112,27 +117,66 @@ class Stream:
         return self._connected.is_set()
 
     # -- session -------------------------------------------------------------------------------
-    def attach_session(self, session: Session) -> None:
-        """Append every sample read from now on to ``session`` (stream must be connected)."""
+    def attach_session(
+        self,
+        session: Session,
+        *,
+        on_error: Callable[[Session, BaseException], None] | None = None,
+    ) -> None:
+        """Append every sample read from now on to ``session`` (stream must be connected).
+
+        ``on_error(session, exc)`` is called on the acquisition thread the first time the
+        session refuses a chunk with :class:`~labsession.errors.SessionError` (a failed disk); it
+        must be quick and must not wait for the session. The :class:`App` uses it to go to
+        state ``"error"``.
+        """
         if self.info is None:
             raise RuntimeError(f"stream {self.name!r} is not connected")
         with self._session_lock:
-            self._session = session
+            self._session, self._on_append_error = session, on_error
 
     def detach_session(self) -> Session | None:
         """Stop appending; returns after any append in progress has been handed to the session."""
         with self._session_lock:
-            session, self._session = self._session, None
+            session, self._session, self._on_append_error = self._session, None, None
         return session
 
     # -- reading -------------------------------------------------------------------------------
-    def get_window(self, seconds: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Latest ``seconds`` (default ``window_seconds``): ``(data (n_channels, n), ts (n,))``."""
+    def get_window(
+        self, seconds: float | None = None, *, dtype: DTypeLike | None = np.float32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The latest ``seconds`` (default ``window_seconds``) of samples, channels first.
+
+        Parameters
+        ----------
+        seconds
+            Length of the window (s); fewer samples while the stream has not read that many.
+        dtype
+            Type of ``data``: float32 by default, whatever the stream's dtype (as MyoGestic's
+            ``get_window``, so a predict function sees one type); ``None`` keeps the stream's
+            own dtype (an ``int32`` sample counter stays exact, float32 holds integers
+            exactly only up to 2**24).
+
+        Returns
+        -------
+        data : ndarray, shape (n_channels, n)
+            A new array (never overwritten by later samples).
+        ts : ndarray, shape (n,)
+            Their timestamps, float64 seconds.
+
+        Raises
+        ------
+        RuntimeError
+            If the source has not connected yet.
+        """
         if self.ring is None or self.info is None:
             raise RuntimeError(f"stream {self.name!r} is not connected yet")
         n = round((seconds or self.window_seconds) * self.info.fs)
         data, ts = self.ring.latest(n)
-        return data.T, ts
+        window = data.T
+        if dtype is not None:
+            window = window.astype(dtype, copy=False)
+        return window, ts
 
     # -- thread --------------------------------------------------------------------------------
     def _connect(self) -> bool:
@@ -213,6 +257,16 @@ class Stream:
                         session.path,
                         exc,
                     )
+                if isinstance(exc, SessionError) and self._reported_session is not session:
+                    self._reported_session = session
+                    self._report_append_error(session, exc)
+
+    def _report_append_error(self, session: Session, exc: BaseException) -> None:
+        if self._on_append_error is not None:
+            try:
+                self._on_append_error(session, exc)
+            except Exception:
+                log.exception("stream %r: the append-error callback failed", self.name)
 
     def _record_fault(self, kind: str, message: str) -> None:
         """Note a fault in the attached session, if any (no disk access)."""

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -27,14 +28,19 @@ class ReplaySource(Source):
     :meth:`connect` (sleep errors never accumulate). The recorded timestamps set the pace, so
     jitter and gaps in the recording are replayed as they happened.
 
-    Timestamps: each emitted sample carries its recorded timestamp shifted onto the live LSL
-    clock (:func:`labsession.core.clock.local_clock`): ``ts + offset`` with
-    ``offset = local_clock() at connect - ts[0]``, so the first sample is stamped with the time
-    of :meth:`connect` and the spacing is the recorded one. At ``speed != 1`` the samples come
-    faster or slower than their stamps advance (the stamps keep the recorded spacing, so ``fs``
-    stays true for processing). When looping, lap ``k`` adds ``k * period`` to the stamps, where
-    ``period`` is the recorded span plus one sample period ``1 / fs``: the first sample of a lap
-    follows the last of the previous one by one sample period, with no gap and no duplicate.
+    Timestamps (``timestamps=``): ``"recorded"`` (the default, as MyoGestic's ReplaySource)
+    emits each sample with the timestamp it was recorded with, so the recording's labels
+    (:meth:`read_labels`, or the session's own label track) line up with the samples.
+    ``"live"`` shifts them onto the live LSL clock (:func:`labsession.core.clock.local_clock`):
+    ``ts + offset`` with ``offset = local_clock() at connect - ts[0]``, so the first sample is
+    stamped with the time of :meth:`connect`; use it when the replay stands in for a device
+    next to live ones, or is recorded again with labels clicked now (those are stamped with
+    ``local_clock()``). Either way the spacing is the recorded one: at ``speed != 1`` the
+    samples come faster or slower than their stamps advance (so ``fs`` stays true for
+    processing). When looping, lap ``k`` adds ``k * period`` to the stamps, where ``period`` is
+    the recorded span plus one sample period ``1 / fs``: the first sample of a lap follows the
+    last of the previous one by one sample period, with no gap and no duplicate, so the stamps
+    keep increasing in both modes (MyoGestic's loop starts its stamps over instead).
 
     Parameters
     ----------
@@ -48,6 +54,9 @@ class ReplaySource(Source):
     loop
         Start again from the first sample after the last one (default); if False, :meth:`read`
         returns None once everything was emitted (:attr:`finished`).
+    timestamps
+        ``"recorded"`` (default): the recorded timestamps (plus ``k * period`` on lap ``k``);
+        ``"live"``: shifted onto the LSL clock, the first sample stamped at :meth:`connect`.
     replay_labels
         Also replay the recording's label track: :meth:`read_labels` returns the labels the
         emitted samples have passed, shifted like the samples, so a predict path can be scored
@@ -77,6 +86,7 @@ class ReplaySource(Source):
         speed: float = 1.0,
         loop: bool = True,
         *,
+        timestamps: Literal["recorded", "live"] = "recorded",
         replay_labels: bool = False,
         max_chunk_seconds: float = 1.0,
     ):
@@ -86,10 +96,13 @@ class ReplaySource(Source):
             raise ValueError(f"speed must be a finite number >= 0 (0 = manual), got {speed!r}")
         if not (math.isfinite(max_chunk_seconds) and max_chunk_seconds > 0):
             raise ValueError(f"max_chunk_seconds must be > 0, got {max_chunk_seconds!r}")
+        if timestamps not in ("recorded", "live"):
+            raise ValueError(f"timestamps must be 'recorded' or 'live', got {timestamps!r}")
         self.session_path = Path(session_path)
         self.stream_name = stream_name
         self.speed = float(speed)
         self.loop = bool(loop)
+        self.timestamps: Literal["recorded", "live"] = timestamps
         self.replay_labels = bool(replay_labels)
         self._max_chunk_seconds = float(max_chunk_seconds)
         self._cond = threading.Condition()
@@ -141,7 +154,7 @@ class ReplaySource(Source):
             self._label_pos = 0
             self._emitted = 0
             self._stepped = 0
-            self._offset = local_clock() - float(ts[0])
+            self._offset = local_clock() - float(ts[0]) if self.timestamps == "live" else 0.0
             self._t0 = time.monotonic()
         return info
 
@@ -161,7 +174,8 @@ class ReplaySource(Source):
 
     @property
     def offset(self) -> float:
-        """Seconds added to the recorded timestamps (lap 0) to put them on the live clock."""
+        """Seconds added to the recorded timestamps of lap 0: 0.0 for ``timestamps="recorded"``,
+        ``local_clock()`` at :meth:`connect` minus the first timestamp for ``"live"``."""
         self._check_connected()
         return self._offset
 
@@ -253,7 +267,8 @@ class ReplaySource(Source):
         -------
         (data, ts) or None
             ``data`` ``(n, n_channels)`` in the stream's dtype (a new array); ``ts`` ``(n,)``
-            float64 recorded timestamps shifted onto the live clock.
+            float64 seconds: the recorded timestamps (``timestamps="recorded"``) or those
+            shifted onto the live clock (``"live"``), plus ``k * period`` on lap ``k``.
 
         Raises
         ------
@@ -323,5 +338,5 @@ class ReplaySource(Source):
     def __repr__(self) -> str:
         return (
             f"ReplaySource({str(self.session_path)!r}, {self.stream_name!r}, speed={self.speed}, "
-            f"loop={self.loop})"
+            f"loop={self.loop}, timestamps={self.timestamps!r})"
         )
