@@ -16,7 +16,7 @@ from labsession.motion._image_kernels import (
     blur_channels,
     median5,
     resize_plane,
-    resize_plane_cubic,
+    resize_cubic,
 )
 from labsession.motion._preprocess import intensity_range, preprocess, preprocess_mix
 from labsession.motion.synthetic import endpoint_error
@@ -33,8 +33,10 @@ def test_median5_equals_sort_based_median(shape):
     rng = np.random.default_rng(0)
     noise = rng.normal(size=shape).astype(np.float32)
     ties = np.round(2 * noise).astype(np.float32)  # many equal values
-    for field in (noise, ties):
-        np.testing.assert_array_equal(median5(field), _median5_reference(field))
+    stack = np.stack([noise, ties])  # the kernel filters each field of a stack
+    filtered = median5(stack)
+    for field, result in zip(stack, filtered, strict=True):
+        np.testing.assert_array_equal(result, _median5_reference(field))
 
 
 def test_median_network_selects_the_median_of_every_zero_one_input():
@@ -72,7 +74,7 @@ def test_resizes_match_pointwise_interpolation(src, dst):
             for y in range(height)
         ]
     )
-    np.testing.assert_allclose(resize_plane_cubic(image, height, width), cubic, atol=1e-5)
+    np.testing.assert_allclose(resize_cubic(image[None], height, width)[0], cubic, atol=1e-5)
     ys = np.clip((np.arange(height) + 0.5) * sy - 0.5, 0, src[0] - 1)
     xs = np.clip((np.arange(width) + 0.5) * sx - 0.5, 0, src[1] - 1)
     rows = np.array([np.interp(xs, np.arange(src[1]), row) for row in image])

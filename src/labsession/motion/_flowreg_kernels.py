@@ -63,79 +63,82 @@ def _grad(image: np.ndarray, hx: float, hy: float) -> tuple[np.ndarray, np.ndarr
     return gx, gy
 
 
-@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def motion_tensor_gc(fixed: np.ndarray, warped: np.ndarray, hx: float, hy: float) -> np.ndarray:
-    """Motion tensor ``(6, C, h, w)`` of normalised gradient constancy, ordered J11, J12, J13,
-    J22, J23, J33; zero on the border."""
-    n_ch, height, width = fixed.shape
-    tensor = np.zeros((6, n_ch, height, width), dtype=np.float32)
-    for c in range(n_ch):
-        gx1, gy1 = _grad(fixed[c], hx, hy)
-        gx2, gy2 = _grad(warped[c], hx, hy)
-        _, gxy1 = _grad(gx1, hx, hy)
-        _, gxy2 = _grad(gx2, hx, hy)
-        for y in range(1, height - 1):
-            for x in range(1, width - 1):
-                # compact second differences for fxx, fyy; fxy from the x-gradient
-                f1c = fixed[c, y, x]
-                f2c = warped[c, y, x]
-                fxx = (
-                    0.5
-                    * (
-                        fixed[c, y, x - 1]
-                        - 2.0 * f1c
-                        + fixed[c, y, x + 1]
-                        + warped[c, y, x - 1]
-                        - 2.0 * f2c
-                        + warped[c, y, x + 1]
+    """Motion tensors ``(N, 6, C, h, w)`` of normalised gradient constancy between ``fixed``
+    ``(C, h, w)`` and each warped frame ``(N, C, h, w)``, ordered J11, J12, J13, J22, J23, J33;
+    zero on the border."""
+    n_frames, n_ch, height, width = warped.shape
+    tensor = np.zeros((n_frames, 6, n_ch, height, width), dtype=np.float32)
+    for t in range(n_frames):
+        for c in range(n_ch):
+            gx1, gy1 = _grad(fixed[c], hx, hy)
+            gx2, gy2 = _grad(warped[t, c], hx, hy)
+            _, gxy1 = _grad(gx1, hx, hy)
+            _, gxy2 = _grad(gx2, hx, hy)
+            for y in range(1, height - 1):
+                for x in range(1, width - 1):
+                    # compact second differences for fxx, fyy; fxy from the x-gradient
+                    f1c = fixed[c, y, x]
+                    f2c = warped[t, c, y, x]
+                    fxx = (
+                        0.5
+                        * (
+                            fixed[c, y, x - 1]
+                            - 2.0 * f1c
+                            + fixed[c, y, x + 1]
+                            + warped[t, c, y, x - 1]
+                            - 2.0 * f2c
+                            + warped[t, c, y, x + 1]
+                        )
+                        / (hx * hx)
                     )
-                    / (hx * hx)
-                )
-                fyy = (
-                    0.5
-                    * (
-                        fixed[c, y - 1, x]
-                        - 2.0 * f1c
-                        + fixed[c, y + 1, x]
-                        + warped[c, y - 1, x]
-                        - 2.0 * f2c
-                        + warped[c, y + 1, x]
+                    fyy = (
+                        0.5
+                        * (
+                            fixed[c, y - 1, x]
+                            - 2.0 * f1c
+                            + fixed[c, y + 1, x]
+                            + warped[t, c, y - 1, x]
+                            - 2.0 * f2c
+                            + warped[t, c, y + 1, x]
+                        )
+                        / (hy * hy)
                     )
-                    / (hy * hy)
-                )
-                fxy = 0.5 * (gxy1[y, x] + gxy2[y, x])
-                fxt = gx2[y, x] - gx1[y, x]
-                fyt = gy2[y, x] - gy1[y, x]
-                rx = 1.0 / (fxx * fxx + fxy * fxy + _EPS_GC)
-                ry = 1.0 / (fxy * fxy + fyy * fyy + _EPS_GC)
-                tensor[0, c, y, x] = rx * fxx * fxx + ry * fxy * fxy
-                tensor[1, c, y, x] = rx * fxx * fxy + ry * fxy * fyy
-                tensor[2, c, y, x] = rx * fxx * fxt + ry * fxy * fyt
-                tensor[3, c, y, x] = rx * fxy * fxy + ry * fyy * fyy
-                tensor[4, c, y, x] = rx * fxy * fxt + ry * fyy * fyt
-                tensor[5, c, y, x] = rx * fxt * fxt + ry * fyt * fyt
+                    fxy = 0.5 * (gxy1[y, x] + gxy2[y, x])
+                    fxt = gx2[y, x] - gx1[y, x]
+                    fyt = gy2[y, x] - gy1[y, x]
+                    rx = 1.0 / (fxx * fxx + fxy * fxy + _EPS_GC)
+                    ry = 1.0 / (fxy * fxy + fyy * fyy + _EPS_GC)
+                    tensor[t, 0, c, y, x] = rx * fxx * fxx + ry * fxy * fxy
+                    tensor[t, 1, c, y, x] = rx * fxx * fxy + ry * fxy * fyy
+                    tensor[t, 2, c, y, x] = rx * fxx * fxt + ry * fxy * fyt
+                    tensor[t, 3, c, y, x] = rx * fxy * fxy + ry * fyy * fyy
+                    tensor[t, 4, c, y, x] = rx * fxy * fxt + ry * fyy * fyt
+                    tensor[t, 5, c, y, x] = rx * fxt * fxt + ry * fyt * fyt
     return tensor
 
 
-@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def motion_tensor_gray(fixed: np.ndarray, warped: np.ndarray, hx: float, hy: float) -> np.ndarray:
-    """Motion tensor ``(6, C, h, w)`` of gray-value constancy (as :func:`motion_tensor_gc`)."""
-    n_ch, height, width = fixed.shape
-    tensor = np.zeros((6, n_ch, height, width), dtype=np.float32)
-    for c in range(n_ch):
-        gx1, gy1 = _grad(fixed[c], hx, hy)
-        gx2, gy2 = _grad(warped[c], hx, hy)
-        for y in range(1, height - 1):
-            for x in range(1, width - 1):
-                fx = 0.5 * (gx1[y, x] + gx2[y, x])
-                fy = 0.5 * (gy1[y, x] + gy2[y, x])
-                ft = warped[c, y, x] - fixed[c, y, x]
-                tensor[0, c, y, x] = fx * fx
-                tensor[1, c, y, x] = fx * fy
-                tensor[2, c, y, x] = fx * ft
-                tensor[3, c, y, x] = fy * fy
-                tensor[4, c, y, x] = fy * ft
-                tensor[5, c, y, x] = ft * ft
+    """Motion tensors ``(N, 6, C, h, w)`` of gray-value constancy (as :func:`motion_tensor_gc`)."""
+    n_frames, n_ch, height, width = warped.shape
+    tensor = np.zeros((n_frames, 6, n_ch, height, width), dtype=np.float32)
+    for t in range(n_frames):
+        for c in range(n_ch):
+            gx1, gy1 = _grad(fixed[c], hx, hy)
+            gx2, gy2 = _grad(warped[t, c], hx, hy)
+            for y in range(1, height - 1):
+                for x in range(1, width - 1):
+                    fx = 0.5 * (gx1[y, x] + gx2[y, x])
+                    fy = 0.5 * (gy1[y, x] + gy2[y, x])
+                    ft = warped[t, c, y, x] - fixed[c, y, x]
+                    tensor[t, 0, c, y, x] = fx * fx
+                    tensor[t, 1, c, y, x] = fx * fy
+                    tensor[t, 2, c, y, x] = fx * ft
+                    tensor[t, 3, c, y, x] = fy * fy
+                    tensor[t, 4, c, y, x] = fy * ft
+                    tensor[t, 5, c, y, x] = ft * ft
     return tensor
 
 
@@ -266,7 +269,7 @@ def _relaxation_factors(
                 relax[3, y, x] = 1.0
 
 
-@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def solve_level(
     tensor: np.ndarray,
     weight: np.ndarray,
@@ -281,75 +284,79 @@ def solve_level(
     hx: float,
     hy: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """SOR sweeps for the increment ``(du, dv)`` at one level (Neumann boundaries).
+    """SOR sweeps for each frame's increment ``(du, dv)`` at one level (Neumann boundaries).
+
+    ``tensor``: ``(N, 6, C, h, w)`` motion tensors; ``u``, ``v``: ``(N, h, w)`` current flows;
+    returns the increments, ``(N, h, w)`` each.
 
     The non-linear weights are frozen between refreshes, so everything that depends only on
     them (channel sums, neighbour weights, the neighbour sums of the fixed ``u``, ``v``) is
     computed once per refresh and each sweep only gathers the increments of the neighbours.
     """
-    height, width = u.shape
-    du = np.zeros((height + 2, width + 2), dtype=np.float32)  # padded: no border branches
-    dv = np.zeros((height + 2, width + 2), dtype=np.float32)
-    coef = np.empty((5, height, width), dtype=np.float32)
-    links = np.empty((4, height, width), dtype=np.float32)
-    base = np.empty((3, height, width), dtype=np.float32)
-    diffusivity = np.ones((height, width), dtype=np.float32)
-    total_u = np.empty_like(u)
-    total_v = np.empty_like(v)
-    ax = alpha_x / (hx * hx)
-    ay = alpha_y / (hy * hy)
-    relax = np.empty((4, height, width), dtype=np.float32)
-    # it = -1 sets the first weights (plain data term, unit diffusivity); then every
-    # update_lag-th sweep refreshes them. One call site per helper: they are inlined.
-    for it in range(-1, iterations):
-        if it < 0 or (it + 1) % update_lag == 0:
-            # np.bool_, not a literal: a literal would be typed as a constant of its own
-            _data_coefficients(tensor, weight, du, dv, a_data, np.bool_(it >= 0), coef)
-            if it < 0 or a_smooth != 1.0:
-                if it >= 0:
-                    for y in range(height):
-                        for x in range(width):
-                            total_u[y, x] = u[y, x] + du[y + 1, x + 1]
-                            total_v[y, x] = v[y, x] + dv[y + 1, x + 1]
-                    _smoothness_diffusivity(total_u, total_v, a_smooth, hx, hy, diffusivity)
-                _smoothness_coefficients(diffusivity, u, v, ax, ay, links, base)
-            _relaxation_factors(links, base, coef, relax)
-        if it < 0:
-            continue
+    n_frames, height, width = u.shape
+    inc_u = np.empty((n_frames, height, width), dtype=np.float32)
+    inc_v = np.empty((n_frames, height, width), dtype=np.float32)
+    for t in range(n_frames):
+        du = np.zeros((height + 2, width + 2), dtype=np.float32)  # padded: no border branches
+        dv = np.zeros((height + 2, width + 2), dtype=np.float32)
+        coef = np.empty((5, height, width), dtype=np.float32)
+        links = np.empty((4, height, width), dtype=np.float32)
+        base = np.empty((3, height, width), dtype=np.float32)
+        diffusivity = np.ones((height, width), dtype=np.float32)
+        total_u = np.empty((height, width), dtype=np.float32)
+        total_v = np.empty((height, width), dtype=np.float32)
+        ax = alpha_x / (hx * hx)
+        ay = alpha_y / (hy * hy)
+        relax = np.empty((4, height, width), dtype=np.float32)
+        # it = -1 sets the first weights (plain data term, unit diffusivity); then every
+        # update_lag-th sweep refreshes them. One call site per helper: they are inlined.
+        for it in range(-1, iterations):
+            if it < 0 or (it + 1) % update_lag == 0:
+                # np.bool_, not a literal: a literal would be typed as a constant of its own
+                _data_coefficients(tensor[t], weight, du, dv, a_data, np.bool_(it >= 0), coef)
+                if it < 0 or a_smooth != 1.0:
+                    if it >= 0:
+                        for y in range(height):
+                            for x in range(width):
+                                total_u[y, x] = u[t, y, x] + du[y + 1, x + 1]
+                                total_v[y, x] = v[t, y, x] + dv[y + 1, x + 1]
+                        _smoothness_diffusivity(total_u, total_v, a_smooth, hx, hy, diffusivity)
+                    _smoothness_coefficients(diffusivity, u[t], v[t], ax, ay, links, base)
+                _relaxation_factors(links, base, coef, relax)
+            if it < 0:
+                continue
+            for y in range(height):
+                py = y + 1
+                for x in range(width):
+                    px = x + 1
+                    # everything but the left neighbour's fresh increment is off the serial
+                    # dependency chain of the sweep: one multiply-add per pixel remains on it
+                    ru = relax[0, y, x]
+                    rest_u = (
+                        base[1, y, x]
+                        - coef[2, y, x]
+                        - coef[1, y, x] * dv[py, px]
+                        + links[1, y, x] * du[py, px + 1]
+                        + links[2, y, x] * du[py - 1, px]
+                        + links[3, y, x] * du[py + 1, px]
+                    )
+                    du[py, px] = (relax[2, y, x] * du[py, px] + ru * rest_u) + (
+                        ru * links[0, y, x]
+                    ) * du[py, px - 1]
+                    rv = relax[1, y, x]
+                    rest_v = (
+                        base[2, y, x]
+                        - coef[4, y, x]
+                        - coef[1, y, x] * du[py, px]
+                        + links[1, y, x] * dv[py, px + 1]
+                        + links[2, y, x] * dv[py - 1, px]
+                        + links[3, y, x] * dv[py + 1, px]
+                    )
+                    dv[py, px] = (relax[3, y, x] * dv[py, px] + rv * rest_v) + (
+                        rv * links[0, y, x]
+                    ) * dv[py, px - 1]
         for y in range(height):
-            py = y + 1
             for x in range(width):
-                px = x + 1
-                # everything but the left neighbour's fresh increment is off the serial
-                # dependency chain of the sweep: one multiply-add per pixel remains on it
-                ru = relax[0, y, x]
-                rest_u = (
-                    base[1, y, x]
-                    - coef[2, y, x]
-                    - coef[1, y, x] * dv[py, px]
-                    + links[1, y, x] * du[py, px + 1]
-                    + links[2, y, x] * du[py - 1, px]
-                    + links[3, y, x] * du[py + 1, px]
-                )
-                du[py, px] = (relax[2, y, x] * du[py, px] + ru * rest_u) + (
-                    ru * links[0, y, x]
-                ) * du[py, px - 1]
-                rv = relax[1, y, x]
-                rest_v = (
-                    base[2, y, x]
-                    - coef[4, y, x]
-                    - coef[1, y, x] * du[py, px]
-                    + links[1, y, x] * dv[py, px + 1]
-                    + links[2, y, x] * dv[py - 1, px]
-                    + links[3, y, x] * dv[py + 1, px]
-                )
-                dv[py, px] = (relax[3, y, x] * dv[py, px] + rv * rest_v) + (
-                    rv * links[0, y, x]
-                ) * dv[py, px - 1]
-    inc_u = np.empty((height, width), dtype=np.float32)
-    inc_v = np.empty((height, width), dtype=np.float32)
-    for y in range(height):
-        for x in range(width):
-            inc_u[y, x] = du[y + 1, x + 1]
-            inc_v[y, x] = dv[y + 1, x + 1]
+                inc_u[t, y, x] = du[y + 1, x + 1]
+                inc_v[t, y, x] = dv[y + 1, x + 1]
     return inc_u, inc_v

@@ -18,9 +18,9 @@ __all__ = [
     "blur_channels",
     "median5",
     "resize_channels",
+    "resize_cubic",
     "resize_plane",
-    "resize_plane_cubic",
-    "warp_channels",
+    "warp_frames",
 ]
 
 
@@ -38,7 +38,7 @@ def _gauss_kernel(sigma: float) -> np.ndarray:
     return kernel
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def blur_channels(images: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian blur of ``(C, H, W)`` images with replicated borders.
 
@@ -159,40 +159,42 @@ def _bicubic(image: np.ndarray, y: float, x: float) -> np.float32:
     return np.float32(acc)
 
 
-@njit(cache=True, fastmath=True)
-def resize_plane_cubic(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bicubic resize of one ``(H, W)`` image to ``(height, width)`` (for flow upsampling).
+@njit(cache=True, nogil=True, fastmath=True)
+def resize_cubic(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bicubic resize of each ``(H, W)`` image of an ``(N, H, W)`` stack to ``(height, width)``
+    (for flow upsampling).
 
     Separable: each source row is interpolated along x, then the rows along y.
     """
-    src_h, src_w = image.shape
+    n_images, src_h, src_w = images.shape
     xi, xw = _cubic_taps(src_w, width)
     yi, yw = _cubic_taps(src_h, height)
     rows = np.empty((src_h, width), dtype=np.float64)
-    for r in range(src_h):
-        src = image[r]
-        dst = rows[r]
-        for x in range(width):
-            dst[x] = (
-                xw[x, 0] * src[xi[x, 0]]
-                + xw[x, 1] * src[xi[x, 1]]
-                + xw[x, 2] * src[xi[x, 2]]
-                + xw[x, 3] * src[xi[x, 3]]
-            )
-    out = np.empty((height, width), dtype=np.float32)
-    for y in range(height):
-        r0 = rows[yi[y, 0]]
-        r1 = rows[yi[y, 1]]
-        r2 = rows[yi[y, 2]]
-        r3 = rows[yi[y, 3]]
-        w0, w1, w2, w3 = yw[y, 0], yw[y, 1], yw[y, 2], yw[y, 3]
-        dst = out[y]
-        for x in range(width):
-            dst[x] = w0 * r0[x] + w1 * r1[x] + w2 * r2[x] + w3 * r3[x]
+    out = np.empty((n_images, height, width), dtype=np.float32)
+    for t in range(n_images):
+        for r in range(src_h):
+            src = images[t, r]
+            dst = rows[r]
+            for x in range(width):
+                dst[x] = (
+                    xw[x, 0] * src[xi[x, 0]]
+                    + xw[x, 1] * src[xi[x, 1]]
+                    + xw[x, 2] * src[xi[x, 2]]
+                    + xw[x, 3] * src[xi[x, 3]]
+                )
+        for y in range(height):
+            r0 = rows[yi[y, 0]]
+            r1 = rows[yi[y, 1]]
+            r2 = rows[yi[y, 2]]
+            r3 = rows[yi[y, 3]]
+            w0, w1, w2, w3 = yw[y, 0], yw[y, 1], yw[y, 2], yw[y, 3]
+            dst = out[t, y]
+            for x in range(width):
+                dst[x] = w0 * r0[x] + w1 * r1[x] + w2 * r2[x] + w3 * r3[x]
     return out
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def resize_plane(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of one ``(H, W)`` image to ``(height, width)`` (no anti-aliasing)."""
     src_h, src_w = image.shape
@@ -211,7 +213,7 @@ def resize_plane(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def resize_channels(images: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of ``(C, H, W)`` images to ``(C, height, width)``."""
     n_ch = images.shape[0]
@@ -226,27 +228,30 @@ def resize_channels(images: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def warp_channels(
+@njit(cache=True, nogil=True, fastmath=True)
+def warp_frames(
     moving: np.ndarray, fixed: np.ndarray, u: np.ndarray, v: np.ndarray, sx: float, sy: float
 ) -> np.ndarray:
-    """Backward-warp ``moving`` (C, H, W) by the flow ``(u * sx, v * sy)``, bicubic sampling.
+    """Backward-warp each frame of ``moving`` (N, C, H, W) by its flow ``(u[t] * sx,
+    v[t] * sy)`` (``u``, ``v``: (N, H, W)), bicubic sampling.
 
-    Output pixel ``(y, x)`` takes ``moving`` at ``(y + v * sy, x + u * sx)``; samples that
-    fall outside the image take ``fixed``'s value, so they add no residual to the data term.
+    Output pixel ``(y, x)`` of frame ``t`` takes ``moving[t]`` at ``(y + v * sy, x + u * sx)``;
+    samples that fall outside the image take ``fixed``'s (C, H, W) value, so they add no
+    residual to the data term.
     """
-    n_ch, height, width = moving.shape
+    n_frames, n_ch, height, width = moving.shape
     out = np.empty_like(moving)
-    for y in range(height):
-        for x in range(width):
-            ys = y + v[y, x] * sy
-            xs = x + u[y, x] * sx
-            inside = 0.0 <= ys <= height - 1.0 and 0.0 <= xs <= width - 1.0
-            for c in range(n_ch):
-                if inside:
-                    out[c, y, x] = _bicubic(moving[c], ys, xs)
-                else:
-                    out[c, y, x] = fixed[c, y, x]
+    for t in range(n_frames):
+        for y in range(height):
+            for x in range(width):
+                ys = y + v[t, y, x] * sy
+                xs = x + u[t, y, x] * sx
+                inside = 0.0 <= ys <= height - 1.0 and 0.0 <= xs <= width - 1.0
+                for c in range(n_ch):
+                    if inside:
+                        out[t, c, y, x] = _bicubic(moving[t, c], ys, xs)
+                    else:
+                        out[t, c, y, x] = fixed[c, y, x]
     return out
 
 
@@ -315,43 +320,47 @@ def _mirror(i: int, n: int) -> int:
     return min(max(i, 0), n - 1)
 
 
-@njit(cache=True, fastmath=True)
-def median5(field: np.ndarray) -> np.ndarray:
-    """5x5 median filter of an ``(H, W)`` field with mirrored borders (removes flow outliers).
+@njit(cache=True, nogil=True, fastmath=True)
+def median5(fields: np.ndarray) -> np.ndarray:
+    """5x5 median filter of each ``(H, W)`` field of an ``(N, H, W)`` stack, mirrored borders
+    (removes flow outliers).
 
     A whole row at a time: the 25 shifted copies of the window rows go into a ``(25, W)``
     buffer and a fixed selection network (min/max over contiguous rows, which vectorise)
     leaves each pixel's median in one buffer row. The result equals a sort-based median.
     """
-    height, width = field.shape
-    out = np.empty_like(field)
+    n_fields, height, width = fields.shape
+    out = np.empty_like(fields)
     buf = np.empty((25, width), dtype=np.float32)
     cols = np.empty((5, width), dtype=np.int64)
     for k in range(5):
         for x in range(width):
             cols[k, x] = _mirror(x + k - 2, width)
     ops = _MEDIAN25_OPS
-    for y in range(height):
-        n = 0
-        for dy in range(-2, 3):
-            row = field[_mirror(y + dy, height)]
-            for k in range(5):
-                dst = buf[n]
+    for t in range(n_fields):
+        field = fields[t]
+        for y in range(height):
+            n = 0
+            for dy in range(-2, 3):
+                row = field[_mirror(y + dy, height)]
+                for k in range(5):
+                    dst = buf[n]
+                    for x in range(width):
+                        dst[x] = row[cols[k, x]]
+                    n += 1
+            for r in range(ops.shape[0]):
+                # every comparator exchanges both ways, the network's half ones too (whose
+                # other output no later comparator reads, so the median is the same): one
+                # loop instead of three is less code to compile on a first run, for ~10 %
+                # more median work
+                lo = buf[ops[r, 0]]
+                hi = buf[ops[r, 1]]
                 for x in range(width):
-                    dst[x] = row[cols[k, x]]
-                n += 1
-        for r in range(ops.shape[0]):
-            # every comparator exchanges both ways, the network's half ones too (whose other
-            # output no later comparator reads, so the median is the same): one loop instead
-            # of three is less code to compile on a first run, for ~10 % more median work
-            lo = buf[ops[r, 0]]
-            hi = buf[ops[r, 1]]
-            for x in range(width):
-                a = lo[x]
-                b = hi[x]
-                lo[x] = min(a, b)
-                hi[x] = max(a, b)
-        median = buf[_MEDIAN25_SLOT]
-        for x in range(width):  # element loop: see resize_channels
-            out[y, x] = median[x]
+                    a = lo[x]
+                    b = hi[x]
+                    lo[x] = min(a, b)
+                    hi[x] = max(a, b)
+            median = buf[_MEDIAN25_SLOT]
+            for x in range(width):  # element loop: see resize_channels
+                out[t, y, x] = median[x]
     return out
