@@ -285,13 +285,12 @@ def test_sigkill_after_the_zip_before_the_folder_removal_is_finished_by_the_next
         proc.stdout.close()
     assert folder.is_dir()
     assert zip_path.is_file()
-    zip_bytes = zip_path.read_bytes()
     decoys = _decoys(tmp_path)
     assert find_unfinished_sessions(tmp_path) == [folder]
 
+    # The folder is the source: it is packed again, replacing the zip, then removed.
     assert Session.attach(folder).pack_to_zip() == zip_path
     assert not folder.exists()
-    assert zip_path.read_bytes() == zip_bytes  # kept as it was, not packed again
     with open_session_store(zip_path) as store:
         got, ts = store.get_continuous("emg")
         assert [(e.timestamp, e.class_index) for e in store.label_track] == [(5.5, 1)]
@@ -308,28 +307,26 @@ def _listing_bytes(folder):
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def test_a_zip_beside_the_folder_that_lacks_some_of_it_is_refused_and_both_kept(tmp_path):
+def test_a_zip_beside_the_folder_is_replaced_by_a_pack_of_the_folder(tmp_path):
+    """As MyoGestic does: the folder is the source, whatever the zip of that name holds."""
     folder, zip_path, data = _zipped_beside(tmp_path)
-    zip_bytes = zip_path.read_bytes()
 
-    # More samples recorded after the zip was made.
+    # More samples recorded after the zip was made: the new zip holds them.
     session = Session.attach(folder)
     session.append("emg", data[:10], 8 + np.arange(10) / 100.0)
-    with pytest.raises(SessionError, match=r"does not hold this recording .*shape \(250, 2\)"):
-        session.pack_to_zip()
-    assert zip_path.read_bytes() == zip_bytes
-    with open_session_store(folder) as store:
+    assert session.pack_to_zip() == zip_path
+    assert not folder.exists()
+    with open_session_store(zip_path) as store:
         assert store.n_samples("emg") == 260
 
-    # A file the zip does not hold (a user's note put in the folder).
+    # A file the zip does not hold (a user's note put in the folder) goes into the new zip.
     folder, zip_path, data = _zipped_beside(tmp_path / "note")
     (folder / "notes.txt").write_text("observations")
-    before = _listing_bytes(folder)
-    with pytest.raises(SessionError, match=r"notes\.txt is not in the zip"):
-        Session.attach(folder).pack_to_zip()
-    assert _listing_bytes(folder) == before
+    Session.attach(folder).pack_to_zip()
+    with zipfile.ZipFile(zip_path) as zf:
+        assert zf.read("notes.txt") == b"observations"
 
-    # A zip that does not read back whole: one flipped bit in a member.
+    # A zip that does not read back whole (one flipped bit in a member) is replaced.
     folder, zip_path, _ = _zipped_beside(tmp_path / "flip")
     raw = bytearray(zip_path.read_bytes())
     with zipfile.ZipFile(zip_path) as zf:
@@ -337,20 +334,32 @@ def test_a_zip_beside_the_folder_that_lacks_some_of_it_is_refused_and_both_kept(
     name_len, extra_len = struct.unpack("<HH", raw[header + 26 : header + 30])
     raw[header + 30 + name_len + extra_len + 2] ^= 0x01  # inside the member's data
     zip_path.write_bytes(bytes(raw))
-    before = _listing_bytes(folder)
-    with pytest.raises(SessionError, match=r"labels\.json.*CRC"):
-        Session.attach(folder).pack_to_zip()
-    assert _listing_bytes(folder) == before
-    assert zip_path.read_bytes() == bytes(raw)
+    Session.attach(folder).pack_to_zip()
+    with zipfile.ZipFile(zip_path) as zf:
+        assert zf.testzip() is None
+    with open_session_store(zip_path) as store:
+        assert [(e.timestamp, e.class_index) for e in store.label_track] == [(5.5, 1)]
 
-    # A link in place of the zip: not followed, not replaced.
+    # A link in place of the zip: replaced by the zip, never followed (its target is kept).
     folder, zip_path, _ = _zipped_beside(tmp_path / "link")
     real = zip_path.rename(zip_path.with_name("elsewhere.zip"))
+    real_bytes = real.read_bytes()
     zip_path.symlink_to(real)
-    with pytest.raises(SessionError, match="is not a regular file"):
+    Session.attach(folder).pack_to_zip()
+    assert not zip_path.is_symlink()
+    assert zip_path.is_file()
+    assert real.read_bytes() == real_bytes
+
+    # A folder in place of the zip cannot be replaced: refused, both kept, no temporary file.
+    folder, zip_path, _ = _recorded(tmp_path / "dir")
+    zip_path.mkdir()
+    (zip_path / "keep.txt").write_text("mine")
+    before = _listing_bytes(folder)
+    with pytest.raises(SessionError, match=r"packing into .*\.session\.zip failed.*folder is kept"):
         Session.attach(folder).pack_to_zip()
-    assert folder.is_dir()
-    assert zip_path.is_symlink()
+    assert _listing_bytes(folder) == before
+    assert (zip_path / "keep.txt").read_text() == "mine"
+    assert not list((tmp_path / "dir").glob(".*.tmp"))
 
 
 def test_attach_removes_only_regular_temporary_files_and_keeps_look_alikes(tmp_path):

@@ -214,18 +214,17 @@ def test_a_failed_finish_shows_the_error_and_keeps_the_folder(tmp_path, frames, 
     base = tmp_path / "sessions"
     folder = record_tiny_session(base, pack=False)
     age(folder)
-    shutil.copy(
-        record_tiny_session(tmp_path, seed=1), base / (folder.name + ".session.zip")
-    )  # already there, and another recording: refused (the same one would be kept)
+    # A folder where the zip goes: a zip there is replaced, a folder cannot be.
+    (base / (folder.name + ".session.zip")).mkdir()
     mgr = manager()
     draw_until(frames, mgr, lambda: len(mgr.rows) == 2)
     future = mgr.finish(folder.name)
     draw_until(frames, mgr, lambda: folder.name in mgr.finish_errors)
-    assert "already exists" in mgr.finish_errors[folder.name]
+    assert "failed (Is a directory" in mgr.finish_errors[folder.name]
     assert future.exception() is not None
     assert folder.is_dir()
     assert mgr.state(next(r for r in mgr.rows if r.name == folder.name)) == "unfinished"
-    (base / (folder.name + ".session.zip")).unlink()
+    (base / (folder.name + ".session.zip")).rmdir()
     # at once: what the failed attach wrote (a moment ago) is no sign of another recorder
     assert mgr.finish(folder.name).result(10) == base / (folder.name + ".session.zip")
 

@@ -14,7 +14,7 @@ from labsession.errors import SessionError
 from labsession.recording._arrays import open_stream_arrays
 from labsession.recording._integrity import IntegrityTracker, integrity_from_timestamps
 from labsession.recording._integrity_record import StreamIntegrity
-from labsession.recording._layout import ZIP_SUFFIX, write_labels
+from labsession.recording._layout import write_labels, zips_of_folder
 from labsession.recording._leftovers import (
     clean_pack_temp_files,
     clean_removal_leftovers,
@@ -39,8 +39,8 @@ def attach_folder(cls: type[Session], folder: Path, *, buffer_seconds: float) ->
     if folder.parent.is_dir():
         clean_removal_leftovers(folder.parent)
     if not folder.is_dir():
-        packed = folder.with_name(folder.name + ZIP_SUFFIX)
-        hint = f"; it is packed already: {packed.name}" if packed.is_file() else ""
+        packed = zips_of_folder(folder.parent, folder.name) if folder.parent.is_dir() else []
+        hint = f"; it is packed already: {packed[0].name}" if packed else ""
         raise SessionError(
             f"{folder}: not a session folder (attach needs an unpacked folder){hint}"
         )

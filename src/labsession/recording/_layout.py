@@ -16,6 +16,7 @@ import re
 import secrets
 import stat
 import time
+import unicodedata
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -53,14 +54,17 @@ __all__ = [
     "check_stream_name",
     "data_array_name",
     "new_session_folder",
+    "packed_zip_path",
     "parse_labels",
     "parse_meta",
     "read_small_file",
     "read_small_member",
+    "session_slug",
     "timestamps_array_name",
     "write_labels",
     "write_meta",
     "zip_prefix",
+    "zips_of_folder",
 ]
 
 META_FILE = "meta.json"
@@ -74,6 +78,15 @@ MAX_STREAM_NAME = 200
 
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _TS_SUFFIX = "_timestamps"
+
+#: Longest slug of a session name in its zip's file name.
+MAX_SLUG_CHARS = 60
+#: A slug: lowercase ASCII letters and digits in runs joined by single ``-``.
+_SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+#: Longest file name most file systems take (bytes), less what a temporary name adds to it
+#: (``.<name>.<8 characters>.tmp``).
+_MAX_ZIP_NAME_BYTES = 255 - 14
 
 
 def check_stream_name(name: str) -> str:
@@ -120,23 +133,84 @@ def new_session_folder(base_path: str | Path) -> Path:
         return folder
 
 
+def session_slug(name: str | None) -> str:
+    """The session name as it goes into file names: ``"Pilot 3: Müller"`` -> ``"pilot-3-muller"``.
+
+    Accents are dropped (Unicode NFKD, then ASCII), letters lowered, and every run of other
+    characters becomes one ``-``; at most :data:`MAX_SLUG_CHARS` characters, ``""`` for None
+    or a name with no letter or digit.
+    """
+    if not name:
+        return ""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return _NOT_SLUG.sub("-", text.lower()).strip("-")[:MAX_SLUG_CHARS].rstrip("-")
+
+
+def packed_zip_path(folder: Path, name: str | None) -> Path:
+    """Where session ``folder`` is packed: ``<folder>.session.zip``, or with a named session
+    ``<folder>_<slug>.session.zip`` (the slug shortened, or left out, to keep the file name
+    within 241 bytes). Either name starts with the folder's, so listings keep time order and
+    readers (MyoGestic's included) recognise the ``.session.zip`` suffix."""
+    room = _MAX_ZIP_NAME_BYTES - len(folder.name.encode()) - len(ZIP_SUFFIX) - 1
+    slug = session_slug(name)[: max(0, room)].rstrip("-")
+    return folder.with_name(
+        f"{folder.name}_{slug}{ZIP_SUFFIX}" if slug else folder.name + ZIP_SUFFIX
+    )
+
+
+def zips_of_folder(base: Path, folder_name: str) -> list[Path]:
+    """The regular files in ``base`` named as packs of folder ``folder_name`` would be
+    (``<folder>.session.zip``, ``<folder>_<slug>.session.zip``), the unnamed one first.
+
+    A name alone does not prove a zip holds that folder: a folder named ``run`` and another
+    named ``run_2`` give look-alikes. Callers check the content where it matters.
+    """
+    pattern = re.compile(rf"{re.escape(folder_name)}(_{_SLUG})?{re.escape(ZIP_SUFFIX)}")
+    found = []
+    try:
+        with os.scandir(base) as entries:
+            for entry in entries:
+                match = pattern.fullmatch(entry.name)
+                try:
+                    if match and entry.is_file(follow_symlinks=False):
+                        found.append((match.group(1) is not None, entry.name))
+                except OSError:
+                    continue
+    except OSError:
+        return []
+    return [base / name for _, name in sorted(found)]
+
+
 def build_meta(
     *,
     app_name: str,
     created: str,
     streams: dict[str, StreamInfo],
     class_names: list[str] | None,
+    name: str | None = None,
+    extras: dict[str, Any] | None = None,
+    control_space: Any = None,
 ) -> dict[str, Any]:
-    """Return the ``meta.json`` content (MyoGestic's keys plus the writer's version)."""
+    """Return the ``meta.json`` content (MyoGestic's keys plus the writer's version).
+
+    ``name``, ``extras`` and ``control_space`` (JSON values already) are written when set:
+    not None, and for ``extras`` not empty.
+    """
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "app_name": app_name,
         "created": created,
-        "streams": {name: info.to_meta() for name, info in streams.items()},
+        "streams": {stream: info.to_meta() for stream, info in streams.items()},
         "writer": f"labsession {__version__}",
     }
+    if name is not None:
+        meta["name"] = name
     if class_names is not None:
         meta["class_names"] = list(class_names)
+    if extras:
+        meta["extras"] = extras
+    if control_space is not None:
+        meta["control_space"] = control_space
     return meta
 
 
@@ -162,9 +236,12 @@ def parse_meta(raw: bytes | str, *, where: str, name: str = META_FILE) -> dict[s
     class_names    list of strings, or null/absent (no names)
     app_name       string, or null/absent
     created        string (ISO 8601 as written), or null/absent
+    name           string (the session's name), or null/absent
+    extras         object ``{key: JSON value}`` (facts about the session), or
+                   null/absent
     ============== ===============================================================
 
-    Other keys (``schema_version``, ``writer``, ``name``, ``extras``, ``integrity``,
+    Other keys (``schema_version``, ``writer``, ``control_space``, ``integrity``,
     MyoGestic's ``pose_convention``, ...) are kept as they are, unchecked.
 
     Parameters
@@ -204,9 +281,12 @@ def parse_meta(raw: bytes | str, *, where: str, name: str = META_FILE) -> dict[s
         }
         if meta.get("class_names") is not None:
             check_str_list(meta["class_names"], "class_names")
-        for key in ("app_name", "created"):
+        for key in ("app_name", "created", "name"):
             if meta.get(key) is not None:
                 check_str(meta[key], key)
+        extras = meta.get("extras")
+        if extras is not None and not isinstance(extras, dict):
+            raise FieldError("extras", f"must be an object {{key: value}}, got {shown(extras)}")
     except ValueError as exc:
         raise SessionError(f"{where}: {name}: {exc}") from None
     return meta

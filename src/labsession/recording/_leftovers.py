@@ -33,8 +33,9 @@ import zarr
 from labsession.core.archive import verify_zip
 from labsession.core.atomic import fsync_dir
 from labsession.errors import LabsessionError, SessionError
-from labsession.recording._layout import ZIP_SUFFIX
+from labsession.recording._layout import ZIP_SUFFIX, zips_of_folder
 from labsession.recording._lock import discard_lock_file, session_lock_holder
+from labsession.recording._packed import zip_holds_meta_of
 from labsession.recording._store import SessionStore
 
 __all__ = [
@@ -63,13 +64,15 @@ def _pack_temp_pattern(zip_name: str) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(zip_name)}\.{_TEMP_RANDOM}\.tmp")
 
 
-def clean_pack_temp_files(folder: Path) -> list[Path]:
+def clean_pack_temp_files(folder: Path, zip_path: Path | None = None) -> list[Path]:
     """Remove the temporary zips an interrupted pack of session ``folder`` left beside it.
 
-    Only ``.<folder name>.session.zip.<8 chars>.tmp`` files are removed; the caller holds the
-    session's lock, so no pack of this session is running. Returns the paths removed.
+    Only ``.<zip name>.<8 chars>.tmp`` files are removed, for the zip ``zip_path`` (default
+    ``<folder name>.session.zip``); the caller holds the session's lock, so no pack of this
+    session is running. Returns the paths removed.
     """
-    pattern = _pack_temp_pattern(folder.name + ZIP_SUFFIX)
+    zip_name = zip_path.name if zip_path is not None else folder.name + ZIP_SUFFIX
+    pattern = _pack_temp_pattern(zip_name)
     removed = []
     try:
         entries = list(os.scandir(folder.parent))
@@ -180,10 +183,11 @@ def _zip_is_whole(zip_path: Path) -> bool:
 def clean_removal_leftovers(base: Path) -> list[Path]:
     """Finish the removals of packed folders interrupted in ``base``; return what was deleted.
 
-    A ``.<name>.removing`` folder is deleted only when ``<name>.session.zip`` exists beside it,
-    reads back whole (every member's CRC, the session's meta and arrays) and no live process
-    holds ``<name>``'s lock; the stale lock file of ``<name>`` goes with it. Any other leftover
-    is kept, with a warning.
+    A ``.<name>.removing`` folder is deleted only when ``<name>.session.zip`` exists beside it
+    (or a named ``<name>_<slug>.session.zip`` holding the leftover's own ``meta.json``), reads
+    back whole (every member's CRC, the session's meta and arrays) and no live process holds
+    ``<name>``'s lock; the stale lock file of ``<name>`` goes with it. Any other leftover is
+    kept, with a warning.
     """
     removed: list[Path] = []
     try:
@@ -196,6 +200,9 @@ def clean_removal_leftovers(base: Path) -> list[Path]:
             continue
         folder = base / name
         zip_path = base / (name + ZIP_SUFFIX)
+        if not zip_path.is_file():  # a named session's zip, known by the meta.json it holds
+            named = [z for z in zips_of_folder(base, name) if z != zip_path]
+            zip_path = next((z for z in named if zip_holds_meta_of(Path(entry.path), z)), zip_path)
         try:
             if session_lock_holder(folder) is not None:
                 continue  # its packer is still deleting it

@@ -1,32 +1,34 @@
-"""A session's zip checked against what was recorded: after a pack, and when a kill left both.
+"""Packing a session folder into its zip: written aside, verified whole, then put in place.
 
-A pack writes the zip under a temporary name, renames it into place, then removes the folder. A
-kill between the rename and the removal leaves the folder and its whole zip side by side. The
-next pack of that folder (``Session.attach(folder).pack_to_zip()``) keeps the zip and removes the
-folder only if :func:`check_earlier_zip` finds every byte of the folder in the zip; otherwise it
-refuses and says why, keeping both.
+:func:`pack_folder` writes the zip under a temporary name beside its destination, reads every
+member back (CRC-32, and the member list against the folder), checks it as the recorded session
+(:func:`verify_packed`), and only then renames it into place, replacing a zip of that name if
+there is one (as MyoGestic does: the folder is the source). On any failure the temporary file
+is removed and a zip already in place is left exactly as it was.
+
+:func:`zip_holds_meta_of` tells whether a zip was packed from a given folder (used to finish the
+removal of a packed folder that a kill interrupted).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import stat
 import zipfile
-import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from labsession.core.archive import folder_manifest, verify_zip
-from labsession.errors import ArchiveError, LabsessionError, SessionError
-from labsession.recording._layout import LABELS_FILE, META_FILE
+from labsession.core.atomic import atomic_path
+from labsession.errors import ArchiveError
+from labsession.recording._layout import (
+    META_FILE,
+    read_small_file,
+    read_small_member,
+)
 from labsession.recording._records import LabelEvent, StreamInfo
+from labsession.recording._schema import META_MAX_BYTES, load_json
 from labsession.recording._store import SessionStore
 
-__all__ = ["check_earlier_zip", "verify_packed"]
-
-#: Bytes read at a time to compute a file's CRC-32.
-_BLOCK = 1 << 20
+__all__ = ["pack_folder", "verify_packed", "zip_holds_meta_of"]
 
 
 def verify_packed(
@@ -78,70 +80,59 @@ def verify_packed(
                 )
 
 
-def _crc32(path: Path) -> int:
-    crc = 0
-    with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
-            crc = zlib.crc32(block, crc)
-    return crc
+def pack_folder(folder: Path, zip_path: Path, check: Callable[[Path], None]) -> None:
+    """Pack every file of ``folder`` into ``zip_path``, verified before it takes that name.
 
+    Members sit at the archive root, sorted, ``ZIP_STORED`` (the chunks are compressed
+    already), as MyoGestic writes them. The archive is written to ``.<zip name>.<8
+    characters>.tmp`` beside ``zip_path``, read back (every member's CRC, the member list and
+    sizes against the folder), passed to ``check`` (e.g. :func:`verify_packed`), and only then
+    renamed onto ``zip_path`` (atomically replacing a file there: a link is replaced, never
+    followed). Its mode follows the umask.
 
-def _check_folder_in_zip(folder: Path, zip_path: Path) -> None:
-    """Raise :class:`ArchiveError` unless every file of ``folder`` is in the zip, the same:
-    ``meta.json`` as the same JSON, ``labels.json`` by :func:`verify_packed`, all others by
-    size and CRC-32 (the zip's CRCs are checked against its data by ``verify_zip``)."""
-    manifest = folder_manifest(folder)  # regular files only: a link or a pipe is refused
-    with zipfile.ZipFile(zip_path) as zf:
-        members = {info.filename: info for info in zf.infolist() if not info.is_dir()}
-        for name, size in manifest.items():
-            info = members.get(name)
-            if info is None:
-                raise ArchiveError(f"{folder / name} is not in the zip")
-            if name == LABELS_FILE:
-                continue
-            if name == META_FILE:
-                same = json.loads((folder / name).read_bytes()) == json.loads(zf.read(info))
-            else:
-                same = info.file_size == size and _crc32(folder / name) == info.CRC
-            if not same:
-                raise ArchiveError(f"{folder / name} differs from the zip's {name}")
-
-
-def check_earlier_zip(
-    folder: Path,
-    zip_path: Path,
-    infos: Mapping[str, StreamInfo],
-    n_samples: Mapping[str, int],
-    labels: Sequence[LabelEvent],
-) -> None:
-    """Check that ``zip_path``, found beside ``folder`` before packing it, already holds it all.
-
-    It must be a regular file, read back whole (every member's CRC), hold the recorded
-    session (:func:`verify_packed`) and every file of ``folder`` (``meta.json`` as the same
-    JSON, the others byte for byte). Reads the zip and the folder once each.
+    Parameters
+    ----------
+    folder
+        The session folder (regular files and folders only).
+    zip_path
+        The destination.
+    check
+        Called with the temporary zip's path; what it raises stops the pack.
 
     Raises
     ------
-    SessionError
-        Naming the zip and why it does not hold the folder: then neither is to be changed.
+    ArchiveError
+        If ``folder`` holds a link or a special file, or the zip does not read back as written.
+    OSError
+        If writing or renaming fails (a full disk; a folder at ``zip_path``).
+
+    In every case the temporary file is gone and ``zip_path`` is as it was.
     """
+    manifest = folder_manifest(folder)
+    with atomic_path(zip_path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name in manifest:
+                zf.write(folder / name, arcname=name)
+        verify_zip(tmp, expected=manifest)
+        check(tmp)
 
-    def refuse(why: str) -> SessionError:
-        return SessionError(
-            f"{zip_path}: already exists but {why}; refusing to overwrite it, and the folder "
-            f"{folder.name} is kept: move the zip elsewhere to pack the folder again"
-        )
 
+def zip_holds_meta_of(folder: Path, zip_path: Path) -> bool:
+    """Whether ``zip_path`` holds, at its root, a ``meta.json`` equal (as JSON) to ``folder``'s.
+
+    ``meta.json`` names the session's start time, streams and integrity record (first and last
+    timestamps, sample counts), so two sessions never share one. False if either is missing,
+    unreadable or too large; never raises for a damaged file.
+    """
+    where = str(folder)
     try:
-        mode = os.lstat(zip_path).st_mode
-    except OSError as exc:
-        raise refuse(f"cannot be read ({exc.strerror})") from exc
-    if not stat.S_ISREG(mode):
-        raise refuse("is not a regular file")
-    try:
-        verify_zip(zip_path)
-        verify_packed(zip_path, infos, n_samples, labels)
-        _check_folder_in_zip(folder, zip_path)
-    except (LabsessionError, OSError, ValueError) as exc:
-        why = str(exc).removeprefix(f"{zip_path}: ")
-        raise refuse(f"does not hold this recording ({why})") from exc
+        mine = read_small_file(folder / META_FILE, cap=META_MAX_BYTES, where=where, shown=META_FILE)
+        with zipfile.ZipFile(zip_path) as zf:
+            theirs = read_small_member(
+                zf, META_FILE, cap=META_MAX_BYTES, where=str(zip_path), shown=META_FILE
+            )
+        if mine is None or theirs is None:
+            return False
+        return load_json(mine, as_written=False) == load_json(theirs, as_written=False)
+    except Exception:  # noqa: BLE001 - a damaged zip or folder: not proven the same, so kept
+        return False

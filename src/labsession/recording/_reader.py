@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,12 +34,23 @@ class SessionReader:
         recording to the samples actually written.
     class_names
         Names of the label classes (``[]`` if the session has none).
+    name
+        The session's name (``meta.json`` ``name``), or None.
+    extras
+        JSON facts about the session (``meta.json`` ``extras``, e.g. a force calibration),
+        ``{}`` without any.
+    control_space
+        What the session's controls mean (``meta.json`` ``control_space``, any JSON value, as
+        MyoGestic's ``save_meta`` writes it), or None.
     """
 
     path: Path
-    stores: dict[str, zarr.Array]
-    ts_stores: dict[str, zarr.Array]
+    stores: Mapping[str, zarr.Array]
+    ts_stores: Mapping[str, zarr.Array]
     class_names: list[str]
+    name: str | None
+    extras: dict[str, Any]
+    control_space: Any
     _infos: dict[str, StreamInfo]
     _labels: list[LabelEvent]
 
@@ -104,9 +117,13 @@ class SessionReader:
         """Stream -> rows known to be valid (sessions only grow while read)."""
         return self.__dict__.setdefault("_valid_rows", {})
 
+    def _stored_array(self, name: str, *, timestamps: bool) -> zarr.Array:
+        """Stream ``name``'s sample or timestamp array as it is on disk now."""
+        return (self.ts_stores if timestamps else self.stores)[name]
+
     def _array_chunks(self, name: str, *, timestamps: bool) -> ArrayChunks:
         """The verified reader of stream ``name``'s sample or timestamp array (cached)."""
-        array = (self.ts_stores if timestamps else self.stores)[name]
+        array = self._stored_array(name, timestamps=timestamps)
         cache: dict[tuple[str, bool], ArrayChunks] = self.__dict__.setdefault("_chunk_readers", {})
         reader = cache.get((name, timestamps))
         if reader is None or reader.array is not array:

@@ -30,6 +30,7 @@ __all__ = [
     "LabelEvent",
     "Recording",
     "StreamInfo",
+    "check_append",
     "label_columns",
     "label_fields",
     "labels_from_columns",
@@ -261,6 +262,55 @@ class StreamInfo:
                     f"must have n_channels = {n_channels} entries, got {len(names)}",
                 )
         return cls(n_channels=n_channels, fs=fs, dtype=dtype, channel_names=names)
+
+
+def check_append(
+    stream: str, info: StreamInfo, data: object, ts: object
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check one append to stream ``stream`` and return owned copies.
+
+    Parameters
+    ----------
+    stream
+        The stream's name (in messages).
+    info
+        The stream's description.
+    data
+        ``(n_samples, info.n_channels)`` samples of a dtype castable (``same_kind``) to
+        ``info.dtype``.
+    ts
+        ``(n_samples,)`` finite timestamps (s).
+
+    Returns
+    -------
+    tuple of ndarray
+        C-contiguous ``data`` in ``info.dtype`` and ``ts`` in float64, both new arrays.
+
+    Raises
+    ------
+    ValueError
+        Naming the stream and the shapes or dtype.
+    """
+    data = np.asarray(data)
+    ts = np.asarray(ts)
+    expected = f"(n_samples, {info.n_channels})"
+    if data.ndim != 2 or data.shape[1] != info.n_channels:
+        raise ValueError(f"stream {stream!r}: data must have shape {expected}, got {data.shape}")
+    if ts.ndim != 1 or ts.shape[0] != data.shape[0]:
+        raise ValueError(
+            f"stream {stream!r}: timestamps must have shape ({data.shape[0]},) to match data "
+            f"{data.shape}, got {ts.shape}"
+        )
+    if not np.can_cast(data.dtype, info.dtype, casting="same_kind"):
+        raise ValueError(
+            f"stream {stream!r}: data of dtype {data.dtype} cannot be stored as {info.dtype}"
+        )
+    if ts.dtype.kind not in "iuf":
+        raise ValueError(f"stream {stream!r}: timestamps must be numbers, got dtype {ts.dtype}")
+    ts = np.array(ts, dtype=np.float64)
+    if not np.isfinite(ts).all():
+        raise ValueError(f"stream {stream!r}: timestamps contain NaN or infinity")
+    return np.array(data, dtype=info.dtype, order="C"), ts
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,90 +1,53 @@
-"""The session writer: record streams and labels to a folder, then pack it into a verified zip."""
+"""The session writer: record streams and labels to a folder, then pack it into a verified zip.
+
+:class:`Session` holds the streams (their arrays and the writer thread that fills them) and the
+session's life: close, pack, attach. Its own files (``meta.json``, ``labels.json``, the name and
+facts) are kept current by its base, :class:`~labsession.recording._upkeep.SessionUpkeep`.
+"""
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import logging
-import math
 import os
-import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 
-from labsession.core.archive import pack_zip
-from labsession.core.clock import local_clock
 from labsession.errors import SessionError
 from labsession.recording._arrays import create_stream_arrays
 from labsession.recording._attach import attach_folder
-from labsession.recording._incidents import WriteErrors
+from labsession.recording._facts import check_session_name, encode_facts
 from labsession.recording._integrity import IntegrityTracker
-from labsession.recording._integrity_record import StreamIntegrity
 from labsession.recording._layout import (
     ZIP_SUFFIX,
-    build_meta,
     check_stream_name,
     new_session_folder,
+    packed_zip_path,
     write_labels,
-    write_meta,
+    zips_of_folder,
 )
 from labsession.recording._leftovers import (
     clean_pack_temp_files,
     clean_removal_leftovers,
     remove_folder_aside,
 )
+from labsession.recording._live import LiveArrays
 from labsession.recording._lock import SessionLock
-from labsession.recording._packed import check_earlier_zip, verify_packed
-from labsession.recording._reader import SessionReader
-from labsession.recording._records import LabelEvent, StreamInfo
-from labsession.recording._writer import (
-    LostSamples,
-    SessionWriter,
-    atomic_chunk_writes,
-    describe_error,
-)
+from labsession.recording._packed import pack_folder, verify_packed
+from labsession.recording._records import StreamInfo, check_append
+from labsession.recording._upkeep import SessionUpkeep
+from labsession.recording._writer import SessionWriter, atomic_chunk_writes, describe_error
 
 __all__ = ["Session"]
 
 log = logging.getLogger(__name__)
 
-#: Shortest time (s) between two housekeeping writes of the writer thread while recording
-#: (recorded faults into ``meta.json``, labels that could not be written).
-_HOUSEKEEPING_S = 1.0
-#: Longest time (s) the ``integrity`` entry of ``meta.json`` lags behind while recording.
-_INTEGRITY_S = 5.0
 
-
-def _check_append(
-    stream: str, info: StreamInfo, data: object, ts: object
-) -> tuple[np.ndarray, np.ndarray]:
-    """Validate one append and return owned copies in the stream's dtype."""
-    data = np.asarray(data)
-    ts = np.asarray(ts)
-    expected = f"(n_samples, {info.n_channels})"
-    if data.ndim != 2 or data.shape[1] != info.n_channels:
-        raise ValueError(f"stream {stream!r}: data must have shape {expected}, got {data.shape}")
-    if ts.ndim != 1 or ts.shape[0] != data.shape[0]:
-        raise ValueError(
-            f"stream {stream!r}: timestamps must have shape ({data.shape[0]},) to match data "
-            f"{data.shape}, got {ts.shape}"
-        )
-    if not np.can_cast(data.dtype, info.dtype, casting="same_kind"):
-        raise ValueError(
-            f"stream {stream!r}: data of dtype {data.dtype} cannot be stored as {info.dtype}"
-        )
-    if ts.dtype.kind not in "iuf":
-        raise ValueError(f"stream {stream!r}: timestamps must be numbers, got dtype {ts.dtype}")
-    ts = np.array(ts, dtype=np.float64)
-    if not np.isfinite(ts).all():
-        raise ValueError(f"stream {stream!r}: timestamps contain NaN or infinity")
-    return np.array(data, dtype=info.dtype, order="C"), ts
-
-
-class Session(SessionReader):
+class Session(SessionUpkeep):
     """Record a session: per-stream Zarr arrays, a label track, ``meta.json``; pack to a zip.
 
     The folder ``base_path/YYYY-MM-DD_HH-MM-SS_<8 hex>`` is created at once with a ``meta.json``
@@ -95,6 +58,10 @@ class Session(SessionReader):
     Until :meth:`close` or :meth:`pack_to_zip` returns, the session holds the folder's lock
     (:func:`session_lock_holder` says who holds a folder): no other process, nor another
     ``Session`` object, can attach or pack it meanwhile.
+
+    ``stores[name]`` and ``ts_stores[name]`` are the stream's Zarr arrays, as in MyoGestic:
+    reading an entry first waits until every sample appended so far is written, so the array
+    holds them all (:meth:`append` itself never waits for the disk).
 
     A write error (a full disk) never blocks the threads that append and never loses what is
     in memory: the first one is kept in :attr:`error` and passed to the
@@ -110,6 +77,12 @@ class Session(SessionReader):
         Written to ``meta.json``; :meth:`save_meta` can change it.
     class_names
         Names of the label classes; :meth:`save_meta` can change them.
+    name
+        The session's name (:attr:`name`): ``meta.json`` ``name``, and as a slug the zip's file
+        name, ``<folder>_<slug>.session.zip``.
+    extras
+        JSON facts about the session (:attr:`extras`), e.g. a force calibration; NumPy numbers
+        and arrays are saved as numbers and lists.
     buffer_seconds
         Data per stream held in memory before :meth:`append` blocks (nothing is dropped while
         the disk takes the samples).
@@ -117,16 +90,19 @@ class Session(SessionReader):
     Raises
     ------
     SessionError
-        If the folder or its first files cannot be written, naming the folder and the cause.
+        If ``name`` or ``extras`` cannot be saved (naming the key), or the folder or its first
+        files cannot be written, naming the folder and the cause.
 
     Examples
     --------
     >>> import numpy as np, tempfile
     >>> from labsession.recording import Session, StreamInfo
-    >>> with Session(tempfile.mkdtemp()) as session:
+    >>> with Session(tempfile.mkdtemp(), name="pilot 1") as session:
     ...     session.init_stream("emg", StreamInfo(n_channels=2, fs=100.0))
     ...     session.append("emg", np.zeros((10, 2), np.float32), np.arange(10) / 100.0)
-    ...     session.add_label(0, timestamp=0.0)
+    ...     event = session.add_label(0, timestamp=0.0)
+    ...     session.stores["emg"].shape  # every sample appended, no flush needed
+    (10, 2)
     >>> session.n_samples("emg")
     10
     """
@@ -137,10 +113,15 @@ class Session(SessionReader):
         *,
         app_name: str = "labsession",
         class_names: Sequence[str] | None = None,
+        name: str | None = None,
+        extras: Mapping[str, Any] | None = None,
         buffer_seconds: float = 30.0,
         _folder: Path | None = None,
         _lock: SessionLock | None = None,
     ):
+        name = check_session_name(name)
+        extras = {} if extras is None else extras
+        encoded = encode_facts(extras, None)  # before the folder exists: nothing to undo
         if _folder is None:
             try:
                 _folder = new_session_folder(base_path)
@@ -148,25 +129,14 @@ class Session(SessionReader):
                 raise SessionError(
                     f"{base_path}: cannot create a session folder ({describe_error(exc)})"
                 ) from exc
-        self.path = _folder
-        self.app_name = app_name
-        self.class_names = list(class_names) if class_names is not None else []
-        self._has_class_names = class_names is not None
-        self.created = time.strftime("%Y-%m-%dT%H:%M:%S")
-        self.stores, self.ts_stores, self._infos = {}, {}, {}
-        self._labels: list[LabelEvent] = []
-        self._label_lock = threading.Lock()
-        self._meta_lock = threading.Lock()
-        self._closed = False
-        self._packed: Path | None = None
-        self._errors = WriteErrors(_folder)
-        self._integrity: dict[str, IntegrityTracker] = {}
-        self._faults_dirty = False  # a fault was recorded since meta.json was last written
-        self._integrity_due = 0.0
-        self._extra_meta: dict[str, Any] = {}  # keys of an earlier writer's meta.json, kept
-        self._meta_dirty = False  # a meta.json write failed
-        self._labels_dirty = False  # a labels.json write failed
-        self._housekeeping_due = 0.0
+        super().__init__(
+            _folder,
+            app_name=app_name,
+            class_names=class_names,
+            name=name,
+            facts=(extras, None, encoded),
+        )
+        self.stores, self.ts_stores = LiveArrays(self.flush), LiveArrays(self.flush)
         self._lock = _lock if _lock is not None else SessionLock(_folder)
         self._writer = SessionWriter(
             str(self.path),
@@ -235,7 +205,7 @@ class Session(SessionReader):
         if self._closed:
             raise SessionError(f"{self.path}: session is closed; cannot append to {name!r}")
         info = self.stream_info(name)
-        data, timestamps = _check_append(name, info, data, timestamps)
+        data, timestamps = check_append(name, info, data, timestamps)
         if data.shape[0]:
             timestamps = self._integrity[name].on_chunk(timestamps)
             self._writer.append(name, data, timestamps)
@@ -251,167 +221,44 @@ class Session(SessionReader):
         if not self._closed:
             self._writer.flush()
 
-    # -- labels and meta -----------------------------------------------------------------------
-    def add_label(self, class_index: int, timestamp: float | None = None) -> LabelEvent:
-        """Add a label (``timestamp`` defaults to the LSL clock now); on disk before returning.
-
-        If ``labels.json`` cannot be written (a full disk), the label is added and returned all
-        the same: it stays in memory and is written with the next label, by the writer thread
-        (within about a second of the disk taking data again) or at :meth:`close`. The failure
-        is reported through :attr:`error` and the error listeners.
-        """
-        self._check_open()
-        event = LabelEvent(local_clock() if timestamp is None else timestamp, class_index)
-        with self._label_lock:
-            keys = [e.timestamp for e in self._labels]
-            self._labels.insert(bisect.bisect_right(keys, event.timestamp), event)
-            try:
-                write_labels(self.path, self._labels)
-                self._labels_dirty = False
-            except OSError as exc:
-                self._labels_dirty = True
-                error = self._errors.note("writing labels.json", exc)
-                log.warning("%s; label %s is kept in memory, written when possible", error, event)
-        return event
-
     def save_meta(
-        self, app_name: str | None = None, class_names: Sequence[str] | None = None
+        self,
+        app_name: str | None = None,
+        class_names: Sequence[str] | None = None,
+        control_space: Any = None,
     ) -> None:
-        """Flush, then write ``meta.json`` with the app name and class names.
+        """Flush, then write ``meta.json`` with the app name, class names and control space.
+
+        Parameters
+        ----------
+        app_name, class_names
+            New values (None keeps the current ones).
+        control_space
+            What the session's controls mean (:attr:`control_space`, any JSON value), saved
+            under ``control_space`` as MyoGestic does; None keeps the current one.
 
         Raises
         ------
         SessionError
-            If writing samples failed (:attr:`error`), or ``meta.json`` cannot be written.
+            If ``control_space`` or :attr:`extras` is not JSON (naming the key; nothing is
+            changed then), writing samples failed (:attr:`error`), or ``meta.json`` cannot be
+            written.
         """
         self._check_open()
+        if control_space is not None:
+            self.control_space = control_space
         if app_name is not None:
             self.app_name = app_name
         if class_names is not None:
             self.class_names = list(class_names)
             self._has_class_names = True
         self.flush()
-        self._save_meta_or_raise()
-
-    def record_fault(self, stream: str, kind: str, time: float, message: str) -> None:
-        """Note a fault of stream ``stream`` in its integrity record; no disk access.
-
-        Called by acquisition threads (source errors, disconnects); never raises for I/O. The
-        writer thread puts it into ``meta.json`` (``integrity``) within about a second;
-        :meth:`close` does too. Every fault is counted; the first and last 20 of each kind are
-        kept with their time and message (:meth:`integrity`).
-
-        Parameters
-        ----------
-        stream
-            The stream's name.
-        kind
-            What happened, e.g. ``"source_error"``, ``"disconnected"``, ``"reconnected"``.
-        time
-            When, in seconds on the LSL clock (that of the timestamps).
-        message
-            Details, e.g. ``"OSError: USB device not responding"``.
-        """
-        if not math.isfinite(time):
-            raise ValueError(f"fault time must be a finite LSL time in seconds, got {time!r}")
-        tracker = self._integrity.get(stream)
-        if tracker is None:
-            log.warning("%s: fault of unknown stream %r not recorded: %s", self.path, stream, kind)
-            return
-        tracker.on_fault(kind, time, message)
-        self._faults_dirty = True
-
-    def integrity(self, name: str) -> StreamIntegrity:
-        """The integrity record of stream ``name`` so far (live; see :class:`StreamIntegrity`).
-
-        Counts every sample appended (also those a write error lost: see :meth:`write_errors`),
-        gaps, backward timestamp steps, and the faults the acquisition recorded. After
-        :meth:`attach` it goes on from the earlier run's record.
-        """
-        self._check_stream(name)
-        return self._integrity[name].snapshot()
-
-    def _meta(self) -> dict[str, Any]:
-        meta = build_meta(
-            app_name=self.app_name,
-            created=self.created,
-            streams=dict(self._infos),
-            class_names=self.class_names if self._has_class_names else None,
-        )
-        for key, value in self._extra_meta.items():
-            meta.setdefault(key, value)
-        if self._integrity:
-            meta["integrity"] = {
-                name: tracker.snapshot().to_meta() for name, tracker in self._integrity.items()
-            }
-        if errors := self.write_errors():
-            meta["write_errors"] = errors
-        return meta
-
-    def _write_meta(self) -> None:
-        """Write ``meta.json`` (raises ``OSError``)."""
-        with self._meta_lock:
-            self._faults_dirty = self._meta_dirty = False
-            self._integrity_due = time.monotonic() + _INTEGRITY_S
-            try:
-                write_meta(self.path, self._meta())
-            except BaseException:
-                self._meta_dirty = True
-                raise
-
-    def _save_meta_or_raise(self) -> None:
-        try:
-            self._write_meta()
-        except OSError as exc:
-            raise self._errors.note("writing meta.json", exc) from exc
-
-    # -- write errors --------------------------------------------------------------------------
-    @property
-    def error(self) -> SessionError | None:
-        """The first write error (it names the folder and the cause), or None."""
-        return self._errors.error
-
-    def add_error_listener(self, callback: Callable[[SessionError], None]) -> None:
-        """Call ``callback(error)`` once, at the first write error (at once if there was one).
-
-        It runs on the thread that met the error, often the session's writer thread: it must be
-        quick and must not wait for this session (no :meth:`flush`, :meth:`close`).
-        """
-        self._errors.add_listener(callback)
-
-    def lost_samples(self) -> dict[str, LostSamples]:
-        """Per stream, the samples appended that are not on disk because writing failed."""
-        return self._writer.lost()
-
-    def write_errors(self) -> list[dict[str, Any]]:
-        """What ``meta.json`` holds under ``"write_errors"``: one entry per failed run.
-
-        Each is ``{"error": message, "time": local time, "lost": {stream: {"n_samples",
-        "first_timestamp", "last_timestamp"}}}`` (timestamps in seconds, the stream's clock).
-        Entries of earlier runs (before :meth:`attach`) come first; ``[]`` if nothing failed.
-        """
-        return self._errors.entries(self.lost_samples())
-
-    def _housekeeping(self) -> None:
-        """Writer thread, after a write: retry labels, write recorded faults (at most 1/s), and
-        the integrity record (at least every :data:`_INTEGRITY_S` s)."""
-        now = time.monotonic()
-        if now < self._housekeeping_due:
-            return
-        stale = now >= self._integrity_due
-        if not (self._labels_dirty or self._meta_dirty or self._faults_dirty or stale):
-            return
-        self._housekeeping_due = now + _HOUSEKEEPING_S
-        with self._label_lock, contextlib.suppress(OSError):  # reported when it first failed
-            if self._labels_dirty:
-                write_labels(self.path, self._labels)
-                self._labels_dirty = False
-                log.info("%s: labels.json written again", self.path)
-        if self._meta_dirty or self._faults_dirty or stale:
-            with contextlib.suppress(OSError):
-                self._write_meta()
+        self._save_meta_or_raise(strict=True)
 
     # -- reading while recording ---------------------------------------------------------------
+    def _stored_array(self, name: str, *, timestamps: bool) -> zarr.Array:
+        return (self.ts_stores if timestamps else self.stores).peek(name)
+
     def n_samples(self, name: str) -> int:
         """Samples of stream ``name`` on disk (call :meth:`flush` first to include queued ones)."""
         return super().n_samples(name)
@@ -462,7 +309,7 @@ class Session(SessionReader):
                     for name, lost in self.lost_samples().items()
                 )
             )
-        if first or self._meta_dirty or self._faults_dirty:
+        if first or self._meta_dirty or self._faults_dirty or self._facts_changed():
             try:
                 self._write_meta()
             except Exception as exc:  # noqa: BLE001 - an OSError or a bug: labels still go out
@@ -473,6 +320,10 @@ class Session(SessionReader):
                     self.write_errors(),
                     self._meta().get("integrity"),
                 )
+            else:
+                if self._facts_error is not None:  # saved the last valid facts instead
+                    self._meta_dirty = True  # the next close writes them once corrected
+                    problems.append(f"{self._facts_error}, so meta.json holds the last valid ones")
         with self._label_lock:
             if first or self._labels_dirty:
                 try:
@@ -492,19 +343,20 @@ class Session(SessionReader):
             ) from self.error
 
     def pack_to_zip(self) -> Path:
-        """Close, pack the folder into ``<folder>.session.zip``, verify it, remove the folder.
+        """Close, pack the folder into its ``.session.zip``, verify it, remove the folder.
 
-        The zip (ZIP_STORED, members at the archive root, as MyoGestic writes them) is built
-        beside the folder under a temporary name, every member's CRC is read back, and the
-        session is reopened from it to check meta, labels and every array's shape. Only then is
-        it renamed into place and the folder removed: renamed aside to ``.<name>.removing``
-        first, then deleted, so no half-deleted folder ever carries the session's name. On any
-        failure the folder is kept and no partial zip remains; what a kill leaves (a temporary
-        zip, a ``.removing`` folder) the next :meth:`attach` or pack cleans up. A zip already
-        in place (a pack killed before it removed the folder) is kept and the folder removed
-        only if the zip reads back whole and holds every file of the folder; otherwise
-        :class:`SessionError` says why and both are kept. The folder's lock is held
-        throughout.
+        The zip is ``<folder>.session.zip``, or ``<folder>_<slug>.session.zip`` for a named
+        session (:attr:`name`, e.g. ``..._3f9a0c1e_pilot-3.session.zip``); ZIP_STORED, members
+        at the archive root, as MyoGestic writes them. It is built beside the folder under a
+        temporary name, every member's CRC is read back, and the session is reopened from it to
+        check meta, labels and every array's shape. Only then is it renamed into place,
+        replacing a zip of that name if there is one (as MyoGestic does: the folder is the
+        source; a pack killed before it removed the folder is finished this way), and the
+        folder removed: renamed aside to ``.<name>.removing`` first, then deleted, so no
+        half-deleted folder ever carries the session's name. On any failure the folder is kept,
+        no partial zip remains and a zip already in place is left as it was; what a kill
+        leaves (a temporary zip, a ``.removing`` folder) the next :meth:`attach` or pack cleans
+        up. The folder's lock is held throughout.
 
         Returns
         -------
@@ -515,11 +367,12 @@ class Session(SessionReader):
         ------
         SessionError
             If writing failed (:attr:`error`: the folder is kept; free space, then
-            ``Session.attach(folder).pack_to_zip()``), the zip exists already but does not hold
-            the folder, another process holds the folder, or the disk fills up while packing
-            (the folder is kept).
+            ``Session.attach(folder).pack_to_zip()``), another process holds the folder, the
+            disk fills up while packing, or a folder stands where the zip goes (the folder is
+            kept).
         ArchiveError
-            If the zip does not read back as the recording (the folder is kept).
+            If the folder holds a link or a special file, or the zip does not read back as the
+            recording (the folder is kept).
         """
         if self._packed is not None:
             raise SessionError(f"{self.path}: session is already packed")
@@ -540,37 +393,37 @@ class Session(SessionReader):
     def _pack(self) -> Path:
         n_samples = {name: self.n_samples(name) for name in self._infos}
         folder = self.path
-        zip_path = folder.with_name(folder.name + ZIP_SUFFIX)
+        zip_path = packed_zip_path(folder, self._name)
         clean_pack_temp_files(folder)
+        if zip_path.name != folder.name + ZIP_SUFFIX:
+            clean_pack_temp_files(folder, zip_path)
         clean_removal_leftovers(folder.parent)
-        if os.path.lexists(zip_path):  # a pack killed before it removed the folder?
-            check_earlier_zip(folder, zip_path, self._infos, n_samples, self._labels)
-            log.info("%s: already packed whole by an earlier run; removing the folder", zip_path)
-        else:
-            try:
-                pack_zip(folder, zip_path)
-            except OSError as exc:
-                raise SessionError(
-                    f"{folder}: packing into {zip_path.name} failed ({describe_error(exc)}); "
-                    "the folder is kept"
-                ) from exc
-            try:
-                self._verify_packed(zip_path, n_samples)
-            except BaseException:
-                zip_path.unlink(missing_ok=True)
-                raise
+        replaced = os.path.lexists(zip_path)
+        try:
+            pack_folder(folder, zip_path, lambda packed: self._verify_packed(packed, n_samples))
+        except OSError as exc:
+            kept = f" and {zip_path.name} as it was" if replaced else ""
+            raise SessionError(
+                f"{folder}: packing into {zip_path.name} failed ({describe_error(exc)}); "
+                f"the folder is kept{kept}"
+            ) from exc
+        if replaced:
+            log.info("%s: replaced by a new pack of %s", zip_path, folder.name)
+        if others := [p for p in zips_of_folder(folder.parent, folder.name) if p != zip_path]:
+            log.warning(
+                "%s: packed; %s beside it may hold an earlier pack of the same folder",
+                zip_path,
+                ", ".join(p.name for p in others),
+            )
         remove_folder_aside(folder)
-        self.stores, self.ts_stores = {}, {}
+        self.stores.clear()
+        self.ts_stores.clear()
         self._packed = self.path = zip_path
         log.info("packed %s (%d streams, %d labels)", zip_path, len(n_samples), len(self._labels))
         return zip_path
 
     def _verify_packed(self, zip_path: Path, n_samples: dict[str, int]) -> None:
         verify_packed(zip_path, self._infos, n_samples, self._labels)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise SessionError(f"{self.path}: session is closed")
 
     def __enter__(self) -> Session:
         return self
@@ -582,7 +435,8 @@ class Session(SessionReader):
         state = "packed" if self._packed else "closed" if self._closed else "recording"
         if self.error is not None and not self._packed:
             state += ", failed"
-        return f"Session({str(self.path)!r}, {state}, streams={self.stream_names})"
+        named = f", name={self._name!r}" if self._name is not None else ""
+        return f"Session({str(self.path)!r}, {state}{named}, streams={self.stream_names})"
 
     # -- recovery ------------------------------------------------------------------------------
     @classmethod
@@ -593,8 +447,9 @@ class Session(SessionReader):
         interrupted pack of this session, and the leftovers of interrupted folder removals in
         the same base folder whose zip is whole; trims every stream to the samples written
         whole (readable, with finite timestamps), logging what was cut; keeps the ``meta.json``
-        entries of the earlier run (``write_errors``, ``integrity``, and keys of other writers).
-        Returns a writable session: call :meth:`pack_to_zip` (or keep appending).
+        entries of the earlier run (``write_errors``, ``integrity``, and keys of other writers),
+        and takes over its ``name``, ``extras`` and ``control_space``. Returns a writable
+        session: call :meth:`pack_to_zip` (or keep appending).
 
         Raises
         ------
@@ -602,4 +457,6 @@ class Session(SessionReader):
             If ``folder`` is not an unpacked session folder, if another live process holds it
             (naming its process id and host), or if the disk refuses the repaired files.
         """
-        return attach_folder(cls, Path(folder), buffer_seconds=buffer_seconds)
+        session = attach_folder(cls, Path(folder), buffer_seconds=buffer_seconds)
+        session._adopt_facts()
+        return session

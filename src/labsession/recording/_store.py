@@ -9,6 +9,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import zarr.storage
 
@@ -66,6 +67,13 @@ class SessionStore(SessionReader):
 
     Build it with :func:`open_session_store`. Reading never changes anything on disk. Close it
     (or use it as a context manager) to release the archive handle.
+
+    Attributes
+    ----------
+    meta
+        ``meta.json`` as found (its ``streams`` aside: :meth:`stream_info`).
+    app_name, class_names, name, extras, control_space
+        From ``meta.json`` (``""``, ``[]``, None, ``{}``, None where absent).
     """
 
     def __init__(self, path: str | os.PathLike[str]):
@@ -106,6 +114,9 @@ class SessionStore(SessionReader):
         self.meta = {k: v for k, v in meta.items() if k != "streams"}
         self.app_name: str = meta.get("app_name") or ""
         self.class_names: list[str] = list(meta.get("class_names") or [])
+        self.name: str | None = meta.get("name")
+        self.extras: dict[str, Any] = dict(meta.get("extras") or {})
+        self.control_space: Any = meta.get("control_space")
         self._infos = dict(meta["streams"])
         self.stores, self.ts_stores = {}, {}
         try:
