@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from labsession.errors import SessionError
+from labsession.recording._aligned_windows import AlignedWindow, iter_aligned_windows
 from labsession.recording._folders import sessions_of
 from labsession.recording._store import open_session_store
 from labsession.recording._windows import (
-    AlignedWindow,
     LabeledWindow,
     PathLike,
     WindowIterator,
     _check_paths,
-    iter_aligned_windows,
     iter_labeled_windows,
 )
 from labsession.recording.features import Feature, feature_matrix, resolve_features

@@ -1,7 +1,11 @@
-"""Training windows from recorded sessions: labelled windows and aligned windows.
+"""Training windows from recorded sessions: the window iterator, and labelled windows.
 
-The windows are MyoGestic's (``myogestic.session.iter_labeled_windows`` and
-``iter_aligned_windows``, whose ``window_ms``/``hop_ms``/``n_alignment_samples`` are
+:class:`WindowIterator` and the checks here are shared by every window function: labelled
+windows (here), aligned windows (:mod:`labsession.recording._aligned_windows`) and windows
+with a dense target (:mod:`labsession.recording._target_windows`).
+
+The labelled and aligned windows are MyoGestic's (``myogestic.session.iter_labeled_windows``
+and ``iter_aligned_windows``, whose ``window_ms``/``hop_ms``/``n_alignment_samples`` are
 ``1000 * win_seconds``, ``1000 * hop_seconds`` and ``align_window_samples`` here): same segments,
 same window starts, same float32 values. What differs is how they are read:
 
@@ -38,13 +42,12 @@ from labsession.errors import SessionError
 from labsession.recording import _blocks
 from labsession.recording._blocks import BlockReader, nearest_streamed
 from labsession.recording._records import UNLABELLED, LabelEvent
-from labsession.recording._segments import Segment, nearest_index
+from labsession.recording._segments import Segment
 from labsession.recording._store import SessionStore, open_session_store
 
 __all__ = [
     "SkippedSession",
     "WindowIterator",
-    "iter_aligned_windows",
     "iter_labeled_windows",
     "seconds_to_samples",
 ]
@@ -88,13 +91,19 @@ def seconds_to_samples(seconds: float, fs: float) -> int:
 # -- bookkeeping ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SkippedSession:
-    """A session an iterator did not take windows from, and why."""
+    """A session an iterator did not take windows from (or could not open), and why.
+
+    Unpacks as ``path, reason = skipped``, as MyoGestic's ``(path, exception)`` pairs do.
+    """
 
     path: Path
     reason: str
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+    def __iter__(self) -> Iterator[Path | str]:
+        return iter((self.path, self.reason))
 
 
 class WindowIterator(Iterator[T], Generic[T]):
@@ -404,151 +413,3 @@ def _labeled_session(
     else:
         which = "" if wanted is None else f" of classes {sorted(wanted)}"
         it._skip(store.path, f"no labelled segment{which} is as long as one window ({win})")
-
-
-# -- aligned windows -----------------------------------------------------------------------------
-AlignedWindow = tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]
-
-
-def iter_aligned_windows(
-    paths: PathLike | Iterable[PathLike],
-    primary_stream: str,
-    aligned_streams: Sequence[str],
-    win_seconds: float,
-    hop_seconds: float,
-    align_window_samples: int = 1,
-    *,
-    copy: bool = True,
-) -> WindowIterator[AlignedWindow]:
-    """Yield windows of a primary stream with the matching values of other streams.
-
-    Windows run over the whole primary stream (labels are ignored), from its first sample in
-    steps of ``hop_seconds``. For each, every aligned stream contributes the mean of
-    ``align_window_samples`` samples around its sample nearest the window's middle timestamp
-    (``ts[win // 2]``): from ``align_window_samples // 2`` samples before it to the rest after
-    it, clipped at the ends of the stream. The result equals MyoGestic's
-    ``iter_aligned_windows(paths, primary_stream, aligned_streams, 1000 * win_seconds,
-    1000 * hop_seconds, align_window_samples)``.
-
-    Parameters
-    ----------
-    paths
-        Session folders and/or ``.session.zip`` archives, read in order.
-    primary_stream
-        The stream to cut into windows, e.g. ``"emg"``.
-    aligned_streams
-        Streams to read a target from at each window, e.g. ``["glove"]``. A session lacking
-        any of them is skipped.
-    win_seconds, hop_seconds
-        Window length and step (s, > 0), as in :func:`iter_labeled_windows`.
-    align_window_samples
-        Samples of each aligned stream averaged per window (>= 1).
-    copy
-        As in :func:`iter_labeled_windows`.
-
-    Yields
-    ------
-    window : ndarray
-        ``(n_channels, n_samples)`` float32 primary window.
-    aligned : dict of str to ndarray
-        ``{name: (n_channels_of_name,) float32}`` averaged aligned values.
-    ts : ndarray
-        ``(n_samples,)`` float64 timestamps of the window (s).
-
-    Raises
-    ------
-    ValueError
-        ``win_seconds``/``hop_seconds`` not > 0, ``align_window_samples`` < 1, ``paths`` or
-        ``aligned_streams`` empty, or no session recorded all the streams.
-    SessionError
-        No session can be opened, or a chunk of an opened session is corrupt (the message
-        names the chunk); windows before it were yielded unchanged.
-    """
-    win_seconds = _check_seconds("win_seconds", win_seconds)
-    hop_seconds = _check_seconds("hop_seconds", hop_seconds)
-    if (
-        isinstance(align_window_samples, bool)
-        or not isinstance(align_window_samples, numbers.Integral)
-        or align_window_samples < 1
-    ):
-        raise ValueError(
-            f"align_window_samples must be an integer >= 1, got {align_window_samples!r}"
-        )
-    if isinstance(aligned_streams, str):
-        aligned_streams = [aligned_streams]
-    aligned = list(aligned_streams)
-    if not aligned:
-        raise ValueError("aligned_streams is empty: name at least one stream to align")
-    session_paths = _check_paths(paths)
-    what = f"windows of {primary_stream!r} aligned with {aligned}"
-    _survey(session_paths, [primary_stream, *aligned], need_labels=False, what=what)
-    n_align = int(align_window_samples)
-
-    def produce(it: WindowIterator[AlignedWindow]) -> Iterator[AlignedWindow]:
-        for index, path in enumerate(session_paths):
-            it.current_path, it.current_index = path, index
-            store = _open(it, path)
-            if store is None:
-                continue
-            with store:
-                yield from _aligned_session(
-                    it, store, primary_stream, aligned, win_seconds, hop_seconds, n_align, copy
-                )
-        it._finish()
-
-    return WindowIterator(produce, what)
-
-
-def _aligned_session(
-    it: WindowIterator[AlignedWindow],
-    store: SessionStore,
-    primary: str,
-    aligned: list[str],
-    win_seconds: float,
-    hop_seconds: float,
-    n_align: int,
-    copy: bool,
-) -> Iterator[AlignedWindow]:
-    missing = [s for s in aligned if s not in store.stream_names]
-    if missing:
-        it._skip(store.path, f"no aligned stream(s) {missing} (streams: {store.stream_names})")
-        return
-    geometry = _geometry(it, store, primary, win_seconds, hop_seconds)
-    if geometry is None:
-        return
-    win, hop, n = geometry
-    sizes = {name: store.n_samples(name) for name in aligned}
-    if empty := [name for name, size in sizes.items() if size == 0]:
-        it._skip(store.path, f"aligned stream(s) {empty} have no samples")
-        return
-    ts = store.read_rows(primary, 0, n, timestamps=True, dtype=_FLOAT64)
-    ts.flags.writeable = False  # shared by the views handed out with copy=False
-    starts = np.arange(0, n - win + 1, hop)
-    mids = ts[starts + win // 2]
-    n_left, n_right = n_align // 2, n_align - n_align // 2
-    spans = {}
-    readers = {}
-    for name in aligned:
-        aligned_ts = store.read_rows(name, 0, sizes[name], timestamps=True, dtype=_FLOAT64)
-        nearest = nearest_index(aligned_ts, mids)
-        spans[name] = (np.maximum(nearest - n_left, 0), np.minimum(nearest + n_right, sizes[name]))
-        readers[name] = BlockReader(store, name, sizes[name])
-    reader = BlockReader(store, primary, n, prefetch=True, channels_first=copy)
-    try:
-        for k, start in enumerate(starts.tolist()):
-            stop = start + win
-            values = {}
-            for name in aligned:
-                lo, hi = spans[name]
-                values[name] = np.mean(readers[name].get(int(lo[k]), int(hi[k])), axis=0)
-            window = reader.get(start, stop) if copy else reader.get(start, stop).T
-            if copy:
-                yield window.copy(), values, ts[start:stop].copy()
-            else:
-                yield window, values, ts[start:stop]
-    finally:
-        reader.close()
-        with contextlib.suppress(ReferenceError):  # the iterator was dropped mid-loop
-            it._held(reader.peak_held_bytes + sum(r.peak_held_bytes for r in readers.values()))
-    it.n_windows += len(starts)
-    it.n_sessions += 1
