@@ -15,8 +15,8 @@ from labsession.motion._image_kernels import (
     _median_network,
     blur_channels,
     median5,
-    resize_plane,
     resize_cubic,
+    resize_plane,
 )
 from labsession.motion._preprocess import intensity_range, preprocess, preprocess_mix
 from labsession.motion.synthetic import endpoint_error
