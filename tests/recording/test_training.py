@@ -198,3 +198,18 @@ def test_a_damaged_session_folder_is_not_taken_for_a_parent(tmp_path):
     assert data.paths == [damaged]
     with pytest.raises(ValueError, match=r"no meta\.json"):
         data.to_arrays("emg", 0.2, 0.1)
+
+
+def test_links_in_a_parent_are_left_out_and_a_linked_session_opens_by_its_own_path(paths, tmp_path):
+    from labsession.recording import find_sessions
+
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    elsewhere = paths[0]  # a zip outside the parent
+    (parent / elsewhere.name).symlink_to(elsewhere)
+    (parent / "linked_folder").symlink_to(tmp_path, target_is_directory=True)
+    real = parent / paths[2].name  # a zip copied in
+    real.write_bytes(paths[2].read_bytes())
+    assert find_sessions(parent) == [real]
+    assert TrainingData(parent).paths == [real]
+    assert TrainingData(parent / elsewhere.name).paths == [parent / elsewhere.name]

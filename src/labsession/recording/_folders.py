@@ -28,7 +28,7 @@ def _is_session_entry(entry: os.DirEntry[str]) -> bool:
     try:
         if entry.is_dir(follow_symlinks=False):
             return (Path(entry.path) / META_FILE).is_file()
-        return entry.name.endswith(ZIP_SUFFIX) and entry.is_file()
+        return entry.name.endswith(ZIP_SUFFIX) and entry.is_file(follow_symlinks=False)
     except OSError:  # a broken link, an entry removed since the listing
         return False
 
@@ -56,8 +56,9 @@ def find_sessions(folder: str | os.PathLike[str]) -> list[Path]:
     Returns
     -------
     list of Path
-        Sorted by name; hidden entries (``.name``) and linked folders are left out. Empty if
-        there are none.
+        Sorted by name; hidden entries (``.name``) and links (to folders or to zips, which may
+        lead anywhere) are left out: give a linked session by its own path. Empty if there are
+        none.
 
     Raises
     ------
