@@ -332,3 +332,19 @@ def test_broken_tiffs_are_value_errors_naming_the_file(tmp_path):
     reader = open_video(packed)
     with reader, pytest.raises(ValueError, match=r"packed\.tif: cannot read frames of the TIFF"):
         reader[0:2]
+
+
+def test_a_compressed_tiff_declaring_huge_frames_is_a_value_error(tmp_path):
+    """A small zlib file whose header claims 200,000 x 200,000 frames: one line, no
+    MemoryError traceback (2 frames would be 298 GiB as float32)."""
+    huge = tmp_path / "huge.tif"
+    tifffile.imwrite(huge, np.zeros((2, 16, 16), np.uint16), compression="zlib")
+    with tifffile.TiffFile(huge, mode="r+b") as tif:
+        for page in tif.pages:
+            page.tags["ImageWidth"].overwrite(200_000)
+            page.tags["ImageLength"].overwrite(200_000)
+    with open_video(huge) as reader:
+        assert reader.shape[1:3] == (200_000, 200_000)
+        with pytest.raises(ValueError, match=r"huge\.tif: .*200000x200000") as info:
+            reader[0:2]
+    assert "\n" not in str(info.value)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from labsession.core.messages import brief
+from labsession.core.units import format_bytes
 
 __all__ = ["MAX_UNNAMED_CHANNELS", "TiffFrames"]
 
@@ -183,14 +184,22 @@ class TiffFrames:
     # -- reading ---------------------------------------------------------------------------------
     def __getitem__(self, index: slice | list[int]) -> np.ndarray:
         frames = list(range(self.shape[0])[index] if isinstance(index, slice) else index)
-        out = np.empty((len(frames), *self.shape[1:]), dtype=np.float32)
-        if not frames:
-            return out
         try:
+            out = np.empty((len(frames), *self.shape[1:]), dtype=np.float32)
+            if not frames:
+                return out
             return self._read(frames, out)
         except (ValueError, OSError, zlib.error) as exc:  # tifffile's own errors among them
             raise ValueError(
                 f"{self._path}: cannot read frames of the TIFF file: {brief(exc)}"
+            ) from None
+        except MemoryError:  # e.g. a compressed file whose header declares huge frames
+            _, height, width, n_ch = self.shape
+            size = format_bytes(len(frames) * height * width * n_ch * 4)
+            raise ValueError(
+                f"{self._path}: {len(frames)} frames of {height}x{width}x{n_ch} as the TIFF "
+                f"declares them ({size} as float32) do not fit in memory; read fewer frames at "
+                "a time (buffer_size) or check the file"
             ) from None
 
     def _read(self, frames: list[int], out: np.ndarray) -> np.ndarray:
