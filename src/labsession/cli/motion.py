@@ -12,7 +12,11 @@ from labsession.cli._validate import choice, ranged
 app = typer.Typer(help="Motion correction of 2-photon videos.", no_args_is_help=True)
 
 _QUALITIES = ("quality", "balanced", "fast", "custom")
+#: The built-in video formats of labsession.motion's format registry, written and read (kept
+#: here as text so that `labsession --help` does not import the motion engine; a test checks
+#: them against the registry).
 _FORMATS = ("HDF5", "TIFF", "MAT", "NPZ", "ZARR")
+_READ = "HDF5, TIFF, MAT v7.3, NPZ, Zarr or NPY"
 
 
 def _check_backend(value: str | None) -> str | None:
@@ -28,9 +32,7 @@ def _check_backend(value: str | None) -> str | None:
 def compensate(
     input_file: Annotated[
         Path,
-        typer.Argument(
-            exists=True, metavar="INPUT_FILE", help="Video: TIFF, HDF5, MAT v7.3, NPY or Zarr."
-        ),
+        typer.Argument(exists=True, metavar="INPUT_FILE", help=f"Video: {_READ}."),
     ],
     quality: Annotated[
         str | None,

@@ -24,6 +24,7 @@ import functools
 import json
 import os
 import secrets
+import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "StagedFile",
     "atomic_path",
     "atomic_save_npy",
     "atomic_save_npz",
@@ -46,6 +48,7 @@ __all__ = [
     "fsync_dir",
     "fsync_file",
     "rename_no_replace",
+    "replace_dir",
 ]
 
 _TEMP_FILE_FLAGS = (
@@ -180,6 +183,38 @@ def atomic_path(target: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
         fsync_dir(target.parent)
 
 
+class StagedFile:
+    """A temporary file beside ``target`` that :meth:`commit` moves over it: :func:`atomic_path`
+    for writers whose file stays open across calls (created, fed, then committed or aborted).
+
+    Parameters
+    ----------
+    target
+        Final path. Its folder must exist.
+    fsync
+        Flush the file and its folder to disk on commit.
+
+    Attributes
+    ----------
+    tmp
+        The temporary file to write (exists, empty, when the object is made).
+    """
+
+    def __init__(self, target: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self._context = atomic_path(target, fsync=fsync)
+        self.tmp: Path = self._context.__enter__()
+
+    def commit(self) -> None:
+        """Flush the temporary file and rename it over the target (the temporary is removed if
+        that fails)."""
+        self._context.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        """Remove the temporary file; the target is left as it was. Never raises."""
+        with contextlib.suppress(Exception):
+            self._context.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> Path:
     """Write ``data`` to ``target`` atomically and return the target path."""
     with atomic_path(target, fsync=fsync) as tmp:
@@ -243,7 +278,7 @@ def _renameat2() -> Any:
     return function
 
 
-_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
+_AT_FDCWD, _RENAME_NOREPLACE, _RENAME_EXCHANGE = -100, 1, 2
 
 
 def rename_no_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
@@ -270,3 +305,50 @@ def rename_no_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) 
     if os.path.lexists(dst):
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(dst))
     os.rename(src, dst)
+
+
+def _exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Swap ``a`` and ``b`` in one ``renameat2(RENAME_EXCHANGE)`` call; False where unsupported."""
+    function = _renameat2()
+    if function is None:
+        return False
+    if function(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    import ctypes
+
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL):  # not supported here (kernel, file system)
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(a), None, os.fspath(b))
+
+
+def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Move the folder ``src`` to ``dst``, replacing what is there: the folder twin of os.replace.
+
+    No reader finds ``dst`` half written: every file under it is from the old folder or from the
+    new one. On Linux the two are swapped by one ``renameat2(RENAME_EXCHANGE)`` call, so ``dst``
+    never stops existing; elsewhere the old one is first renamed aside (``dst`` is missing for
+    that moment) and put back if the move fails. (A reader opening several files across the swap
+    may get some from each, as with any folder.) The old content is then removed and the folder
+    holding both is fsynced. ``src`` and ``dst`` must be on one file system (``src`` made by
+    :func:`create_temp_dir` beside ``dst``); flush ``src``'s files first (:func:`flush_trees`).
+    """
+    src, dst = Path(src), Path(dst)
+    try:
+        rename_no_replace(src, dst)
+    except FileExistsError:
+        if _exchange(src, dst):
+            old = src
+        else:
+            old = next(_temp_names(dst.parent, f".{dst.name}.", ".old"))
+            os.rename(dst, old)
+            try:
+                os.rename(src, dst)
+            except BaseException:
+                os.rename(old, dst)
+                raise
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
+    fsync_dir(dst.parent)

@@ -1,13 +1,16 @@
-"""Video readers: TIFF, HDF5, MAT v7.3, NPY, Zarr and in-memory arrays as ``(T, H, W, C)``.
+"""Video readers: TIFF, HDF5, MAT v7.3, NPY, NPZ, Zarr and in-memory arrays as ``(T, H, W, C)``.
 
 Every reader reads frames on demand (``reader[start:stop]``, ``reader.read_frames(indices)``),
-so a video larger than memory is streamed buffer by buffer.
+so a video larger than memory is streamed buffer by buffer. :func:`open_video` picks the reader
+from the path's suffix in the format registry (:mod:`labsession.motion._formats`); the built-in
+reader functions (``read_tiff``, ``read_hdf5``, ...) are registered there.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +21,18 @@ from labsession.errors import ConfigError
 from labsession.motion._checks import as_video
 from labsession.motion._tiff import TiffFrames
 
-__all__ = ["VideoReader", "open_video"]
+__all__ = [
+    "VideoReader",
+    "open_video",
+    "read_hdf5",
+    "read_mat",
+    "read_npy",
+    "read_npz",
+    "read_tiff",
+    "read_zarr",
+]
 
 logger = logging.getLogger(__name__)
-
-_TIFF = {".tif", ".tiff"}
-_HDF5 = {".h5", ".hdf5", ".hdf"}
 
 
 class VideoReader:
@@ -115,19 +124,151 @@ class VideoReader:
         self.close()
 
 
-def _largest_dataset(h5file: object, path: Path) -> str:
+#: Per-channel dataset names as pyflowreg and Flow-Registration write them (``ch1``, ``ch2``...).
+_CHANNEL_NAME = re.compile(r"^(.*?)(?:ch|channel|chan)[_.\s]*(\d+)", re.IGNORECASE)
+
+
+class _ChannelStack:
+    """Per-channel ``(T, H, W)`` datasets of one file read as one ``(T, H, W, C)`` source."""
+
+    def __init__(self, datasets: list[object]) -> None:
+        self._datasets = datasets
+        self.shape = (*datasets[0].shape, len(datasets))  # type: ignore[attr-defined]
+
+    def __getitem__(self, index: slice | list[int]) -> np.ndarray:
+        return np.stack([np.asarray(d[index]) for d in self._datasets], axis=-1)  # type: ignore[index]
+
+
+def _videos(h5file: object) -> list[tuple[str, tuple[int, ...]]]:
     import h5py
 
-    found: list[tuple[int, str]] = []
+    found: list[tuple[str, tuple[int, ...]]] = []
 
     def visit(name: str, obj: object) -> None:
         if isinstance(obj, h5py.Dataset) and obj.ndim in (3, 4):
-            found.append((int(np.prod(obj.shape)), name))
+            found.append((name, tuple(obj.shape)))
 
     h5file.visititems(visit)  # type: ignore[attr-defined]
+    return found
+
+
+def _channel_group(videos: list[tuple[str, tuple[int, ...]]]) -> list[str]:
+    """The largest group of same-shaped 3-D ``<prefix>ch<N>`` datasets, in channel order."""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for name, shape in videos:
+        match = _CHANNEL_NAME.match(name)
+        if match and len(shape) == 3:
+            groups.setdefault(match.group(1), []).append((int(match.group(2)), name))
+    shapes = dict(videos)
+    valid = [sorted(g) for g in groups.values() if len({shapes[n] for _, n in g}) == 1]
+    return [name for _, name in max(valid, key=len)] if valid else []
+
+
+def _largest_dataset(h5file: object, path: Path) -> str:
+    found = [(int(np.prod(shape)), name) for name, shape in _videos(h5file)]
     if not found:
         raise ValueError(f"{path}: no 3-D or 4-D dataset found; pass dataset_name")
     return max(found)[1]
+
+
+def read_tiff(
+    path: Path, *, dataset_name: str | None = None, channel_idx: list[int] | None = None
+) -> VideoReader:
+    """Multi-page TIFF, ImageJ hyperstack, OME-TIFF or ``tifffile.imwrite`` of a video."""
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except (tifffile.TiffFileError, ValueError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable TIFF file ({brief(exc)})") from None
+    try:
+        frames = TiffFrames(tif, path)
+    except BaseException:
+        tif.close()
+        raise
+    return VideoReader(frames, name=str(path), channel_idx=channel_idx, closer=frames)
+
+
+def _read_h5(
+    path: Path, dataset_name: str | None, channel_idx: list[int] | None, *, matlab: bool
+) -> VideoReader:
+    import h5py
+
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        hint = " (only MAT v7.3 files, which are HDF5, are supported)" if matlab else ""
+        raise ValueError(f"{path}: cannot open as HDF5{hint}: {exc}") from exc
+    try:
+        channels = [] if matlab or dataset_name else _channel_group(_videos(h5))
+        if channels:  # pyflowreg's HDF5 files: one (T, H, W) dataset per channel
+            stack = _ChannelStack([h5[n] for n in channels])
+            name = f"{path}:{'+'.join(channels)}"
+            return VideoReader(stack, name=name, channel_idx=channel_idx, closer=h5)
+        name = dataset_name or _largest_dataset(h5, path)
+        if name not in h5:
+            raise ValueError(f"{path}: no dataset {name!r}; found {list(h5.keys())}")
+        layout = "matlab" if matlab else "thwc"
+        return VideoReader(
+            h5[name], layout=layout, name=f"{path}:{name}", channel_idx=channel_idx, closer=h5
+        )
+    except BaseException:
+        h5.close()
+        raise
+
+
+def read_hdf5(
+    path: Path, *, dataset_name: str | None = None, channel_idx: list[int] | None = None
+) -> VideoReader:
+    """HDF5 dataset ``(T, H, W[, C])``: ``dataset_name``; else per-channel ``(T, H, W)`` datasets
+    ``ch1``, ``ch2``... (pyflowreg's HDF5 output) read as channels; else the largest 3-D/4-D one."""
+    return _read_h5(path, dataset_name, channel_idx, matlab=False)
+
+
+def read_mat(
+    path: Path, *, dataset_name: str | None = None, channel_idx: list[int] | None = None
+) -> VideoReader:
+    """MAT v7.3 variable, MATLAB's ``(H, W[, C], T)``: ``dataset_name`` or the largest one."""
+    return _read_h5(path, dataset_name, channel_idx, matlab=True)
+
+
+def read_npy(
+    path: Path, *, dataset_name: str | None = None, channel_idx: list[int] | None = None
+) -> VideoReader:
+    """NumPy ``.npy`` ``(T, H, W[, C])``, memory-mapped."""
+    return VideoReader(np.load(path, mmap_mode="r"), name=str(path), channel_idx=channel_idx)
+
+
+def read_npz(
+    path: Path, *, dataset_name: str | None = None, channel_idx: list[int] | None = None
+) -> VideoReader:
+    """NumPy ``.npz``: key ``dataset_name`` or the largest 3-D/4-D array (memory-mapped when
+    stored uncompressed, as ``numpy.savez`` and the NPZ writer store it; loaded otherwise)."""
+    from labsession.motion._npz import npz_arrays
+
+    arrays = npz_arrays(path)
+    if dataset_name is None:
+        videos = [(int(np.prod(a.shape)), k) for k, a in arrays.items() if len(a.shape) in (3, 4)]
+        if not videos:
+            raise ValueError(f"{path}: no 3-D or 4-D array found; pass dataset_name")
+        dataset_name = max(videos)[1]
+    if dataset_name not in arrays:
+        raise ValueError(f"{path}: no array {dataset_name!r}; found {sorted(arrays)}")
+    return VideoReader(
+        arrays[dataset_name].open(),
+        name=f"{path}:{dataset_name}",
+        channel_idx=channel_idx,
+    )
+
+
+def read_zarr(
+    path: Path, *, dataset_name: str | None = None, channel_idx: list[int] | None = None
+) -> VideoReader:
+    """Zarr array folder ``(T, H, W[, C])``."""
+    import zarr
+
+    array = zarr.open_array(path, mode="r")
+    return VideoReader(array, name=str(path), channel_idx=channel_idx)
 
 
 def open_video(
@@ -141,12 +282,15 @@ def open_video(
     Parameters
     ----------
     source
-        Array ``(T, H, W[, C])``, or a path: ``.tif``/``.tiff`` (multi-page, ImageJ
-        hyperstacks, OME, or ``tifffile.imwrite`` of a ``(T, H, W[, C])`` array),
-        ``.h5``/``.hdf5``/``.hdf``, ``.mat`` (v7.3, MATLAB's ``(H, W[, C], T)``),
-        ``.npy`` (memory-mapped) or ``.zarr``.
+        Array ``(T, H, W[, C])``, or a path whose suffix names a registered format
+        (:func:`~labsession.motion.register_video_format`); built in: ``.tif``/``.tiff``
+        (multi-page, ImageJ hyperstacks, OME, or ``tifffile.imwrite`` of a ``(T, H, W[, C])``
+        array), ``.h5``/``.hdf5``/``.hdf``, ``.mat`` (v7.3, MATLAB's ``(H, W[, C], T)``),
+        ``.npy`` (memory-mapped), ``.npz`` and ``.zarr``.
     dataset_name
-        HDF5/MAT dataset; ``None`` takes the largest 3-D or 4-D one.
+        HDF5/MAT dataset or NPZ key; ``None`` takes the largest 3-D or 4-D one (for HDF5,
+        per-channel ``(T, H, W)`` datasets ``ch1``, ``ch2``..., as pyflowreg writes them, first:
+        read as the channels of one video).
     channel_idx
         Channels to keep (0-based).
 
@@ -155,67 +299,27 @@ def open_video(
     FileNotFoundError
         If the path does not exist.
     ConfigError
-        If the path is a folder (other than a ``.zarr`` array).
+        If the path is a folder (other than a folder format such as ``.zarr``).
     ValueError
         Unknown format, wrong dimensions, empty video, bad channel index, a TIFF whose axes
         cannot be told (the message says how to save it).
     """
+    from labsession.motion._formats import format_for_path, readable_description
+
     if isinstance(source, np.ndarray):
         as_video(source, name="input array", check_finite=False)  # shape errors early
         return VideoReader(source, name="input array", channel_idx=channel_idx)
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"video file not found: {path}")
-    suffix = path.suffix.lower()
-    if path.is_dir() and suffix != ".zarr":
+    known = format_for_path(path, required=False)
+    if path.is_dir() and not (known and known.folder):
         raise ConfigError(
-            f"{path} is a folder; give a video file (TIFF, HDF5, MAT v7.3, NPY or a .zarr "
-            f"array) or use `labsession motion run` for a folder of recordings"
+            f"{path} is a folder; give a video file ({readable_description()}) "
+            f"or use `labsession motion run` for a folder of recordings"
         )
     if not path.is_dir() and not path.is_file():  # a pipe would block the open forever
         raise ConfigError(f"{path} is {file_kind(path.stat().st_mode)}, not a video file")
-    if suffix in _TIFF:
-        import tifffile
-
-        try:
-            tif = tifffile.TiffFile(path)
-        except (tifffile.TiffFileError, ValueError, OSError) as exc:
-            raise ValueError(f"{path}: not a readable TIFF file ({brief(exc)})") from None
-        try:
-            frames = TiffFrames(tif, path)
-        except BaseException:
-            tif.close()
-            raise
-        return VideoReader(frames, name=str(path), channel_idx=channel_idx, closer=frames)
-    if suffix in _HDF5 or suffix == ".mat":
-        import h5py
-
-        try:
-            h5 = h5py.File(path, "r")
-        except OSError as exc:
-            hint = (
-                " (only MAT v7.3 files, which are HDF5, are supported)" if suffix == ".mat" else ""
-            )
-            raise ValueError(f"{path}: cannot open as HDF5{hint}: {exc}") from exc
-        try:
-            name = dataset_name or _largest_dataset(h5, path)
-            if name not in h5:
-                raise ValueError(f"{path}: no dataset {name!r}; found {list(h5.keys())}")
-            layout = "matlab" if suffix == ".mat" else "thwc"
-            return VideoReader(
-                h5[name], layout=layout, name=f"{path}:{name}", channel_idx=channel_idx, closer=h5
-            )
-        except BaseException:
-            h5.close()
-            raise
-    if suffix == ".npy":
-        return VideoReader(np.load(path, mmap_mode="r"), name=str(path), channel_idx=channel_idx)
-    if suffix == ".zarr":
-        import zarr
-
-        array = zarr.open_array(path, mode="r")
-        return VideoReader(array, name=str(path), channel_idx=channel_idx)
-    raise ValueError(
-        f"{path}: unknown video format {suffix!r}; use .tif, .tiff, .h5, .hdf5, .hdf, .mat, "
-        ".npy or .zarr"
-    )
+    fmt = known or format_for_path(path)  # raises for an unknown suffix
+    reader = fmt.reader  # type: ignore[union-attr]  # the suffix table holds readable formats
+    return reader(path, dataset_name=dataset_name, channel_idx=channel_idx)

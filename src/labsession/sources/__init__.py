@@ -8,17 +8,24 @@ from labsession.sources._base import Chunk, Source, register_source, source_fact
 from labsession.sources._lsl import LSLSource
 from labsession.sources._replay import ReplaySource
 from labsession.sources._synthetic import SyntheticSource
+from labsession.sources._target import Hold, Ramp, Sine, TargetPhase, TargetSource
 
 register_source("synthetic", SyntheticSource)
 register_source("lsl", LSLSource)
 register_source("replay", ReplaySource)
+register_source("target", TargetSource)
 
 __all__ = [
     "Chunk",
+    "Hold",
     "LSLSource",
+    "Ramp",
     "ReplaySource",
+    "Sine",
     "Source",
     "SyntheticSource",
+    "TargetPhase",
+    "TargetSource",
     "register_source",
     "source_factories",
 ]

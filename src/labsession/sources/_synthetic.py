@@ -12,7 +12,7 @@ from scipy import signal
 from labsession.core.clock import local_clock
 from labsession.recording import StreamInfo
 from labsession.sources._base import Chunk, Source
-from labsession.testing import class_patterns
+from labsession.sources._signals import class_patterns
 
 __all__ = ["SyntheticSource"]
 

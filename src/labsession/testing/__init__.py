@@ -3,6 +3,7 @@
 Used by labsession's own tests, benchmarks and demo, and by anyone testing code built on it.
 """
 
+from labsession.sources._signals import class_patterns, emg_like
 from labsession.testing._gui import (
     GuiScript,
     ImguiFrames,
@@ -13,7 +14,6 @@ from labsession.testing._gui import (
 )
 from labsession.testing._polling import wait_until
 from labsession.testing._sessions import record_synthetic_session, record_tiny_session
-from labsession.testing._signals import class_patterns, emg_like
 
 __all__ = [
     "GuiScript",

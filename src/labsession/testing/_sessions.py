@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from labsession.recording import Session, StreamInfo
-from labsession.testing._signals import class_patterns, emg_like
+from labsession.sources._signals import class_patterns, emg_like
 
 __all__ = ["record_synthetic_session", "record_tiny_session"]
 

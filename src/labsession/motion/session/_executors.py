@@ -1,10 +1,17 @@
-"""Where the per-recording tasks run: in-process, a local process pool, or a Dask cluster.
+"""Where the per-recording tasks run: in-process, a local process pool, a Dask cluster, or yours.
 
 An executor maps a module-level function over argument tuples and yields each task's outcome
 as it finishes (``(index, result, error)``), so one failing recording does not stop the others
 and the caller reports every failure at the end. ``scheduler = "array"`` runs one stage-1 task
 per process (:func:`~labsession.motion.session.run_stage1_array`); its stage-3 re-projections
 use the local pool.
+
+``SessionConfig.scheduler`` names an executor in a registry, as ``flow_backend`` names a flow
+backend: built in are ``local``, ``array`` and ``dask``; :func:`register_executor` adds one
+(a Ray or HTCondor pool, a thread pool for I/O-bound work) without editing labsession::
+
+    register_executor("threads", lambda config: MyThreadExecutor(config.effective_workers))
+    SessionConfig(root="data", scheduler="threads")
 """
 
 from __future__ import annotations
@@ -18,9 +25,18 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from types import TracebackType
 from typing import Any, Self
 
+from labsession.errors import ConfigError
 from labsession.motion.session._config import DaskClusterSpec, SessionConfig
 
-__all__ = ["DaskExecutor", "LocalExecutor", "SessionExecutor", "make_executor"]
+__all__ = [
+    "DaskExecutor",
+    "ExecutorFactory",
+    "LocalExecutor",
+    "SessionExecutor",
+    "available_executors",
+    "make_executor",
+    "register_executor",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -166,12 +182,77 @@ class DaskExecutor(SessionExecutor):
             self._cluster = None
 
 
-def make_executor(config: SessionConfig) -> SessionExecutor:
-    """The executor ``config.scheduler`` asks for (``array`` -> the local pool)."""
-    if config.scheduler == "dask":
-        return DaskExecutor(
-            address=config.dask_address,
-            cluster=config.dask_cluster,
-            n_workers=config.effective_workers,
+#: Builds the executor of a session from its configuration (``n_workers``, Dask settings...).
+ExecutorFactory = Callable[[SessionConfig], SessionExecutor]
+_REGISTRY: dict[str, ExecutorFactory] = {}
+
+
+def register_executor(name: str, factory: ExecutorFactory, *, overwrite: bool = False) -> None:
+    """Make ``factory(config) -> SessionExecutor`` available as ``scheduler = name``.
+
+    The executor runs stage 1's recordings and stage 3's re-projections; it is closed by the stage
+    that made it. Tasks are module-level functions with picklable arguments, so an executor may
+    run them in other processes or on other machines.
+
+    Parameters
+    ----------
+    name
+        Scheduler name (case-insensitive, stored lower-case).
+    factory
+        Called with the :class:`SessionConfig` each time a stage needs workers.
+    overwrite
+        Replace an executor already registered under ``name``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is blank, or taken and ``overwrite`` is false.
+    """
+    key = name.strip().lower()
+    if not key:
+        raise ValueError("executor name is empty; give a name such as 'threads'")
+    if key in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"executor {key!r} is already registered; pass overwrite=True to replace it"
         )
+    _REGISTRY[key] = factory
+
+
+def available_executors() -> list[str]:
+    """Names ``SessionConfig.scheduler`` accepts: the built-in ones, then those registered."""
+    return list(_REGISTRY)
+
+
+def make_executor(config: SessionConfig) -> SessionExecutor:
+    """The executor ``config.scheduler`` names (``array`` -> the local pool).
+
+    Raises
+    ------
+    ConfigError
+        If no executor of that name is registered (it was unregistered after the config
+        was validated, or the config was built without validation).
+    """
+    factory = _REGISTRY.get(config.scheduler)
+    if factory is None:
+        raise ConfigError(
+            f"unknown scheduler {config.scheduler!r}; registered executors: "
+            f"{available_executors()} (add one with labsession.motion.session.register_executor)"
+        )
+    return factory(config)
+
+
+def _local(config: SessionConfig) -> SessionExecutor:
     return LocalExecutor(config.effective_workers)
+
+
+def _dask(config: SessionConfig) -> SessionExecutor:
+    return DaskExecutor(
+        address=config.dask_address,
+        cluster=config.dask_cluster,
+        n_workers=config.effective_workers,
+    )
+
+
+register_executor("local", _local)
+register_executor("array", _local)  # stage 1 runs per array task; later stages use the pool
+register_executor("dask", _dask)

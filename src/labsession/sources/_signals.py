@@ -1,4 +1,8 @@
-"""EMG-like synthetic signals whose per-channel amplitude depends on the active class."""
+"""EMG-like synthetic signals whose per-channel amplitude depends on the active class.
+
+Used by :class:`~labsession.sources.SyntheticSource` and re-exported by :mod:`labsession.testing`
+(``class_patterns``, ``emg_like``) for tests and benchmarks built on labsession.
+"""
 
 from __future__ import annotations
 
