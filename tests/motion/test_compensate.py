@@ -98,7 +98,7 @@ def test_cc_initialization_and_diso(small_video):
 @pytest.mark.parametrize(
     ("video", "message"),
     [
-        (np.zeros((4, 4)), "2 dimensions"),
+        (np.zeros(4), "1 dimensions"),
         (np.zeros((2, 3, 4, 4, 1)), "5 dimensions"),
         (np.zeros((0, 8, 8)), "empty: it has 0 frames"),
     ],

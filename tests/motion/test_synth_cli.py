@@ -132,7 +132,9 @@ def test_example_session_toml_loads_and_runs_on_synth_videos(tmp_path):
         "rec3.tif",
     ]
     assert config.flow_backend == "flowreg"
-    assert config.output_dir == (tmp_path / "compensated_outputs").resolve()
+    # relative output folders live under root, as in pyflowreg
+    assert config.output_dir == (tmp_path / "data" / "compensated_outputs").resolve()
+    assert config.final_dir == (tmp_path / "data" / "final_results").resolve()
     stage1 = config.stage1_options(config.root / "rec1.tif", tmp_path / "out")
     assert stage1.reference_frames == list(range(20))
     # Run as written but with the fast DIS flow in this process (the numba kernels of the

@@ -19,6 +19,11 @@ from labsession.motion._backends import (
     register_backend,
 )
 from labsession.motion._compensate import CompensationResult, compensate_arr, compensate_recording
+from labsession.motion._formats import (
+    VideoFormat,
+    available_video_formats,
+    register_video_format,
+)
 from labsession.motion._options import (
     ChannelNormalization,
     ConstancyAssumption,
@@ -28,6 +33,7 @@ from labsession.motion._options import (
     QualitySetting,
 )
 from labsession.motion._readers import VideoReader, open_video
+from labsession.motion._sinks import SinkSpec, VideoSink
 from labsession.motion._synthetic import synthetic_video
 from labsession.motion._writers import VideoWriter
 
@@ -40,14 +46,19 @@ __all__ = [
     "OFOptions",
     "OutputFormat",
     "QualitySetting",
+    "SinkSpec",
+    "VideoFormat",
     "VideoReader",
+    "VideoSink",
     "VideoWriter",
     "available_backends",
+    "available_video_formats",
     "compensate_arr",
     "compensate_recording",
     "get_backend",
     "get_displacement",
     "open_video",
     "register_backend",
+    "register_video_format",
     "synthetic_video",
 ]

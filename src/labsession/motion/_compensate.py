@@ -15,7 +15,7 @@ from labsession.core.atomic import atomic_save_npy, atomic_save_npz, atomic_writ
 from labsession.core.progress import make_progress
 from labsession.motion._backends import get_backend
 from labsession.motion._checks import as_image, as_video
-from labsession.motion._options import OFOptions
+from labsession.motion._options import OFOptions, output_dtype
 from labsession.motion._preprocess import intensity_range, preprocess, preprocess_mix
 from labsession.motion._readers import open_video
 from labsession.motion._reference import cc_initial_flow, reference_from_options
@@ -107,43 +107,95 @@ def _correlation(frames: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def compensate_arr(
-    video: np.ndarray, reference: np.ndarray, options: OFOptions | None = None
+    video: np.ndarray,
+    reference: np.ndarray,
+    options: OFOptions | None = None,
+    progress_callback: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Register every frame of an in-memory video to ``reference``.
 
     Parameters
     ----------
     video
-        ``(T, H, W)`` or ``(T, H, W, C)``, any real dtype (computed in float32).
+        ``(T, H, W, C)``, ``(T, H, W)`` (one channel) or ``(H, W)`` (one frame), any real
+        dtype (registered in float32). A single multi-channel frame goes in as ``frame[None]``.
     reference
         ``(H, W)`` or ``(H, W, C)``, same frame shape as ``video``.
     options
         Flow and warping options; ``buffer_size`` sets how many frames go to the backend at
-        once. Defaults to ``OFOptions()``.
+        once, ``output_typename`` the dtype returned. Defaults to ``OFOptions()``.
+    progress_callback
+        Called as ``progress_callback(done, total)`` after each buffer with the frames
+        registered so far and the frame count (pyflowreg's argument).
 
     Returns
     -------
     registered : numpy.ndarray
-        ``(T, H, W, C)`` float32, each frame warped onto the reference (pixels whose source is
-        outside the field of view take the reference's value).
+        Each frame warped onto the reference, with ``video``'s shape (spatially binned when
+        ``bin_size > 1``) and dtype, or ``output_typename``'s; integer types are rounded and
+        clipped to their range. Pixels whose source is outside the field of view take the
+        reference's value.
     w : numpy.ndarray
-        ``(T, H, W, 2)`` float32 displacements ``[u, v]`` (x, y) in pixels:
-        ``registered[t, y, x] = video[t, y + v, x + u]``.
+        ``(T, H, W, 2)`` float32 displacements ``[u, v]`` (x, y) in pixels (``(H, W, 2)`` for a
+        single ``(H, W)`` frame): ``registered[t, y, x] = video[t, y + v, x + u]``.
     """
     options = options or OFOptions()
-    frames = spatial_bin(as_video(video), options.bin_size)
+    source = np.asarray(video)
+    single_frame = source.ndim == 2
+    frames = spatial_bin(as_video(source[None] if single_frame else source), options.bin_size)
     ref = spatial_bin(as_image(reference, name="reference"), options.bin_size)
     if ref.shape != frames.shape[1:]:
+        hint = ""
+        if source.ndim == 3 and source.shape == ref.shape:
+            hint = " (a 3-D video is (T, H, W); give a single multi-channel frame as frame[None])"
         raise ValueError(
-            f"reference has shape {ref.shape} but the video's frames are {frames.shape[1:]}"
+            f"reference has shape {ref.shape} but the video's frames are {frames.shape[1:]}{hint}"
         )
     engine = _Engine(ref, options)
     registered = np.empty_like(frames)
     w = np.empty((*frames.shape[:3], 2), dtype=np.float32)
-    for start in range(0, len(frames), options.buffer_size):
-        stop = min(start + options.buffer_size, len(frames))
+    total = len(frames)
+    for start in range(0, total, options.buffer_size):
+        stop = min(start + options.buffer_size, total)
         registered[start:stop], w[start:stop] = engine.process(frames[start:stop])
+        if progress_callback is not None:
+            progress_callback(stop, total)
+    dtype = output_dtype(options.output_typename) or _result_dtype(source.dtype)
+    registered = cast_frames(registered, dtype)
+    if source.ndim == 3 or single_frame:
+        registered = registered[..., 0]
+    if single_frame:
+        return registered[0], w[0]
     return registered, w
+
+
+def _result_dtype(dtype: np.dtype) -> np.dtype:
+    """The input's dtype for real numbers; float32 for booleans (weights of an average)."""
+    return np.dtype(np.float32) if dtype == np.bool_ else np.dtype(dtype)
+
+
+def cast_frames(frames: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
+    """``frames`` as ``dtype``: integers rounded to nearest and clipped to the type's range.
+
+    Parameters
+    ----------
+    frames
+        Float array, any shape.
+    dtype
+        Target dtype.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``frames`` itself when it already has ``dtype``, else a new array.
+    """
+    dtype = np.dtype(dtype)
+    if frames.dtype == dtype:
+        return frames
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(frames), info.min, info.max).astype(dtype)
+    return frames.astype(dtype)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,16 +3,26 @@
 Convention used throughout :mod:`labsession.motion`: a displacement field ``w`` of shape
 ``(H, W, 2)`` holds ``[u, v]`` (x, y) in pixels, and the registered frame is the moving frame
 sampled at ``(y + v, x + u)``. A pixel is *valid* when that sample lies inside the field of view.
+
+"Inside" means within the grid of measured pixel centres, ``0 <= x + u <= W - 1`` and
+``0 <= y + v <= H - 1``: there every interpolated value is built from measured pixels. pyflowreg
+tests ``x + u < W`` instead, which also counts samples up to one pixel beyond the last column
+or row as valid although their value is the border pixel replicated (made up), and is not
+symmetric (``x + u = -0.3`` is invalid, ``W - 0.7`` valid). ``bounds="pyflowreg"`` gives its
+masks where they must agree bit for bit.
 """
 
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 import cv2
 import numpy as np
 
 __all__ = [
+    "align_sequence",
     "backward_valid_mask",
     "compute_batch_valid_masks",
     "imregister_binary",
@@ -42,9 +52,21 @@ def _maps(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return grid_x + w[..., 0].astype(np.float32), grid_y + w[..., 1].astype(np.float32)
 
 
-def _inside(map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+Bounds = Literal["exact", "pyflowreg"]
+
+
+def _inside(map_x: np.ndarray, map_y: np.ndarray, bounds: Bounds = "exact") -> np.ndarray:
     height, width = map_x.shape
+    if bounds == "pyflowreg":  # pyflowreg.core.warping.backward_valid_mask: [0, W) x [0, H)
+        return (map_x >= 0) & (map_x < width) & (map_y >= 0) & (map_y < height)
+    if bounds != "exact":
+        raise ValueError(f"bounds must be 'exact' or 'pyflowreg', got {bounds!r}")
     return (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+
+
+def _float_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype a warp returns: a floating input's own, float32 for anything else."""
+    return np.dtype(dtype) if np.issubdtype(dtype, np.floating) else np.dtype(np.float32)
 
 
 def valid_mask(w: np.ndarray) -> np.ndarray:
@@ -90,7 +112,8 @@ def warp_frame(
     Parameters
     ----------
     frame
-        ``(H, W)`` or ``(H, W, C)``; computed in float32.
+        ``(H, W)`` or ``(H, W, C)``; computed in float32 (OpenCV 5.0's cubic ``remap`` of
+        float64 is wrong), returned in its own floating dtype.
     w
         Displacement ``(H, W, 2)`` in pixels.
     interpolation
@@ -102,13 +125,15 @@ def warp_frame(
     Returns
     -------
     numpy.ndarray
-        Same shape as ``frame``, float32.
+        Same shape as ``frame``; ``frame``'s dtype when floating, else float32.
     """
     if interpolation not in _INTERPOLATION:
         raise ValueError(
             f"interpolation must be one of {sorted(_INTERPOLATION)}, got {interpolation!r}"
         )
-    frame = np.asarray(frame, dtype=np.float32)
+    frame = np.asarray(frame)
+    out_dtype = _float_dtype(frame.dtype)
+    frame = frame.astype(np.float32, copy=False)
     w = np.asarray(w, dtype=np.float32)
     if frame.shape[:2] != w.shape[:2] or w.ndim != 3 or w.shape[2] != 2:
         raise ValueError(f"w must have shape {(*frame.shape[:2], 2)}, got {w.shape}")
@@ -127,7 +152,8 @@ def warp_frame(
         else:
             fill_arr = np.asarray(fill, dtype=np.float32).reshape(channels.shape)
             out[outside] = fill_arr[outside]
-    return out[..., 0] if frame.ndim == 2 else out
+    out = out[..., 0] if frame.ndim == 2 else out
+    return out.astype(out_dtype, copy=False)
 
 
 def warp_video(
@@ -137,14 +163,77 @@ def warp_video(
     interpolation: str = "cubic",
     fill: np.ndarray | float | None = None,
 ) -> np.ndarray:
-    """:func:`warp_frame` for each frame: ``video`` ``(T, H, W[, C])``, ``w`` ``(T, H, W, 2)``."""
+    """:func:`warp_frame` for each frame: ``video`` ``(T, H, W[, C])``, ``w`` ``(T, H, W, 2)``.
+
+    Returns ``video``'s shape, and its dtype when floating (else float32).
+    """
     video = np.asarray(video)
     w = np.asarray(w)
     if len(video) != len(w):
         raise ValueError(f"video has {len(video)} frames but w has {len(w)}")
-    out = np.empty(video.shape, dtype=np.float32)
+    out = np.empty(video.shape, dtype=_float_dtype(video.dtype))
     for t in range(len(video)):
         out[t] = warp_frame(video[t], w[t], interpolation=interpolation, fill=fill)
+    return out
+
+
+def align_sequence(
+    video: np.ndarray,
+    w: np.ndarray,
+    reference: np.ndarray | None = None,
+    *,
+    interpolation_method: str = "cubic",
+    n_workers: int = 1,
+) -> np.ndarray:
+    """Warp every frame of ``video`` by one displacement field (pyflowreg's ``align_sequence``).
+
+    What a motion session's stage 3 does to a corrected recording: it moves the recording onto
+    the center recording's grid.
+
+    Parameters
+    ----------
+    video
+        ``(T, H, W)`` or ``(T, H, W, C)``.
+    w
+        One displacement ``(H, W, 2)`` for all frames, or one per frame ``(T, H, W, 2)``, in
+        pixels (``out[t, y, x] = video[t, y + v, x + u]``).
+    reference
+        ``(H, W[, C])`` image whose values fill the pixels whose source is outside the view;
+        ``None`` replicates the border.
+    interpolation_method
+        ``"nearest"``, ``"linear"`` or ``"cubic"``.
+    n_workers
+        Threads warping frames at once (OpenCV releases the GIL).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``video``'s shape, and its dtype when floating (else float32).
+    """
+    video = np.asarray(video)
+    w = np.asarray(w)
+    if video.ndim not in (3, 4):
+        raise ValueError(f"video must be (T, H, W) or (T, H, W, C), got shape {video.shape}")
+    if w.ndim == 3:
+        w = np.broadcast_to(w, (len(video), *w.shape))
+    if w.shape != (len(video), *video.shape[1:3], 2):
+        raise ValueError(
+            f"w must be {(*video.shape[1:3], 2)} or {(len(video), *video.shape[1:3], 2)}, "
+            f"got {w.shape}"
+        )
+    if n_workers < 1:
+        raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+    out = np.empty(video.shape, dtype=_float_dtype(video.dtype))
+
+    def one(t: int) -> None:
+        out[t] = warp_frame(video[t], w[t], interpolation=interpolation_method, fill=reference)
+
+    if n_workers == 1 or len(video) < 2:
+        for t in range(len(video)):
+            one(t)
+    else:
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            list(pool.map(one, range(len(video))))
     return out
 
 
@@ -156,13 +245,19 @@ def _uv(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.stack([u, v], axis=-1)
 
 
-def backward_valid_mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """:func:`valid_mask` with the field given as separate ``u`` and ``v`` (pyflowreg's names).
+def backward_valid_mask(u: np.ndarray, v: np.ndarray, *, bounds: Bounds = "exact") -> np.ndarray:
+    """Pixels whose source ``(y + v, x + u)`` lies inside the image, from ``u`` and ``v``.
 
     Parameters
     ----------
     u, v
         ``(H, W)`` horizontal (x) and vertical (y) displacements in pixels.
+    bounds
+        ``"exact"`` (default, as :func:`valid_mask` and the whole engine):
+        ``0 <= x + u <= W - 1`` and ``0 <= y + v <= H - 1``, the samples interpolated from
+        measured pixels only. ``"pyflowreg"``: its ``0 <= x + u < W``, ``0 <= y + v < H``,
+        which also marks up to one more row and column valid at the far borders (see the
+        module's notes).
 
     Returns
     -------
@@ -175,11 +270,18 @@ def backward_valid_mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     >>> mask = backward_valid_mask(np.full((4, 6), 2.0), np.zeros((4, 6)))
     >>> mask[0].astype(int).tolist()  # the 2 right-most columns sample beyond x = 5
     [1, 1, 1, 1, 0, 0]
+    >>> mask = backward_valid_mask(np.full((4, 6), 2.5), np.zeros((4, 6)))
+    >>> mask[0].astype(int).tolist()  # x = 3 samples at 5.5, past the last pixel centre
+    [1, 1, 1, 0, 0, 0]
+    >>> backward_valid_mask(np.full((4, 6), 2.5), np.zeros((4, 6)), bounds="pyflowreg")[0]
+    array([ True,  True,  True,  True, False, False])
     """
-    return valid_mask(_uv(u, v))
+    return _inside(*_maps(_uv(u, v)), bounds)
 
 
-def imregister_binary(mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def imregister_binary(
+    mask: np.ndarray, u: np.ndarray, v: np.ndarray, *, bounds: Bounds = "exact"
+) -> np.ndarray:
     """Warp a binary mask backward by ``(u, v)`` (nearest neighbour), False outside the view.
 
     ``out[y, x] = mask[round(y + v), round(x + u)] and backward_valid_mask(u, v)[y, x]`` (the
@@ -191,6 +293,8 @@ def imregister_binary(mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndar
         ``(H, W)`` bool or 0/1 (any value > 0.5 counts as True).
     u, v
         ``(H, W)`` displacements in pixels.
+    bounds
+        The in-view test, as for :func:`backward_valid_mask`.
 
     Returns
     -------
@@ -202,12 +306,19 @@ def imregister_binary(mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndar
     if mask.shape != w.shape[:2]:
         raise ValueError(f"mask has shape {mask.shape}, u and v {w.shape[:2]}")
     warped = warp_frame((mask > 0.5).astype(np.float32), w, interpolation="nearest")
-    return (warped > 0.5) & valid_mask(w)
+    return (warped > 0.5) & _inside(*_maps(w), bounds)
 
 
-def compute_batch_valid_masks(w: np.ndarray) -> np.ndarray:
+def compute_batch_valid_masks(w: np.ndarray, *, bounds: Bounds = "exact") -> np.ndarray:
     """:func:`valid_masks` encoded for an HDF5 mask file: ``(T, H, W)`` uint8, 255 valid, 0 not.
 
-    The encoding is pyflowreg's; any value > 0 reads as valid.
+    The encoding is pyflowreg's; any value > 0 reads as valid. ``bounds`` as for
+    :func:`backward_valid_mask`.
     """
-    return np.where(valid_masks(w), 255, 0).astype(np.uint8)
+    w = np.asarray(w)
+    if w.ndim != 4 or w.shape[3] != 2:
+        raise ValueError(f"w must have shape (T, H, W, 2), got {w.shape}")
+    out = np.zeros(w.shape[:3], dtype=np.uint8)
+    for t in range(len(w)):
+        out[t][_inside(*_maps(w[t]), bounds)] = 255
+    return out

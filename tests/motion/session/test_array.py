@@ -30,13 +30,22 @@ def test_slurm_wins_and_sge_undefined_counts_as_unset() -> None:
     assert get_array_task_id({"SGE_TASK_ID": "undefined", "PBS_ARRAY_INDEX": "4"}) == 4
 
 
-def test_none_set_explains_what_was_looked_for() -> None:
+def test_outside_an_array_job_the_task_id_is_none_as_in_pyflowreg() -> None:
+    assert get_array_task_id({}) is None
+    assert get_array_task_id({"SGE_TASK_ID": "undefined", "SLURM_ARRAY_TASK_ID": " "}) is None
+
+
+def test_run_stage1_array_outside_an_array_job_explains_what_was_looked_for(
+    fresh_copy: Path,
+) -> None:
+    config = fast_config(fresh_copy, scheduler="array")
     with pytest.raises(MotionSessionError) as info:
-        get_array_task_id({"SGE_TASK_ID": "undefined"})
+        run_stage1_array(config, environ={"SGE_TASK_ID": "undefined"})
     message = str(info.value)
     for name in _VARS:
         assert name in message
     assert "sbatch --array=1-N" in message
+    assert not config.output_dir.exists()  # nothing started
 
 
 @pytest.mark.parametrize(("value", "match"), [("two", "not an integer"), ("0", "1-based")])

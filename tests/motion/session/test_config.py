@@ -42,7 +42,7 @@ def test_defaults_follow_the_issue(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".toml", ".yaml", ".json"])
-def test_from_file_resolves_relative_paths_against_the_config_folder(
+def test_from_file_resolves_root_against_the_config_folder_and_outputs_under_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
 ) -> None:
     project = tmp_path / "project"
@@ -72,8 +72,12 @@ def test_from_file_resolves_relative_paths_against_the_config_folder(
     monkeypatch.chdir(tmp_path)  # somewhere else: paths must not depend on the cwd
     config = SessionConfig.from_file(path)
     assert config.root == (project / "data").resolve()
-    assert config.output_dir == (project / "out/comp").resolve()
-    assert config.final_dir == (project / "out/final").resolve()
+    # pyflowreg: relative output folders stay relative, and live under root when used
+    assert config.output_root == Path("out/comp")
+    assert config.final_results == Path("out/final")
+    assert config.output_dir == (project / "data" / "out/comp").resolve()
+    assert config.final_dir == (project / "data" / "out/final").resolve()
+    assert config.resolve_output_paths() == (config.output_dir, config.final_dir)
     assert config.flow_overrides() == {"alpha": (3.0, 3.0)}
     assert config.dask_cluster is not None
     assert config.dask_cluster.cls == "distributed.LocalCluster"

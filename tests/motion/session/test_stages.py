@@ -168,7 +168,7 @@ def test_resume_skips_verified_work(finished_copy) -> None:
     assert [(f / "compensated.hdf5").stat().st_mtime_ns for f in folders] == stamps
     assert len(aligned) == 3
     assert [p.stat().st_mtime_ns for p in aligned] == aligned_stamps
-    assert "is complete; skipped" in (folders[0] / "session.log").read_text()
+    assert "is already complete; skipped" in (folders[0] / "session.log").read_text()
 
 
 def test_resume_redoes_a_truncated_output_and_what_depends_on_it(finished_copy) -> None:

@@ -18,7 +18,9 @@ from labsession.motion.session._executors import (
     DaskExecutor,
     LocalExecutor,
     SessionExecutor,
+    available_executors,
     make_executor,
+    register_executor,
 )
 from labsession.motion.session._masks import (
     backward_valid_mask,
@@ -41,6 +43,7 @@ __all__ = [
     "SessionExecutor",
     "SyntheticSession",
     "align_average",
+    "available_executors",
     "backward_valid_mask",
     "compute_batch_valid_masks",
     "discover_recordings",
@@ -49,6 +52,7 @@ __all__ = [
     "make_executor",
     "make_synthetic_session",
     "recording_dir",
+    "register_executor",
     "reproject_recording",
     "resolve_center",
     "run_session",

@@ -3,32 +3,45 @@
 Field names and defaults follow pyflowreg's ``SessionConfig`` so its TOML/YAML files load
 unchanged (plus ``stage2_constancy_assumption``, ``dask_address`` and ``dask_cluster``).
 
-Relative paths: a path written in a config *file* (``root``, ``output_root``,
-``final_results``, ``flow_options``) is resolved against that file's folder. A config built in
-Python resolves a relative ``root`` against the working directory. ``output_root`` and
-``final_results`` left relative (the defaults) live under ``root``.
+Relative paths (pyflowreg's rules, plus one): a relative ``output_root`` or ``final_results``
+stays relative and lives under ``root`` (:meth:`SessionConfig.resolve_output_paths`). A relative
+``root`` written in a config *file* resolves against that file's folder (in Python, against the
+working directory). A relative ``flow_options`` file is looked for in the config file's folder
+(in Python, the working directory), then under ``root`` (pyflowreg's place).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from labsession.core.config import (
     FileConfig,
     KeyedConfigError,
     describe_validation_error,
 )
-from labsession.motion._options import ConstancyAssumption, OFOptions, OutputFormat, QualitySetting
+from labsession.motion._options import (
+    ConstancyAssumption,
+    OFOptions,
+    OutputFormat,
+    QualitySetting,
+    canonical_backend,
+)
 
 __all__ = ["DaskClusterSpec", "SessionConfig"]
 
 #: OFOptions fields the session sets per recording; a user may not override them.
 ROUTED_FIELDS = ("input_file", "output_path")
-_PATH_KEYS = ("root", "output_root", "final_results")
 
 
 class DaskClusterSpec(BaseModel):
@@ -67,19 +80,24 @@ class SessionConfig(FileConfig):
         takes the middle one in sorted order (index ``ceil(n / 2) - 1``, as the MATLAB scripts).
     output_root, final_results
         Folders of the per-recording outputs (``<output_root>/<stem>/``) and of the session
-        results; relative ones live under ``root``.
+        results; relative ones stay relative and live under ``root`` (as in pyflowreg), also
+        when written in a config file elsewhere.
     resume
         Skip a recording (or result) only when its outputs are verified complete.
     scheduler
         ``"local"`` (process pool), ``"array"`` (one recording per HPC array task) or
-        ``"dask"`` (a Dask distributed cluster).
+        ``"dask"`` (a Dask distributed cluster), or a name added with
+        :func:`~labsession.motion.session.register_executor`.
     n_workers
         Processes for the local pool (``-1`` = all cores); also the LocalCluster size for dask.
     flow_backend, backend_params
-        Flow backend of every stage (``labsession.motion.available_backends()``).
+        Flow backend of every stage (``labsession.motion.available_backends()``, or the alias
+        ``"torch"``). ``"flowreg_cuda"`` is accepted anywhere and needs a CUDA GPU where the
+        stages run.
     flow_options
         Stage-1 :class:`~labsession.motion.OFOptions` overrides: a mapping, or the path of an
-        options file (TOML/YAML/JSON).
+        options file (TOML/YAML/JSON, or pyflowreg's ``save_options`` JSON); a relative path is
+        looked for in the config file's folder, then under ``root``.
     stage1_quality_setting
         Quality preset of stage 1 (``fast``, ``balanced``, ``quality``); ``None`` keeps
         ``flow_options``'s.
@@ -106,7 +124,7 @@ class SessionConfig(FileConfig):
     output_root: Path = Path("compensated_outputs")
     final_results: Path = Path("final_results")
     resume: bool = True
-    scheduler: Literal["local", "array", "dask"] = "local"
+    scheduler: str = "local"
     n_workers: int = -1
     flow_backend: str = "flowreg"
     backend_params: dict[str, Any] = Field(default_factory=dict)
@@ -146,14 +164,28 @@ class SessionConfig(FileConfig):
             raise ValueError("must be -1 (all cores) or >= 1")
         return value
 
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler_known(cls, value: str) -> str:
+        from labsession.motion.session._executors import available_executors
+
+        value = value.strip().lower()
+        names = available_executors()
+        if value not in names:
+            listed = ", ".join(repr(name) for name in names[:-1])
+            raise ValueError(f"must be one of {listed} or {names[-1]!r}")
+        return value
+
     @field_validator("flow_backend")
     @classmethod
     def _backend_known(cls, value: str) -> str:
         from labsession.motion import available_backends
 
-        value = value.strip().lower()
+        value = canonical_backend(value)
         if value not in available_backends():
-            raise ValueError(f"must be one of the registered backends {available_backends()}")
+            raise ValueError(
+                f"must be one of the registered backends {available_backends()} (or 'torch')"
+            )
         return value
 
     @field_validator("flow_options", mode="before")
@@ -166,13 +198,23 @@ class SessionConfig(FileConfig):
 
     @field_validator("flow_options")
     @classmethod
-    def _flow_options_valid(cls, value: dict[str, Any] | Path | None) -> Any:
+    def _flow_options_valid(cls, value: dict[str, Any] | Path | None, info: ValidationInfo) -> Any:
         if value is None:
             return None
         if isinstance(value, Path):
-            if not value.expanduser().is_file():
-                raise ValueError(f"options file not found: {value}")
-            return value.expanduser()
+            path = value.expanduser()
+            root = info.data.get("root")
+            candidates = [path]
+            if not path.is_absolute() and root is not None:
+                candidates.append(root / path)  # pyflowreg resolves it under root
+            for candidate in candidates:
+                if candidate.is_file():
+                    return candidate.resolve()
+            raise ValueError(
+                f"options file not found: {' or '.join(str(c) for c in candidates)} (a relative "
+                "path is looked for beside the config file, or the working directory, then "
+                "under root)"
+            )
         routed = sorted(set(value) & set(ROUTED_FIELDS))
         if routed:
             one = len(routed) == 1
@@ -189,25 +231,53 @@ class SessionConfig(FileConfig):
 
     @classmethod
     def _prepare(cls, data: dict[str, Any], *, base_dir: Path) -> dict[str, Any]:
-        """Resolve the relative paths written in a config file against the file's folder."""
+        """Resolve a relative ``root`` (and a ``flow_options`` file found there) against the
+        config file's folder; ``output_root`` and ``final_results`` stay relative to ``root``."""
         data = dict(data)
-        for key in (*_PATH_KEYS, "flow_options"):
-            value = data.get(key)
-            if isinstance(value, str) and value.strip() and not Path(value).is_absolute():
-                data[key] = str((base_dir / value).resolve())
+        root = data.get("root")
+        if isinstance(root, str) and root.strip() and not Path(root).expanduser().is_absolute():
+            data["root"] = str((base_dir / root).resolve())
+        flow = data.get("flow_options")
+        if isinstance(flow, str) and flow.strip() and not Path(flow).expanduser().is_absolute():
+            found = beside = (base_dir / flow).resolve()
+            if not beside.is_file() and isinstance(data.get("root"), str):
+                under_root = (Path(data["root"]).expanduser() / flow).resolve()  # pyflowreg's place
+                found = under_root if under_root.is_file() else beside
+            data["flow_options"] = str(found)
         return data
 
     # -- derived values --------------------------------------------------------------------
+    def resolve_output_paths(self) -> tuple[Path, Path]:
+        """``(output_root, final_results)`` made absolute: relative ones under ``root``.
+
+        pyflowreg's method; the same folders as :attr:`output_dir` and :attr:`final_dir`.
+        """
+        return self.output_dir, self.final_dir
+
     @property
     def output_dir(self) -> Path:
-        """Absolute folder of the per-recording outputs."""
-        return self.output_root if self.output_root.is_absolute() else self.root / self.output_root
+        """Absolute folder of the per-recording outputs (a relative ``output_root`` under root)."""
+        return self.root / self.output_root.expanduser()
 
     @property
     def final_dir(self) -> Path:
-        """Absolute folder of the session results (stage 3)."""
-        final = self.final_results
-        return final if final.is_absolute() else self.root / final
+        """Absolute folder of the session results (a relative ``final_results`` under root)."""
+        return self.root / self.final_results.expanduser()
+
+    def resolve_center_file(self, input_files: list[Path]) -> tuple[int, Path]:
+        """Index and path of the center recording among ``input_files`` (pyflowreg's method).
+
+        ``center`` (relative to ``root``) if set, else the middle file in sorted order
+        (index ``ceil(n / 2) - 1``).
+
+        Raises
+        ------
+        ConfigError
+            If ``center`` is not among ``input_files`` (a ``ValueError``, as pyflowreg's).
+        """
+        from labsession.motion.session._discover import resolve_center
+
+        return resolve_center(self, sorted(Path(p) for p in input_files))
 
     @property
     def effective_workers(self) -> int:
@@ -220,7 +290,8 @@ class SessionConfig(FileConfig):
             return max(1, os.cpu_count() or 1)
 
     def flow_overrides(self) -> dict[str, Any]:
-        """The ``flow_options`` overrides as a mapping (read from the file if a path)."""
+        """The ``flow_options`` overrides as a mapping (read from the file if a path: the keys
+        the file sets)."""
         if self.flow_options is None:
             return {}
         if isinstance(self.flow_options, dict):
@@ -228,6 +299,14 @@ class SessionConfig(FileConfig):
         options = OFOptions.from_file(self.flow_options)
         data = options.model_dump(exclude_unset=True, exclude=set(ROUTED_FIELDS))
         return data
+
+    def get_flow_options_override(self) -> dict[str, Any]:
+        """pyflowreg's name for :meth:`flow_overrides`: the stage-1 OFOptions overrides.
+
+        A copy the caller may change. From a file, only the keys the file sets (pyflowreg
+        returns every field of the loaded options); ``input_file`` and ``output_path`` never.
+        """
+        return self.flow_overrides()
 
     def with_flow_overrides(self, overrides: dict[str, Any]) -> SessionConfig:
         """A copy whose ``flow_options`` also holds ``overrides`` (validated; CLI ``--of-params``).

@@ -91,7 +91,7 @@ def compensate_one(
         if config.resume:
             complete, reason = stage1_complete(folder, input_file, n_frames)
             if complete:
-                logger.info("stage 1 of %s is complete; skipped", input_file.name)
+                logger.info("stage 1 of %s is already complete; skipped", input_file.name)
                 return {
                     "stem": input_file.stem,
                     "folder": folder,
@@ -177,21 +177,31 @@ def _raise_failures(stage: str, failures: Mapping[str, BaseException], total: in
 
 def run_stage1(
     config: SessionConfig,
+    of_options_override: Mapping[str, Any] | None = None,
+    task_index: int | None = None,
     *,
     progress: bool | None = None,
     executor: SessionExecutor | None = None,
 ) -> list[Path]:
     """Motion-correct every recording of the session (stage 1), resuming completed ones.
 
-    With ``scheduler="array"`` this processes only the array task's recording
-    (:func:`run_stage1_array`). Otherwise all recordings run on ``executor`` (default: the
-    scheduler's, a process pool of ``n_workers`` or a Dask cluster); a failing recording does
-    not stop the others, and the failures are raised together at the end.
+    With ``task_index`` only that recording runs, here (pyflowreg's array-job form). With
+    ``scheduler="array"`` only the array task's recording runs (:func:`run_stage1_array`).
+    Otherwise all recordings run on ``executor`` (default: the scheduler's, a process pool of
+    ``n_workers`` or a Dask cluster); a failing recording does not stop the others, and the
+    failures are raised together at the end. Each recording skipped because its outputs are
+    verified complete is logged as "already complete" (INFO), with a count at the end.
 
     Parameters
     ----------
     config
         The session configuration.
+    of_options_override
+        OFOptions values for every recording, over ``flow_options`` (pyflowreg's argument;
+        the command line's ``--of-params``). ``input_file`` and ``output_path`` are refused.
+    task_index
+        0-based index of the one recording to process, in sorted order (pyflowreg's; array
+        task ids are 1-based: ``task_index = task_id - 1``).
     progress
         Bars on stderr: ``None`` (default) only when stderr is a terminal, ``True`` always,
         ``False`` never. One counts the recordings; with the local executor, one more per
@@ -203,13 +213,28 @@ def run_stage1(
     Returns
     -------
     list of pathlib.Path
-        The output folder of each recording, in sorted input order.
+        The output folder of each recording processed, in sorted input order.
 
     Raises
     ------
     MotionSessionError
-        Naming every recording that failed.
+        Naming every recording that failed, or a ``task_index`` out of range.
+    ConfigError
+        If ``of_options_override`` holds an unknown key or a bad value.
     """
+    if of_options_override:
+        config = config.with_flow_overrides(dict(of_options_override))
+    if task_index is not None:
+        files = discover_recordings(config)
+        if not 0 <= task_index < len(files):
+            raise MotionSessionError(
+                f"task_index {task_index} is out of range: {len(files)} recording(s) match "
+                f"{config.pattern!r} in {config.root} (0-based: 0 to {len(files) - 1})"
+            )
+        config.output_dir.mkdir(parents=True, exist_ok=True)
+        result = compensate_one(config, files[task_index])
+        _log_result(result, files[task_index])
+        return [result["folder"]]
     if config.scheduler == "array" and executor is None:
         return [run_stage1_array(config)]
     files = discover_recordings(config)
@@ -218,6 +243,7 @@ def run_stage1(
     own = executor is None
     executor = executor or make_executor(config)
     failures: dict[str, BaseException] = {}
+    skipped = 0
     try:
         with Stage1Progress(files, executor, progress=progress) as bar:
             arguments = [(config, path, bar.reporter) for path in files]
@@ -226,20 +252,35 @@ def run_stage1(
                     logger.error("stage 1 failed for %s: %s", files[index].name, error)
                     failures[files[index].name] = error
                 else:
-                    logger.info("%s: %s", result["stem"], result["state"])
+                    skipped += _log_result(result, files[index])
                 bar.recording_done(index)
     finally:
         if own:
             executor.close()
+    if skipped:
+        logger.info(
+            "stage 1: %d of %d recording(s) already complete (skipped); resume=false redoes them",
+            skipped,
+            len(files),
+        )
     _raise_failures("stage 1", failures, len(files))
     return [recording_dir(config, path) for path in files]
 
 
-def get_array_task_id(environ: Mapping[str, str] | None = None) -> int:
-    """The 1-based array task index from SLURM, SGE or PBS.
+def _log_result(result: Mapping[str, Any], input_file: Path) -> bool:
+    """Log one recording's outcome in this process; ``True`` when it was skipped."""
+    if result["state"] == "skipped":
+        logger.info("stage 1: %s already complete (verified); skipped", input_file.name)
+        return True
+    logger.info("stage 1: %s corrected in %.1f s", input_file.name, result["seconds"])
+    return False
+
+
+def get_array_task_id(environ: Mapping[str, str] | None = None) -> int | None:
+    """The 1-based array task index from SLURM, SGE or PBS; ``None`` outside an array job.
 
     Reads ``SLURM_ARRAY_TASK_ID``, ``SGE_TASK_ID`` and ``PBS_ARRAY_INDEX`` in that order (SGE's
-    ``"undefined"`` counts as unset).
+    ``"undefined"`` counts as unset), as pyflowreg's ``get_array_task_id``.
 
     Parameters
     ----------
@@ -249,8 +290,8 @@ def get_array_task_id(environ: Mapping[str, str] | None = None) -> int:
     Raises
     ------
     MotionSessionError
-        If none is set, or the value is not a positive integer (the message shows what was
-        found).
+        If a variable is set to something other than a positive integer (the message shows
+        what was found).
     """
     env = os.environ if environ is None else environ
     for name in ARRAY_TASK_VARIABLES:
@@ -268,8 +309,13 @@ def get_array_task_id(environ: Mapping[str, str] | None = None) -> int:
                 f"{name}={task}: array task indices are 1-based; submit with --array=1-N"
             )
         return task
+    return None
+
+
+def _no_task_error(environ: Mapping[str, str] | None) -> MotionSessionError:
+    env = os.environ if environ is None else environ
     found = {name: env.get(name) for name in ARRAY_TASK_VARIABLES}
-    raise MotionSessionError(
+    return MotionSessionError(
         f"no array task index: none of {', '.join(ARRAY_TASK_VARIABLES)} is set (found "
         f"{found}). run_stage1_array runs inside an array job (sbatch --array=1-N, qsub -t 1-N, "
         "qsub -J 1-N); outside one, use run_stage1 or scheduler='local'"
@@ -277,7 +323,11 @@ def get_array_task_id(environ: Mapping[str, str] | None = None) -> int:
 
 
 def run_stage1_array(
-    config: SessionConfig, *, task_id: int | None = None, environ: Mapping[str, str] | None = None
+    config: SessionConfig,
+    of_options_override: Mapping[str, Any] | None = None,
+    *,
+    task_id: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Path:
     """Stage 1 for the one recording of this array task (sorted order, 1-based).
 
@@ -285,6 +335,8 @@ def run_stage1_array(
     ----------
     config
         The session configuration.
+    of_options_override
+        OFOptions values over ``flow_options``, as for :func:`run_stage1`.
     task_id
         The 1-based index; default :func:`get_array_task_id`.
     environ
@@ -300,8 +352,12 @@ def run_stage1_array(
     MotionSessionError
         If no index is set or it is beyond the number of recordings.
     """
+    if of_options_override:
+        config = config.with_flow_overrides(dict(of_options_override))
     files = discover_recordings(config)
     task = get_array_task_id(environ) if task_id is None else task_id
+    if task is None:
+        raise _no_task_error(environ)
     if not 1 <= task <= len(files):
         raise MotionSessionError(
             f"array task {task} is out of range: {len(files)} recording(s) match "
@@ -310,4 +366,6 @@ def run_stage1_array(
     input_file = files[task - 1]
     logger.info("array task %d of %d: %s", task, len(files), input_file.name)
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    return compensate_one(config, input_file)["folder"]
+    result = compensate_one(config, input_file)
+    _log_result(result, input_file)
+    return result["folder"]
