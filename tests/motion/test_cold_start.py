@@ -94,7 +94,7 @@ def test_a_kernel_compile_is_announced_once_per_process(monkeypatch, caplog):
     ]
     done = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert len(done) == 2
-    assert all(m.startswith("compiled the flow kernels") for m in done)
+    assert all(m.startswith("compiled flow kernel _mirror in ") for m in done)
 
 
 def test_other_numba_code_and_calls_outside_the_block_are_not_announced(monkeypatch, caplog):

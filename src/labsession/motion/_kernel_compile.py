@@ -6,7 +6,7 @@ processes load the machine code from numba's cache in well under a second. While
 inside :func:`announce_compilation`, numba's ``numba:compile`` event, which numba fires only when
 it really compiles (after a cache miss, never for a cache load), makes this module log one
 WARNING through the ``labsession`` logger, so the command line shows it at default verbosity
-before the long silent wait, and one INFO line with the time it took.
+before the long silent wait, and one INFO line per kernel with the time it took.
 """
 
 from __future__ import annotations
@@ -75,9 +75,7 @@ class _CompileListener(event.Listener):
         self.depth -= 1
         if self.depth == 0 and self.started is not None:
             name = ev.data["dispatcher"].py_func.__name__
-            logger.info(
-                "compiled the flow kernels (%s) in %.1f s", name, time.perf_counter() - self.started
-            )
+            logger.info("compiled flow kernel %s in %.1f s", name, time.perf_counter() - self.started)
             self.started = None
 
 
