@@ -225,3 +225,19 @@ def test_info_on_a_folder_without_sessions_says_so_in_one_line(tmp_path, content
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"error: no sessions in {parent}")
+
+
+def test_info_shows_a_sessions_name_as_written(tmp_path):
+    import numpy as np
+
+    from labsession.recording import Session, StreamInfo
+
+    with Session(tmp_path, name="[pilot] 3") as session:  # brackets: not rich markup
+        session.init_stream("emg", StreamInfo(2, 100.0))
+        session.append("emg", np.zeros((10, 2), np.float32), np.arange(10) / 100)
+    zip_path = session.pack_to_zip()
+    result = CliRunner().invoke(app, ["info", str(zip_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "name '[pilot] 3', app" in result.output
+    summary = json.loads(CliRunner().invoke(app, ["info", str(zip_path), "--json"]).output)
+    assert summary["name"] == "[pilot] 3"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -252,9 +253,10 @@ def format_integrity(
 def print_summary(summary: dict, console: Console) -> None:
     """Render a ``session_summary`` as text and tables."""
     state = "packed (.session.zip)" if summary["packed"] else "folder (not packed)"
+    named = f"name {escape(repr(summary['name']))}, " if summary.get("name") else ""
     console.print(
-        f"[bold]{summary['path']}[/bold]\n{state}, {format_bytes(summary['size_bytes'])}, "
-        f"app {summary['app_name']!r}, created {summary['created']}"
+        f"[bold]{escape(summary['path'])}[/bold]\n{state}, {format_bytes(summary['size_bytes'])}, "
+        f"{named}app {escape(repr(summary['app_name']))}, created {summary['created']}"
     )
     table = Table("stream", "fs (Hz)", "channels", "dtype", "samples", "duration (s)")
     for name, s in summary["streams"].items():

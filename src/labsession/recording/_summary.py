@@ -24,9 +24,10 @@ def session_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``{"path", "packed", "size_bytes", "app_name", "created", "class_names",
+        ``{"path", "packed", "size_bytes", "name", "app_name", "created", "class_names",
         "streams": {name: {"fs", "n_channels", "dtype", "n_samples", "duration_s",
-        "first_timestamp", "last_timestamp"}}, "labels": {class name: count}, "n_labels"}``
+        "first_timestamp", "last_timestamp"}}, "labels": {class name: count}, "n_labels"}``;
+        ``name`` is the session's name (``Session(name=...)``) or None.
     """
     path = Path(path)
     with open_session_store(path) as store:
@@ -50,6 +51,7 @@ def session_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
             "path": str(path),
             "packed": store.is_packed,
             "size_bytes": _size_on_disk(path),
+            "name": store.name,
             "app_name": store.app_name,
             "created": store.meta.get("created"),
             "class_names": store.class_names,
