@@ -235,7 +235,8 @@ def compensate_recording(
     ``reference_frames`` unless ``reference`` ``(H, W[, C])`` is given), warps them and
     appends them to the output, so memory is bounded by the buffer, not the video. Files in
     ``output_path`` (each written atomically, carrying the options as metadata):
-    ``compensated.<h5|tif|mat|npz|zarr>`` (dataset ``mov``, ``(T, H, W, C)`` float32),
+    ``compensated.<h5|tif|mat|npz|zarr>`` (dataset ``mov``, ``(T, H, W, C)`` float32; or
+    the suffix of a format added with :func:`~labsession.motion.register_video_format`),
     ``average.npy`` and ``reference.npy`` ``(H, W, C)``, ``statistics.npz``, ``options.json``,
     ``w.h5`` (dataset ``w``, ``(T, H, W, 2)``) when ``save_w`` and ``idx.hdf`` (dataset
     ``valid``, ``(T, H, W)`` uint8 1 = inside the field of view) when ``save_valid_idx`` or
@@ -265,7 +266,7 @@ def compensate_recording(
         height, width = ref.shape[:2]
         out_shape = (n_frames, height, width, n_ch)
         meta = options.metadata()
-        fmt = options.output_format.value
+        fmt = str(options.output_format)  # a built-in OutputFormat or a registered name
         files = {"compensated": out_dir / f"compensated{SUFFIXES[fmt]}"}
         stats: dict[str, list[np.ndarray]] = {
             k: []

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ COMPENSATED_NAME = "compensated.hdf5"
 VALID_NAME = "idx.hdf"
 AVERAGE_NAME = "temporal_average.npy"
 W_NAME = "w_to_reference.npz"
+#: Names of the temporaries writers make beside a target (``core.atomic._temp_names``).
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.(?:tmp|npy)")
 
 
 def read_status(folder: Path) -> dict[str, Any]:
@@ -94,14 +98,32 @@ def video_frames(path: Path) -> tuple[int, int, int, int] | None:
 
 
 def clean_partial_files(folder: Path) -> list[Path]:
-    """Remove temporaries a killed writer left in ``folder`` (``.<name>.*.tmp``/``.npy`` spools)."""
-    removed = []
+    """Remove the temporaries a killed writer left in ``folder``; return what was removed.
+
+    Only names of the exact temporary pattern ``.<name>.<8 hex digits>.tmp`` (files of
+    :func:`~labsession.core.atomic.atomic_path`, folders of Zarr and other folder formats
+    before :func:`~labsession.core.atomic.replace_dir` swaps them in) and
+    ``.<name>.<8 hex digits>.npy`` (the spools of the TIFF and NPZ writers) are removed; links
+    are left alone. ``.<name>.<8 hex>.old`` is kept too: where ``replace_dir`` cannot swap
+    folders in one call, that name briefly holds the only copy of the earlier output.
+    """
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     for path in folder.iterdir():
-        if path.name.startswith(".") and path.suffix in (".tmp", ".npy") and path.is_file():
-            path.unlink(missing_ok=True)
-            removed.append(path)
+        if not _TEMPORARY.fullmatch(path.name) or path.is_symlink():
+            continue
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.is_file():
+                path.unlink(missing_ok=True)
+            else:
+                continue
+        except OSError as exc:  # not ours to remove (permissions): the run goes on
+            logger.warning("could not remove the partial %s (%s)", path, exc)
+            continue
+        removed.append(path)
     if removed:
         logger.info("removed %d partial file(s) left in %s", len(removed), folder)
     return removed

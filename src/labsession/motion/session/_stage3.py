@@ -66,7 +66,7 @@ def aligned_video_path(config: SessionConfig, input_file: Path) -> Path:
     """``<final_results>/aligned_<stem>.<ext>`` for ``align_output_format``."""
     from labsession.motion._writers import SUFFIXES
 
-    suffix = SUFFIXES[config.align_output_format.value]
+    suffix = SUFFIXES[str(config.align_output_format)]
     return config.final_dir / f"aligned_{Path(input_file).stem}{suffix}"
 
 
@@ -93,7 +93,8 @@ def reproject_recording(
     reference
         ``(H, W, C)`` reference average; fills pixels whose source is outside the view.
     chunk_size, output_format
-        Frames per read/warp/write step; ``HDF5``, ``TIFF``, ``MAT``, ``NPZ`` or ``ZARR``.
+        Frames per read/warp/write step; a registered format (``HDF5``, ``TIFF``, ``MAT``,
+        ``NPZ``, ``ZARR`` or one added with ``register_video_format``).
     log_folder
         Where to append the recording's ``session.log`` (default: none).
 
@@ -190,7 +191,10 @@ def run_stage3(
         A bar over the re-projections on stderr: ``None`` only when stderr is a terminal,
         ``True`` always, ``False`` never.
     executor
-        Where the re-projections run (default: the scheduler's; Dask with ``"dask"``).
+        Where the re-projections run (default: the scheduler's executor). When that is the
+        built-in local pool (``"local"``, ``"array"``), a small session runs in-process instead:
+        starting worker processes would cost more than it saves. Dask and registered executors
+        always get the re-projections.
 
     Returns
     -------
@@ -256,10 +260,10 @@ def run_stage3(
             read_status(recording_dir(config, files[i])).get("n_frames", 0) for i in pending
         )
         voxels *= int(np.prod(reference.shape))
-        if config.scheduler != "dask" and voxels < INPROCESS_VOXELS:
-            executor = LocalExecutor(1)  # starting worker processes would cost more than it saves
-        else:
-            executor = make_executor(config)
+        executor = make_executor(config)
+        if type(executor) is LocalExecutor and voxels < INPROCESS_VOXELS:
+            executor.close()  # starting worker processes would cost more than it saves
+            executor = LocalExecutor(1)
     try:
         with make_progress(unit="recordings", progress=progress) as bar:
             task = bar.add_task("stage 3: re-project", total=len(files))
@@ -272,7 +276,7 @@ def run_stage3(
                     reference,
                     {
                         "chunk_size": config.align_chunk_size,
-                        "output_format": config.align_output_format.value,
+                        "output_format": str(config.align_output_format),
                         "log_folder": recording_dir(config, files[i]),
                     },
                 )
