@@ -140,3 +140,16 @@ def test_an_unregistered_format_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="output_format = 'TOY': must be one of 'HDF5', 'TIFF'"):
         OFOptions(output_format="TOY")
     assert OFOptions(output_format=OutputFormat.ZARR).output_format is OutputFormat.ZARR
+
+
+def test_a_session_aligns_into_a_registered_format(toy, tmp_path):
+    from labsession.errors import ConfigError
+    from labsession.motion.session import SessionConfig
+    from labsession.motion.session._stage3 import aligned_video_path
+
+    config = SessionConfig(root=tmp_path, align_output_format="TOY")
+    assert config.align_output_format == "TOY"
+    assert aligned_video_path(config, tmp_path / "rec1.tif").name == "aligned_rec1.toyv"
+    assert SessionConfig(root=tmp_path).align_output_format == "TIFF"  # the built-in default
+    with pytest.raises(ConfigError, match=r"align_output_format.*'TOY'.*register_video_format"):
+        SessionConfig(root=tmp_path, align_output_format="AVI")

@@ -36,6 +36,7 @@ from labsession.motion._options import (
     OutputFormat,
     QualitySetting,
     canonical_backend,
+    registered_output_format,
 )
 
 __all__ = ["DaskClusterSpec", "SessionConfig"]
@@ -136,11 +137,16 @@ class SessionConfig(FileConfig):
     iterations_between: int = Field(100, ge=1)
     stage2_constancy_assumption: ConstancyAssumption = ConstancyAssumption.GC
     align_chunk_size: int = Field(64, ge=1)
-    align_output_format: OutputFormat = OutputFormat.TIFF
+    align_output_format: OutputFormat | str = OutputFormat.TIFF
     dask_address: str | None = None
     dask_cluster: DaskClusterSpec | None = None
 
     # -- validation ------------------------------------------------------------------------
+    @field_validator("align_output_format", mode="before")
+    @classmethod
+    def _format_registered(cls, value: Any) -> Any:
+        return registered_output_format(value)
+
     @field_validator("root")
     @classmethod
     def _root_is_folder(cls, value: Path) -> Path:
