@@ -284,6 +284,7 @@ def test_samples_failing_after_a_label_fault_still_turn_the_state_to_error(app, 
     assert wait_until(lambda: "labels are kept in memory" in app.ctx.status_message)
     assert app.ctx.state == "recording"
     chunks = session.path / "emg.zarr" / "c"
+    assert wait_until(chunks.is_dir, timeout=20)  # the first chunk is on disk
     chunks.rename(session.path / "chunks-aside")
     chunks.write_text("not a folder")
     assert wait_until(lambda: app.ctx.state == "error", timeout=20)
