@@ -54,7 +54,7 @@ def test_unknown_key_is_rejected_by_name(tmp_path):
         ("weight", [-1, 2]),
         ("sigma", [1, 2]),
         ("quality_setting", "best"),
-        ("constancy_assumption", "census"),
+        ("constancy_assumption", "ncc"),  # "census" is pyflowreg's name of "cs"
         ("levels", 0),
     ],
 )

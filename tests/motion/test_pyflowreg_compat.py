@@ -132,11 +132,15 @@ def test_a_spatial_weight_map_is_kept_and_not_flattened(caplog):
     np.testing.assert_array_equal(options.get_weight_at(2, 3), np.full((3, 4), 1 / 3))
     one_map = OFOptions(weight=plane)
     np.testing.assert_array_equal(one_map.get_weight_at(1, 2), plane)  # all channels
-    # the backends still get per-channel weights, and say so
+    # the channel mix gets each channel's mean weight; the flowreg backends use the map, and
+    # only a backend without spatial weights (diso) says that it gets the means
     with caplog.at_level(logging.WARNING, logger="labsession.motion"):
         means = options.channel_weights(2)
     expected = maps.mean(axis=(0, 1))
     np.testing.assert_allclose(means, expected / expected.sum(), rtol=1e-6)
+    assert "spatial map" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="labsession.motion"):
+        OFOptions(weight=maps, flow_backend="diso").channel_weights(2)
     assert "spatial map of shape (3, 4, 2)" in caplog.text
     np.testing.assert_allclose(one_map.channel_weights(2), [0.5, 0.5])
 

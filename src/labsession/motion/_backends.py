@@ -6,8 +6,9 @@ A backend is built from :class:`OFOptions` by a factory and called on a buffer o
 >>> w = backend(reference, frames, weight=weights, w_init=None)  # (N, H, W, 2)
 
 Built in: ``flowreg`` (variational flow, numba, Flotho et al. 2022 / Brox et al. 2004),
-``diso`` (OpenCV's Dense Inverse Search, Kroeger et al. 2016) and ``flowreg_torch`` (the same
-model as ``flowreg`` in PyTorch, needs the ``labsession[torch]`` extra).
+``diso`` (OpenCV's Dense Inverse Search, Kroeger et al. 2016), ``flowreg_torch`` (the same
+model as ``flowreg`` in PyTorch, needs the ``labsession[torch]`` extra; alias ``torch``) and
+``flowreg_cuda`` (pyflowreg's name for its GPU backend: ``flowreg_torch`` on a CUDA device).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from labsession.errors import ConfigError
-from labsession.motion._options import OFOptions
+from labsession.motion._options import BACKEND_ALIASES, OFOptions, canonical_backend
 
 __all__ = [
     "FlowBackend",
@@ -67,6 +68,10 @@ def register_backend(name: str, factory: BackendFactory, *, overwrite: bool = Fa
         If ``name`` is taken and ``overwrite`` is false.
     """
     key = name.strip().lower()
+    if key in BACKEND_ALIASES:
+        raise ValueError(
+            f"flow backend name {key!r} is an alias of {BACKEND_ALIASES[key]!r}; pick another name"
+        )
     if key in _REGISTRY and not overwrite:
         raise ValueError(
             f"flow backend {key!r} is already registered; pass overwrite=True to replace it"
@@ -85,9 +90,10 @@ def get_backend(options: OFOptions) -> FlowBackend:
     Raises
     ------
     ConfigError
-        If no backend of that name is registered.
+        If no backend of that name (or alias, ``"torch"``) is registered, or the backend cannot
+        run here (``flowreg_cuda`` without a CUDA GPU, ``flowreg_torch`` without PyTorch).
     """
-    name = options.flow_backend
+    name = canonical_backend(options.flow_backend)
     if name not in _REGISTRY:
         raise ConfigError(
             f"unknown flow_backend {name!r}; registered backends: {available_backends()} "
@@ -152,6 +158,13 @@ class FlowregBackend:
     Brox, T., Bruhn, A., Papenberg, N., Weickert, J. (2004). High accuracy optical flow
     estimation based on a theory for warping. ECCV 2004, LNCS 3024, 25-36.
     https://doi.org/10.1007/978-3-540-24673-2_3
+
+    Hafner, D., Demetz, O., Weickert, J. (2013). Why is the census transform good for robust
+    optic flow computation? SSVM 2013, LNCS 7893, 210-221.
+    https://doi.org/10.1007/978-3-642-38267-3_18
+
+    A spatial ``weight`` map in the options (``(H, W)`` or ``(H, W, C)``) takes the place of
+    the per-channel ``weight`` passed in (:func:`~labsession.motion._weight_maps.data_weight`).
     """
 
     def __init__(self, options: OFOptions) -> None:
@@ -167,6 +180,7 @@ class FlowregBackend:
     ) -> np.ndarray:
         from labsession.motion._flowreg_batch import flow_batch
         from labsession.motion._kernel_compile import announce_compilation
+        from labsession.motion._weight_maps import data_weight
 
         opts = self.options
         # The kernel takes plain, writable, C-contiguous float32, channel first: a read-only or
@@ -174,7 +188,8 @@ class FlowregBackend:
         # seconds) on a cold cache.
         fixed = _channels_first(reference)
         frames = _channels_first(moving)
-        n, _, height, width = frames.shape
+        n, n_ch, height, width = frames.shape
+        weight = data_weight(opts, np.asarray(weight), n_ch, height, width)
         if w_init is None:
             init = np.zeros((1, 2, height, width), dtype=np.float32)
             index = np.zeros(n, dtype=np.int64)
@@ -187,7 +202,8 @@ class FlowregBackend:
                 init = _channels_first(w_init)
                 index = np.arange(n, dtype=np.int64)
         params = (
-            _channels_first(weight),
+            # a map from data_weight is channel first already
+            _channels_first(weight) if weight.ndim == 1 else weight,
             float(opts.alpha[0]),
             float(opts.alpha[1]),
             float(opts.eta),
@@ -197,7 +213,7 @@ class FlowregBackend:
             int(opts.update_lag),
             float(opts.a_data),
             float(opts.a_smooth),
-            opts.constancy_assumption.value == "gc",
+            opts.constancy_assumption.value,
         )
 
         def run(start: int, stop: int) -> np.ndarray:
@@ -325,6 +341,41 @@ def _torch_factory(options: OFOptions) -> FlowBackend:
     return TorchFlowregBackend(options)
 
 
+def _cuda_factory(options: OFOptions) -> FlowBackend:
+    """``flowreg_cuda`` (pyflowreg's GPU backend name): the PyTorch solver on a CUDA device.
+
+    pyflowreg runs it with CuPy; labsession has one GPU solver, the PyTorch one, which it uses
+    whether or not CuPy is installed. ``backend_params`` are ``flowreg_torch``'s; ``device``
+    defaults to ``"cuda"`` and must name a CUDA device.
+    """
+    try:
+        import torch
+    except ImportError as exc:
+        raise ConfigError(
+            "flow_backend 'flowreg_cuda' runs the flowreg model on a CUDA GPU through PyTorch, "
+            "which is not installed: pip install 'labsession[torch]' (a CUDA build of torch), or "
+            "use flow_backend 'flowreg' on the CPU"
+        ) from exc
+    params = dict(options.backend_params)
+    device = str(params.get("device", "cuda"))
+    if not device.startswith("cuda"):
+        raise ConfigError(
+            f"flow_backend 'flowreg_cuda' runs on a CUDA device, but backend_params.device is "
+            f"{device!r}; leave it out, or use flow_backend 'flowreg_torch' for device {device!r}"
+        )
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "flow_backend 'flowreg_cuda' needs a CUDA GPU, and PyTorch sees none here "
+            f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); use flow_backend "
+            "'flowreg' (CPU) or 'flowreg_torch' (CPU, or the GPU where there is one)"
+        )
+    from labsession.motion._flowreg_torch import TorchFlowregBackend
+
+    params["device"] = device
+    return TorchFlowregBackend(options.model_copy(update={"backend_params": params}))
+
+
 register_backend("flowreg", FlowregBackend)
 register_backend("diso", DisoBackend)
 register_backend("flowreg_torch", _torch_factory)
+register_backend("flowreg_cuda", _cuda_factory)

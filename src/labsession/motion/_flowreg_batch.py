@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from labsession.motion._flowreg_kernels import (
+    motion_tensor_cs,
     motion_tensor_gc,
     motion_tensor_gray,
     pyramid_depth,
@@ -36,11 +37,15 @@ from labsession.motion._image_kernels import (
     resize_cubic,
     warp_frames,
 )
+from labsession.motion._weight_maps import level_weight
 
 __all__ = ["flow_batch"]
 
 #: Full-resolution pixels per kernel call (frames x height x width): bounds a block's memory.
 _PIXELS_PER_CALL = 1 << 19
+
+#: The motion-tensor kernel of each data term (``constancy_assumption``).
+_TENSOR_KERNELS = {"gc": motion_tensor_gc, "gray": motion_tensor_gray, "cs": motion_tensor_cs}
 
 
 def _pyramid(images: np.ndarray, sizes: list[tuple[int, int]], sigma: float) -> list[np.ndarray]:
@@ -67,7 +72,7 @@ def flow_batch(
     update_lag: int,
     a_data: float,
     a_smooth: float,
-    gradient_constancy: bool,
+    constancy: str,
 ) -> np.ndarray:
     """Flow from each moving frame to ``fixed``, one frame after the other, without the GIL.
 
@@ -81,11 +86,14 @@ def flow_batch(
         ``(M, 2, H, W)`` float32 initial flows ``[u, v]`` in pixels, and ``(N,)`` int64: frame
         ``t`` starts from ``init[init_index[t]]`` (so one shared initial flow is not repeated).
     weight
-        ``(C,)`` float32 channel weights summing to 1.
+        ``(C,)`` float32 channel weights, or a ``(C, H, W)`` float32 spatial weight map of the
+        data term, resized to each level as pyflowreg does
+        (:func:`~labsession.motion._weight_maps.level_weight`).
     alpha_x, alpha_y, eta, levels, min_level, iterations, update_lag, a_data, a_smooth
         The model's parameters (see :class:`~labsession.motion.OFOptions`).
-    gradient_constancy
-        Normalised gradient constancy (``True``) or gray-value constancy as the data term.
+    constancy
+        The data term: ``"gc"`` (normalised gradient constancy), ``"gray"`` (gray-value
+        constancy) or ``"cs"`` (census constancy).
 
     Returns
     -------
@@ -104,7 +112,12 @@ def flow_batch(
     for i in range(1, top + 1):
         sizes.append((max(1, round(height * eta**i)), max(1, round(width * eta**i))))
     fixed_pyramid = _pyramid(fixed, sizes, sigma)
-    tensor_kernel = motion_tensor_gc if gradient_constancy else motion_tensor_gray
+    tensor_kernel = _TENSOR_KERNELS[constancy]
+    # per-channel weights are the same at every level; a map is resized to each level solved
+    level_weights = {
+        i: level_weight(weight, *sizes[i]) if weight.ndim == 3 else weight
+        for i in range(bottom, top + 1)
+    }
     out = np.empty((n_frames, 2, height, width), dtype=np.float32)
     block = max(1, _PIXELS_PER_CALL // (height * width))
     for start in range(0, n_frames, block):
@@ -128,7 +141,7 @@ def flow_batch(
             scale = 1.0 if i == bottom else eta ** (-0.5 * i)
             du, dv = solve_level(
                 tensor,
-                weight,
+                level_weights[i],
                 u,
                 v,
                 alpha_x * scale,

@@ -7,8 +7,9 @@ flow ``(u, v)`` and an increment ``(du, dv)`` minimises
     sum_c weight_c * Psi_data([du, dv, 1] J_c [du, dv, 1]^T)
         + alpha * Psi_smooth(|grad(u + du)|^2 + |grad(v + dv)|^2),
 
-where ``J_c`` is the motion tensor of channel ``c`` (gray-value or normalised gradient
-constancy) and ``Psi(s^2) = (s^2 + eps)^a``. The Euler-Lagrange equations are solved by
+where ``J_c`` is the motion tensor of channel ``c`` (gray-value, normalised gradient or census
+constancy) and ``Psi(s^2) = (s^2 + eps)^a``; ``weight_c`` is one number per channel or, for a
+spatial weight map, one per pixel and channel. The Euler-Lagrange equations are solved by
 successive over-relaxation with the non-linearities (data weights and the smoothness
 diffusivity) frozen for ``update_lag`` sweeps. Flow is kept in full-resolution pixels at every
 level; grid spacings ``hx``, ``hy`` > 1 at coarse levels carry the scale.
@@ -20,6 +21,10 @@ refreshes are inlined into :func:`solve_level` (``inline="always"``, one call si
 they are not compiled, optimised and linked as functions of their own. ``_grad``, with six
 call sites, is not inlined: inlined, it changed the gray-value flows in the last bits
 (fastmath lets LLVM compile the same arithmetic differently in another context).
+
+Only what a run uses is compiled: each data term is a kernel of its own, and a spatial weight
+map is another type signature of :func:`solve_level`, whose map-only branch numba prunes from
+the per-channel compile (the branch tests ``weight.ndim``, a constant of the signature).
 """
 
 from __future__ import annotations
@@ -27,11 +32,22 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["motion_tensor_gc", "motion_tensor_gray", "pyramid_depth", "solve_level"]
+__all__ = [
+    "motion_tensor_cs",
+    "motion_tensor_gc",
+    "motion_tensor_gray",
+    "pyramid_depth",
+    "solve_level",
+]
 
 _EPS_PSI = 1e-5
 _EPS_GC = 1e-6
 _OMEGA = 1.95
+#: Width of the smoothed Heaviside of the census transform, for images scaled to about [0, 1]
+#: (Hafner et al.'s 0.1 for [0, 255], as pyflowreg).
+_EPS_CS = 0.1 / 255.0
+#: The census transform's eight neighbours ``(dy, dx)``, row by row.
+_CENSUS_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
 
 @njit(cache=True)
@@ -142,6 +158,78 @@ def motion_tensor_gray(fixed: np.ndarray, warped: np.ndarray, hx: float, hy: flo
     return tensor
 
 
+@njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _census_signs(image: np.ndarray, hx: float, hy: float, out: np.ndarray) -> None:
+    """Smoothed census transform of ``image`` (h, w) into ``out`` (8, h, w): for each neighbour
+    ``n``, ``0.5 * (1 + r / sqrt(r^2 + eps^2))`` with ``r = (image[n] - image) / |n|`` (the
+    distance in full-resolution pixels; replicated borders)."""
+    height, width = image.shape
+    eps2 = _EPS_CS * _EPS_CS
+    for k in range(8):
+        dy, dx = _CENSUS_OFFSETS[k]
+        dist = np.sqrt((hy * dy) * (hy * dy) + (hx * dx) * (hx * dx))
+        for y in range(height):
+            yn = min(max(y + dy, 0), height - 1)
+            for x in range(width):
+                xn = min(max(x + dx, 0), width - 1)
+                r = (image[yn, xn] - image[y, x]) / dist
+                out[k, y, x] = 0.5 * (1.0 + r / np.sqrt(r * r + eps2))
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def motion_tensor_cs(fixed: np.ndarray, warped: np.ndarray, hx: float, hy: float) -> np.ndarray:
+    """Motion tensors ``(N, 6, C, h, w)`` of census constancy (as :func:`motion_tensor_gc`).
+
+    Hafner, Demetz and Weickert's (2013) linearised census data term as pyflowreg defines it:
+    for each of the eight neighbours, the smoothed census signs ``s1`` (``fixed``) and ``s2``
+    (warped frame) give ``sx``, ``sy`` (central differences averaged over both images) and
+    ``st = s2 - s1``, and the tensor is ``2 / 8`` times the sum of their outer products. The
+    signs depend on the order of neighbouring values only (up to ``eps``), so brightness
+    changes that keep that order (offsets, gains, gamma) barely change the data term.
+    """
+    n_frames, n_ch, height, width = warped.shape
+    tensor = np.zeros((n_frames, 6, n_ch, height, width), dtype=np.float32)
+    signs_fixed = np.empty((n_ch, 8, height, width), dtype=np.float32)
+    for c in range(n_ch):
+        _census_signs(fixed[c], hx, hy, signs_fixed[c])
+    signs = np.empty((8, height, width), dtype=np.float32)
+    for t in range(n_frames):
+        for c in range(n_ch):
+            _census_signs(warped[t, c], hx, hy, signs)
+            s1 = signs_fixed[c]
+            for y in range(1, height - 1):
+                for x in range(1, width - 1):
+                    j11 = 0.0
+                    j12 = 0.0
+                    j13 = 0.0
+                    j22 = 0.0
+                    j23 = 0.0
+                    j33 = 0.0
+                    for k in range(8):
+                        sx = 0.5 * (
+                            (s1[k, y, x + 1] - s1[k, y, x - 1]) / (2.0 * hx)
+                            + (signs[k, y, x + 1] - signs[k, y, x - 1]) / (2.0 * hx)
+                        )
+                        sy = 0.5 * (
+                            (s1[k, y + 1, x] - s1[k, y - 1, x]) / (2.0 * hy)
+                            + (signs[k, y + 1, x] - signs[k, y - 1, x]) / (2.0 * hy)
+                        )
+                        st = signs[k, y, x] - s1[k, y, x]
+                        j11 += sx * sx
+                        j12 += sx * sy
+                        j13 += sx * st
+                        j22 += sy * sy
+                        j23 += sy * st
+                        j33 += st * st
+                    tensor[t, 0, c, y, x] = 0.25 * j11
+                    tensor[t, 1, c, y, x] = 0.25 * j12
+                    tensor[t, 2, c, y, x] = 0.25 * j13
+                    tensor[t, 3, c, y, x] = 0.25 * j22
+                    tensor[t, 4, c, y, x] = 0.25 * j23
+                    tensor[t, 5, c, y, x] = 0.25 * j33
+    return tensor
+
+
 @njit(cache=True, fastmath=True, inline="always")
 def _smoothness_diffusivity(
     u: np.ndarray, v: np.ndarray, a_smooth: float, hx: float, hy: float, out: np.ndarray
@@ -177,6 +265,43 @@ def _data_coefficients(
         for y in range(height):
             for x in range(width):
                 wc = weight[c]
+                if robust:
+                    a = du[y + 1, x + 1]
+                    b = dv[y + 1, x + 1]
+                    s2 = (
+                        tensor[0, c, y, x] * a * a
+                        + 2.0 * tensor[1, c, y, x] * a * b
+                        + 2.0 * tensor[2, c, y, x] * a
+                        + tensor[3, c, y, x] * b * b
+                        + 2.0 * tensor[4, c, y, x] * b
+                        + tensor[5, c, y, x]
+                    )
+                    wc *= a_data * (max(s2, 0.0) + _EPS_PSI) ** (a_data - 1.0)
+                coef[0, y, x] += wc * tensor[0, c, y, x]
+                coef[1, y, x] += wc * tensor[1, c, y, x]
+                coef[2, y, x] += wc * tensor[2, c, y, x]
+                coef[3, y, x] += wc * tensor[3, c, y, x]
+                coef[4, y, x] += wc * tensor[4, c, y, x]
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _data_coefficients_map(
+    tensor: np.ndarray,
+    weight: np.ndarray,
+    du: np.ndarray,
+    dv: np.ndarray,
+    a_data: float,
+    robust: bool,
+    coef: np.ndarray,
+) -> None:
+    """:func:`_data_coefficients` with a spatial weight map ``weight`` (C, h, w): each pixel
+    and channel has its own weight (pyflowreg's 2-D / 3-D ``weight``)."""
+    n_ch, height, width = tensor.shape[1], tensor.shape[2], tensor.shape[3]
+    coef[:] = 0.0
+    for c in range(n_ch):
+        for y in range(height):
+            for x in range(width):
+                wc = weight[c, y, x]
                 if robust:
                     a = du[y + 1, x + 1]
                     b = dv[y + 1, x + 1]
@@ -286,7 +411,8 @@ def solve_level(
 ) -> tuple[np.ndarray, np.ndarray]:
     """SOR sweeps for each frame's increment ``(du, dv)`` at one level (Neumann boundaries).
 
-    ``tensor``: ``(N, 6, C, h, w)`` motion tensors; ``u``, ``v``: ``(N, h, w)`` current flows;
+    ``tensor``: ``(N, 6, C, h, w)`` motion tensors; ``weight``: ``(C,)`` channel weights or a
+    ``(C, h, w)`` spatial weight map of this level; ``u``, ``v``: ``(N, h, w)`` current flows;
     returns the increments, ``(N, h, w)`` each.
 
     The non-linear weights are frozen between refreshes, so everything that depends only on
@@ -312,8 +438,15 @@ def solve_level(
         # update_lag-th sweep refreshes them. One call site per helper: they are inlined.
         for it in range(-1, iterations):
             if it < 0 or (it + 1) % update_lag == 0:
-                # np.bool_, not a literal: a literal would be typed as a constant of its own
-                _data_coefficients(tensor[t], weight, du, dv, a_data, np.bool_(it >= 0), coef)
+                # np.bool_, not a literal: a literal would be typed as a constant of its own.
+                # weight.ndim is a constant of the signature: numba prunes the other branch
+                # before typing, so the per-channel compile holds no map code.
+                if weight.ndim == 1:
+                    _data_coefficients(tensor[t], weight, du, dv, a_data, np.bool_(it >= 0), coef)
+                else:
+                    _data_coefficients_map(
+                        tensor[t], weight, du, dv, a_data, np.bool_(it >= 0), coef
+                    )
                 if it < 0 or a_smooth != 1.0:
                     if it >= 0:
                         for y in range(height):

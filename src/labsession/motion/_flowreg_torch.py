@@ -1,7 +1,8 @@
 """The ``flowreg_torch`` backend: the ``flowreg`` model in PyTorch (CPU, or CUDA when present).
 
-Same energy, pyramid, warping, motion tensors, robust penalisers and median filtering as
-:mod:`labsession.motion._flowreg_kernels`, on whole batches of frames at once. The only
+Same energy, pyramid, warping, motion tensors (gc, gray, census), spatial weight maps, robust
+penalisers and median filtering as :mod:`labsession.motion._flowreg_kernels`, on whole batches
+of frames at once. The only
 algorithmic difference is the relaxation order: red-black SOR (the two checkerboard halves
 updated in turn, so each half is one vectorised step) instead of lexicographic SOR, so results
 agree with ``flowreg`` within a tolerance, not bit for bit (tests/motion/test_torch.py).
@@ -16,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from labsession.errors import ConfigError
-from labsession.motion._flowreg_kernels import pyramid_depth
+from labsession.motion._flowreg_kernels import _CENSUS_OFFSETS, _EPS_CS, pyramid_depth
 from labsession.motion._options import OFOptions
+from labsession.motion._weight_maps import data_weight, level_weight
 
 __all__ = ["TorchFlowregBackend"]
 
@@ -99,11 +101,39 @@ class TorchFlowregBackend:
         inside = ((ys >= 0) & (ys <= h - 1) & (xs >= 0) & (xs <= w - 1)).unsqueeze(1)
         return torch.where(inside, out, fixed.expand_as(out))
 
-    def _tensor(self, f1: Any, f2: Any, hx: float, hy: float, gc: bool) -> list[Any]:
+    def _census(self, f: Any, hx: float, hy: float) -> list[Any]:
+        """Smoothed census signs of ``f`` (n, c, h, w), one tensor per neighbour (replicated
+        borders), as ``_census_signs`` of the numba kernels."""
+        F = self.torch.nn.functional
+        _, _, h, w = f.shape
+        p = F.pad(f, (1, 1, 1, 1), mode="replicate")
+        signs = []
+        for dy, dx in _CENSUS_OFFSETS:
+            dist = math.sqrt((hy * dy) ** 2 + (hx * dx) ** 2)
+            r = (p[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] - f) / dist
+            signs.append(0.5 * (1.0 + r / self.torch.sqrt(r * r + _EPS_CS * _EPS_CS)))
+        return signs
+
+    def _tensor_cs(self, f1: Any, f2: Any, hx: float, hy: float) -> list[Any]:
+        """Census motion tensor parts (as ``motion_tensor_cs``), border not yet zeroed."""
+        parts = [self.torch.zeros_like(f2) for _ in range(6)]
+        for s1, s2 in zip(self._census(f1, hx, hy), self._census(f2, hx, hy), strict=True):
+            gx1, gy1 = self._grad(s1, hx, hy)
+            gx2, gy2 = self._grad(s2, hx, hy)
+            sx, sy, st = 0.5 * (gx1 + gx2), 0.5 * (gy1 + gy2), s2 - s1
+            for part, value in zip(
+                parts, (sx * sx, sx * sy, sx * st, sy * sy, sy * st, st * st), strict=True
+            ):
+                part += value
+        return [0.25 * part for part in parts]
+
+    def _tensor(self, f1: Any, f2: Any, hx: float, hy: float, constancy: str) -> list[Any]:
         F = self.torch.nn.functional
         gx1, gy1 = self._grad(f1, hx, hy)
         gx2, gy2 = self._grad(f2, hx, hy)
-        if gc:
+        if constancy == "cs":
+            parts = self._tensor_cs(f1, f2, hx, hy)
+        elif constancy == "gc":
             p1 = F.pad(f1, (1, 1, 1, 1), mode="replicate")
             p2 = F.pad(f2, (1, 1, 1, 1), mode="replicate")
 
@@ -190,7 +220,8 @@ class TorchFlowregBackend:
 
         g = weights(diff)
         den = sum(g)
-        wgt = weight.view(1, -1, 1, 1)
+        # (C,) channel weights, or this level's (C, h, w) map: the same for all frames
+        wgt = weight.view(1, -1, 1, 1) if weight.dim() == 1 else weight.unsqueeze(0)
         for it in range(opts.iterations):
             if (it + 1) % opts.update_lag == 0:
                 a, b = du.unsqueeze(1), dv.unsqueeze(1)
@@ -229,7 +260,7 @@ class TorchFlowregBackend:
         return du, dv
 
     # -- driver ----------------------------------------------------------------------------
-    def _flow(self, fixed: Any, moving: Any, init: Any, weight: Any) -> Any:
+    def _flow(self, fixed: Any, moving: Any, init: Any, weight: np.ndarray) -> Any:
         opts = self.options
         _, _, height, width = moving.shape
         top = pyramid_depth(height, width, opts.eta, opts.levels)
@@ -250,13 +281,12 @@ class TorchFlowregBackend:
             u, v = uv[:, 0], uv[:, 1]
             hx, hy = width / lw, height / lh
             warped = self._warp(f2, f1, u, v, 1.0 / hx, 1.0 / hy)
-            J = self._tensor(
-                f1.expand_as(warped), warped, hx, hy, opts.constancy_assumption.value == "gc"
-            )
+            J = self._tensor(f1.expand_as(warped), warped, hx, hy, opts.constancy_assumption.value)
             scale = 1.0 if i == bottom else opts.eta ** (-0.5 * i)
-            du, dv = self._solve(
-                J, weight, u, v, opts.alpha[0] * scale, opts.alpha[1] * scale, hx, hy
-            )
+            # a spatial map is resized from full resolution to each level (as numba's)
+            level = weight if weight.ndim == 1 else level_weight(weight, lh, lw)
+            wt = self.torch.from_numpy(level).to(uv.device)
+            du, dv = self._solve(J, wt, u, v, opts.alpha[0] * scale, opts.alpha[1] * scale, hx, hy)
             if min(lh, lw) > 5:
                 du, dv = self._median5(du), self._median5(dv)
             uv = torch_stack(self.torch, u + du, v + dv)
@@ -276,7 +306,9 @@ class TorchFlowregBackend:
         dev = self.device
         fixed = torch.from_numpy(np.ascontiguousarray(np.moveaxis(reference, -1, 0))).to(dev)
         fixed = fixed.unsqueeze(0).float()
-        wt = torch.from_numpy(np.asarray(weight, np.float32)).to(dev)
+        n_ch, height, width = fixed.shape[1:]
+        wt = np.asarray(data_weight(self.options, np.asarray(weight), n_ch, height, width))
+        wt = np.ascontiguousarray(wt, dtype=np.float32)
         out = np.empty((*moving.shape[:3], 2), dtype=np.float32)
         with torch.no_grad():
             for start in range(0, len(moving), self.batch_size):

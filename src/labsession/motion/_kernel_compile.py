@@ -75,7 +75,9 @@ class _CompileListener(event.Listener):
         self.depth -= 1
         if self.depth == 0 and self.started is not None:
             name = ev.data["dispatcher"].py_func.__name__
-            logger.info("compiled flow kernel %s in %.1f s", name, time.perf_counter() - self.started)
+            logger.info(
+                "compiled flow kernel %s in %.1f s", name, time.perf_counter() - self.started
+            )
             self.started = None
 
 
