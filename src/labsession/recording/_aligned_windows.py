@@ -24,8 +24,8 @@ from labsession.recording._windows import (
     WindowIterator,
     _check_paths,
     _check_seconds,
+    _each_store,
     _geometry,
-    _open,
     _survey,
 )
 
@@ -115,15 +115,10 @@ def iter_aligned_windows(
     n_align = int(align_window_samples)
 
     def produce(it: WindowIterator[AlignedWindow]) -> Iterator[AlignedWindow]:
-        for index, path in enumerate(session_paths):
-            it.current_path, it.current_index = path, index
-            store = _open(it, path)
-            if store is None:
-                continue
-            with store:
-                yield from _aligned_session(
-                    it, store, primary_stream, aligned, win_seconds, hop_seconds, n_align, copy
-                )
+        for store in _each_store(it, session_paths):
+            yield from _aligned_session(
+                it, store, primary_stream, aligned, win_seconds, hop_seconds, n_align, copy
+            )
         it._finish()
 
     return WindowIterator(produce, what)

@@ -44,8 +44,8 @@ from labsession.recording._windows import (
     WindowIterator,
     _check_paths,
     _check_seconds,
+    _each_store,
     _geometry,
-    _open,
     _survey,
 )
 
@@ -225,13 +225,8 @@ def iter_target_windows(
     options = _Options(target_stream_name, win_seconds, hop_seconds, wanted, gap_periods, copy)
 
     def produce(it: TargetWindowIterator) -> Iterator[TargetWindow]:
-        for index, path in enumerate(session_paths):
-            it.current_path, it.current_index = path, index
-            store = _open(it, path)
-            if store is None:
-                continue
-            with store:
-                yield from _target_session(it, store, stream_name, options)
+        for store in _each_store(it, session_paths):
+            yield from _target_session(it, store, stream_name, options)
         it._finish()
 
     return TargetWindowIterator(produce, what)

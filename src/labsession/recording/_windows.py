@@ -181,12 +181,18 @@ def _labelled_segments(labels: Sequence[LabelEvent], nearest: np.ndarray, n: int
     return segments
 
 
-def _open(it: WindowIterator[Any], path: Path) -> SessionStore | None:
-    try:
-        return open_session_store(path)
-    except (SessionError, OSError) as exc:
-        it._skip(path, f"cannot be opened ({exc})")
-        return None
+def _each_store(it: WindowIterator[Any], paths: list[Path]) -> Iterator[SessionStore]:
+    """Open each session of ``paths`` in turn for ``it``, closed when the caller moves on (or
+    stops); one that cannot be opened is skipped and listed on ``it.skipped``."""
+    for index, path in enumerate(paths):
+        it.current_path, it.current_index = path, index
+        try:
+            store = open_session_store(path)
+        except (SessionError, OSError) as exc:
+            it._skip(path, f"cannot be opened ({exc})")
+            continue
+        with store:
+            yield store
 
 
 def _survey(paths: list[Path], streams: Sequence[str], *, need_labels: bool, what: str) -> None:
@@ -333,22 +339,17 @@ def iter_labeled_windows(
     _survey(session_paths, [stream_name], need_labels=True, what=what)
 
     def produce(it: WindowIterator[LabeledWindow]) -> Iterator[LabeledWindow]:
-        for index, path in enumerate(session_paths):
-            it.current_path, it.current_index = path, index
-            store = _open(it, path)
-            if store is None:
-                continue
-            with store:
-                yield from _labeled_session(
-                    it,
-                    store,
-                    stream_name,
-                    win_seconds,
-                    hop_seconds,
-                    wanted,
-                    copy=copy,
-                    skip_first=skip_first,
-                )
+        for store in _each_store(it, session_paths):
+            yield from _labeled_session(
+                it,
+                store,
+                stream_name,
+                win_seconds,
+                hop_seconds,
+                wanted,
+                copy=copy,
+                skip_first=skip_first,
+            )
         it._finish()
 
     return WindowIterator(produce, what)
