@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 #: Typical cold compile of the ``flowreg`` kernels (s), as measured on a busy 2-core machine
 #: by ``benchmarks/motion_cold_start.py``; quoted in the message, not used to decide anything.
-COMPILE_SECONDS = 20
+COMPILE_SECONDS = 15
 
 _MODULES = (
     "labsession.motion._flowreg_batch",
