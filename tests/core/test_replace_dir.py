@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -9,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from labsession.core import atomic
-from labsession.core.atomic import create_temp_dir, replace_dir
+from labsession.core.atomic import create_temp_dir, recover_replaced_dir, replace_dir
 
 
 def _folder(parent: Path, content: str, n_files: int = 3) -> Path:
@@ -99,3 +103,84 @@ def test_staged_file_publishes_on_commit_only(tmp_path):
     staged.commit()
     assert target.read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+# A kill between the two renames of the rename-aside path, and what recover_replaced_dir does --
+
+_KILL_BETWEEN_RENAMES = """
+import os, signal, sys
+from pathlib import Path
+from labsession.core import atomic
+
+atomic._exchange = lambda a, b: False  # as on file systems without RENAME_EXCHANGE
+rename = os.rename
+
+def rename_then_die(src, dst):
+    rename(src, dst)
+    os.kill(os.getpid(), signal.SIGKILL)  # after the old folder went aside, before the new came
+
+atomic.os.rename = rename_then_die
+atomic.replace_dir(sys.argv[1], sys.argv[2])
+"""
+
+
+def _kill_between_renames(src: Path, dst: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _KILL_BETWEEN_RENAMES, str(src), str(dst)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+
+def test_kill_between_renames_then_recovery_restores_the_earlier_folder(tmp_path):
+    dst = tmp_path / "video.zarr"
+    replace_dir(_folder(tmp_path, "one"), dst)
+    new = _folder(tmp_path, "two")
+    _kill_between_renames(new, dst)
+    assert not dst.exists()  # the earlier output lives only under its aside name
+    (aside,) = [p for p in tmp_path.iterdir() if p.suffix == ".old"]
+    assert re.fullmatch(r"\.video\.zarr\.[0-9a-f]{8}\.old", aside.name)
+
+    assert recover_replaced_dir(dst) == (aside, [])
+
+    assert _tree(dst) == {"marker": "one", "part0": "one", "part1": "one", "part2": "one"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([dst.name, new.name])
+    assert recover_replaced_dir(dst) == (None, [])  # nothing left to do
+    replace_dir(new, dst)  # the next write goes through as usual
+    assert _tree(dst)["marker"] == "two"
+
+
+def test_recovery_removes_asides_of_an_existing_target_and_nothing_else(tmp_path):
+    dst = tmp_path / "video.zarr"
+    replace_dir(_folder(tmp_path, "new"), dst)
+    stale = tmp_path / ".video.zarr.0123abcd.old"  # a removal killed half way
+    (stale / "c" / "0").mkdir(parents=True)
+    (stale / "c" / "0" / "chunk").write_text("old")
+    stale_file = tmp_path / ".video.zarr.89abcdef.old"  # the target was a file before
+    stale_file.write_text("old file")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    link = tmp_path / ".video.zarr.deadbeef.old"
+    link.symlink_to(outside)
+    keep = [  # near the pattern, not this target's aside
+        tmp_path / ".video.zarr.0123ABCD.old",
+        tmp_path / ".video.zarr.0123abc.old",
+        tmp_path / ".other.zarr.0123abcd.old",
+        tmp_path / "video.zarr.0123abcd.old",
+    ]
+    for path in keep:
+        path.mkdir()
+
+    restored, removed = recover_replaced_dir(dst)
+
+    assert restored is None
+    assert sorted(removed) == [stale, stale_file]
+    assert not stale.exists()
+    assert not os.path.lexists(stale_file)
+    assert link.is_symlink()
+    assert (outside / "keep").read_text() == "x"  # the link was not followed
+    assert all(path.is_dir() for path in keep)
+    assert _tree(dst)["marker"] == "new"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from labsession.errors import SessionError
 from labsession.runs import (
     close,
     get_session_manager,
@@ -19,6 +21,7 @@ from labsession.runs import (
     running2finished,
     set_notify_hook,
     start,
+    start_run,
 )
 from labsession.runs._plotting import LazyPyplot
 
@@ -255,3 +258,62 @@ def test_move_across_file_systems_is_a_verified_copy(script, tmp_path):
         assert not [p for p in target.iterdir() if p.name.startswith(".")]
     finally:
         shutil.rmtree(target, ignore_errors=True)
+
+
+# A run folder given by the caller must not hold other runs (closing it may archive it) -------
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+def test_run_dir_holding_a_live_run_is_refused_and_that_run_survives(tmp_path, script):
+    out = tmp_path / "fit_out"
+    live = start_run(out_dir=out, file=script, verbose=False).config  # run A, still running
+    (live.SDIR_RUN / "result.txt").write_text("A's partial result\n")
+    before = _listing(tmp_path)
+    where = re.escape(str(out))
+    with pytest.raises(SessionError, match=rf"^{where}: holds other runs \(RUNNING/\);"):
+        start_run(run_dir=out, file=script, verbose=False)
+    with pytest.raises(SessionError, match=rf"^{where}: holds other runs \(RUNNING/\);"):
+        start(file=script, sdir=out, verbose=False)  # scitex-session's spelling
+    assert _listing(tmp_path) == before  # nothing created, nothing archived
+    close(live, verbose=False)
+    assert out / "FINISHED_SUCCESS" / live.ID == live.SDIR_RUN
+    assert (live.SDIR_RUN / "result.txt").read_text() == "A's partial result\n"
+    with pytest.raises(SessionError, match=r"holds other runs \(FINISHED_SUCCESS/\)"):
+        start(file=script, sdir=out, verbose=False)  # finished runs are as precious
+
+
+@pytest.mark.parametrize(
+    "held",
+    [
+        "old/fit_out/FINISHED_ERROR/",
+        "old/fit_out/FINISHED/",
+        "copied/2026Y-01M-02D-03h04m05s_abcd/CONFIGS/CONFIG.json",
+    ],
+)
+def test_run_dir_with_runs_deeper_down_is_refused(tmp_path, script, held):
+    sdir = tmp_path / "project"
+    target = sdir / held
+    if held.endswith("/"):
+        target.mkdir(parents=True)
+    else:
+        target.parent.mkdir(parents=True)
+        target.write_text("{}\n")
+    before = _listing(tmp_path)
+    with pytest.raises(SessionError, match=rf"project: holds other runs \({re.escape(held)}\)"):
+        start(file=script, sdir=sdir, verbose=False)
+    assert _listing(tmp_path) == before
+
+
+def test_run_dir_with_ordinary_files_is_accepted_and_archived(tmp_path, script):
+    sdir = tmp_path / "project"
+    for name in ("data/CONFIG.json", "CONFIGS_old/notes.txt", "notes/RUNNING", "FINISHED.txt"):
+        (sdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (sdir / name).write_text("mine\n")  # near the markers, but not another run's
+    CONFIG, *_ = start(file=script, sdir=sdir, verbose=False)
+    close(CONFIG, verbose=False, archive_format="tar.gz")
+    assert tmp_path / "project.tar.gz" == CONFIG.SDIR_RUN
+    with tarfile.open(CONFIG.SDIR_RUN) as tf:
+        assert "project/data/CONFIG.json" in tf.getnames()

@@ -14,6 +14,8 @@ a umask set after import is honoured.
 
 The flush helpers (:func:`fsync_file`, :func:`fsync_dir`, :func:`flush_files`,
 :func:`flush_trees`) make many files durable in one batch, e.g. before a source is removed.
+:func:`replace_dir` is the folder twin of :func:`os.replace`; :func:`recover_replaced_dir` tidies
+up after one a killed process left half done.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import errno
 import functools
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -47,6 +50,7 @@ __all__ = [
     "flush_trees",
     "fsync_dir",
     "fsync_file",
+    "recover_replaced_dir",
     "rename_no_replace",
     "replace_dir",
 ]
@@ -332,6 +336,8 @@ def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Non
     may get some from each, as with any folder.) The old content is then removed and the folder
     holding both is fsynced. ``src`` and ``dst`` must be on one file system (``src`` made by
     :func:`create_temp_dir` beside ``dst``); flush ``src``'s files first (:func:`flush_trees`).
+    The name set aside is ``.<dst name>.<8 hex>.old``: after a kill, :func:`recover_replaced_dir`
+    puts it back or removes it.
     """
     src, dst = Path(src), Path(dst)
     try:
@@ -352,3 +358,57 @@ def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Non
         else:
             old.unlink()
     fsync_dir(dst.parent)
+
+
+def recover_replaced_dir(target: str | os.PathLike[str]) -> tuple[Path | None, list[Path]]:
+    """Undo or finish a :func:`replace_dir` of ``target`` that a killed process left half done.
+
+    Where folders cannot be swapped in one call, :func:`replace_dir` renames the old ``target``
+    aside to ``.<target name>.<8 hex>.old`` before moving the new one in. A kill between the two
+    renames leaves ``target`` missing and the earlier output only under that name (whole: it was
+    renamed, never written); a kill while the old folder is removed leaves part of it. So: if
+    ``target`` is missing, the most recently renamed such entry is renamed back to ``target``;
+    every other one is removed (``target`` exists, they are superseded). Only entries of exactly
+    that name in ``target``'s folder are touched; links are left alone, never followed. Call it
+    while no other process writes ``target`` (e.g. when a run resumes).
+
+    Parameters
+    ----------
+    target
+        The path :func:`replace_dir` wrote (a folder, or a file it replaced).
+
+    Returns
+    -------
+    restored : Path or None
+        The entry renamed back to ``target``, or None.
+    removed : list of Path
+        The entries removed.
+
+    Raises
+    ------
+    OSError
+        If an entry cannot be renamed back or removed (the others are then left as they are).
+    """
+    target = Path(target)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{8}}\.old")
+    try:
+        entries = [p for p in target.parent.iterdir() if pattern.fullmatch(p.name)]
+    except FileNotFoundError:
+        return None, []
+    asides = sorted(
+        (p.lstat().st_ctime_ns, p.name, p) for p in entries if not p.is_symlink()
+    )  # a rename sets the entry's ctime: the last is the latest output set aside
+    restored = None
+    if asides and not os.path.lexists(target):
+        restored = asides.pop()[2]
+        rename_no_replace(restored, target)
+    removed = []
+    for _, _, path in asides:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    if restored is not None or removed:
+        fsync_dir(target.parent)
+    return restored, removed

@@ -27,7 +27,15 @@ from typing import Any, NamedTuple
 from labsession.errors import SessionError
 from labsession.runs._archive import archive_path_for
 from labsession.runs._finish import finished_destination, out_dir_of, running2finished
-from labsession.runs._ids import FINISHED_SUCCESS, ID_PATTERN, RUNNING, generate_id, make_run_dir
+from labsession.runs._ids import (
+    FINISHED,
+    FINISHED_SUCCESS,
+    ID_PATTERN,
+    RUNNING,
+    STATUS_FOLDERS,
+    generate_id,
+    make_run_dir,
+)
 from labsession.runs._manager import get_session_manager
 from labsession.runs._notify import notify_hook, set_notify_hook
 from labsession.runs._plotting import PlotStyle, close_figures, configure_matplotlib
@@ -61,8 +69,28 @@ def _history(out_dir: Path, run_id: str) -> list[Path]:
     return sorted((p for p in runs if p.name != run_id), key=lambda p: p.name, reverse=True)
 
 
+def _runs_below(run_dir: Path) -> str | None:
+    """The first thing below ``run_dir`` that holds other runs, relative, or None.
+
+    That is a status folder (``RUNNING/``, ``FINISHED_*/``) or a run's record
+    (``CONFIGS/CONFIG.json``) at any depth. Links are not followed.
+    """
+    for folder, dirs, files in os.walk(run_dir):
+        here = Path(folder)
+        for name in sorted(dirs):
+            if name in STATUS_FOLDERS or name.startswith(f"{FINISHED}_"):
+                return f"{(here / name).relative_to(run_dir).as_posix()}/"
+        if here.name == "CONFIGS" and "CONFIG.json" in files:
+            return (here / "CONFIG.json").relative_to(run_dir).as_posix()
+    return None
+
+
 def _claim_run_dir(run_dir: Path) -> None:
-    """Create a run folder the caller named; refuse one that holds another run's record."""
+    """Create a run folder the caller named; refuse one that holds a run or other runs.
+
+    Its own logs and record would be overwritten; runs below it would be packed and removed
+    with it when the run is closed with ``archive_format``.
+    """
     held = [
         name
         for name in ("CONFIGS/CONFIG.json", "logs/stdout.log", "logs/stderr.log")
@@ -72,6 +100,12 @@ def _claim_run_dir(run_dir: Path) -> None:
         raise SessionError(
             f"{run_dir}: holds a run already ({held[0]}); pass a new folder as sdir "
             "so that its logs and record are not overwritten"
+        )
+    below = _runs_below(run_dir)
+    if below is not None:
+        raise SessionError(
+            f"{run_dir}: holds other runs ({below}); pass a folder of the run's own as sdir, "
+            "so that closing it with archive_format cannot pack and remove them"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -133,7 +167,9 @@ def start_run(
         The script (default: ``__main__.__file__``); the run goes to ``<script stem>_out/``.
     run_dir
         The run folder itself (scitex-session's ``sdir``), created if missing; it must not hold
-        another run. It moves at :func:`close` only when it sits in a ``RUNNING/`` folder.
+        another run, nor other runs below it (``RUNNING/``, ``FINISHED_*/``,
+        ``CONFIGS/CONFIG.json``). It moves at :func:`close` only when it sits in a ``RUNNING/``
+        folder.
     out_dir
         The output folder instead of ``<script stem>_out``: the run goes to
         ``out_dir/RUNNING/<ID>/``. Not together with ``run_dir``.
@@ -164,7 +200,8 @@ def start_run(
         For a bad ``sdir_suffix``, both ``run_dir`` and ``out_dir``, or a bad ``config/*.yaml``
         (before any folder is made).
     SessionError
-        If ``run_dir`` holds another run's record or logs.
+        If ``run_dir`` holds another run's record or logs, or other runs below it (nothing is
+        created then).
     """
     started = dt.datetime.now()
     t0 = time.perf_counter()
@@ -278,8 +315,8 @@ def start(
         The script (default: ``__main__.__file__``); the run goes to ``<script stem>_out/``.
     sdir
         The run folder itself instead of ``<script stem>_out/RUNNING/<ID>/`` (created if
-        missing; it must not hold another run). It moves at :func:`close` only when it sits in a
-        ``RUNNING/`` folder; elsewhere it stays where it is.
+        missing; it must not hold a run, nor other runs below it). It moves at :func:`close`
+        only when it sits in a ``RUNNING/`` folder; elsewhere it stays where it is.
     sdir_suffix
         Appended to the run folder name as ``<ID>-<suffix>`` (letters, digits, ``_.-``); ignored
         with ``sdir``, as in scitex-session.

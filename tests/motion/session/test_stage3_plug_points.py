@@ -115,8 +115,11 @@ def test_leftover_zarr_folders_are_removed_and_nothing_else(tmp_path: Path) -> N
     assert zarr_tmp.name.startswith(".aligned_rec.zarr.")
     assert zarr_tmp.suffix == ".tmp"
     assert (zarr_tmp / "zarr.json").is_file()
+    stale = tmp_path / ".aligned_rec.zarr.0123abcd.old"  # replace_dir's aside, target exists
+    stale.mkdir()
+    (stale / "zarr.json").write_text("{}")
     decoys = [  # names near the pattern, not made by a writer: kept
-        tmp_path / ".aligned_rec.zarr.0123abcd.old",  # replace_dir's aside: maybe the only copy
+        tmp_path / ".aligned_rec.zarr.0123ABCD.old",
         tmp_path / ".aligned_rec.zarr.tmp",
         tmp_path / ".aligned_rec.zarr.0123ABCD.tmp",
         tmp_path / "aligned_rec.zarr.0123abcd.tmp",
@@ -128,14 +131,73 @@ def test_leftover_zarr_folders_are_removed_and_nothing_else(tmp_path: Path) -> N
 
     removed = clean_partial_files(tmp_path)
 
-    assert sorted(removed) == leftovers
-    assert not any(p.exists() for p in leftovers)
+    assert sorted(removed) == sorted([*leftovers, stale])
+    assert not any(p.exists() for p in [*leftovers, stale])
     assert all((decoy / "keep").is_file() for decoy in decoys)
     assert (tmp_path / ".link.0123abcd.tmp").is_symlink()
     assert _tree(real) == before  # the real output is untouched
     with open_video(real) as reader:
         np.testing.assert_array_equal(reader[0:20], video)
     assert clean_partial_files(tmp_path) == []
+
+
+_KILLED_BETWEEN_RENAMES = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    import numpy as np
+    import labsession.core.atomic as atomic
+    from labsession.motion import VideoWriter
+
+    target = Path(sys.argv[1])
+    atomic._exchange = lambda a, b: False  # a file system without RENAME_EXCHANGE
+    rename = os.rename
+
+    def rename_then_die(src, dst):
+        rename(src, dst)
+        if Path(src) == target:  # the old output went aside; the new one is not in yet
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    atomic.os.rename = rename_then_die
+    with VideoWriter(target, "ZARR", shape=(20, 8, 8, 1)) as writer:
+        writer.write(np.full((20, 8, 8, 1), 2.0, np.float32))
+    """
+)
+
+
+def test_zarr_killed_between_the_renames_is_restored(tmp_path: Path) -> None:
+    from labsession.motion import VideoWriter
+
+    real = tmp_path / "aligned_rec.zarr"
+    video = np.full((20, 8, 8, 1), 1.0, np.float32)
+    with VideoWriter(real, "ZARR", shape=video.shape) as writer:
+        writer.write(video)
+    before = _tree(real)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "keep").write_text("x")
+    link = tmp_path / ".aligned_rec.zarr.deadbeef.old"
+    link.symlink_to(other)  # named like an aside: never followed, never moved
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_BETWEEN_RENAMES, str(real)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -9, proc.stderr
+    assert not real.exists()  # the earlier output is only under its aside name
+    new_tmp = [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+    assert len(new_tmp) == 1
+
+    removed = clean_partial_files(tmp_path)
+
+    assert removed == new_tmp  # the unrecorded new output; the aside was renamed back
+    assert _tree(real) == before
+    with open_video(real) as reader:
+        np.testing.assert_array_equal(reader[0:20], video)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([real.name, link.name, "elsewhere"])
+    assert link.is_symlink()
+    assert (other / "keep").read_text() == "x"
 
 
 def test_stage3_clears_a_killed_zarr_writer_before_rewriting(finished_copy) -> None:

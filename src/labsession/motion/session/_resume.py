@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from labsession.core.atomic import atomic_write_json
+from labsession.core.atomic import atomic_write_json, recover_replaced_dir
 
 __all__ = [
     "COMPENSATED_NAME",
@@ -43,6 +43,8 @@ AVERAGE_NAME = "temporal_average.npy"
 W_NAME = "w_to_reference.npz"
 #: Names of the temporaries writers make beside a target (``core.atomic._temp_names``).
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.(?:tmp|npy)")
+#: An old output ``replace_dir`` set aside (``.<name>.<8 hex>.old``); group 1 is its name.
+_ASIDE = re.compile(r"\.(.+)\.[0-9a-f]{8}\.old")
 
 
 def read_status(folder: Path) -> dict[str, Any]:
@@ -104,12 +106,16 @@ def clean_partial_files(folder: Path) -> list[Path]:
     :func:`~labsession.core.atomic.atomic_path`, folders of Zarr and other folder formats
     before :func:`~labsession.core.atomic.replace_dir` swaps them in) and
     ``.<name>.<8 hex digits>.npy`` (the spools of the TIFF and NPZ writers) are removed; links
-    are left alone. ``.<name>.<8 hex>.old`` is kept too: where ``replace_dir`` cannot swap
-    folders in one call, that name briefly holds the only copy of the earlier output.
+    are left alone. ``.<name>.<8 hex>.old`` is where ``replace_dir``, when it cannot swap
+    folders in one call, sets the earlier output aside: if ``<name>`` is missing (killed between
+    the two renames) it is renamed back, else it is removed
+    (:func:`~labsession.core.atomic.recover_replaced_dir`). Removed ``.old`` entries are in the
+    list; a restored one is logged.
     """
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
+    removed += _recover_asides(folder)
     for path in folder.iterdir():
         if not _TEMPORARY.fullmatch(path.name) or path.is_symlink():
             continue
@@ -126,6 +132,31 @@ def clean_partial_files(folder: Path) -> list[Path]:
         removed.append(path)
     if removed:
         logger.info("removed %d partial file(s) left in %s", len(removed), folder)
+    return removed
+
+
+def _recover_asides(folder: Path) -> list[Path]:
+    """Put back or remove the ``.old`` entries of ``replace_dir`` in ``folder``; the removed."""
+    targets = {
+        folder / match.group(1)
+        for path in folder.iterdir()
+        if (match := _ASIDE.fullmatch(path.name)) and not path.is_symlink()
+    }
+    removed: list[Path] = []
+    for target in sorted(targets):
+        try:
+            restored, gone = recover_replaced_dir(target)
+        except OSError as exc:  # not ours to move or remove (permissions): the run goes on
+            logger.warning("could not recover %s from its set-aside copy (%s)", target, exc)
+            continue
+        if restored is not None:
+            logger.warning(
+                "%s was missing (a run was killed while replacing it): restored the earlier "
+                "output from %s",
+                target,
+                restored.name,
+            )
+        removed += gone
     return removed
 
 
