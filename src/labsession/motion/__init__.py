@@ -32,6 +32,7 @@ from labsession.motion._options import (
     OutputFormat,
     QualitySetting,
 )
+from labsession.motion._pyflowreg_io import get_video_file_reader, get_video_file_writer
 from labsession.motion._readers import VideoReader, open_video
 from labsession.motion._sinks import SinkSpec, VideoSink
 from labsession.motion._synthetic import synthetic_video
@@ -57,6 +58,8 @@ __all__ = [
     "compensate_recording",
     "get_backend",
     "get_displacement",
+    "get_video_file_reader",
+    "get_video_file_writer",
     "open_video",
     "register_backend",
     "register_video_format",
