@@ -12,6 +12,7 @@ import pytest
 import zarr
 import zarr.storage
 
+from labsession.core.archive import pack_zip
 from labsession.errors import ArchiveError, SessionError
 from labsession.recording import Session, StreamInfo, open_session_store
 from labsession.recording._layout import session_slug
@@ -87,10 +88,12 @@ def test_pack_replaces_a_zip_of_the_same_name(tmp_path):
     session = Session(tmp_path, class_names=["Rest"])
     session.init_stream("emg", StreamInfo(3, 1000.0))
     data, ts = ramp(0, 1200)
-    session.append("emg", data, ts)
-    session.add_label(0, timestamp=100.5)
+    session.append("emg", data[:700], ts[:700])
+    session.save_meta()
     zip_path = session.path.with_name(session.path.name + ".session.zip")
-    zip_path.write_bytes(b"an older pack, or anything else")
+    pack_zip(session.path, zip_path)  # an earlier pack, of 700 samples and no label
+    session.append("emg", data[700:], ts[700:])
+    session.add_label(0, timestamp=100.5)
 
     assert session.pack_to_zip() == zip_path
     meta, labels, arrays = read_like_myogestic(zip_path)
@@ -108,12 +111,13 @@ def test_a_failed_pack_leaves_the_earlier_zip_as_it_was(tmp_path):
     session.close()
     folder = session.path
     zip_path = folder.with_name(folder.name + ".session.zip")
-    zip_path.write_bytes(b"the earlier zip")
+    pack_zip(folder, zip_path)  # an earlier pack, which the next one may replace
+    earlier = zip_path.read_bytes()
     os.mkfifo(folder / "pipe")  # cannot be archived: the pack fails after it started
 
     with pytest.raises(ArchiveError, match=r"pipe: only regular files and folders"):
         session.pack_to_zip()
-    assert zip_path.read_bytes() == b"the earlier zip"
+    assert zip_path.read_bytes() == earlier
     assert not list(tmp_path.glob(".*.tmp"))
     with open_session_store(folder) as store:
         assert store.n_samples("emg") == 500

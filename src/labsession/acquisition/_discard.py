@@ -11,15 +11,13 @@ from pathlib import Path
 from labsession.core.atomic import fsync_dir
 from labsession.errors import SessionError
 from labsession.recording import Session
+from labsession.recording._leftovers import DISCARDED_SUFFIX
 from labsession.recording._lock import SessionLock
 from labsession.recording._writer import describe_error
 
 __all__ = ["DISCARDED_SUFFIX", "discard_session"]
 
 log = logging.getLogger(__name__)
-
-#: Suffix of the hidden name a discarded folder gets while it is deleted.
-DISCARDED_SUFFIX = ".discarded"
 
 
 def discard_session(session: Session) -> Path:
@@ -29,7 +27,8 @@ def discard_session(session: Session) -> Path:
     failed closes all the same. The folder's lock is taken again, so nobody attaches it
     meanwhile, then the folder is renamed to a hidden ``.<name>.<8 hex>.discarded`` (from then
     on it is no session: ``App.unfinished_sessions`` skips hidden folders) and
-    deleted. A kill during the deletion leaves that hidden folder, nothing else.
+    deleted. A kill during the deletion leaves that hidden folder (and the lock file), which the
+    next attach or pack in the same base folder deletes.
 
     Returns
     -------

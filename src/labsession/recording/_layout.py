@@ -150,7 +150,13 @@ def packed_zip_path(folder: Path, name: str | None) -> Path:
     """Where session ``folder`` is packed: ``<folder>.session.zip``, or with a named session
     ``<folder>_<slug>.session.zip`` (the slug shortened, or left out, to keep the file name
     within 241 bytes). Either name starts with the folder's, so listings keep time order and
-    readers (MyoGestic's included) recognise the ``.session.zip`` suffix."""
+    readers (MyoGestic's included) recognise the ``.session.zip`` suffix.
+
+    Two folders can share a name this way (``X`` named ``backup`` and a folder called
+    ``X_backup``): any separator may occur in a folder's name, so only escaping folder names
+    would avoid it. A pack therefore never takes the place of a zip that is not an earlier pack
+    of its own recording held in full (:func:`~labsession.recording._packed.pack_held_by`): the
+    second one is refused, nothing is lost."""
     room = _MAX_ZIP_NAME_BYTES - len(folder.name.encode()) - len(ZIP_SUFFIX) - 1
     slug = session_slug(name)[: max(0, room)].rstrip("-")
     return folder.with_name(

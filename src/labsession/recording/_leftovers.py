@@ -6,6 +6,9 @@
 - A packed folder is first renamed aside to ``.<name>.removing`` (hidden), then deleted, so a half
   deleted folder never carries the session's name. One left by a kill is deleted by the next
   attach or pack in the same base folder, once ``<name>.session.zip`` has been read back whole.
+- A recording thrown away (``App.discard_recording``) is renamed to ``.<name>.<8 hex>.discarded``
+  (hidden), then deleted. One left by a kill is deleted by the next attach or pack in the same
+  base folder, once no live process holds ``<name>``'s lock.
 - A write cut short (a kill, a full disk) may leave arrays whose tail is not valid: a missing,
   NaN-filled or unreadable chunk. :func:`recoverable_length` finds where the valid samples end.
   It may also leave the temporary files of atomic writes inside the folder:
@@ -13,8 +16,8 @@
   ``<chunk>.<32 hex>.partial`` (zarr's chunk writes) anywhere below; attach removes them.
 
 Nothing else is ever removed: only regular files and folders with names of exactly these forms,
-of this session or of a session whose zip is verified; a link, a named pipe or a folder with such
-a name is left and logged.
+of this session, of a session whose zip is verified, or of a discarded session nobody holds; a
+link, a named pipe or a folder with such a name is left and logged.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from labsession.recording._packed import zip_holds_meta_of
 from labsession.recording._store import SessionStore
 
 __all__ = [
+    "DISCARDED_SUFFIX",
     "REMOVING_SUFFIX",
     "clean_pack_temp_files",
     "clean_removal_leftovers",
@@ -50,12 +54,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REMOVING_SUFFIX = ".removing"
+#: Suffix of the hidden name a discarded session folder gets while it is deleted.
+DISCARDED_SUFFIX = ".discarded"
 #: The random part of a temporary name: ``secrets.token_hex(4)`` (or ``tempfile``'s 8 characters).
 _TEMP_RANDOM = r"[A-Za-z0-9_]{8}"
 #: Temporary files of atomic writes inside a session folder: ``atomic_path``'s at its top, and
 #: zarr ``LocalStore``'s (``<chunk>.<uuid4 hex>.partial``) anywhere below.
 _TOP_TEMP = re.compile(rf"\..+\.{_TEMP_RANDOM}\.tmp")
 _CHUNK_TEMP = re.compile(r".+\.[0-9a-f]{32}\.partial")
+#: A discarded session folder being deleted: ``.<name>.<8 hex>.discarded``.
+_DISCARDED = re.compile(rf"\.(.+)\.[0-9a-f]{{8}}{re.escape(DISCARDED_SUFFIX)}")
 #: Timestamp chunks read at once by :func:`recoverable_length`.
 _SCAN_CHUNKS = 64
 
@@ -188,12 +196,17 @@ def clean_removal_leftovers(base: Path) -> list[Path]:
     back whole (every member's CRC, the session's meta and arrays) and no live process holds
     ``<name>``'s lock; the stale lock file of ``<name>`` goes with it. Any other leftover is
     kept, with a warning.
+
+    A ``.<name>.<8 hex>.discarded`` folder (a discarded session whose deletion a kill cut
+    short) is deleted when no live process holds ``<name>``'s lock, with the stale lock file.
+    Only folders named exactly so are deleted; links are never followed.
     """
     removed: list[Path] = []
     try:
         entries = [e for e in os.scandir(base) if e.is_dir(follow_symlinks=False)]
     except OSError:
         return removed
+    removed += _clean_discarded(base, entries)
     for entry in entries:
         name = _session_of_leftover(base, entry.name)
         if name is None:
@@ -221,6 +234,31 @@ def clean_removal_leftovers(base: Path) -> list[Path]:
             log.warning("%s: could not be deleted", entry.path)
             continue
         log.info("deleted %s, left by an interrupted removal (its zip is whole)", entry.path)
+        removed.append(Path(entry.path))
+        if not os.path.lexists(folder):
+            discard_lock_file(folder)
+    return removed
+
+
+def _clean_discarded(base: Path, entries: list[os.DirEntry[str]]) -> list[Path]:
+    """Delete the ``.<name>.<8 hex>.discarded`` folders among ``entries`` nobody is deleting."""
+    removed = []
+    for entry in entries:
+        match = _DISCARDED.fullmatch(entry.name)
+        if match is None:
+            continue
+        folder = base / match.group(1)
+        try:
+            if session_lock_holder(folder) is not None:
+                continue  # its discard is still deleting it
+        except SessionError as exc:  # its lock path is not a lock file: leave it
+            log.warning("%s: left by an interrupted discard, kept: %s", entry.path, exc)
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if os.path.lexists(entry.path):
+            log.warning("%s: left by an interrupted discard, could not be deleted", entry.path)
+            continue
+        log.info("deleted %s, left by an interrupted discard", entry.path)
         removed.append(Path(entry.path))
         if not os.path.lexists(folder):
             discard_lock_file(folder)

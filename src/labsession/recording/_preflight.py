@@ -97,12 +97,15 @@ def find_unfinished_sessions(base_path: str | os.PathLike[str]) -> list[Path]:
     A folder holding a ``meta.json`` with no live process holding its lock
     (:func:`~labsession.recording.session_lock_holder`): what a crash, a full disk or a kill
     left, including a kill between a pack's zip and the folder's removal (the zip is then
-    beside it, and finishing checks that it holds the folder before removing the folder).
-    Finish one with ``Session.attach(folder).pack_to_zip()`` (the GUI's session manager has a
-    Finish button). A folder whose lock path is not a lock file (a named pipe, a link, ...) is
-    listed too, with a warning: finishing it is refused, naming that path. Hidden entries are
-    skipped; nothing is read beyond a ``stat`` per entry and the lock test, nothing blocks, and
-    nothing is changed.
+    beside it). Finish one with ``Session.attach(folder).pack_to_zip()`` (the GUI's session
+    manager has a Finish button): it packs the folder again and replaces a zip of that name
+    only if it is an earlier pack of the same recording (same ``meta.json`` ``created``) that
+    the folder holds in full; a zip holding more (the folder is a stale or half-deleted copy)
+    or another recording is not replaced: finishing is refused, naming both paths and what
+    the zip holds more of, and nothing is changed or deleted. A folder whose lock path is not
+    a lock file (a named pipe, a link, ...) is listed too, with a warning: finishing it is
+    refused, naming that path. Hidden entries are skipped; nothing is read beyond a ``stat``
+    per entry and the lock test, nothing blocks, and nothing is changed.
     """
     base = Path(base_path)
     try:

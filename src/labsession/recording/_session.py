@@ -28,7 +28,6 @@ from labsession.recording._layout import (
     new_session_folder,
     packed_zip_path,
     write_labels,
-    zips_of_folder,
 )
 from labsession.recording._leftovers import (
     clean_pack_temp_files,
@@ -37,7 +36,13 @@ from labsession.recording._leftovers import (
 )
 from labsession.recording._live import LiveArrays
 from labsession.recording._lock import SessionLock
-from labsession.recording._packed import pack_folder, verify_packed
+from labsession.recording._packed import (
+    is_regular_file,
+    pack_folder,
+    pack_held_by,
+    remove_earlier_packs,
+    verify_packed,
+)
 from labsession.recording._records import StreamInfo, check_append
 from labsession.recording._upkeep import SessionUpkeep
 from labsession.recording._writer import SessionWriter, atomic_chunk_writes, describe_error
@@ -349,14 +354,25 @@ class Session(SessionUpkeep):
         session (:attr:`name`, e.g. ``..._3f9a0c1e_pilot-3.session.zip``); ZIP_STORED, members
         at the archive root, as MyoGestic writes them. It is built beside the folder under a
         temporary name, every member's CRC is read back, and the session is reopened from it to
-        check meta, labels and every array's shape. Only then is it renamed into place,
-        replacing a zip of that name if there is one (as MyoGestic does: the folder is the
-        source; a pack killed before it removed the folder is finished this way), and the
+        check meta, labels and every array's shape. Only then is it renamed into place, and the
         folder removed: renamed aside to ``.<name>.removing`` first, then deleted, so no
-        half-deleted folder ever carries the session's name. On any failure the folder is kept,
-        no partial zip remains and a zip already in place is left as it was; what a kill
-        leaves (a temporary zip, a ``.removing`` folder) the next :meth:`attach` or pack cleans
-        up. The folder's lock is held throughout.
+        half-deleted folder ever carries the session's name.
+
+        A zip already at that name is replaced (as MyoGestic does: the folder is the source; a
+        pack killed before it removed the folder is finished this way) only if it is an earlier
+        pack of this recording that the folder holds in full: the same ``meta.json``
+        ``created``, no stream, sample, label or file the folder lacks (see
+        :func:`~labsession.recording._packed.pack_held_by`). Anything else there (a fuller
+        copy of the session, another recording whose folder name matches, an unreadable file)
+        is refused: nothing is changed or deleted. A link there is replaced, never followed.
+        Once the new zip is in place, earlier packs of this recording under the session's
+        other names (``<folder>.session.zip`` and ``<folder>_<slug>.session.zip``, left by a
+        pack killed before the session was renamed) are removed if the new zip holds them in
+        full, so no window is read twice; others are kept, with a warning.
+
+        On any failure the folder is kept, no partial zip remains and a zip already in place is
+        left as it was; what a kill leaves (a temporary zip, a ``.removing`` folder) the next
+        :meth:`attach` or pack cleans up. The folder's lock is held throughout.
 
         Returns
         -------
@@ -368,8 +384,8 @@ class Session(SessionUpkeep):
         SessionError
             If writing failed (:attr:`error`: the folder is kept; free space, then
             ``Session.attach(folder).pack_to_zip()``), another process holds the folder, the
-            disk fills up while packing, or a folder stands where the zip goes (the folder is
-            kept).
+            disk fills up while packing, a folder stands where the zip goes, or the zip there
+            holds what the folder lacks (naming both paths and what: the folder is kept).
         ArchiveError
             If the folder holds a link or a special file, or the zip does not read back as the
             recording (the folder is kept).
@@ -399,8 +415,14 @@ class Session(SessionUpkeep):
             clean_pack_temp_files(folder, zip_path)
         clean_removal_leftovers(folder.parent)
         replaced = os.path.lexists(zip_path)
+        self._check_replaceable(folder, zip_path)  # fails early, before the zip is written
+
+        def check(packed: Path) -> None:
+            self._verify_packed(packed, n_samples)
+            self._check_replaceable(packed, zip_path)  # again: it may have come meanwhile
+
         try:
-            pack_folder(folder, zip_path, lambda packed: self._verify_packed(packed, n_samples))
+            pack_folder(folder, zip_path, check)
         except OSError as exc:
             kept = f" and {zip_path.name} as it was" if replaced else ""
             raise SessionError(
@@ -409,12 +431,7 @@ class Session(SessionUpkeep):
             ) from exc
         if replaced:
             log.info("%s: replaced by a new pack of %s", zip_path, folder.name)
-        if others := [p for p in zips_of_folder(folder.parent, folder.name) if p != zip_path]:
-            log.warning(
-                "%s: packed; %s beside it may hold an earlier pack of the same folder",
-                zip_path,
-                ", ".join(p.name for p in others),
-            )
+        remove_earlier_packs(folder, zip_path)
         remove_folder_aside(folder)
         self.stores.clear()
         self.ts_stores.clear()
@@ -424,6 +441,19 @@ class Session(SessionUpkeep):
 
     def _verify_packed(self, zip_path: Path, n_samples: dict[str, int]) -> None:
         verify_packed(zip_path, self._infos, n_samples, self._labels)
+
+    def _check_replaceable(self, source: Path, zip_path: Path) -> None:
+        """Refuse to pack onto a regular file ``zip_path`` that ``source`` (the folder, or the
+        new zip made from it) does not hold in full; a link or nothing there is fine."""
+        if not is_regular_file(zip_path):
+            return
+        problem = pack_held_by(source, zip_path)
+        if problem is not None:
+            raise SessionError(
+                f"{self.path}: not packed, because {zip_path} is in the way: it {problem}; "
+                "nothing was changed or deleted (move that zip or the folder elsewhere to keep "
+                "both, or remove the one not wanted)"
+            )
 
     def __enter__(self) -> Session:
         return self
