@@ -6,17 +6,21 @@ Figures printed:
    from calling ``main()`` to the session being closed (the decorator's own work: argument
    parsing, run folder, tee, CONFIGS, seeds, close and move), and the wall time of the whole
    ``python script.py`` process next to a bare ``python -c "import numpy"``.
-2. Bulk archive and restore of N run folders with seven small files each, in sessions per second,
-   timed inside the worker process (imports excluded): labsession (all CPUs, and one process) and
-   scitex-session on the same folders in the same run, in alternating order, with the ratios;
-   and, after each restore, the rate of creating the same trees with bare ``os.mkdir`` and
-   ``os.open`` calls in one process: the floor any restore meets on this disk.
+2. Bulk archive and restore of N run folders with seven small files each (N = 200 and 2,000 by
+   default; ``--n 200,2000,20000``), in sessions per second, timed around the call as a user
+   times it (a fresh process imports the package first; the clock then covers the whole
+   ``archive_existing(root, dry_run=False)`` call: worker start-up, lazy imports, flushes):
+   labsession (all CPUs; one process; and all CPUs from a process running a second thread, as
+   in Jupyter, where workers are spawned rather than forked) and scitex-session on the same
+   folders in the same run, ours and theirs alternating, with the ratios. Every restore is
+   checked byte for byte against the folders made. Once per N, the rate of creating the same
+   trees with bare ``os.mkdir`` and ``os.open`` calls in one process: the floor of any restore.
 
 scitex-session is never a labsession dependency: install it in a scratch venv and point
 ``--scitex-python`` at it::
 
     python3 -m venv /tmp/scitex-venv && /tmp/scitex-venv/bin/pip install scitex-session
-    python benchmarks/runs_bench.py                 # 2,000 runs, 3 repeats
+    python benchmarks/runs_bench.py                 # 200 and 2,000 runs, 3 repeats
     python benchmarks/runs_bench.py --n 200 --repeats 1 --overhead-runs 5   # a quick look
 
 This file also serves as the worker (``--worker``); it imports only the standard library at the
@@ -26,6 +30,7 @@ top so that the scitex venv's Python can run it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -91,7 +96,12 @@ if __name__ == "__main__":
 # --------------------------------------------------------------------------------------------
 # worker mode: runs inside labsession's or scitex's interpreter
 # --------------------------------------------------------------------------------------------
-def _worker(tool: str, op: str, root: str, jobs: int | None) -> None:
+def _worker(tool: str, op: str, root: str, jobs: int | None, thread: bool) -> None:
+    if thread:  # a second thread, as a Jupyter kernel has: labsession then spawns its workers
+        import threading
+
+        stop = threading.Event()
+        threading.Thread(target=stop.wait, daemon=True).start()
     if tool == "labsession":
         from labsession.runs import archive_existing, restore_existing
 
@@ -154,10 +164,27 @@ def _clean_archives(root: Path) -> None:
             path.unlink()
 
 
-def _run_worker(python: str, tool: str, op: str, root: Path, jobs: int | None) -> dict:
+def tree_digest(root: Path) -> str:
+    """SHA-256 over every run folder's relative file paths and bytes (the restore check)."""
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+def _run_worker(
+    python: str, tool: str, op: str, root: Path, jobs: int | None, thread: bool = False
+) -> dict:
     cmd = [python, __file__, "--worker", tool, "--op", op, "--root", str(root)]
     if jobs is not None:
         cmd += ["--jobs", str(jobs)]
+    if thread:
+        cmd += ["--thread"]
     env = dict(os.environ, MPLBACKEND="Agg")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
@@ -165,37 +192,56 @@ def _run_worker(python: str, tool: str, op: str, root: Path, jobs: int | None) -
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_bulk(args: argparse.Namespace, work: Path) -> dict[str, dict[str, list[float]]]:
-    tools = [("labsession", sys.executable, None), ("labsession -j1", sys.executable, 1)]
+TOOLS_LABSESSION = [
+    ("labsession", None, False),
+    ("labsession -j1", 1, False),
+    ("labsession +thread", None, True),
+]
+
+
+def _interleave(tools: list[tuple], rep: int) -> list[tuple]:
+    """Ours and theirs alternating (ours, peer, ours, peer...), reversed every other repeat."""
+    ours = [t for t in tools if not t[0].startswith("scitex")]
+    peer = [t for t in tools if t[0].startswith("scitex")]
+    order = [t for o in ours for t in (o, *peer)]
+    return order if rep % 2 == 0 else order[::-1]
+
+
+def bench_bulk(args: argparse.Namespace, work: Path, n: int) -> dict[str, dict[str, list[float]]]:
+    tools = [(label, sys.executable, jobs, thread) for label, jobs, thread in TOOLS_LABSESSION]
     if args.scitex_python:
-        tools.append(("scitex-session", args.scitex_python, None))
+        tools.append(("scitex-session", args.scitex_python, None, False))
     rates: dict[str, dict[str, list[float]]] = {
         t: {"archive": [], "restore": []} for t, *_ in tools
     }
-    floor: list[float] = []
-    # One set of folders for every tool: each archives them all, restores them all (the folders
-    # are back, byte for byte), and its archives are removed before the next tool's turn.
-    root = work / "runs"
+    # One set of folders for every tool: each archives them all, restores them all (checked
+    # against the digest of the folders made), and its archives are removed before the next.
+    root = work / f"runs{n}"
     t0 = time.perf_counter()
-    make_runs(root, args.n)
-    print(f"  created {args.n} runs x 7 files in {time.perf_counter() - t0:.1f} s")
+    make_runs(root, n)
+    made = tree_digest(root)
+    print(f"  created {n} runs x 7 files in {time.perf_counter() - t0:.1f} s")
     for rep in range(args.repeats):
-        order = tools if rep % 2 == 0 else tools[::-1]
-        for label, python, jobs in order:
+        for label, python, jobs, thread in _interleave(tools, rep):
             tool = "scitex" if label.startswith("scitex") else "labsession"
-            arch = _run_worker(python, tool, "archive", root, jobs)
-            assert arch["summary"]["archived"] == args.n, arch
-            rest = _run_worker(python, tool, "restore", root, jobs)
-            assert rest["summary"]["restored"] == args.n, rest
-            floor.append(bare_creation_rate(work / "bare", args.n))  # same disk state
+            arch = _run_worker(python, tool, "archive", root, jobs, thread)
+            assert arch["summary"]["archived"] == n, arch
+            rest = _run_worker(python, tool, "restore", root, jobs, thread)
+            assert rest["summary"]["restored"] == n, rest
             _clean_archives(root)
-            rates[label]["archive"].append(args.n / arch["seconds"])
-            rates[label]["restore"].append(args.n / rest["seconds"])
+            assert tree_digest(root) == made, f"{label}: restored folders differ"
+            rates[label]["archive"].append(n / arch["seconds"])
+            rates[label]["restore"].append(n / rest["seconds"])
             print(
-                f"  repeat {rep + 1} {label:15s} archive {args.n / arch['seconds']:8.0f}/s  "
-                f"restore {args.n / rest['seconds']:8.0f}/s  (bare creation {floor[-1]:6.0f}/s)"
+                f"  n={n} repeat {rep + 1} {label:18s} archive {n / arch['seconds']:7.0f}/s  "
+                f"restore {n / rest['seconds']:7.0f}/s",
+                flush=True,
             )
-    rates["bare creation"] = {"archive": [float("nan")], "restore": floor}
+    rates["bare creation"] = {
+        "archive": [float("nan")],
+        "restore": [bare_creation_rate(work / "bare", n)],
+    }
+    shutil.rmtree(root)
     return rates
 
 
@@ -251,7 +297,11 @@ def bench_overhead(args: argparse.Namespace, work: Path) -> dict[str, dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=2000, help="run folders to archive/restore")
+    parser.add_argument(
+        "--n",
+        default="200,2000",
+        help="run folders to archive/restore, comma-separated sizes (e.g. 200,2000,20000)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="bulk repeats (medians reported)")
     parser.add_argument(
         "--overhead-runs", type=int, default=15, help="processes per overhead figure"
@@ -266,23 +316,39 @@ def main() -> None:
     parser.add_argument("--op", choices=["archive", "restore"], help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--jobs", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--thread", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-overhead", action="store_true", help="bulk figures only")
     args = parser.parse_args()
     if args.worker:
-        _worker(args.worker, args.op, args.root, args.jobs)
+        _worker(args.worker, args.op, args.root, args.jobs, args.thread)
         return
+    sizes = [int(v) for v in str(args.n).split(",") if v.strip()]
     if args.scitex_python and not Path(args.scitex_python).exists():
         print(f"note: {args.scitex_python} not found; skipping the scitex-session comparison")
         args.scitex_python = ""
     work = Path(tempfile.mkdtemp(prefix="runs_bench_", dir=args.workdir))
-    print(f"runs_bench: n={args.n}, repeats={args.repeats}, cpus={os.cpu_count()}, work={work}")
+    print(f"runs_bench: n={sizes}, repeats={args.repeats}, cpus={os.cpu_count()}, work={work}")
+    print(f"load average at start: {os.getloadavg()}")
+    overhead: dict[str, dict[str, float]] = {}
+    all_rates: dict[int, dict[str, dict[str, list[float]]]] = {}
     try:
-        print("start+close overhead of a trivial @session function:")
-        overhead = bench_overhead(args, work)
-        print("bulk archive/restore:")
-        rates = bench_bulk(args, work)
+        if not args.skip_overhead:
+            print("start+close overhead of a trivial @session function:")
+            overhead = bench_overhead(args, work)
+        print("bulk archive/restore, timed around the call:")
+        for n in sizes:
+            all_rates[n] = bench_bulk(args, work, n)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    print(f"load average at end: {os.getloadavg()}")
 
+    if overhead:
+        _print_overhead(args, overhead)
+    for n, rates in all_rates.items():
+        _print_bulk(args, n, rates)
+
+
+def _print_overhead(args: argparse.Namespace, overhead: dict[str, dict[str, float]]) -> None:
     print(f"\n== start+close overhead (median over {args.overhead_runs} processes) ==")
     print(f"{'':28s} {'start+close':>12s} {'import':>9s} {'process wall':>13s}")
     for label, fig in overhead.items():
@@ -293,17 +359,21 @@ def main() -> None:
         ratio = overhead["scitex-session"]["start+close"] / overhead["labsession"]["start+close"]
         print(f"start+close: labsession is {ratio:.1f}x faster than scitex-session")
 
-    print(f"\n== bulk, {args.n} runs x 7 files, sessions/s (median of {args.repeats}) ==")
+
+def _print_bulk(args: argparse.Namespace, n: int, rates: dict[str, dict[str, list[float]]]) -> None:
+    print(
+        f"\n== bulk, {n} runs x 7 files, sessions/s around the call (median of {args.repeats}) =="
+    )
     med = {
         label: {op: statistics.median(v) for op, v in ops.items()} for label, ops in rates.items()
     }
     for label, ops in med.items():
         if label == "bare creation":
-            print(f"{label:16s} {'':17s}   mkdir/open {ops['restore']:5.0f}/s (restore's floor)")
+            print(f"{label:18s} {'':17s}   mkdir/open {ops['restore']:5.0f}/s (restore's floor)")
             continue
-        print(f"{label:16s} archive {ops['archive']:8.0f}/s   restore {ops['restore']:8.0f}/s")
+        print(f"{label:18s} archive {ops['archive']:7.0f}/s   restore {ops['restore']:7.0f}/s")
     if "scitex-session" in med:
-        for label in ("labsession", "labsession -j1"):
+        for label, _jobs, _thread in TOOLS_LABSESSION:
             print(
                 f"ratio {label} / scitex-session: archive "
                 f"{med[label]['archive'] / med['scitex-session']['archive']:.2f}x, restore "

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -123,3 +124,63 @@ def test_restore_existing_passes_max_bytes_and_keeps_refused_archives(tmp_path):
     assert (tmp_path / f"{runs[0].name}.tar.gz").is_file()  # kept
     assert not runs[0].exists()
     assert (runs[1] / "result.csv").is_file()
+
+
+def _members(archive):
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        return {
+            m.name: (m.type, m.size, tar.extractfile(m).read() if m.isfile() else b"")
+            for m in tar.getmembers()
+        }
+
+
+def test_bulk_archive_and_restore_on_a_dask_cluster_match_the_local_ones(tmp_path, caplog):
+    from distributed import Client, LocalCluster
+
+    local_root, dask_root = tmp_path / "local", tmp_path / "dask"
+    local_runs = make_run_dirs(local_root, 12)
+    dask_runs = make_run_dirs(dask_root, 12)
+    before = {r.name: _contents(r) for r in dask_runs}
+    local = archive_existing(local_root, dry_run=False, jobs=1, progress=False)
+    assert local["archived"] == 12
+    caplog.set_level(logging.DEBUG, logger="labsession.runs")
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        done = archive_existing(dask_root, dry_run=False, progress=False, client=client)
+        assert (done["archived"], done["failed"]) == (12, 0)
+        # the work ran on the cluster's worker threads, not in the calling thread
+        packed_by = {r.threadName for r in caplog.records if r.getMessage().startswith("archived")}
+        assert packed_by
+        assert all("Dask" in name for name in packed_by), packed_by
+        for run in local_runs:
+            ours = dask_root / f"{run.name}.tar.gz"
+            assert not (dask_root / run.name).exists()  # sources removed after verification
+            assert _members(ours) == _members(local_root / f"{run.name}.tar.gz")
+        back = restore_existing(
+            dask_root, dry_run=False, remove_archive=True, progress=False, client=client
+        )
+    assert (back["restored"], back["failed"]) == (12, 0)
+    assert {r.name: _contents(r) for r in dask_runs} == before
+    assert not list(dask_root.glob("*.tar.gz"))
+
+
+def test_pool_and_this_process_share_the_chunks(tmp_path, caplog):
+    # 2 processes: this one takes chunks from the end while the worker starts; all verify
+    runs = make_run_dirs(tmp_path, 40)
+    before = {r.name: _contents(r) for r in runs}
+    caplog.set_level(logging.DEBUG, logger="labsession.runs")
+    done = archive_existing(tmp_path, dry_run=False, jobs=2, progress=False)
+    assert (done["archived"], done["failed"]) == (40, 0)
+    here = [r for r in caplog.records if r.getMessage().startswith("archived")]
+    assert here
+    assert str(runs[-1]) in here[0].getMessage()  # this process began with the last chunk
+    assert not any(r.exists() for r in runs)
+    back = restore_existing(tmp_path, dry_run=False, jobs=2, progress=False)
+    assert (back["restored"], back["failed"]) == (40, 0)
+    assert {r.name: _contents(r) for r in runs} == before

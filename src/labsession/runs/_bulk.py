@@ -4,7 +4,8 @@ Candidates are the direct children of ``root`` named like a run ID (folders for
 :func:`archive_existing`, archives matching a glob for :func:`restore_existing`), filtered by age
 and a substring. Each one goes through :func:`archive_session_dir` or
 :func:`restore_session_archive` (verify before removing anything). The work is split into chunks
-run by a pool of processes; a rich progress bar on stderr (on a terminal, or when asked) counts
+run by this process and a pool of processes it joins, or by a Dask client's workers (see
+:mod:`labsession.runs._chunks`); a rich progress bar on stderr (on a terminal, or when asked) counts
 sessions; a session that fails is logged, counted and listed in the summary while the others
 continue.
 """
@@ -13,16 +14,11 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import math
-import multiprocessing as mp
 import os
 import stat
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +32,12 @@ from labsession.runs._archive import (
     restore_session_archive,
     strip_archive_suffix,
 )
+from labsession.runs._chunks import Outcome, run_chunks
 from labsession.runs._ids import is_run_id
 
 __all__ = ["archive_existing", "restore_existing"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    source: str
-    ok: bool
-    error: str = ""
-    bytes_in: int = 0
-    bytes_out: int = 0
 
 
 #: Threads per worker process. File creation, removal and fsync wait on the file system with
@@ -66,16 +54,16 @@ def _threaded(func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
 
 def _archive_chunk(
     paths: Sequence[str], fmt: str, compresslevel: int, track_bytes: bool
-) -> list[_Outcome]:
+) -> list[Outcome]:
     # Pack and verify the whole chunk first, flush the archives to disk in one pass, and only
     # then remove the sources: one durable point per chunk rather than per session.
-    def pack(path: str) -> tuple[Path, Path, int, list[FolderEntry]] | _Outcome:
+    def pack(path: str) -> tuple[Path, Path, int, list[FolderEntry]] | Outcome:
         try:
             target, entries = pack_verified(
                 Path(path), fmt=fmt, compresslevel=compresslevel, fsync=False
             )
         except Exception as exc:  # noqa: BLE001 - one bad session must not stop the others
-            return _Outcome(path, False, error=f"{type(exc).__name__}: {exc}")
+            return Outcome(path, False, error=f"{type(exc).__name__}: {exc}")
         size_in = (
             sum(st.st_size for _rel, st, _link in entries if stat.S_ISREG(st.st_mode))
             if track_bytes
@@ -86,19 +74,19 @@ def _archive_chunk(
     # Packing is CPU-bound Python (tarfile): one at a time per process, as a second thread only
     # contends for the GIL (measured: 1.5 ms per run alone, 3.7 ms each with two threads).
     results = [pack(path) for path in paths]
-    outcomes = [r for r in results if isinstance(r, _Outcome)]
-    packed = [r for r in results if not isinstance(r, _Outcome)]
+    outcomes = [r for r in results if isinstance(r, Outcome)]
+    packed = [r for r in results if not isinstance(r, Outcome)]
     try:
         flush_files([target for _src, target, _size, _entries in packed])
     except OSError as exc:  # nothing is removed if the archives may not be on disk
         return outcomes + [
-            _Outcome(str(src), False, error=f"flush failed, source kept: {exc}")
+            Outcome(str(src), False, error=f"flush failed, source kept: {exc}")
             for src, _t, _s, _e in packed
         ]
     _threaded(lambda item: remove_source(item[0], item[1], item[3]), packed)
     for src, target, size_in, _entries in packed:
         size_out = target.stat().st_size if track_bytes else 0
-        outcomes.append(_Outcome(str(src), True, bytes_in=size_in, bytes_out=size_out))
+        outcomes.append(Outcome(str(src), True, bytes_in=size_in, bytes_out=size_out))
     return outcomes
 
 
@@ -107,10 +95,10 @@ def _restore_chunk(
     remove_archive: bool,
     track_bytes: bool,
     max_bytes: int | None,
-) -> list[_Outcome]:
+) -> list[Outcome]:
     # Restore the chunk, then (when archives are to go) flush all restored files in one batch
     # before removing any archive.
-    def restore(pair: tuple[str, str]) -> tuple[Path, Path, int, int] | _Outcome:
+    def restore(pair: tuple[str, str]) -> tuple[Path, Path, int, int] | Outcome:
         archive, dest = pair
         try:
             size_in = os.stat(archive).st_size if track_bytes else 0
@@ -119,18 +107,18 @@ def _restore_chunk(
             )
             size_out = tree_size(folder) if track_bytes else 0
         except Exception as exc:  # noqa: BLE001 - one bad session must not stop the others
-            return _Outcome(archive, False, error=f"{type(exc).__name__}: {exc}")
+            return Outcome(archive, False, error=f"{type(exc).__name__}: {exc}")
         return Path(archive), folder, size_in, size_out
 
     results = _threaded(restore, pairs)
-    outcomes = [r for r in results if isinstance(r, _Outcome)]
-    restored = [r for r in results if not isinstance(r, _Outcome)]
+    outcomes = [r for r in results if isinstance(r, Outcome)]
+    restored = [r for r in results if not isinstance(r, Outcome)]
     if remove_archive and restored:
         try:
             flush_trees([folder for _a, folder, _i, _o in restored])
         except OSError as exc:
             return outcomes + [
-                _Outcome(str(a), False, error=f"flush failed, archive kept: {exc}")
+                Outcome(str(a), False, error=f"flush failed, archive kept: {exc}")
                 for a, _f, _i, _o in restored
             ]
         for archive, _folder, _i, _o in restored:
@@ -138,64 +126,13 @@ def _restore_chunk(
         for folder in {a.parent for a, _f, _i, _o in restored}:
             fsync_dir(folder)
     outcomes += [
-        _Outcome(str(a), True, bytes_in=size_in, bytes_out=size_out)
+        Outcome(str(a), True, bytes_in=size_in, bytes_out=size_out)
         for a, _f, size_in, size_out in restored
     ]
     return outcomes
 
 
-def _pool_context() -> mp.context.BaseContext:
-    # fork starts workers fastest, but is only safe while this process has a single thread.
-    if sys.platform.startswith("linux") and threading.active_count() == 1:
-        return mp.get_context("fork")
-    return mp.get_context("spawn")
-
-
-def _run_chunks(
-    func: Callable[..., list[_Outcome]],
-    items: list[Any],
-    extra: tuple[Any, ...],
-    *,
-    jobs: int | None,
-    description: str,
-    progress: bool | None,
-) -> list[_Outcome]:
-    if not items:
-        return []
-    jobs = (os.cpu_count() or 1) if jobs is None else max(1, jobs)
-    chunk = max(1, min(64, math.ceil(len(items) / (jobs * 8))))
-    chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
-    from labsession.core.progress import make_progress  # rich: only when there is work
-
-    outcomes: list[_Outcome] = []
-    if jobs == 1 or len(chunks) == 1:
-        with make_progress(unit="sessions", progress=progress) as bar:
-            task = bar.add_task(description, total=len(items))
-            for part in chunks:
-                outcomes += func(part, *extra)
-                bar.advance(task, len(part))
-        return outcomes
-    workers = min(jobs, len(chunks))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        futures = {pool.submit(func, part, *extra): part for part in chunks}
-        with make_progress(unit="sessions", progress=progress) as bar:
-            task = bar.add_task(description, total=len(items))
-            for future in as_completed(futures):
-                part = futures[future]
-                try:
-                    outcomes += future.result()
-                except Exception as exc:  # noqa: BLE001 - a crashed worker fails its chunk only
-                    name = part[0][0] if isinstance(part[0], tuple) else part[0]
-                    outcomes += [
-                        _Outcome(str(p[0] if isinstance(p, tuple) else p), False, error=repr(exc))
-                        for p in part
-                    ]
-                    logger.error("worker failed on the chunk starting at %s: %r", name, exc)
-                bar.advance(task, len(part))
-    return outcomes
-
-
-def _summarise(summary: dict[str, Any], done_key: str, outcomes: list[_Outcome]) -> None:
+def _summarise(summary: dict[str, Any], done_key: str, outcomes: list[Outcome]) -> None:
     for outcome in sorted(outcomes, key=lambda o: o.source):
         if outcome.ok:
             summary[done_key] += 1
@@ -241,6 +178,7 @@ def archive_existing(
     jobs: int | None = None,
     compresslevel: int = 1,
     progress: bool | None = None,
+    client: Any | None = None,
 ) -> dict[str, Any]:
     """Archive every run folder directly under ``root`` (one archive each, sources removed).
 
@@ -261,12 +199,18 @@ def archive_existing(
     track_bytes
         Add up the bytes before and after (costs a walk of each folder).
     jobs
-        Worker processes (default: the number of CPUs; 1 runs in this process).
+        Processes in all, this one included (default: the number of CPUs; 1 runs in this
+        process). This process packs from the first moment while the others start.
     compresslevel
         gzip/bzip2 level.
     progress
         A progress bar over sessions, on stderr: ``None`` (default) only when stderr is a
         terminal, ``True`` always, ``False`` never. Nothing is printed to stdout.
+    client
+        A ``dask.distributed.Client``: the runs are archived by its workers instead (chunks of
+        up to 256 runs a task; ``jobs`` is ignored). The workers must see ``root`` at the same
+        path (a cluster's shared scratch) and have labsession installed. Each run is verified
+        and flushed before its source is removed, as locally.
 
     Returns
     -------
@@ -304,11 +248,12 @@ def archive_existing(
                 summary["bytes_in"] += tree_size(Path(path))
             logger.info("[dry run] would archive %s", path)
         return summary
-    outcomes = _run_chunks(
+    outcomes = run_chunks(
         _archive_chunk,
         todo,
         (format, compresslevel, track_bytes),
         jobs=jobs,
+        client=client,
         description=f"archiving {base.name}",
         progress=progress,
     )
@@ -328,6 +273,7 @@ def restore_existing(
     jobs: int | None = None,
     progress: bool | None = None,
     max_bytes: int | None = None,
+    client: Any | None = None,
 ) -> dict[str, Any]:
     """Restore every run archive directly under ``root`` into a folder of the same name.
 
@@ -346,6 +292,9 @@ def restore_existing(
     max_bytes
         Most bytes each archive's members may declare (see :func:`restore_session_archive`);
         an archive over it fails (listed in ``errors``) and is kept.
+    client
+        A ``dask.distributed.Client`` whose workers restore the archives (see
+        :func:`archive_existing`).
 
     Returns
     -------
@@ -385,11 +334,12 @@ def restore_existing(
             logger.info("[dry run] would restore %s -> %s", archive, dest)
         return summary
     dest_base.mkdir(parents=True, exist_ok=True)
-    outcomes = _run_chunks(
+    outcomes = run_chunks(
         _restore_chunk,
         todo,
         (remove_archive, track_bytes, max_bytes),
         jobs=jobs,
+        client=client,
         description=f"restoring {base.name}",
         progress=progress,
     )

@@ -1,0 +1,186 @@
+"""Where the bulk archive/restore chunks run: this process, a local pool it joins, or Dask.
+
+:func:`run_chunks` maps a module-level chunk function over lists of runs and returns every
+run's :class:`Outcome`; a chunk whose worker crashes fails its runs only. Three ways:
+
+* one chunk or ``jobs=1``: in this process, one chunk after another;
+* several chunks: ``jobs - 1`` worker processes **and this process**. Chunks are submitted to
+  the pool and this process takes the last ones not yet handed to a worker (``Future.cancel``
+  succeeds only then) and runs them itself. Start-up is hidden: while the workers fork (or,
+  when this process runs other threads, spawn and import labsession, a few hundred ms) this
+  process is already packing; on a small root it may do all the work before they are ready,
+  and the pool is then left to exit on its own without being waited for;
+* a Dask ``distributed.Client``: each chunk is one task on the cluster's workers, which must
+  see the same file system (a cluster's shared scratch).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing as mp
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Outcome", "run_chunks"]
+
+logger = logging.getLogger(__name__)
+
+#: Most runs per chunk on a local pool (the unit a worker packs, flushes once, then removes).
+LOCAL_CHUNK = 64
+#: Most runs per Dask task: big enough that scheduling (~1 ms a task) stays negligible.
+DASK_CHUNK = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one run: ``source`` path, ``ok``, the ``error`` line, bytes in and out."""
+
+    source: str
+    ok: bool
+    error: str = ""
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+def _pool_context() -> mp.context.BaseContext:
+    # fork starts workers fastest, but is only safe while this process has a single thread.
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return mp.get_context("fork")
+    return mp.get_context("spawn")
+
+
+def _split(items: list[Any], workers: int, cap: int) -> list[list[Any]]:
+    size = max(1, min(cap, math.ceil(len(items) / (workers * 8))))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _failed(part: Sequence[Any], exc: BaseException) -> list[Outcome]:
+    name = part[0][0] if isinstance(part[0], tuple) else part[0]
+    logger.error("worker failed on the chunk starting at %s: %r", name, exc)
+    return [Outcome(str(p[0] if isinstance(p, tuple) else p), False, error=repr(exc)) for p in part]
+
+
+def run_chunks(
+    func: Callable[..., list[Outcome]],
+    items: list[Any],
+    extra: tuple[Any, ...],
+    *,
+    jobs: int | None,
+    client: Any | None,
+    description: str,
+    progress: bool | None,
+) -> list[Outcome]:
+    """Run ``func(chunk, *extra)`` over ``items`` split into chunks; return all the outcomes.
+
+    Parameters
+    ----------
+    func
+        Module-level chunk function (picklable by name), returning one outcome per item.
+    items
+        Run paths, or ``(archive, dest)`` pairs.
+    extra
+        Further arguments, the same for every chunk.
+    jobs
+        Processes in all, this one included (default: the number of CPUs); ignored with
+        ``client``.
+    client
+        A ``dask.distributed.Client``: chunks run as tasks on its workers instead.
+    description, progress
+        Progress bar label, and whether to show it (see :func:`make_progress`).
+    """
+    if not items:
+        return []
+    from labsession.core.progress import make_progress  # rich: only when there is work
+
+    with make_progress(unit="sessions", progress=progress) as bar:
+        task = bar.add_task(description, total=len(items))
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+
+        if client is not None:
+            return _run_dask(client, func, items, extra, advance)
+        jobs = (os.cpu_count() or 1) if jobs is None else max(1, jobs)
+        chunks = _split(items, jobs, LOCAL_CHUNK)
+        if jobs == 1 or len(chunks) == 1:
+            outcomes: list[Outcome] = []
+            for part in chunks:
+                outcomes += func(part, *extra)
+                advance(len(part))
+            return outcomes
+        return _run_local(func, chunks, extra, jobs - 1, advance)
+
+
+def _run_local(
+    func: Callable[..., list[Outcome]],
+    chunks: list[list[Any]],
+    extra: tuple[Any, ...],
+    workers: int,
+    advance: Callable[[int], None],
+) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_pool_context())
+    finished = False
+    try:
+        futures: dict[Future[list[Outcome]], list[Any]] = {
+            pool.submit(func, part, *extra): part for part in chunks
+        }
+        # This process takes chunks from the end; the workers take them from the start.
+        stack = list(futures)
+        pending = set(futures)
+        while pending:
+            while stack and stack[-1].done():
+                stack.pop()
+            if stack and stack[-1].cancel():
+                future = stack.pop()
+                pending.discard(future)
+                part = futures[future]
+                outcomes += func(part, *extra)
+                advance(len(part))
+                continue
+            stack.clear()  # everything left is with a worker: wait for it
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                part = futures[future]
+                try:
+                    outcomes += future.result()
+                except Exception as exc:  # noqa: BLE001 - a crashed worker fails its chunk only
+                    outcomes += _failed(part, exc)
+                advance(len(part))
+        finished = True
+    finally:
+        # Once every chunk is done there is nothing to wait for: workers still starting exit
+        # by themselves (the interpreter joins them at exit).
+        pool.shutdown(wait=not finished, cancel_futures=True)
+    return outcomes
+
+
+def _run_dask(
+    client: Any,
+    func: Callable[..., list[Outcome]],
+    items: list[Any],
+    extra: tuple[Any, ...],
+    advance: Callable[[int], None],
+) -> list[Outcome]:
+    from distributed import as_completed as dask_completed
+
+    threads = max(1, sum(client.nthreads().values()))
+    chunks = _split(items, threads, DASK_CHUNK)
+    futures = {client.submit(func, part, *extra, pure=False): part for part in chunks}
+    outcomes: list[Outcome] = []
+    for future in dask_completed(list(futures)):
+        part = futures[future]
+        try:
+            outcomes += future.result()
+        except Exception as exc:  # noqa: BLE001 - a lost worker fails its chunk only
+            outcomes += _failed(part, exc)
+        finally:
+            future.release()
+        advance(len(part))
+    return outcomes
