@@ -19,6 +19,18 @@ with ``zlib.crc32`` over each (the zip check). Medians of ``--repeats`` runs, wi
     python benchmarks/windows_throughput.py [--minutes 10] [--short-minutes 2] [--repeats 3]
     python benchmarks/windows_throughput.py --only verify --minutes 1 --short-minutes 0.5
     python benchmarks/windows_throughput.py --only backward --short-minutes 2
+    python benchmarks/windows_throughput.py --only layouts --minutes 2
+
+The layouts section (``--only layouts``) records sessions as the issue describes them (64
+channels at 2,048 Hz, a label every 1, 3 and 10 s), each in two layouts: as labsession writes it
+(zstd frames with content checksums) and rewritten through zarr-python with its default codecs
+(bytes + zstd level 0, no checksum), as MyoGestic writes them; each kept as a folder and as a
+``.session.zip`` (ZIP_STORED, members at the root, as both tools pack). For every file, in
+interleaved rounds (so swings of the machine's load hit every row alike): the decode floor (the
+same chunks of samples and timestamps, already in memory, decoded one after the other and
+nothing else, after ``zlib.crc32`` over each for a zip), labsession's iterator with views and
+with copies, and MyoGestic's iterator (one fresh process per round, import not timed). Medians
+of ``--repeats`` rounds; load average at the start and the end.
 
 The backward section (``--only backward``) re-records the short session through ``Session`` as
 an LSL inlet delivers it: 32-sample chunks stamped back from a push time that is late by 0-3 ms
@@ -46,6 +58,8 @@ import tracemalloc
 import zipfile
 import zlib
 from pathlib import Path
+
+log = logging.getLogger("windows_throughput")
 
 WIN, HOP = 0.2, 0.05
 CHANNELS, FS, PHASE = 64, 2000.0, 1.5
@@ -161,7 +175,9 @@ def main() -> None:
     default_myo = "/tmp/myo/bin/python" if Path("/tmp/myo/bin/python").exists() else None
     parser.add_argument("--myogestic-python", default=default_myo)
     parser.add_argument(
-        "--only", choices=["throughput", "memory", "verify", "backward"], default=None
+        "--only",
+        choices=["throughput", "memory", "verify", "backward", "layouts"],
+        default=None,
     )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--copy", type=int, default=0, help=argparse.SUPPRESS)
@@ -172,6 +188,12 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)  # the generator outruns the disk on purpose
 
     base = Path(tempfile.mkdtemp(prefix="windows-bench-"))
+    if args.only == "layouts":
+        try:
+            layouts(args, base)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        return
     try:
         print(
             f"{CHANNELS} channels at {FS:.0f} Hz, windows {WIN * 1000:.0f} ms every "
@@ -195,6 +217,8 @@ def main() -> None:
             memory(args, sessions)
         if args.only in (None, "backward"):
             backward(args, sessions, base)
+        if args.only is None:
+            layouts(args, base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -239,11 +263,20 @@ def chunk_bytes(path: Path) -> list[bytes]:
 def decode_floor(
     frames: list[bytes], *, crc: bool = False, decode: bool = True
 ) -> tuple[float, float]:
-    """(wall, CPU) seconds to decode ``frames`` one after the other, each into a buffer of its
-    size (as the reader does), CRC-32 each first when ``crc``."""
+    """(wall, CPU) seconds to decode ``frames`` one after the other, CRC-32 each first when
+    ``crc``.
+
+    Each frame decodes into one buffer of its decoded size, reused by every frame of that size
+    (decoding and nothing else): a buffer of its own per frame (63 MB for 2 minutes of 64
+    channels, cold in cache) made the same decodes about 3x slower, slower than the reader
+    itself, which decodes into blocks that stay in cache."""
     from numcodecs import zstd
 
-    buffers = [bytearray(len(zstd.decompress(f))) for f in frames]
+    by_size: dict[int, bytearray] = {}
+    buffers = []
+    for frame in frames:
+        size = len(zstd.decompress(frame))
+        buffers.append(by_size.setdefault(size, bytearray(size)))
     t, c = time.perf_counter(), time.process_time()
     for frame, buffer in zip(frames, buffers, strict=True):
         if crc:
@@ -390,6 +423,122 @@ def memory(args: argparse.Namespace, sessions: dict) -> None:
         "\n(tracemalloc: Python and NumPy allocations during the iteration (blocks of samples "
         "and timestamps, decode buffers); max RSS: the process's peak resident memory, "
         "interpreter and imports included)"
+    )
+
+
+# -- layouts, label densities and the decode floor (issue 19) -------------------------------------
+LAYOUT_FS = 2048.0
+PERIODS = (1.0, 3.0, 10.0)  # seconds between labels
+
+
+def pack_stored(folder: Path, zip_path: Path) -> Path:
+    """``folder``'s files in a ZIP_STORED archive, members at the root (as both tools pack)."""
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for file in sorted(f for f in folder.rglob("*") if f.is_file()):
+            zf.write(file, file.relative_to(folder).as_posix())
+    return zip_path
+
+
+def rewrite_with_zarr_defaults(folder: Path, dest: Path) -> Path:
+    """``folder`` copied to ``dest`` with every array rewritten by zarr-python with its default
+    codecs (bytes + zstd level 0 without checksum), same shape, chunks, dtype and fill value."""
+    import zarr
+
+    shutil.copytree(folder, dest, ignore=shutil.ignore_patterns("*.zarr"))
+    for source in sorted(folder.glob("*.zarr")):
+        old = zarr.open_array(source, mode="r")
+        new = zarr.create_array(
+            store=dest / source.name,
+            shape=old.shape,
+            chunks=old.chunks,
+            dtype=old.dtype,
+            fill_value=old.fill_value,
+            attributes=dict(old.attrs),
+            zarr_format=3,
+        )
+        new[...] = old[...]
+    return dest
+
+
+def layout_sessions(base: Path, minutes: float, period: float) -> dict[tuple[str, str], Path]:
+    """{(layout, container): path} of one recorded session with a label every ``period`` s."""
+    from labsession.testing import record_synthetic_session
+
+    repeats = max(1, round(minutes * 60 / period / 4))  # 4 labels per repeat with 3 classes
+    folder = record_synthetic_session(
+        base,
+        n_channels=CHANNELS,
+        fs=LAYOUT_FS,
+        phase_seconds=period,
+        repeats=repeats,
+        aux_stream=None,
+        pack=False,
+    )
+    defaults = rewrite_with_zarr_defaults(folder, base / "zarr-defaults")
+    return {
+        ("labsession", "folder"): folder,
+        ("labsession", "zip"): pack_stored(folder, base / "labsession.session.zip"),
+        ("zarr defaults", "folder"): defaults,
+        ("zarr defaults", "zip"): pack_stored(defaults, base / "zarr-defaults.session.zip"),
+    }
+
+
+def measure_layout(path: Path, repeats: int, myogestic: str | None) -> dict[str, float]:
+    """Median wall seconds per row (floor, views, copies, MyoGestic) in interleaved rounds."""
+    from labsession.recording import iter_labeled_windows
+
+    frames = chunk_bytes(path)
+    crc = path.suffix == ".zip"
+    runs: dict[str, list[float]] = {}
+    counts = set()
+    for _ in range(repeats):
+        runs.setdefault("floor", []).append(decode_floor(frames, crc=crc)[0])
+        for copy in (False, True):
+            t = time.perf_counter()
+            counts.add(sum(1 for _ in iter_labeled_windows(path, "emg", WIN, HOP, copy=copy)))
+            runs.setdefault("copies" if copy else "views", []).append(time.perf_counter() - t)
+        if myogestic:
+            myo = run_myogestic(myogestic, path, 1)
+            if myo is not None:
+                counts.add(myo["windows"])
+                runs.setdefault("myogestic", []).append(myo["seconds"])
+    result = {row: statistics.median(values) for row, values in runs.items()}
+    result["windows"] = counts.pop() if len(counts) == 1 else float("nan")  # nan: counts differ
+    return result
+
+
+def layouts(args: argparse.Namespace, base: Path) -> None:
+    print(
+        f"\nlayouts and label densities: {args.minutes:g}-minute sessions, {CHANNELS} channels "
+        f"at {LAYOUT_FS:.0f} Hz, windows {WIN * 1000:.0f}/{HOP * 1000:.0f} ms; median of "
+        f"{args.repeats} interleaved rounds; wall seconds; load average at the start "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    print(
+        f"  {'layout':<14}{'file':<7}{'label':>6}{'windows':>8}{'floor':>7}{'views':>7}"
+        f"{'x fl':>6}{'copies':>7}{'x fl':>6}{'Myo':>7}{'Myo/v':>7}{'Myo/c':>7}"
+        f"{'Myo/fl':>7}{'win/s v':>9}"
+    )
+    for period in PERIODS:
+        t = time.perf_counter()
+        sessions = layout_sessions(base / f"every-{period:g}s", args.minutes, period)
+        log.info("recorded in %.1f s", time.perf_counter() - t)
+        for (layout, kind), path in sessions.items():
+            m = measure_layout(path, args.repeats, args.myogestic_python)
+            floor, views, copies = m["floor"], m["views"], m["copies"]
+            myo = m.get("myogestic", float("nan"))
+            print(
+                f"  {layout:<14}{kind:<7}{period:>5g}s{m['windows']:>8.0f}{floor:>7.3f}"
+                f"{views:>7.3f}{views / floor:>6.2f}{copies:>7.3f}{copies / floor:>6.2f}"
+                f"{myo:>7.2f}{myo / views:>7.1f}{myo / copies:>7.1f}{myo / floor:>7.1f}"
+                f"{m['windows'] / views:>9.0f}"
+            )
+        shutil.rmtree(base / f"every-{period:g}s", ignore_errors=True)
+    print(f"  (load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(
+        "  (floor: decode of the same chunks already in memory, crc32 first for a zip; "
+        "x fl: labsession / floor; Myo/v, Myo/c: MyoGestic / labsession views, copies; "
+        "Myo/fl: MyoGestic / floor, the most any reader that decodes these chunks can gain)"
     )
 
 

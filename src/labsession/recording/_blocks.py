@@ -53,7 +53,8 @@ class BlockReader:
     Memory: at most four blocks are held (the one before, for a request straddling two, the
     current one and two read ahead); :attr:`held_bytes` counts them, a block being read ahead
     at its full size from the moment it is asked for, and :attr:`peak_held_bytes` the most held
-    at once. Decoding adds at most one chunk per decode thread.
+    at once; blocks handed over already read (:meth:`preload`) are held, and counted, until
+    requests move past them. Decoding adds at most one chunk per decode thread.
     """
 
     def __init__(
@@ -90,6 +91,10 @@ class BlockReader:
         self._held = 0
         #: The most bytes held at once (see :attr:`held_bytes`).
         self.peak_held_bytes = 0
+        # (first row, end row, block) of the block the last request fell in: the next requests
+        # (overlapping windows) are mostly inside it and are sliced without any bookkeeping.
+        self._current: tuple[int, int, np.ndarray] | None = None
+        self._preloaded: set[int] = set()
 
     @property
     def block_rows(self) -> int:
@@ -100,6 +105,21 @@ class BlockReader:
     def held_bytes(self) -> int:
         """Bytes of the blocks held now, blocks being read ahead counted at their full size."""
         return self._held
+
+    def preload(self, k: int, block: np.ndarray) -> None:
+        """Hold ``block`` (rows of block ``k``, read already) so that it is not read again.
+
+        It is held (and counted in :attr:`held_bytes`) until requests move past it.
+        """
+        lo, hi = k * self._block, min((k + 1) * self._block, self._n)
+        if k in self._blocks or block.shape[0] != hi - lo or block.dtype != self._dtype:
+            return
+        if self._channels_first:
+            block = np.ascontiguousarray(block.T)
+        block.flags.writeable = False
+        self._blocks[k] = block
+        self._preloaded.add(k)
+        self._hold(k)
 
     def _hold(self, k: int, sign: int = 1) -> None:
         lo, hi = k * self._block, min((k + 1) * self._block, self._n)
@@ -119,6 +139,9 @@ class BlockReader:
 
     def _drop(self, k: int) -> None:
         stale = self._blocks.pop(k)
+        self._preloaded.discard(k)
+        if self._current is not None and self._current[0] == k * self._block:
+            self._current = None
         if isinstance(stale, Future) and not stale.cancel():
             wait([stale])  # a read under way holds its memory until it ends
         self._hold(k, -1)
@@ -127,7 +150,7 @@ class BlockReader:
         """Block ``k``, prefetching ``k + 1``; drops blocks before ``keep_from`` or after
         ``k + 2``."""
         blocks = self._blocks
-        for old in [j for j in blocks if j < keep_from or j > k + 2]:
+        for old in [j for j in blocks if j < keep_from or (j > k + 2 and j not in self._preloaded)]:
             self._drop(old)
         entry = blocks.get(k)
         if not isinstance(entry, np.ndarray):
@@ -155,6 +178,14 @@ class BlockReader:
 
     def get(self, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)``: ``(stop - start, ...)``, or channels first (see above)."""
+        current = self._current
+        if current is not None and current[0] <= start and stop <= current[1]:
+            lo, block = current[0], current[2]
+            return (
+                block[:, start - lo : stop - lo]
+                if self._channels_first
+                else block[start - lo : stop - lo]
+            )
         k, last = start // self._block, max(start, stop - 1) // self._block
         if stop - start > self._block or (
             self._failed and (k in self._failed or last in self._failed)
@@ -168,6 +199,7 @@ class BlockReader:
             return self._store._read(self._name, lambda: self._read(start, stop))
         lo = k * self._block
         if last == k:
+            self._current = (lo, min(lo + self._block, self._n), first)
             return (
                 first[..., start - lo : stop - lo]
                 if self._channels_first
@@ -188,21 +220,37 @@ class BlockReader:
         if self._decode_pool is not None:
             self._decode_pool.shutdown(wait=True, cancel_futures=True)
         self._blocks.clear()
+        self._preloaded.clear()
+        self._current = None
         self._held = 0
 
 
 def nearest_streamed(
-    store: SessionReader, name: str, n: int, targets: np.ndarray, *, block: int
+    store: SessionReader,
+    name: str,
+    n: int,
+    targets: np.ndarray,
+    *,
+    block: int,
+    keep: BlockReader | None = None,
+    keep_bytes: int = 0,
 ) -> np.ndarray:
     """:func:`nearest_index` of ``targets`` in stream ``name``'s timestamps, one block at a time.
 
     Equal to ``argmin(abs(ts - t))`` over the whole array (first index on ties): each block's
-    first nearest sample replaces the best so far only when strictly nearer.
+    first nearest sample replaces the best so far only when strictly nearer. With ``keep`` (a
+    reader of the same timestamps in blocks of ``block`` rows), the first blocks read, up to
+    ``keep_bytes`` in all, are handed to it (:meth:`BlockReader.preload`) so that they are not
+    decoded again: memory stays bounded by ``keep_bytes``, whatever the session's length.
     """
     best = np.zeros(targets.shape, dtype=np.intp)
     best_distance = np.full(targets.shape, np.inf)
+    kept = 0
     for lo in range(0, n, block):
         ts = store.read_rows(name, lo, min(n, lo + block), timestamps=True, dtype=np.float64)
+        if keep is not None and kept + ts.nbytes <= keep_bytes:
+            keep.preload(lo // block, ts)
+            kept += ts.nbytes
         local = np.atleast_1d(nearest_index(ts, targets))
         distance = np.abs(ts[local] - targets)
         nearer = distance < best_distance

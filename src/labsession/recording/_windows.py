@@ -11,9 +11,11 @@ same window starts, same float32 values. What differs is how they are read:
 
 - chunk-wise: labelled windows hold a few blocks (``_blocks.BLOCK_BYTES`` each) of samples and
   of timestamps (the next block read ahead by a worker thread), so memory does not grow with the
-  session and a session larger than RAM iterates; aligned windows keep their streams'
-  timestamps (8 bytes per sample). Chunks in the layout both tools write are read straight from
-  the folder or the zip member, skipping Zarr's per-chunk overhead;
+  session and a session larger than RAM iterates (the first timestamp blocks read to find the
+  segments, up to one sample block's bytes, are kept for the windows instead of being decoded
+  twice); aligned windows keep their streams' timestamps (8 bytes per sample). Chunks in the
+  layout both tools write are read straight from the folder or the zip member, skipping Zarr's
+  per-chunk overhead;
 - verified: every chunk is checked before its numbers are used (zip CRC, zstd checksum; see
   :meth:`SessionStore.read_rows`), so a corrupt chunk raises
   :class:`~labsession.errors.SessionError` naming it instead of yielding changed numbers;
@@ -376,9 +378,20 @@ def _labeled_session(
         it._skip(store.path, "no labels (other than -1)")
         return
     # Only blocks of the timestamps are held too: peak memory does not grow with the session.
-    ts_block = max(int(store.ts_stores[stream].chunks[0]), _blocks.BLOCK_BYTES // 64)  # 1/8 block
+    ts_reader = BlockReader(
+        store, stream, n, dtype=_FLOAT64, timestamps=True, block_bytes=_blocks.BLOCK_BYTES // 8
+    )
     times = np.array([e.timestamp for e in labels], dtype=np.float64)
-    nearest = nearest_streamed(store, stream, n, times, block=ts_block)
+    # The first timestamp blocks (up to one sample block's bytes) are decoded once, not twice.
+    nearest = nearest_streamed(
+        store,
+        stream,
+        n,
+        times,
+        block=ts_reader.block_rows,
+        keep=ts_reader,
+        keep_bytes=_blocks.BLOCK_BYTES,
+    )
     segments = _labelled_segments(labels, nearest, n)
     if skip_first:
         segments = [s for s in segments if s.index != labelled[0]]
@@ -387,22 +400,19 @@ def _labeled_session(
     # Copies: blocks transposed once as read, so each window's copy is of contiguous rows.
     # Views: sample-major blocks, each window a transposed (strided) view.
     reader = BlockReader(store, stream, n, prefetch=True, channels_first=copy)
-    ts_reader = BlockReader(
-        store, stream, n, dtype=_FLOAT64, timestamps=True, block_bytes=ts_block * 8
-    )
     count = 0
+    get, get_ts = reader.get, ts_reader.get
     try:
         for seg in segments:
             cls = seg.label.class_index
-            for start in range(seg.start, seg.stop - win + 1, hop):
-                stop = start + win
-                window = reader.get(start, stop) if copy else reader.get(start, stop).T
-                ts = ts_reader.get(start, stop)
-                if copy:
-                    yield window.copy(), ts.copy(), cls
-                else:
-                    yield window, ts, cls
-                count += 1
+            starts = range(seg.start, seg.stop - win + 1, hop)
+            if copy:
+                for start in starts:
+                    yield get(start, start + win).copy(), get_ts(start, start + win).copy(), cls
+            else:
+                for start in starts:
+                    yield get(start, start + win).T, get_ts(start, start + win), cls
+            count += len(starts)
     finally:
         reader.close()
         ts_reader.close()
