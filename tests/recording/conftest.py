@@ -2,6 +2,7 @@ import json
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 MYOGESTIC = Path(__file__).parent.parent / "data" / "myogestic"
@@ -41,3 +42,48 @@ def outcome_within(action, seconds, hang):
     thread.join(seconds)
     assert not thread.is_alive(), hang
     return outcome[0]
+
+
+def record_window_sessions(base):
+    """Two labsession-written sessions in ``base``: a zip and a folder (8 channels at 1 kHz,
+    glove at 100 Hz), for the window tests."""
+    from labsession.testing import record_synthetic_session
+
+    zipped = record_synthetic_session(base, fs=1000.0, phase_seconds=0.6, repeats=2, seed=1)
+    folder = record_synthetic_session(
+        base, fs=1000.0, phase_seconds=0.6, repeats=2, seed=2, pack=False
+    )
+    return zipped, folder
+
+
+def reference_labeled(path, stream, window_ms, hop_ms, classes=None):
+    """MyoGestic's iter_labeled_windows (2.6.2), transcribed over whole in-memory arrays."""
+    from labsession.recording import open_session_store
+
+    with open_session_store(path) as store:
+        data, ts = store.get_continuous(stream)
+        fs = store.stream_info(stream).fs
+        events = store.label_track
+    data = data.astype(np.float32, copy=False)
+    win, hop = int(window_ms * fs / 1000), max(1, int(hop_ms * fs / 1000))
+    out = []
+    for i, event in enumerate(events):
+        if event.class_index < 0 or (classes is not None and event.class_index not in classes):
+            continue
+        lo = int(np.argmin(np.abs(ts - event.timestamp)))
+        hi = (
+            int(np.argmin(np.abs(ts - events[i + 1].timestamp))) if i + 1 < len(events) else len(ts)
+        )
+        if hi - lo < win:
+            continue
+        for start in range(lo, hi - win + 1, hop):
+            out.append((data[start : start + win].T, ts[start : start + win], event.class_index))
+    return out
+
+
+def assert_same_windows(got, expected):
+    assert len(got) == len(expected)
+    for (w, ts, c), (w2, ts2, c2) in zip(got, expected, strict=True):
+        assert c == c2
+        np.testing.assert_array_equal(w, w2)
+        np.testing.assert_array_equal(ts, ts2)

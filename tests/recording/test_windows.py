@@ -25,7 +25,8 @@ from labsession.recording import (
 )
 from labsession.recording._segments import nearest_index
 from labsession.recording._windows import seconds_to_samples
-from labsession.testing import record_synthetic_session
+
+from .conftest import assert_same_windows, record_window_sessions, reference_labeled
 
 
 def digest(array):
@@ -35,43 +36,7 @@ def digest(array):
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory):
     """Two labsession-written sessions: a zip and a folder (8 ch at 1 kHz, glove at 100 Hz)."""
-    base = tmp_path_factory.mktemp("win")
-    zipped = record_synthetic_session(base, fs=1000.0, phase_seconds=0.6, repeats=2, seed=1)
-    folder = record_synthetic_session(
-        base, fs=1000.0, phase_seconds=0.6, repeats=2, seed=2, pack=False
-    )
-    return zipped, folder
-
-
-def reference_labeled(path, stream, window_ms, hop_ms, classes=None):
-    """MyoGestic's iter_labeled_windows (2.6.2), transcribed over whole in-memory arrays."""
-    with open_session_store(path) as store:
-        data, ts = store.get_continuous(stream)
-        fs = store.stream_info(stream).fs
-        events = store.label_track
-    data = data.astype(np.float32, copy=False)
-    win, hop = int(window_ms * fs / 1000), max(1, int(hop_ms * fs / 1000))
-    out = []
-    for i, event in enumerate(events):
-        if event.class_index < 0 or (classes is not None and event.class_index not in classes):
-            continue
-        lo = int(np.argmin(np.abs(ts - event.timestamp)))
-        hi = (
-            int(np.argmin(np.abs(ts - events[i + 1].timestamp))) if i + 1 < len(events) else len(ts)
-        )
-        if hi - lo < win:
-            continue
-        for start in range(lo, hi - win + 1, hop):
-            out.append((data[start : start + win].T, ts[start : start + win], event.class_index))
-    return out
-
-
-def assert_same_windows(got, expected):
-    assert len(got) == len(expected)
-    for (w, ts, c), (w2, ts2, c2) in zip(got, expected, strict=True):
-        assert c == c2
-        np.testing.assert_array_equal(w, w2)
-        np.testing.assert_array_equal(ts, ts2)
+    return record_window_sessions(tmp_path_factory.mktemp("win"))
 
 
 # -- MyoGestic's own output on its own files -----------------------------------------------------
@@ -511,78 +476,3 @@ def test_an_iterator_dropped_mid_loop_releases_its_threads_at_once(sessions):
         assert threading.active_count() == before
     finally:
         gc.enable()
-
-
-# -- timestamps decoded once (issue 19) ----------------------------------------------------------
-def _count_chunk_decodes(monkeypatch):
-    """Count, by (stream, timestamps?, chunk index), the chunks really decoded from now on."""
-    from labsession.recording._chunks import ArrayChunks
-
-    counts: dict[tuple[str, bool, int], int] = {}
-    fill_raw = ArrayChunks._fill_raw
-
-    def counting(self, read_file, out, start, stop, index, channels_first):
-        key = (self.stream, self.timestamps, index)
-        counts[key] = counts.get(key, 0) + 1
-        return fill_raw(self, read_file, out, start, stop, index, channels_first)
-
-    monkeypatch.setattr(ArrayChunks, "_fill_raw", counting)
-    return counts
-
-
-@pytest.mark.parametrize("copy", [True, False])
-def test_label_search_timestamps_are_not_decoded_again(sessions, monkeypatch, copy):
-    """Timestamps that fit in one block's bytes are decoded once per iteration: the label
-    search hands its blocks to the window reader (windows unchanged)."""
-    path = sessions[1]
-    expected = reference_labeled(path, "emg", 200, 50)
-    counts = _count_chunk_decodes(monkeypatch)
-    got = list(iter_labeled_windows(path, "emg", 0.2, 0.05, copy=copy))
-    assert_same_windows(got, expected)
-    ts_decodes = {k: v for k, v in counts.items() if k[1]}
-    with open_session_store(path) as store:
-        n_ts_chunks = -(-store.n_samples("emg") // store.ts_stores["emg"].chunks[0])
-    # Every timestamp chunk at least once; none twice except the last, which opening the
-    # session reads to find the valid length.
-    assert sorted(k[2] for k in ts_decodes) == list(range(n_ts_chunks))
-    assert [k[2] for k, v in ts_decodes.items() if v > 1] in ([], [n_ts_chunks - 1])
-
-
-@pytest.mark.parametrize("copy", [True, False])
-def test_timestamps_longer_than_what_is_kept_give_the_same_windows(sessions, monkeypatch, copy):
-    """Small blocks: only the first timestamp blocks are kept from the label search, the rest
-    are read again; windows and stamps still equal the reference, and what is held stays
-    bounded by the blocks (kept timestamps included)."""
-    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 16_000)  # keeps 2 of 6 timestamp blocks
-    for path in sessions:
-        expected = reference_labeled(path, "emg", 200, 50)
-        counts = _count_chunk_decodes(monkeypatch)
-        it = iter_labeled_windows(path, "emg", 0.2, 0.05, copy=copy)
-        assert_same_windows(list(it), expected)
-        twice = sorted(k[2] for k, v in counts.items() if k[1] and v > 1)
-        assert twice[:2] == [2, 3], counts  # blocks 0 and 1 (chunks 0, 1) were kept
-        assert 0 < it.peak_held_bytes <= 4 * 8 * 1000 * 4 + 16_000 + 2 * 8000
-
-
-def test_block_reader_preload_is_served_counted_and_dropped(myogestic_session):
-    """A preloaded block is returned without reading, held until requests move past it; one
-    of the wrong size is ignored."""
-    with open_session_store(myogestic_session) as store:
-        n = store.n_samples("emg")
-        full = store.get_timestamps("emg")
-        reader = _blocks.BlockReader(
-            store, "emg", n, dtype=np.float64, timestamps=True, block_bytes=2000 * 8
-        )
-        try:
-            fake = np.full(2000, -1.0)  # not the stored stamps: proves it is served as given
-            reader.preload(3, fake)
-            reader.preload(4, np.zeros(10))  # wrong size: ignored
-            assert reader.held_bytes == 2000 * 8
-            np.testing.assert_array_equal(reader.get(0, 10), full[:10])
-            assert reader.held_bytes == 2 * 2000 * 8  # kept beyond the read-ahead window
-            np.testing.assert_array_equal(reader.get(6000, 6100), fake[:100])
-            np.testing.assert_array_equal(reader.get(8000, 8100), full[8000:8100])
-            assert reader.held_bytes == 2000 * 8  # block 3 dropped once passed
-            np.testing.assert_array_equal(reader.get(6000, 6100), full[6000:6100])  # re-read
-        finally:
-            reader.close()
