@@ -229,14 +229,8 @@ def clean_removal_leftovers(base: Path) -> list[Path]:
                 zip_path.name,
             )
             continue
-        shutil.rmtree(entry.path, ignore_errors=True)
-        if os.path.lexists(entry.path):
-            log.warning("%s: could not be deleted", entry.path)
-            continue
-        log.info("deleted %s, left by an interrupted removal (its zip is whole)", entry.path)
-        removed.append(Path(entry.path))
-        if not os.path.lexists(folder):
-            discard_lock_file(folder)
+        if _delete_leftover(entry, folder, "an interrupted removal (its zip is whole)"):
+            removed.append(Path(entry.path))
     return removed
 
 
@@ -254,15 +248,22 @@ def _clean_discarded(base: Path, entries: list[os.DirEntry[str]]) -> list[Path]:
         except SessionError as exc:  # its lock path is not a lock file: leave it
             log.warning("%s: left by an interrupted discard, kept: %s", entry.path, exc)
             continue
-        shutil.rmtree(entry.path, ignore_errors=True)
-        if os.path.lexists(entry.path):
-            log.warning("%s: left by an interrupted discard, could not be deleted", entry.path)
-            continue
-        log.info("deleted %s, left by an interrupted discard", entry.path)
-        removed.append(Path(entry.path))
-        if not os.path.lexists(folder):
-            discard_lock_file(folder)
+        if _delete_leftover(entry, folder, "an interrupted discard"):
+            removed.append(Path(entry.path))
     return removed
+
+
+def _delete_leftover(entry: os.DirEntry[str], folder: Path, left_by: str) -> bool:
+    """Delete the leftover folder ``entry`` of session ``folder`` (and ``folder``'s stale lock
+    file once neither exists); whether it is gone."""
+    shutil.rmtree(entry.path, ignore_errors=True)
+    if os.path.lexists(entry.path):
+        log.warning("%s: left by %s, could not be deleted", entry.path, left_by)
+        return False
+    log.info("deleted %s, left by %s", entry.path, left_by)
+    if not os.path.lexists(folder):
+        discard_lock_file(folder)
+    return True
 
 
 def _readable(array: zarr.Array, lo: int, hi: int) -> np.ndarray | None:
