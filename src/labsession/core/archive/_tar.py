@@ -12,7 +12,7 @@ import os
 import stat
 import tarfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 try:  # POSIX only
@@ -27,6 +27,7 @@ from labsession.core.archive._manifest import (
     identity,
     walk_folder,
 )
+from labsession.core.archive._ustar import TarBuilder, walk_members
 from labsession.core.atomic import atomic_path
 from labsession.errors import ArchiveError
 
@@ -164,27 +165,51 @@ def _tar_size(top: str, entries: list[FolderEntry]) -> int:
     return size
 
 
-def _copy_listed_file(
-    tf: tarfile.TarFile, info: tarfile.TarInfo, path: str, listed: os.stat_result
-) -> None:
-    """Add file ``path`` to ``tf`` if it is still the very file listed (never through a link)."""
+@contextlib.contextmanager
+def _open_listed(path: str, listed: os.stat_result) -> Iterator[int]:
+    """An open descriptor of file ``path`` if it is still the very file listed (no links)."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags)
     except OSError as exc:
         raise ArchiveError(f"{path}: changed since the folder was listed ({exc})") from exc
-    # Unbuffered: tarfile reads exactly the member size, in large blocks.
-    with open(fd, "rb", buffering=0) as f:
+    try:
         if identity(os.fstat(fd))[:2] != identity(listed)[:2]:  # another inode
             raise ArchiveError(f"{path}: replaced since the folder was listed; not packed")
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _shorter(path: str, exc: object) -> ArchiveError:
+    return ArchiveError(f"{path}: shorter than when the folder was listed ({exc}); not packed")
+
+
+def _copy_listed_file(
+    tf: tarfile.TarFile, info: tarfile.TarInfo, path: str, listed: os.stat_result
+) -> None:
+    """Add file ``path`` to ``tf`` if it is still the very file listed (never through a link)."""
+    # Unbuffered: tarfile reads exactly the member size, in large blocks.
+    with _open_listed(path, listed) as fd, open(fd, "rb", buffering=0, closefd=False) as f:
         try:
             tf.addfile(info, f)
         except OSError as exc:
             if os.fstat(fd).st_size >= info.size:  # not the file running short: disk, etc.
                 raise
-            raise ArchiveError(
-                f"{path}: shorter than when the folder was listed ({exc}); not packed"
-            ) from exc
+            raise _shorter(path, exc) from exc
+
+
+def _read_listed_file(path: str, listed: os.stat_result, size: int) -> bytes:
+    """The first ``size`` bytes of file ``path`` if it is still the very file listed."""
+    with _open_listed(path, listed) as fd:
+        parts, got = [], 0
+        while got < size:
+            block = os.read(fd, size - got)
+            if not block:
+                raise _shorter(path, f"{got} of {size} bytes")
+            parts.append(block)
+            got += len(block)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _add_entries(tf: tarfile.TarFile, src: Path, top: str, entries: list[FolderEntry]) -> None:
@@ -198,16 +223,33 @@ def _add_entries(tf: tarfile.TarFile, src: Path, top: str, entries: list[FolderE
             _copy_listed_file(tf, info, os.path.join(root, name), st)
 
 
+def _tar_in_memory(src: Path, top: str, entries: list[FolderEntry]) -> tuple[bytes, bool]:
+    """The tar :func:`_add_entries` would write, built in memory; and whether every header is
+    a plain ustar one (see :class:`~labsession.core.archive._ustar.TarBuilder`)."""
+    root = os.fspath(src)
+    builder = TarBuilder()
+    builder.add(_tarinfo(top or ".", src.stat()))
+    for name, st, linkname in entries:
+        info = _tarinfo(f"{top}/{name}" if top else name, st, linkname)
+        if info.isdir() or info.issym() or info.size == 0:
+            data = b""
+            if info.isfile():  # an empty file: still the very file listed
+                _read_listed_file(os.path.join(root, name), st, 0)
+        else:
+            data = _read_listed_file(os.path.join(root, name), st, info.size)
+        builder.add(info, data)
+    return builder.finish(), builder.plain
+
+
 def _write_in_memory(
     tmp: Path, src: Path, top: str, entries: list[FolderEntry], compression: str, level: int
 ) -> dict[str, int]:
     """Pack into memory, check the tar, write it compressed, read the file back and compare."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tf:
-        _add_entries(tf, src, top, entries)
-    raw = buffer.getvalue()
-    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
-        packed = _member_sizes(tf)
+    raw, plain = _tar_in_memory(src, top, entries)
+    packed = walk_members(raw) if plain else None
+    if packed is None:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
+            packed = _member_sizes(tf)
     compress, decompress = _CODECS[compression]
     data = compress(raw, level)
     with open(tmp, "wb") as f:
@@ -240,9 +282,12 @@ def pack_tar(
     A folder whose tar takes at most ``memory_limit`` bytes (run folders, typically) is
     packed in memory: its tar is read back and checked there, compressed in one call, written,
     and the file read back must equal the bytes written and decompress to the checked tar.
+    Its tar is built directly (:mod:`labsession.core.archive._ustar`: byte for byte what
+    :mod:`tarfile` writes, without its per-member Python overhead) and its headers walked back.
     Larger folders are streamed through :mod:`tarfile` and the file is read back as a stream.
-    Both give the same members; for a run of a few small files the in-memory path spends about
-    15 % less CPU time (one compression and one write instead of one per header and file).
+    Both give the same members; for a run of ten small files the in-memory path spends less
+    than half the CPU time (one compression and one write instead of one per header and file,
+    headers built and checked without :mod:`tarfile`).
 
     Parameters
     ----------
