@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import signal
 
-from labsession.core.clock import local_clock
 from labsession.recording import StreamInfo
-from labsession.sources._base import Chunk, Source
+from labsession.sources._paced import PacedSource
 from labsession.sources._signals import class_patterns
 
 __all__ = ["SyntheticSource"]
 
 
-class SyntheticSource(Source):
+class SyntheticSource(PacedSource):
     """Band-limited noise whose per-channel amplitudes follow the active class.
 
     Class 0 is rest (small noise on every channel); each other class drives its own pattern of
@@ -51,6 +48,7 @@ class SyntheticSource(Source):
         noise: float = 0.02,
         name: str = "synthetic",
     ):
+        super().__init__()
         self.class_names = (
             [f"class{i}" for i in range(classes)] if isinstance(classes, int) else list(classes)
         )
@@ -65,9 +63,6 @@ class SyntheticSource(Source):
         )
         self._zi = np.zeros((self._sos.shape[0], 2, n_channels))
         self._class = 0
-        self._lock = threading.Lock()
-        self._t0: float | None = None
-        self._emitted = 0
 
     @property
     def active_class(self) -> int:
@@ -82,12 +77,6 @@ class SyntheticSource(Source):
             )
         self._class = int(class_index)
 
-    def connect(self) -> StreamInfo:
-        """Start the clock; samples are due from now on."""
-        with self._lock:
-            self._t0, self._emitted = local_clock(), 0
-        return self.info
-
     def generate(self, n: int) -> np.ndarray:
         """Return the next ``n`` samples ``(n, n_channels)`` float32 (advances the filter state)."""
         white = self._rng.standard_normal((n, self.info.n_channels))
@@ -101,23 +90,6 @@ class SyntheticSource(Source):
         high = min(450.0, 0.45 * self.info.fs)
         return high - min(20.0, high / 2)
 
-    def read(self) -> Chunk | None:
-        """Return the samples due since the last call (waits up to ``poll_interval`` for one)."""
-        if self._t0 is None:
-            raise RuntimeError("SyntheticSource.read() before connect()")
-        deadline = time.monotonic() + self.poll_interval
-        while True:
-            with self._lock:
-                due = int((local_clock() - self._t0) * self.info.fs) - self._emitted
-                if due > 0:
-                    start, self._emitted = self._emitted, self._emitted + due
-                    break
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(min(0.002, self.poll_interval))
-        ts = self._t0 + np.arange(start, start + due) / self.info.fs
-        return self.generate(due), ts
-
-    def close(self) -> None:
-        """Stop the clock (``read`` raises until the next ``connect``)."""
-        self._t0 = None
+    def make(self, start: int, n: int, state: None) -> np.ndarray:
+        """The next ``n`` samples (:meth:`generate`)."""
+        return self.generate(n)

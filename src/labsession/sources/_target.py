@@ -14,18 +14,15 @@ from __future__ import annotations
 import abc
 import math
 import numbers
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
-from labsession.core.clock import local_clock
 from labsession.recording import StreamInfo
 from labsession.recording._target_track import IDLE_PHASE, PHASE_CHANNEL
-from labsession.sources._base import Chunk, Source
+from labsession.sources._paced import PacedSource
 
 __all__ = ["Hold", "Ramp", "Sine", "TargetPhase", "TargetSource"]
 
@@ -150,7 +147,7 @@ class Sine(TargetPhase):
 DEFAULT_PHASES = (Ramp(0.0, 1.0, 2.0), Hold(1.0, 2.0), Ramp(1.0, 0.0, 2.0), Hold(0.0, 2.0))
 
 
-class TargetSource(Source):
+class TargetSource(PacedSource):
     """A target trajectory (phases of ramps, holds, sines) generated in real time.
 
     Each sample is ``(value_1, ..., value_d, phase)``: the target value(s) and, in the last
@@ -217,6 +214,7 @@ class TargetSource(Source):
         value_names: Sequence[str] | None = None,
         name: str = "target",
     ):
+        super().__init__()
         self.phases = tuple(phases)
         if not self.phases:
             raise ValueError("phases is empty: give at least one TargetPhase (Ramp, Hold, Sine)")
@@ -257,9 +255,6 @@ class TargetSource(Source):
         self._starts = np.array([0.0] + [float(end) for end in ends[:-1]])
         #: Samples per lap of the protocol.
         self.lap_samples = int(self._edges[-1])
-        self._lock = threading.Lock()
-        self._t0: float | None = None
-        self._emitted = 0
         self._run_from: int | None = None  # stream sample at which the protocol (re)started
         self._current: tuple[np.ndarray, int] | None = None
 
@@ -323,43 +318,27 @@ class TargetSource(Source):
                 self.autostart = False
 
     # -- Source --------------------------------------------------------------------------------
-    def connect(self) -> StreamInfo:
-        """Start the clock at sample 0 (and the protocol, with ``autostart``)."""
-        with self._lock:
-            self._t0, self._emitted, self._current = local_clock(), 0, None
-            self._run_from = 0 if self.autostart else None
-        return self.info
+    def started(self) -> None:
+        """At :meth:`connect`: the protocol starts now, with ``autostart``."""
+        self._current = None
+        self._run_from = 0 if self.autostart else None
 
-    def read(self) -> Chunk | None:
-        """Return the samples due since the last call (waits up to ``poll_interval`` for one)."""
-        if self._t0 is None:
-            raise RuntimeError("TargetSource.read() before connect()")
-        deadline = time.monotonic() + self.poll_interval
-        while True:
-            with self._lock:
-                due = int((local_clock() - self._t0) * self.info.fs) - self._emitted
-                if due > 0:
-                    start, self._emitted = self._emitted, self._emitted + due
-                    run_from = self._run_from
-                    if (
-                        run_from is not None
-                        and not self.loop
-                        and start + due - run_from >= self.lap_samples
-                    ):
-                        self._run_from = None  # the protocol ends within this chunk
-                    break
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(min(0.002, self.poll_interval))
-        if run_from is None:
-            data = np.empty((due, self.n_values + 1), dtype=np.float32)
+    def claimed(self, start: int, n: int) -> int | None:
+        """The sample the protocol (re)started at, or None while idle; a protocol that does
+        not loop ends within these samples if its lap does."""
+        run_from = self._run_from
+        if run_from is not None and not self.loop and start + n - run_from >= self.lap_samples:
+            self._run_from = None
+        return run_from
+
+    def make(self, start: int, n: int, state: int | None) -> np.ndarray:
+        """Samples ``[start, start + n)`` of the stream: the protocol's from ``state`` on, or
+        idle ones; the last becomes :attr:`current`."""
+        if state is None:
+            data = np.empty((n, self.n_values + 1), dtype=np.float32)
             data[:, :-1] = self._idle
             data[:, -1] = IDLE_PHASE
         else:
-            data = self.samples(start - run_from, start - run_from + due)
+            data = self.samples(start - state, start - state + n)
         self._current = (data[-1, :-1].copy(), int(data[-1, -1]))
-        return data, self._t0 + np.arange(start, start + due) / self.info.fs
-
-    def close(self) -> None:
-        """Stop the clock (``read`` raises until the next ``connect``)."""
-        self._t0 = None
+        return data
