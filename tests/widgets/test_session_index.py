@@ -25,8 +25,9 @@ from labsession.recording import Session, StreamInfo, open_session_store
 from labsession.recording._schema import ARRAY_META_MAX_BYTES
 from labsession.testing import record_tiny_session, wait_until
 from labsession.widgets._session_cache import CACHE_VERSION, MAX_CACHE_BYTES
-from labsession.widgets._session_files import MAX_SMALL_FILE, SessionRow, StreamSummary
+from labsession.widgets._session_files import MAX_SMALL_FILE
 from labsession.widgets._session_index import SessionIndex, read_row
+from labsession.widgets._session_rows import SessionRow, StreamSummary
 
 MYOGESTIC = Path(__file__).parent.parent / "data" / "myogestic"
 

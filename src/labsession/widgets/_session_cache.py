@@ -30,7 +30,8 @@ from typing import Any
 
 from labsession.core.atomic import atomic_write_json
 from labsession.core.paths import user_state_dir
-from labsession.widgets._session_files import SessionRow, Stamp
+from labsession.widgets._session_files import Stamp
+from labsession.widgets._session_rows import SessionRow
 
 __all__ = ["CACHE_VERSION", "MAX_CACHE_BYTES", "RACY_NS", "WRITE_INTERVAL", "RowCache"]
 

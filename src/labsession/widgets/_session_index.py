@@ -33,14 +33,13 @@ from labsession.recording import session_lock_holder
 from labsession.widgets._session_cache import Cached, RowCache, keepable
 from labsession.widgets._session_files import (
     Entry,
-    SessionRow,
     Stamp,
-    StreamSummary,
     entry_stamp,
     list_entries,
     read_entry,
     read_row,
 )
+from labsession.widgets._session_rows import SessionRow, StreamSummary
 
 __all__ = [
     "RECENT_SECONDS",
