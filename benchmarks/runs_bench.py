@@ -208,7 +208,8 @@ def _interleave(tools: list[tuple], rep: int) -> list[tuple]:
 
 
 def bench_bulk(args: argparse.Namespace, work: Path, n: int) -> dict[str, dict[str, list[float]]]:
-    tools = [(label, sys.executable, jobs, thread) for label, jobs, thread in TOOLS_LABSESSION]
+    ours = TOOLS_LABSESSION if args.variants else TOOLS_LABSESSION[:1]
+    tools = [(label, sys.executable, jobs, thread) for label, jobs, thread in ours]
     if args.scitex_python:
         tools.append(("scitex-session", args.scitex_python, None, False))
     rates: dict[str, dict[str, list[float]]] = {
@@ -318,6 +319,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--thread", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-overhead", action="store_true", help="bulk figures only")
+    parser.add_argument(
+        "--no-variants",
+        dest="variants",
+        action="store_false",
+        help="time labsession's default call only (not -j1 and +thread): for large --n",
+    )
     args = parser.parse_args()
     if args.worker:
         _worker(args.worker, args.op, args.root, args.jobs, args.thread)
@@ -374,6 +381,8 @@ def _print_bulk(args: argparse.Namespace, n: int, rates: dict[str, dict[str, lis
         print(f"{label:18s} archive {ops['archive']:7.0f}/s   restore {ops['restore']:7.0f}/s")
     if "scitex-session" in med:
         for label, _jobs, _thread in TOOLS_LABSESSION:
+            if label not in med:
+                continue
             print(
                 f"ratio {label} / scitex-session: archive "
                 f"{med[label]['archive'] / med['scitex-session']['archive']:.2f}x, restore "
