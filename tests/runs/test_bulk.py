@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -184,3 +186,16 @@ def test_pool_and_this_process_share_the_chunks(tmp_path, caplog):
     back = restore_existing(tmp_path, dry_run=False, jobs=2, progress=False)
     assert (back["restored"], back["failed"]) == (40, 0)
     assert {r.name: _contents(r) for r in runs} == before
+
+
+def test_a_call_without_a_bar_never_imports_rich(tmp_path):
+    # progress=False is the scripted call: rich (~70 ms to import) stays out of it.
+    make_run_dirs(tmp_path, 3)
+    code = (
+        "import sys; from labsession.runs import archive_existing, restore_existing; "
+        f"a = archive_existing({str(tmp_path)!r}, dry_run=False, jobs=2, progress=False); "
+        f"r = restore_existing({str(tmp_path)!r}, dry_run=False, jobs=1, progress=False); "
+        "print(a['archived'], r['restored'], 'rich' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["3", "3", "False"]

@@ -96,25 +96,37 @@ def run_chunks(
     """
     if not items:
         return []
-    from labsession.core.progress import make_progress  # rich: only when there is work
+    if progress is False:  # no bar: rich is not even imported (~70 ms of a short call)
+        return _run(func, items, extra, jobs=jobs, client=client, advance=lambda n: None)
+    from labsession.core.progress import make_progress
 
     with make_progress(unit="sessions", progress=progress) as bar:
         task = bar.add_task(description, total=len(items))
+        return _run(
+            func, items, extra, jobs=jobs, client=client, advance=lambda n: bar.advance(task, n)
+        )
 
-        def advance(n: int) -> None:
-            bar.advance(task, n)
 
-        if client is not None:
-            return _run_dask(client, func, items, extra, advance)
-        jobs = (os.cpu_count() or 1) if jobs is None else max(1, jobs)
-        chunks = _split(items, jobs, LOCAL_CHUNK)
-        if jobs == 1 or len(chunks) == 1:
-            outcomes: list[Outcome] = []
-            for part in chunks:
-                outcomes += func(part, *extra)
-                advance(len(part))
-            return outcomes
-        return _run_local(func, chunks, extra, jobs - 1, advance)
+def _run(
+    func: Callable[..., list[Outcome]],
+    items: list[Any],
+    extra: tuple[Any, ...],
+    *,
+    jobs: int | None,
+    client: Any | None,
+    advance: Callable[[int], None],
+) -> list[Outcome]:
+    if client is not None:
+        return _run_dask(client, func, items, extra, advance)
+    jobs = (os.cpu_count() or 1) if jobs is None else max(1, jobs)
+    chunks = _split(items, jobs, LOCAL_CHUNK)
+    if jobs == 1 or len(chunks) == 1:
+        outcomes: list[Outcome] = []
+        for part in chunks:
+            outcomes += func(part, *extra)
+            advance(len(part))
+        return outcomes
+    return _run_local(func, chunks, extra, jobs - 1, advance)
 
 
 def _run_local(
