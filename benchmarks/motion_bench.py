@@ -13,6 +13,9 @@ non-rigid ground truth) is written to disk; every configuration then runs in its
   left out);
 - corr: mean Pearson correlation of the corrected frames with the reference.
 
+The load average (1, 5, 15 min) is printed at the start and the end: on a shared machine,
+compare tools within one run, not across runs.
+
 pyflowreg runs from a separate virtual environment (it needs opencv-contrib-python):
 ``python3 -m venv /tmp/pyflowreg-venv && /tmp/pyflowreg-venv/bin/pip install pyflowreg``.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -142,6 +146,8 @@ def main() -> None:
     if not have_pfr and not args.no_pyflowreg:
         print(f"pyflowreg not found at {args.pyflowreg}: comparing labsession backends only")
     results = []
+    load_start = os.getloadavg()
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*load_start), flush=True)
     for size in sizes:
         n_frames = args.frames or (12 if args.quick else 40)
         configs = [
@@ -190,9 +196,14 @@ def main() -> None:
                     f"({time.perf_counter() - started:.0f} s)",
                     flush=True,
                 )
+    load_end = os.getloadavg()
     _print_table(results)
+    print("\nload average at start: {:.2f} {:.2f} {:.2f}".format(*load_start))
+    print("load average at end:   {:.2f} {:.2f} {:.2f}".format(*load_end))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(
+            json.dumps({"load_start": load_start, "load_end": load_end, "rows": results}, indent=2)
+        )
 
 
 def _print_table(results: list[dict]) -> None:

@@ -116,7 +116,8 @@ def test_census_kernel_is_compiled_only_when_used():
     code = (
         "import numpy as np\n"
         "from labsession.motion import OFOptions, get_displacement\n"
-        "from labsession.motion._flowreg_kernels import motion_tensor_cs, solve_level\n"
+        "from labsession.motion._flowreg_kernels import motion_tensor_cs\n"
+        "from labsession.motion._sor_kernels import solve_level\n"
         "from labsession.motion.synthetic import textured_image\n"
         "ref = textured_image((24, 24), seed=1)\n"
         "mov = np.roll(ref, 1, axis=1)\n"

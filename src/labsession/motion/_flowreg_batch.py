@@ -3,8 +3,9 @@
 :func:`flow_batch` takes preprocessed frames channel first and returns each frame's flow to the
 reference. It is plain Python that calls, per pyramid level, one numba kernel per step (blur,
 resize, warp, motion tensor, SOR solve, median) on a whole block of frames at once: the
-kernels of :mod:`labsession.motion._flowreg_kernels` and :mod:`labsession.motion._image_kernels`
-loop over the frames themselves, release the GIL, and the caller runs blocks on threads.
+kernels of :mod:`labsession.motion._flowreg_kernels`, :mod:`labsession.motion._sor_kernels`
+and :mod:`labsession.motion._image_kernels` loop over the frames themselves, release the GIL,
+and the caller runs blocks on threads.
 
 Why not one numba function for the whole batch, as before: the first run on a machine compiles
 the kernels (numba, ``cache=True``), and numba optimises and emits machine code for every
@@ -28,7 +29,6 @@ from labsession.motion._flowreg_kernels import (
     motion_tensor_gc,
     motion_tensor_gray,
     pyramid_depth,
-    solve_level,
 )
 from labsession.motion._image_kernels import (
     blur_channels,
@@ -37,6 +37,7 @@ from labsession.motion._image_kernels import (
     resize_cubic,
     warp_frames,
 )
+from labsession.motion._sor_kernels import solve_level
 from labsession.motion._weight_maps import level_weight
 
 __all__ = ["flow_batch"]

@@ -25,12 +25,13 @@ logger = logging.getLogger(__name__)
 
 #: Typical cold compile of the ``flowreg`` kernels (s), as measured on a busy 2-core machine
 #: by ``benchmarks/motion_cold_start.py``; quoted in the message, not used to decide anything.
-COMPILE_SECONDS = 15
+COMPILE_SECONDS = 25
 
 _MODULES = (
     "labsession.motion._flowreg_batch",
     "labsession.motion._flowreg_kernels",
     "labsession.motion._image_kernels",
+    "labsession.motion._sor_kernels",
 )
 
 _lock = threading.Lock()
