@@ -24,13 +24,8 @@ from labsession.widgets._session_rows import SessionRow, StreamSummary
 MYOGESTIC = Path(__file__).parent.parent / "data" / "myogestic"
 
 
-@pytest.fixture(autouse=True)
-def state_dir(gui_state_dir, tmp_path_factory, monkeypatch):
-    """The user's state folder (where the rows are cached) outside ``tmp_path``, which the
-    tests use as the sessions folder: its ``state`` folder would be listed as an entry."""
-    folder = tmp_path_factory.mktemp("state")
-    monkeypatch.setenv("LABSESSION_STATE_DIR", str(folder))
-    return folder
+# the sessions folder is tmp_path: the state folder lives elsewhere
+pytestmark = pytest.mark.usefixtures("state_dir")
 
 
 def cache_file(state_dir: Path, base: Path) -> Path:
