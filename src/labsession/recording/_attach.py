@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
 
 from labsession.errors import SessionError
 from labsession.recording._arrays import open_stream_arrays
@@ -19,7 +18,7 @@ from labsession.recording._leftovers import (
     clean_pack_temp_files,
     clean_removal_leftovers,
     clean_write_temp_files,
-    recoverable_length,
+    recoverable_stamps,
 )
 from labsession.recording._lock import SessionLock
 from labsession.recording._records import LabelEvent, StreamInfo
@@ -88,7 +87,8 @@ def _adopt(
     for name, info in infos.items():
         with atomic_chunk_writes():
             data, ts = open_stream_arrays(name, folder=folder, mode="r+")
-        n = recoverable_length(data, ts)
+        stamps = recoverable_stamps(data, ts)
+        n = len(stamps)
         if data.shape[0] != n or ts.shape[0] != n:
             log.warning(
                 "%s: stream %r trimmed to %d samples (had %d samples, %d timestamps)",
@@ -106,7 +106,7 @@ def _adopt(
                     f"{folder}: stream {name!r} cannot be trimmed ({describe_error(exc)})"
                 ) from exc
         session._writer.add_stream(name, info, data, ts, n_written=n)
-        session._integrity[name] = _resumed_integrity(folder, name, info, meta, ts, n)
+        session._integrity[name] = _resumed_integrity(folder, name, info, meta, stamps)
         session.stores[name], session.ts_stores[name], session._infos[name] = data, ts, info
     try:
         session._write_meta()
@@ -118,18 +118,18 @@ def _adopt(
 
 
 def _resumed_integrity(
-    folder: Path, name: str, info: StreamInfo, meta: dict[str, Any], ts: zarr.Array, n: int
+    folder: Path, name: str, info: StreamInfo, meta: dict[str, Any], stamps: np.ndarray
 ) -> IntegrityTracker:
     """A tracker going on from the earlier run's record of stream ``name``.
 
     The record in ``meta.json`` may lag the disk by a few seconds (it is refreshed every few
     seconds, and not at all once the disk is full): the stamps on disk after its last one are
     counted on top of it. Without a readable record, one is computed from the stamps on disk.
-    The sample count starts at the ``n`` samples kept on disk (samples lost before are in
-    ``write_errors``).
+    The sample count starts at the samples kept on disk, whose ``stamps`` (float64, s) are
+    given (samples lost before are in ``write_errors``).
     """
     tracker = IntegrityTracker(info.fs)
-    stamps = np.asarray(ts[:n], dtype=np.float64)
+    n = len(stamps)
     records = meta.get("integrity")
     entry = records.get(name) if isinstance(records, dict) else None
     record = None

@@ -10,7 +10,7 @@
   (hidden), then deleted. One left by a kill is deleted by the next attach or pack in the same
   base folder, once no live process holds ``<name>``'s lock.
 - A write cut short (a kill, a full disk) may leave arrays whose tail is not valid: a missing,
-  NaN-filled or unreadable chunk. :func:`recoverable_length` finds where the valid samples end.
+  NaN-filled or unreadable chunk. :func:`recoverable_stamps` finds where the valid samples end.
   It may also leave the temporary files of atomic writes inside the folder:
   ``.<file>.<8 chars>.tmp`` (``meta.json``, ``labels.json``) at its top and
   ``<chunk>.<32 hex>.partial`` (zarr's chunk writes) anywhere below; attach removes them.
@@ -47,7 +47,7 @@ __all__ = [
     "clean_pack_temp_files",
     "clean_removal_leftovers",
     "clean_write_temp_files",
-    "recoverable_length",
+    "recoverable_stamps",
     "remove_folder_aside",
 ]
 
@@ -64,7 +64,7 @@ _TOP_TEMP = re.compile(rf"\..+\.{_TEMP_RANDOM}\.tmp")
 _CHUNK_TEMP = re.compile(r".+\.[0-9a-f]{32}\.partial")
 #: A discarded session folder being deleted: ``.<name>.<8 hex>.discarded``.
 _DISCARDED = re.compile(rf"\.(.+)\.[0-9a-f]{{8}}{re.escape(DISCARDED_SUFFIX)}")
-#: Timestamp chunks read at once by :func:`recoverable_length`.
+#: Timestamp chunks read at once by :func:`recoverable_stamps`.
 _SCAN_CHUNKS = 64
 
 
@@ -273,15 +273,18 @@ def _readable(array: zarr.Array, lo: int, hi: int) -> np.ndarray | None:
         return None
 
 
-def recoverable_length(data: zarr.Array, ts: zarr.Array) -> int:
-    """Number of leading samples that are whole: readable, in both arrays, with finite times.
+def recoverable_stamps(data: zarr.Array, ts: zarr.Array) -> np.ndarray:
+    """The timestamps (float64, s) of the leading samples that are whole: readable, in both
+    arrays, with finite times; their count is the length to keep.
 
     Scans every timestamp (8 bytes a sample, read ``_SCAN_CHUNKS`` chunks at a time) and stops
     at the first non-finite one or the first chunk that cannot be read; then steps back over
-    sample chunks at the end that cannot be read. Cheaper than packing, which reads all.
+    sample chunks at the end that cannot be read. Cheaper than packing, which reads all; the
+    stamps are returned so that the caller need not read them again.
     """
     n = min(data.shape[0], ts.shape[0])
     chunk = ts.chunks[0]
+    blocks: list[np.ndarray] = []
     lo = 0
     while lo < n:
         hi = min(n, lo + _SCAN_CHUNKS * chunk)
@@ -296,8 +299,10 @@ def recoverable_length(data: zarr.Array, ts: zarr.Array) -> int:
                 if bad.size:
                     n = start + int(bad[0])
                     break
+                blocks.append(part)
             break
         bad = np.flatnonzero(~np.isfinite(block))
+        blocks.append(block)
         if bad.size:
             n = lo + int(bad[0])
             break
@@ -308,4 +313,5 @@ def recoverable_length(data: zarr.Array, ts: zarr.Array) -> int:
         if _readable(data, start, n) is not None:
             break
         n = start
-    return n
+    stamps = np.concatenate(blocks) if blocks else np.empty(0)
+    return stamps[:n].astype(np.float64, copy=False)
