@@ -44,6 +44,15 @@ def test_member_header_is_the_header_tarfile_writes(info):
     assert member_header(info) == reference
 
 
+@pytest.mark.parametrize("records", [{"comment": "hi"}, {"path": "other"}])
+def test_a_member_with_its_own_pax_records_gets_tarfiles_header(records):
+    info = tarfile.TarInfo("run/a.txt")
+    info.pax_headers = dict(records)
+    reference = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+    assert len(reference) > tarfile.BLOCKSIZE  # a PAX record, then the header
+    assert member_header(info) == reference
+
+
 def _reference_tar(infos_and_data):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tf:

@@ -38,7 +38,7 @@ def _octal(value: int, digits: int) -> bytes | None:
 
 
 def _plain_header(info: tarfile.TarInfo) -> bytes | None:
-    if info.type not in _PLAIN_TYPES or info.mode is None:
+    if info.type not in _PLAIN_TYPES or info.mode is None or info.pax_headers:
         return None
     name = info.name
     if info.type == tarfile.DIRTYPE and not name.endswith("/"):
