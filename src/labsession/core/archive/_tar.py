@@ -209,7 +209,7 @@ def _read_listed_file(path: str, listed: os.stat_result, size: int) -> bytes:
                 raise _shorter(path, f"{got} of {size} bytes")
             parts.append(block)
             got += len(block)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+    return b"".join(parts)
 
 
 def _add_entries(tf: tarfile.TarFile, src: Path, top: str, entries: list[FolderEntry]) -> None:
@@ -231,12 +231,8 @@ def _tar_in_memory(src: Path, top: str, entries: list[FolderEntry]) -> tuple[byt
     builder.add(_tarinfo(top or ".", src.stat()))
     for name, st, linkname in entries:
         info = _tarinfo(f"{top}/{name}" if top else name, st, linkname)
-        if info.isdir() or info.issym() or info.size == 0:
-            data = b""
-            if info.isfile():  # an empty file: still the very file listed
-                _read_listed_file(os.path.join(root, name), st, 0)
-        else:
-            data = _read_listed_file(os.path.join(root, name), st, info.size)
+        # An empty file too is opened: it must still be the very file listed.
+        data = _read_listed_file(os.path.join(root, name), st, info.size) if info.isfile() else b""
         builder.add(info, data)
     return builder.finish(), builder.plain
 

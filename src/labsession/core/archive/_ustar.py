@@ -75,8 +75,11 @@ def member_header(info: tarfile.TarInfo) -> bytes:
     bytes
         512 bytes for a plain member, more when PAX records are needed (built by tarfile).
     """
-    plain = _plain_header(info)
-    return plain or info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+    return _plain_header(info) or _pax_header(info)
+
+
+def _pax_header(info: tarfile.TarInfo) -> bytes:
+    return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
 
 
 class TarBuilder:
@@ -96,7 +99,7 @@ class TarBuilder:
         header = _plain_header(info)
         if header is None:
             self.plain = False
-            header = member_header(info)
+            header = _pax_header(info)
         self._parts.append(header)
         self._size += len(header)
         if data:
