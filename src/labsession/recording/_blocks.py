@@ -176,16 +176,17 @@ class BlockReader:
             self._hold(nxt)
         return entry
 
+    def _rows(self, block: np.ndarray, lo: int, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of ``block``, whose first row is ``lo`` (a view)."""
+        if self._channels_first:
+            return block[:, start - lo : stop - lo]
+        return block[start - lo : stop - lo]
+
     def get(self, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)``: ``(stop - start, ...)``, or channels first (see above)."""
         current = self._current
         if current is not None and current[0] <= start and stop <= current[1]:
-            lo, block = current[0], current[2]
-            return (
-                block[:, start - lo : stop - lo]
-                if self._channels_first
-                else block[start - lo : stop - lo]
-            )
+            return self._rows(current[2], current[0], start, stop)
         k, last = start // self._block, max(start, stop - 1) // self._block
         if stop - start > self._block or (
             self._failed and (k in self._failed or last in self._failed)
@@ -200,11 +201,7 @@ class BlockReader:
         lo = k * self._block
         if last == k:
             self._current = (lo, min(lo + self._block, self._n), first)
-            return (
-                first[..., start - lo : stop - lo]
-                if self._channels_first
-                else first[start - lo : stop - lo]
-            )
+            return self._rows(first, lo, start, stop)
         head_stop = stop - last * self._block
         if self._channels_first:
             joined = np.concatenate([first[:, start - lo :], second[:, :head_stop]], axis=1)
