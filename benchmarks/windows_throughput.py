@@ -28,9 +28,10 @@ channels at 2,048 Hz, a label every 1, 3 and 10 s), each in two layouts: as labs
 ``.session.zip`` (ZIP_STORED, members at the root, as both tools pack). For every file, in
 interleaved rounds (so swings of the machine's load hit every row alike): the decode floor (the
 same chunks of samples and timestamps, already in memory, decoded one after the other and
-nothing else, after ``zlib.crc32`` over each for a zip), labsession's iterator with views and
-with copies, and MyoGestic's iterator (one fresh process per round, import not timed). Medians
-of ``--repeats`` rounds; load average at the start and the end.
+nothing else, after ``zlib.crc32`` over each for a zip of frames without zstd checksums, as the
+reader verifies them), labsession's iterator with views and with copies, and MyoGestic's
+iterator (one fresh process per round, import not timed). Medians of ``--repeats`` rounds; load
+average at the start and the end.
 
 The backward section (``--only backward``) re-records the short session through ``Session`` as
 an LSL inlet delivers it: 32-sample chunks stamped back from a push time that is late by 0-3 ms
@@ -248,6 +249,9 @@ def throughput(args: argparse.Namespace, sessions: dict) -> None:
                     ratios = f"{myo['seconds'] / seconds:7.1f}x{cpu:7.2f}{myo['cpu'] / cpu:7.1f}x"
             print(f"  {name:<32}{count:>8}{seconds:>8.3f}{count / seconds:>10.0f} {ratios}")
     print(f"  (load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+
+
+_ZSTD_CHECKSUM_FLAG = 0x04  # in a zstd frame's header descriptor (its 5th byte)
 
 
 def chunk_bytes(path: Path) -> list[bytes]:
@@ -488,7 +492,9 @@ def measure_layout(path: Path, repeats: int, myogestic: str | None) -> dict[str,
     from labsession.recording import iter_labeled_windows
 
     frames = chunk_bytes(path)
-    crc = path.suffix == ".zip"
+    # The floor verifies as the reader does: zstd checks the content checksum of frames that
+    # carry one (folder or zip); a zip of frames without one is checked against its CRC-32.
+    crc = path.suffix == ".zip" and not all(frame[4] & _ZSTD_CHECKSUM_FLAG for frame in frames)
     runs: dict[str, list[float]] = {}
     counts = set()
     for _ in range(repeats):
@@ -536,7 +542,8 @@ def layouts(args: argparse.Namespace, base: Path) -> None:
         shutil.rmtree(base / f"every-{period:g}s", ignore_errors=True)
     print(f"  (load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(
-        "  (floor: decode of the same chunks already in memory, crc32 first for a zip; "
+        "  (floor: decode of the same chunks already in memory, crc32 first for a zip of "
+        "frames without a zstd checksum, as the reader verifies them; "
         "x fl: labsession / floor; Myo/v, Myo/c: MyoGestic / labsession views, copies; "
         "Myo/fl: MyoGestic / floor, the most any reader that decodes these chunks can gain)"
     )

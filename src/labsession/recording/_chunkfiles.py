@@ -5,7 +5,9 @@ per key). :class:`FolderChunkFiles` and :class:`ZipChunkFiles` list the keys pre
 listing, the archive's directory: never the declared shape) and return a chunk's bytes:
 
 - from a zip, read with ``os.pread`` on a file handle of our own and checked against the CRC-32
-  the archive's directory records for the member (stored or deflated members);
+  the archive's directory records for the member (stored or deflated members), unless the
+  caller verifies the bytes itself: a chunk of zstd frames with content checksums, which the
+  decoder checks, is not checked a second time;
 - from a folder, as they are: a folder has no checksum of its own, so the chunk's codec must
   carry one (labsession writes zstd frames with a content checksum, which the decoder checks).
 
@@ -130,11 +132,13 @@ class ChunkFiles(ABC):
 
     @abstractmethod
     @contextmanager
-    def opened(self) -> Iterator[Callable[[str, int], bytes | None]]:
-        """A ``read(key, limit)`` for the duration of the block: the key's bytes (None when
-        absent), checked against the container's checksum; a file larger than ``limit`` bytes
-        is refused unread (:class:`SessionError` naming ``where``, the stream and the key).
-        ``read`` may be called from several threads at once."""
+    def opened(self) -> Iterator[Callable[[str, int, bool], bytes | None]]:
+        """A ``read(key, limit, verified_by_caller)`` for the duration of the block: the key's
+        bytes (None when absent), checked against the container's checksum unless
+        ``verified_by_caller`` (the caller checks them itself, e.g. zstd frames carrying content
+        checksums); a file larger than ``limit`` bytes is refused unread (:class:`SessionError`
+        naming ``where``, the stream and the key). ``read`` may be called from several threads
+        at once."""
 
     #: Set by the owner: what errors name (session path, stream).
     where: str = ""
@@ -236,10 +240,11 @@ class FolderChunkFiles(ChunkFiles):
         return set(rows)
 
     @contextmanager
-    def opened(self) -> Iterator[Callable[[str, int], bytes | None]]:
+    def opened(self) -> Iterator[Callable[[str, int, bool], bytes | None]]:
         yield self._read
 
-    def _read(self, key: str, limit: int) -> bytes | None:
+    def _read(self, key: str, limit: int, verified_by_caller: bool = False) -> bytes | None:
+        # A folder has no checksum of its own: ``verified_by_caller`` changes nothing here.
         try:
             # Without blocking: a named pipe opens at once, and is refused below.
             fd = os.open(self._prefix + key, _OPEN_FLAGS)
@@ -356,11 +361,11 @@ class ZipChunkFiles(ChunkFiles):
         if verify and rows:
             with self.opened() as read:
                 for key in (key for found in rows.values() for key in found):
-                    read(key, limit)
+                    read(key, limit, False)
         return set(rows)
 
     @contextmanager
-    def opened(self) -> Iterator[Callable[[str, int], bytes | None]]:
+    def opened(self) -> Iterator[Callable[[str, int, bool], bytes | None]]:
         fd = os.open(self.index.archive, os.O_RDONLY | os.O_CLOEXEC)
         try:
             if _Identity.of(os.fstat(fd)) != self.index.identity:
@@ -368,11 +373,13 @@ class ZipChunkFiles(ChunkFiles):
                     f"{self.index.archive}: the archive changed on disk after it was opened; "
                     f"open the session again"
                 )
-            yield lambda key, limit: self._read(fd, key, limit)
+            yield lambda key, limit, verified_by_caller: self._read(
+                fd, key, limit, verified_by_caller
+            )
         finally:
             os.close(fd)
 
-    def _read(self, fd: int, key: str, limit: int) -> bytes | None:
+    def _read(self, fd: int, key: str, limit: int, verified_by_caller: bool) -> bytes | None:
         info = self.members.get(key)
         if info is None:
             return None
@@ -406,6 +413,6 @@ class ZipChunkFiles(ChunkFiles):
             data = raw
         else:  # pragma: no cover - ArrayChunks reads such archives through Zarr
             raise self.error(key, f"uses zip compression method {info.compress_type}")
-        if zlib.crc32(data) != info.CRC:
+        if not verified_by_caller and zlib.crc32(data) != info.CRC:
             raise self.error(key, "fails its CRC check (corrupt archive)")
         return data

@@ -2,11 +2,12 @@
 
 Every read of samples or timestamps goes through :class:`ArrayChunks`, which
 
-- checks each chunk before its numbers are used: a zip member against the CRC-32 of the
-  archive's directory; a chunk file of a folder by the codec's own checksum (labsession writes
-  zstd frames with a content checksum, which zstd verifies on decode). Folder sessions written
-  without checksums (MyoGestic's, and those of earlier labsession versions) cannot be verified:
-  a flipped bit there is found only when it breaks the zstd frame;
+- checks each chunk before its numbers are used, once: by the codec's own checksum where its
+  ``zarr.json`` promises one (labsession writes zstd frames with a content checksum, which zstd
+  verifies on decode), in a folder or a zip alike; otherwise, in a zip, against the CRC-32 of
+  the archive's directory. Folder sessions written without checksums (MyoGestic's, and those of
+  earlier labsession versions) cannot be verified: a flipped bit there is found only when it
+  breaks the zstd frame;
 - decodes a chunk into a buffer of exactly its expected size (chunk rows x channels x item
   size): a frame that claims or produces more is refused before anything is allocated, and no
   chunk over :data:`~labsession.recording._schema.MAX_CHUNK_BYTES` is read at all;
@@ -309,7 +310,7 @@ class ArrayChunks:
 
     def _fill_raw(
         self,
-        read_file: Callable[[str, int], bytes | None],
+        read_file: Callable[[str, int, bool], bytes | None],
         out: np.ndarray,
         start: int,
         stop: int,
@@ -320,7 +321,9 @@ class ArrayChunks:
         lo = index * rows
         a, b = max(start, lo), min(stop, lo + rows)
         key = self.keys.encode((index,) + (0,) * (out.ndim - 1))
-        raw = read_file(key, compressed_bound(self.chunk_bytes))
+        # Frames with content checksums (refused below without them) are verified by zstd:
+        # a zip's CRC-32 over the same bytes would add nothing but a second pass.
+        raw = read_file(key, compressed_bound(self.chunk_bytes), self.checksum)
         if raw is None:
             self._check_missing(index, a, b)
             out[a - start : b - start] = self.fill
@@ -358,7 +361,9 @@ class ArrayChunks:
                 f"truncated or corrupt"
             )
             raise self.error(index, problem) from None
-        if not whole:
+        if channels_first:
+            transpose_into(out[a - start : b - start].T, target[a - lo : b - lo])
+        elif not whole:
             out[a - start : b - start] = target[a - lo : b - lo]
 
     def _fill_through_zarr(
@@ -372,6 +377,28 @@ class ArrayChunks:
             out[a - start : b - start] = self.array[a:b]
         except Exception as exc:
             raise self.error(index, f"cannot be read through Zarr ({brief(exc)})") from exc
+
+
+# A transposition moves bytes only: any dtype goes through OpenCV as one of these of its size.
+_OPENCV_BY_ITEMSIZE = {1: np.uint8, 2: np.uint16, 4: np.int32, 8: np.float64}
+
+
+def transpose_into(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src.T`` for ``src`` ``(rows, channels)`` C-contiguous and ``dst``
+    ``(channels, rows)`` with contiguous rows (a column range of a channels-first block).
+
+    ``cv2.transpose`` does it about 2.5x faster than numpy's strided assignment (a 2,048 x 64
+    float32 chunk: ~65 us against ~180 us); dtypes of other sizes, and any layout OpenCV would
+    not write in place, take numpy's path.
+    """
+    as_type = _OPENCV_BY_ITEMSIZE.get(src.dtype.itemsize)
+    if as_type is not None and src.dtype == dst.dtype and src.flags.c_contiguous and src.size:
+        import cv2  # only readers of channels-first blocks pay for its import
+
+        target = dst.view(as_type)
+        if cv2.transpose(src.view(as_type), dst=target) is target:
+            return
+    dst[...] = src.T
 
 
 def _zstd_checksum(meta: dict[str, Any]) -> bool:

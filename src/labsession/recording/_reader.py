@@ -156,13 +156,13 @@ class SessionReader:
     ) -> np.ndarray:
         """Rows ``[start, stop)`` of stream ``name``, every chunk verified before it is used.
 
-        Each chunk read is checked: a zip member against the CRC-32 in the archive's
-        directory, a folder's chunk file by its zstd content checksum (labsession writes one
-        into every chunk; folders written without checksums, such as MyoGestic's or those of
-        earlier labsession versions, cannot be verified: a flipped bit there is caught only
-        when it breaks the zstd frame). A chunk decodes into at most its own size (chunk rows
-        x channels x item size); a frame claiming more is refused before anything is
-        allocated.
+        Each chunk read is checked once: by its zstd content checksum where ``zarr.json``
+        promises one (labsession writes one into every chunk), in a folder or a zip; otherwise
+        a zip member against the CRC-32 in the archive's directory. Folders written without
+        checksums, such as MyoGestic's or those of earlier labsession versions, cannot be
+        verified: a flipped bit there is caught only when it breaks the zstd frame. A chunk
+        decodes into at most its own size (chunk rows x channels x item size); a frame claiming
+        more is refused before anything is allocated.
 
         Parameters
         ----------
