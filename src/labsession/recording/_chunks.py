@@ -361,9 +361,7 @@ class ArrayChunks:
                 f"truncated or corrupt"
             )
             raise self.error(index, problem) from None
-        if channels_first:
-            transpose_into(out[a - start : b - start].T, target[a - lo : b - lo])
-        elif not whole:
+        if not whole:
             out[a - start : b - start] = target[a - lo : b - lo]
 
     def _fill_through_zarr(
@@ -377,28 +375,6 @@ class ArrayChunks:
             out[a - start : b - start] = self.array[a:b]
         except Exception as exc:
             raise self.error(index, f"cannot be read through Zarr ({brief(exc)})") from exc
-
-
-# A transposition moves bytes only: any dtype goes through OpenCV as one of these of its size.
-_OPENCV_BY_ITEMSIZE = {1: np.uint8, 2: np.uint16, 4: np.int32, 8: np.float64}
-
-
-def transpose_into(dst: np.ndarray, src: np.ndarray) -> None:
-    """``dst[...] = src.T`` for ``src`` ``(rows, channels)`` C-contiguous and ``dst``
-    ``(channels, rows)`` with contiguous rows (a column range of a channels-first block).
-
-    ``cv2.transpose`` does it about 2.5x faster than numpy's strided assignment (a 2,048 x 64
-    float32 chunk: ~65 us against ~180 us); dtypes of other sizes, and any layout OpenCV would
-    not write in place, take numpy's path.
-    """
-    as_type = _OPENCV_BY_ITEMSIZE.get(src.dtype.itemsize)
-    if as_type is not None and src.dtype == dst.dtype and src.flags.c_contiguous and src.size:
-        import cv2  # only readers of channels-first blocks pay for its import
-
-        target = dst.view(as_type)
-        if cv2.transpose(src.view(as_type), dst=target) is target:
-            return
-    dst[...] = src.T
 
 
 def _zstd_checksum(meta: dict[str, Any]) -> bool:
