@@ -2,6 +2,7 @@ import io
 import os
 import subprocess
 import tarfile
+import threading
 import zipfile
 
 import pytest
@@ -167,6 +168,33 @@ def test_pack_tar_refuses_a_file_replaced_after_listing(folder, tmp_path, memory
     os.replace(tmp_path / "new.txt", folder / "a.txt")  # ...moved over it, as atomic writers do
     with pytest.raises(ArchiveError, match=r"a\.txt: replaced since the folder was listed"):
         pack_tar(folder, tmp_path / "x.tar.gz", entries=entries, memory_limit=memory_limit)
+
+
+@pytest.mark.parametrize("memory_limit", [0, 10**9], ids=["streamed", "in-memory"])
+def test_pack_tar_refuses_a_file_swapped_for_a_named_pipe_without_blocking(
+    folder, tmp_path, memory_limit
+):
+    """A named pipe put where a listed file was is refused at once: opening it must not wait
+    for a writer that never comes."""
+    entries = walk_folder(folder)
+    (folder / "a.txt").unlink()
+    os.mkfifo(folder / "a.txt")
+    outcome: list[BaseException | None] = []
+
+    def pack() -> None:
+        try:
+            pack_tar(folder, tmp_path / "x.tar.gz", entries=entries, memory_limit=memory_limit)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome.append(exc)
+
+    worker = threading.Thread(target=pack, daemon=True)
+    worker.start()
+    worker.join(10.0)
+    assert not worker.is_alive(), "blocked: packing opened the named pipe, waiting for a writer"
+    assert isinstance(outcome[0], ArchiveError)
+    assert "a.txt: replaced since the folder was listed" in str(outcome[0])
+    assert not (tmp_path / "x.tar.gz").exists()
 
 
 def test_pack_tar_unknown_suffix(folder, tmp_path):

@@ -167,14 +167,23 @@ def _tar_size(top: str, entries: list[FolderEntry]) -> int:
 
 @contextlib.contextmanager
 def _open_listed(path: str, listed: os.stat_result) -> Iterator[int]:
-    """An open descriptor of file ``path`` if it is still the very file listed (no links)."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    """An open descriptor of file ``path`` if it is still the very file listed (no links).
+
+    Opened without blocking: a named pipe put in the file's place opens at once (and is
+    refused as another inode) instead of waiting for a writer."""
+    flags = (
+        os.O_RDONLY
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_BINARY", 0)
+        | getattr(os, "O_NONBLOCK", 0)
+    )
     try:
         fd = os.open(path, flags)
     except OSError as exc:
         raise ArchiveError(f"{path}: changed since the folder was listed ({exc})") from exc
     try:
-        if identity(os.fstat(fd))[:2] != identity(listed)[:2]:  # another inode
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode) or identity(now)[:2] != identity(listed)[:2]:
             raise ArchiveError(f"{path}: replaced since the folder was listed; not packed")
         yield fd
     finally:
