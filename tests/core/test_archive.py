@@ -3,6 +3,7 @@ import os
 import subprocess
 import tarfile
 import threading
+import time
 import zipfile
 
 import pytest
@@ -304,6 +305,47 @@ def test_remove_packed_never_follows_a_folder_swapped_for_a_link(tmp_path):
     remove_packed(run, entries)
     assert (elsewhere / "stdout.log").read_text() == "not the run's\n"
     assert (elsewhere / "current").read_text() == "not the run's either\n"
+
+
+def test_a_settled_listing_tells_a_same_size_rewrite_right_after_it(tmp_path):
+    """A file written, listed (settled), packed, then rewritten in place at once with the same
+    size: the rewrite changes its times, so it is kept, new bytes and all (without the wait it
+    could fall in the step of the listed times and be removed after its old bytes were
+    packed)."""
+    for attempt in range(20):  # each one in a fresh step of the clock
+        run = tmp_path / f"run{attempt}"
+        run.mkdir()
+        (run / "result.csv").write_text("1,2\n")
+        t0 = time.time_ns()
+        entries = walk_folder(run, settled=True)
+        newest = max(max(st.st_mtime_ns, st.st_ctime_ns) for _, st, _ in entries)
+        assert time.time_ns() >= newest + 2 * 10_000_000  # waited past two 10 ms steps
+        assert time.time_ns() - t0 < 1_000_000_000  # and not much longer
+        pack_tar(run, tmp_path / f"run{attempt}.tar", entries=entries)
+        with open(run / "result.csv", "r+") as f:  # in place: same inode, same size
+            f.write("9,9\n")
+        assert "result.csv" in remove_packed(run, entries)
+        assert (run / "result.csv").read_text() == "9,9\n"
+
+
+def test_a_settled_listing_waits_only_for_fresh_changes(tmp_path, monkeypatch):
+    """The wait is for files changed in the last two steps of the clock; a folder whose newest
+    change (status changes included) is older is listed without any."""
+    from labsession.core.archive import _manifest
+
+    slept: list[float] = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(_manifest.time, "sleep", lambda s: (slept.append(s), real_sleep(s)))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "a.txt").write_text("fresh")
+    walk_folder(run, settled=True)
+    assert len(slept) == 1
+    assert 0 < slept[0] <= 0.02
+    walk_folder(run, settled=True)  # the steps have passed since
+    assert len(slept) == 1
+    walk_folder(run)  # not settled: never waits
+    assert len(slept) == 1
 
 
 def test_remove_packed_keeps_a_replacement_with_the_same_size_and_times(tmp_path):

@@ -135,7 +135,7 @@ def pack_verified(
         raise NotADirectoryError(f"{src}: not a folder; only run folders can be archived")
     if target.exists():
         raise FileExistsError(f"{target}: archive already exists; refusing to overwrite it")
-    entries = walk_folder(src, links=True)
+    entries = walk_folder(src, links=True, settled=True)  # see remove_packed
     pack_tar(src, target, compresslevel=compresslevel, fsync=fsync, entries=entries)
     return target, entries
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 from labsession.core.archive._names import link_target_inside
@@ -26,12 +27,27 @@ __all__ = [
 #: One entry of :func:`walk_folder`: POSIX relative path, its lstat, link target or None.
 FolderEntry = tuple[str, os.stat_result, str | None]
 
+#: The coarsest step assumed between file timestamps where they have sub-second digits: Linux
+#: stamps files from a clock that advances once per scheduler tick (1-10 ms).
+_FINE_STEP_NS = 10_000_000
+#: Where every timestamp listed is a whole second (FAT: 2 s steps).
+_COARSE_STEP_NS = 2_000_000_000
 
-def walk_folder(src: Path, *, links: bool = False) -> list[FolderEntry]:
+
+def walk_folder(src: Path, *, links: bool = False, settled: bool = False) -> list[FolderEntry]:
     """Every folder, regular file (and with ``links`` inside link) under ``src``, sorted by path.
 
     Links are not followed. A descendant sorts after its folder, so the reversed list removes
     children first (:func:`remove_packed`).
+
+    With ``settled``, returns only once the newest change listed (modification or status
+    change) lies two timestamp steps in the past (at most ~20 ms after a fresh write, nothing
+    for older files). A file rewritten after that gets later times, so :func:`remove_packed`
+    keeps it even when its size is unchanged; one rewritten before it returns, within the step
+    of its listed times, is rewritten before it is read, so what is packed is its new content.
+    Without the wait, a same-size rewrite in the listed step would look unchanged and be removed
+    after its old bytes were packed. (File systems whose clock runs ahead of this machine's,
+    such as a skewed network share, get at most the two steps.)
 
     Raises
     ------
@@ -60,7 +76,20 @@ def walk_folder(src: Path, *, links: bool = False) -> list[FolderEntry]:
                         f"(found a {kind})"
                     )
     entries.sort(key=lambda e: e[0])
+    if settled:
+        _wait_past_timestamp_step(entries)
     return entries
+
+
+def _wait_past_timestamp_step(entries: list[FolderEntry]) -> None:
+    stamps = [t for _, st, _ in entries for t in (st.st_mtime_ns, st.st_ctime_ns)]
+    if not stamps:
+        return
+    coarse = all(t % 1_000_000_000 == 0 for t in stamps)
+    step = _COARSE_STEP_NS if coarse else _FINE_STEP_NS
+    wait_ns = max(stamps) + 2 * step - time.time_ns()
+    if wait_ns > 0:
+        time.sleep(min(wait_ns, 2 * step) / 1e9)
 
 
 def folder_manifest(src_dir: str | os.PathLike[str], *, links: bool = False) -> dict[str, int]:
@@ -117,8 +146,10 @@ def remove_packed(src_dir: str | os.PathLike[str], entries: list[FolderEntry]) -
 
     Only the very files, links and folders listed are removed: one that was rewritten,
     replaced (even by a copy with the same size and times) or added since is kept, with the
-    folders above it. Paths are resolved through open folder descriptors that refuse links,
-    so a folder swapped for a link since the listing never leads the removal elsewhere.
+    folders above it (a same-size rewrite is told by its times: list with
+    ``walk_folder(..., settled=True)``). Paths are resolved through open folder descriptors
+    that refuse links, so a folder swapped for a link since the listing never leads the
+    removal elsewhere.
     Returns the relative paths left behind (``"."`` for the folder itself).
     """
     src = Path(src_dir)
