@@ -19,5 +19,5 @@ fi
 echo "checking style (ruff, a few seconds)..."
 .venv/bin/python -m ruff check .
 .venv/bin/python -m ruff format --check .
-echo "running the test suite (about 9 minutes on 2 cores)..."
+echo "running the test suite (about 13 minutes on 2 cores)..."
 exec .venv/bin/python -m pytest "$@"
