@@ -87,3 +87,20 @@ def assert_same_windows(got, expected):
         assert c == c2
         np.testing.assert_array_equal(w, w2)
         np.testing.assert_array_equal(ts, ts2)
+
+
+# -- the reader fuzz tests (test_fuzz_json.py, test_fuzz_bytes.py) ---------------------------------
+@pytest.fixture(scope="package")
+def fuzz_bases(tmp_path_factory):
+    """The fuzz tests' two base sessions, recorded once for both modules."""
+    from ._fuzz_harness import record_bases
+
+    return record_bases(tmp_path_factory.mktemp("fuzz-bases"))
+
+
+@pytest.fixture(scope="package")
+def fuzz_scratch(fuzz_bases, tmp_path_factory):
+    """The working copies every fuzz example damages and resets."""
+    from ._fuzz_harness import Workspace
+
+    return Workspace(fuzz_bases, tmp_path_factory.mktemp("fuzz-work"))
