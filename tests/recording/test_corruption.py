@@ -1,6 +1,7 @@
 """One flipped byte in a chunk of a real session: every reader raises SessionError naming the
 chunk, and no reader ever hands out a changed number (windows before the chunk are unchanged)."""
 
+import io
 import json
 import os
 import shutil
@@ -332,3 +333,63 @@ def test_a_missing_sample_chunk_reads_as_fill_only_where_its_timestamps_exist(
             rf"\({TS_CHUNK}\)",
         ):
             store.read_rows("emg", 2100, 2200)
+
+
+# -- the archive's directory: one flipped bit in a name or an offset ------------------------------
+def _central_entry(raw: bytes, name: str) -> int:
+    """Offset of ``name``'s record in the zip's central directory."""
+    position = raw.find(b"PK\x01\x02")
+    while position != -1:
+        name_len, extra_len, comment_len = struct.unpack("<HHH", raw[position + 28 : position + 34])
+        if raw[position + 46 : position + 46 + name_len] == name.encode():
+            return position
+        position = raw.find(b"PK\x01\x02", position + 46 + name_len + extra_len + comment_len)
+    raise AssertionError(f"{name} is not in the central directory")
+
+
+def _renamed(raw: bytearray, name: str) -> None:
+    entry = _central_entry(raw, name)
+    raw[entry + 46 + name.index("4")] ^= 0x07  # "c/4/0" -> "c/3/0": another chunk's name
+
+
+def _undecodable(raw: bytearray, name: str) -> None:
+    entry = _central_entry(raw, name)
+    raw[entry + 46 + name.index("4")] ^= 0x40  # "c/4/0" -> "c/t/0": no chunk's name
+
+
+def _redirected(raw: bytearray, name: str) -> None:
+    other = name.replace("/4", "/3")  # the directory points at the previous chunk's header
+    with zipfile.ZipFile(io.BytesIO(bytes(raw))) as zf:
+        target = zf.getinfo(other).header_offset
+    raw[_central_entry(raw, name) + 42 : _central_entry(raw, name) + 46] = struct.pack("<I", target)
+
+
+def _overlapping(raw: bytearray, name: str) -> None:
+    with zipfile.ZipFile(io.BytesIO(bytes(raw))) as zf:
+        info = zf.getinfo(name)
+    at = info.header_offset + 28  # the local header's extra field length
+    (extra_len,) = struct.unpack("<H", raw[at : at + 2])
+    raw[at : at + 2] = struct.pack("<H", extra_len + 64)  # its bytes would start 64 bytes later
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_renamed, _undecodable, _redirected, _overlapping],
+    ids=["renamed to another chunk", "renamed to no chunk", "offset of another", "overlapping"],
+)
+def test_a_damaged_directory_entry_never_hands_out_other_bytes(intact, member, damage, tmp_path):
+    """Every chunk's bytes are intact (each frame passes its own zstd checksum), but the
+    directory no longer ties the member to its bytes: the archive is refused at its first chunk
+    read (its directory is checked whole then), naming it, rather than reading another chunk's
+    samples (or the fill value, for a chunk whose name no longer decodes) in its place."""
+    broken = tmp_path / intact["zip"].name
+    raw = bytearray(intact["zip"].read_bytes())
+    damage(raw, member)
+    broken.write_bytes(bytes(raw))
+    with pytest.raises(SessionError, match=r"corrupt archive") as error:
+        get_continuous(broken)
+    assert str(broken) in str(error.value)
+    with pytest.raises(SessionError):
+        list(iter_labeled_windows(broken, "emg", 0.2, 0.1))
+    with pytest.raises(SessionError):
+        TrainingData([broken]).to_arrays("emg", 0.2, 0.1, features=["rms"])

@@ -12,7 +12,9 @@ listing, the archive's directory: never the declared shape) and return a chunk's
   carry one (labsession writes zstd frames with a content checksum, which the decoder checks).
 
 Sizes are checked before anything is read: a member or file larger than a chunk can compress to
-is refused unread.
+is refused unread. A zip's directory is checked whole when the archive is first read
+(:class:`ZipIndex`): every member where the directory says, under its own name, not overlapping
+another.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import struct
 import zipfile
 import zlib
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ __all__ = [
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then name and extra field lengths
 _LOCAL_SIGNATURE = b"PK\x03\x04"
+_UTF8_NAME = 0x800  # general purpose flag: the name is UTF-8 (else code page 437)
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
@@ -297,11 +301,48 @@ class ZipIndex:
             with open(self.archive, "rb") as file:
                 self.identity = _Identity.of(os.fstat(file.fileno()))
                 with zipfile.ZipFile(file) as zf:
-                    self.members = {info.filename: info for info in zf.infolist()}
+                    infos = zf.infolist()
+                self.members = {info.filename: info for info in infos}
+                #: Where each member's bytes start in the archive, from its local header.
+                self.data_starts = self._check_layout(file.fileno(), infos)
+        except SessionError:
+            raise
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise SessionError(
                 f"{self.archive}: the archive's directory cannot be read ({exc})"
             ) from exc
+
+    def _check_layout(self, fd: int, infos: list[zipfile.ZipInfo]) -> dict[str, int]:
+        """Each member's data offset, once every member is checked to be where the directory
+        says: one name once, a local header naming that very member, bytes ending before the
+        next member's header. A flipped bit in a name or an offset then cannot hand out the
+        bytes of another chunk (intact, so its own checksum passes) under a member's name, or
+        hide a chunk (which Zarr would read as its fill value). No member's bytes are read."""
+        if len(self.members) != len(infos):
+            counts = Counter(info.filename for info in infos)
+            twice = next(name for name, count in counts.items() if count > 1)
+            raise self._corrupt(f"the archive's directory lists {twice!r} twice")
+        header_starts = sorted({info.header_offset for info in infos})
+        following = dict(zip(header_starts, [*header_starts[1:], self.identity.size], strict=True))
+        data_starts = {}
+        for info in infos:
+            name = info.filename.encode("utf-8" if info.flag_bits & _UTF8_NAME else "cp437")
+            header = os.pread(fd, _LOCAL_HEADER.size + len(name), info.header_offset)
+            if len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
+                raise self._corrupt(f"member {info.filename!r} has no valid local header")
+            _, name_len, extra_len = _LOCAL_HEADER.unpack(header[: _LOCAL_HEADER.size])
+            if name_len != len(name) or header[_LOCAL_HEADER.size :] != name:
+                raise self._corrupt(
+                    f"member {info.filename!r} has a local header naming another member"
+                )
+            start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+            if start + info.compress_size > following[info.header_offset]:
+                raise self._corrupt(f"member {info.filename!r} overlaps the next member")
+            data_starts[info.filename] = start
+        return data_starts
+
+    def _corrupt(self, problem: str) -> SessionError:
+        return SessionError(f"{self.archive}: {problem} (corrupt archive)")
 
     def chunk_files(self, prefix: str) -> ZipChunkFiles:
         """The chunk members of the array stored under ``prefix`` (``emg.zarr``)."""
@@ -309,7 +350,8 @@ class ZipIndex:
 
 
 class ZipChunkFiles(ChunkFiles):
-    """Chunk members of one array in a ``.session.zip``, each checked against its CRC-32."""
+    """Chunk members of one array in a ``.session.zip``, each checked against its CRC-32
+    unless the caller verifies it (see :meth:`ChunkFiles.opened`)."""
 
     def __init__(self, index: ZipIndex, prefix: str):
         self.index, self.label = index, prefix.rstrip("/")
@@ -389,12 +431,8 @@ class ZipChunkFiles(ChunkFiles):
                 f"is {info.file_size} bytes ({info.compress_size} in the archive), more than a "
                 f"chunk can be ({limit})",
             )
-        header = os.pread(fd, _LOCAL_HEADER.size, info.header_offset)
-        if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
-            raise self.error(key, "has no valid local header (corrupt archive)")
-        _, name_len, extra_len = _LOCAL_HEADER.unpack(header)
-        start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
-        raw = os.pread(fd, info.compress_size, start)
+        # Where the directory says (checked once, when the archive was opened: ZipIndex).
+        raw = os.pread(fd, info.compress_size, self.index.data_starts[info.filename])
         if len(raw) != info.compress_size:
             raise self.error(
                 key, f"is truncated ({len(raw)} of {info.compress_size} bytes; corrupt archive)"

@@ -176,6 +176,7 @@ def _open_listed(path: str, listed: os.stat_result) -> Iterator[int]:
         | getattr(os, "O_NOFOLLOW", 0)
         | getattr(os, "O_BINARY", 0)
         | getattr(os, "O_NONBLOCK", 0)
+        | getattr(os, "O_NOCTTY", 0)
     )
     try:
         fd = os.open(path, flags)
