@@ -271,8 +271,9 @@ class TorchFlowregBackend:
         fixed_pyr, moving_pyr = [fixed], [moving]
         for i in range(1, top + 1):
             size = (max(1, round(height * opts.eta**i)), max(1, round(width * opts.eta**i)))
-            fixed_pyr.append(self._resize(self._blur(fixed_pyr[-1], sigma), size))
-            moving_pyr.append(self._resize(self._blur(moving_pyr[-1], sigma), size))
+            # bicubic levels, as the numba backend's (_flowreg_batch._pyramid says why)
+            fixed_pyr.append(self._resize(self._blur(fixed_pyr[-1], sigma), size, "bicubic"))
+            moving_pyr.append(self._resize(self._blur(moving_pyr[-1], sigma), size, "bicubic"))
         uv = init
         for i in range(top, bottom - 1, -1):
             f1, f2 = fixed_pyr[i], moving_pyr[i]

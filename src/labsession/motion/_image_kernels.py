@@ -162,35 +162,36 @@ def _bicubic(image: np.ndarray, y: float, x: float) -> np.float32:
 @njit(cache=True, nogil=True, fastmath=True)
 def resize_cubic(images: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bicubic resize of each ``(H, W)`` image of an ``(N, H, W)`` stack to ``(height, width)``
-    (for flow upsampling).
+    (the pyramid levels, the flow's final upsampling).
 
-    Separable: each source row is interpolated along x, then the rows along y.
+    Separable, in single precision: each output row is interpolated along y from 4 source
+    rows (contiguous, vectorised), then along x. Rows along y first: a shrinking pyramid level
+    interpolates fewer rows along x (the scattered reads).
     """
     n_images, src_h, src_w = images.shape
-    xi, xw = _cubic_taps(src_w, width)
-    yi, yw = _cubic_taps(src_h, height)
-    rows = np.empty((src_h, width), dtype=np.float64)
+    xi, xw64 = _cubic_taps(src_w, width)
+    yi, yw64 = _cubic_taps(src_h, height)
+    xw = xw64.astype(np.float32)
+    yw = yw64.astype(np.float32)
+    row = np.empty(src_w, dtype=np.float32)
     out = np.empty((n_images, height, width), dtype=np.float32)
     for t in range(n_images):
-        for r in range(src_h):
-            src = images[t, r]
-            dst = rows[r]
-            for x in range(width):
-                dst[x] = (
-                    xw[x, 0] * src[xi[x, 0]]
-                    + xw[x, 1] * src[xi[x, 1]]
-                    + xw[x, 2] * src[xi[x, 2]]
-                    + xw[x, 3] * src[xi[x, 3]]
-                )
         for y in range(height):
-            r0 = rows[yi[y, 0]]
-            r1 = rows[yi[y, 1]]
-            r2 = rows[yi[y, 2]]
-            r3 = rows[yi[y, 3]]
+            r0 = images[t, yi[y, 0]]
+            r1 = images[t, yi[y, 1]]
+            r2 = images[t, yi[y, 2]]
+            r3 = images[t, yi[y, 3]]
             w0, w1, w2, w3 = yw[y, 0], yw[y, 1], yw[y, 2], yw[y, 3]
+            for x in range(src_w):
+                row[x] = w0 * r0[x] + w1 * r1[x] + w2 * r2[x] + w3 * r3[x]
             dst = out[t, y]
             for x in range(width):
-                dst[x] = w0 * r0[x] + w1 * r1[x] + w2 * r2[x] + w3 * r3[x]
+                dst[x] = (
+                    xw[x, 0] * row[xi[x, 0]]
+                    + xw[x, 1] * row[xi[x, 1]]
+                    + xw[x, 2] * row[xi[x, 2]]
+                    + xw[x, 3] * row[xi[x, 3]]
+                )
     return out
 
 
