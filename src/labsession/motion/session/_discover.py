@@ -88,6 +88,29 @@ def recording_dir(config: SessionConfig, input_file: Path) -> Path:
     return config.output_dir / Path(input_file).stem
 
 
+class _ClosedForGoodFileHandler(logging.FileHandler):
+    """A file handler that, once closed, stays closed.
+
+    ``logging.FileHandler`` reopens its file for a record emitted after :meth:`close` (in
+    append mode): a record another thread logs while :func:`recording_log` ends would reopen
+    the recording's log, leaking the file. Such a record is dropped instead.
+    """
+
+    _finished = False
+
+    def close(self) -> None:
+        self.acquire()  # emit() runs under this lock (Handler.handle)
+        try:
+            self._finished = True
+        finally:
+            self.release()
+        super().close()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._finished:
+            super().emit(record)
+
+
 @contextlib.contextmanager
 def recording_log(folder: Path, name: str) -> Iterator[Path]:
     """Copy ``labsession`` log records (INFO and above) to ``folder/name`` while inside.
@@ -96,7 +119,7 @@ def recording_log(folder: Path, name: str) -> Iterator[Path]:
     """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _ClosedForGoodFileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     package = logging.getLogger("labsession")
