@@ -187,8 +187,8 @@ class FlowregBackend:
         # strided array would be another type signature, compiled again (seconds to tens of
         # seconds) on a cold cache.
         fixed = _channels_first(reference)
-        frames = _channels_first(moving)
-        n, n_ch, height, width = frames.shape
+        moving = np.asarray(moving)  # (N, H, W, C): each thread copies its frames channel first
+        n, height, width, n_ch = moving.shape
         weight = data_weight(opts, np.asarray(weight), n_ch, height, width)
         if w_init is None:
             init = np.zeros((1, 2, height, width), dtype=np.float32)
@@ -216,19 +216,23 @@ class FlowregBackend:
             opts.constancy_assumption.value,
         )
 
-        def run(start: int, stop: int) -> np.ndarray:
-            return flow_batch(fixed, frames[start:stop], init, index[start:stop], *params)
+        # each thread writes its frames' flows channel last (no serial transposed copy)
+        w = np.empty((n, height, width, 2), dtype=np.float32)
+
+        def run(start: int, stop: int) -> None:
+            frames = _channels_first(moving[start:stop])
+            flow_batch(fixed, frames, init, index[start:stop], *params, out=w[start:stop])
 
         # The kernel releases the GIL: contiguous blocks of frames run on threads, one block
         # per thread (as numba's prange would schedule them).
         bounds = np.linspace(0, n, min(n, _flow_threads()) + 1).astype(int)
         with announce_compilation():
             if len(bounds) <= 2:
-                w = run(0, n)
+                run(0, n)
             else:
                 with ThreadPoolExecutor(max_workers=len(bounds) - 1) as pool:
-                    w = np.concatenate(list(pool.map(run, bounds[:-1], bounds[1:])))
-        return np.ascontiguousarray(np.moveaxis(w, -3, -1))
+                    list(pool.map(run, bounds[:-1], bounds[1:]))
+        return w
 
 
 def _channels_first(array: np.ndarray) -> np.ndarray:

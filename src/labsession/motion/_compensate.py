@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from labsession.core.atomic import atomic_save_npy, atomic_save_npz, atomic_write_json
 from labsession.core.progress import make_progress
-from labsession.motion._backends import get_backend
+from labsession.motion._backends import _flow_threads, get_backend
 from labsession.motion._checks import as_image, as_video
 from labsession.motion._options import OFOptions, output_dtype
 from labsession.motion._preprocess import intensity_range, preprocess, preprocess_mix
@@ -49,10 +51,17 @@ class _Engine:
             np.all(self.sigma == self.sigma[:1])
         )
         self.flow_weight = np.ones(1, dtype=np.float32) if self.mix_only else self.weight
+        # without smoothing along time each frame is preprocessed on its own
+        self.per_frame = not np.any((4.0 * self.sigma[:, 2] + 0.5).astype(int) >= 1)
         self.reference_proc = self._prep(self.reference)
         self.w_init: np.ndarray | None = None
 
     def _prep(self, frames: np.ndarray) -> np.ndarray:
+        if frames.ndim == 4 and self.per_frame:
+            return _by_frames(self._prep_frames, frames)
+        return self._prep_frames(frames)
+
+    def _prep_frames(self, frames: np.ndarray) -> np.ndarray:
         if self.mix_only:
             return preprocess_mix(
                 frames, low=self.low, high=self.high, weight=self.weight, sigma=self.sigma
@@ -72,8 +81,12 @@ class _Engine:
             # a read-only broadcast view: backends copy what they need
             init = np.broadcast_to(self.w_init, (len(batch), *self.w_init.shape))
         w = self.backend(self.reference_proc, proc, weight=self.flow_weight, w_init=init)
-        registered = warp_video(
-            batch, w, interpolation=opts.interpolation_method.value, fill=self.reference
+        registered = _by_frames(
+            lambda part, part_w: warp_video(
+                part, part_w, interpolation=opts.interpolation_method.value, fill=self.reference
+            ),
+            batch,
+            w,
         )
         if opts.update_initialization_w:
             self.w_init = w[-20:].mean(axis=0)
@@ -82,6 +95,34 @@ class _Engine:
             self.reference = 0.9 * self.reference + 0.1 * registered.mean(axis=0)
             self.reference_proc = self._prep(self.reference)
         return registered, w
+
+
+def _by_frames(function: Callable[..., np.ndarray], *videos: np.ndarray) -> np.ndarray:
+    """``function(*videos)`` computed on contiguous blocks of frames on threads.
+
+    For frame-by-frame work (preprocessing without temporal smoothing, the final warp) whose
+    OpenCV and numpy calls release the GIL: these ran on one core while the flow kernels use
+    all (``NUMBA_NUM_THREADS``). ``videos`` share their first axis ``(T, ...)``; the result is
+    the blocks' results concatenated along it, the same numbers as one call.
+    """
+    n = len(videos[0])
+    threads = min(n, _flow_threads())
+    if threads <= 1:
+        return function(*videos)
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    spans = list(itertools.pairwise(bounds))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        parts = list(
+            pool.map(lambda span: function(*(v[span[0] : span[1]] for v in videos)), spans)
+        )
+        out = np.empty((n, *parts[0].shape[1:]), dtype=parts[0].dtype)
+        # the copies too: a video of 512 x 512 frames is tens of MB
+
+        def put(i: int) -> None:
+            out[spans[i][0] : spans[i][1]] = parts[i]
+
+        list(pool.map(put, range(len(spans))))
+    return out
 
 
 def spatial_bin(frames: np.ndarray, factor: int) -> np.ndarray:
@@ -152,14 +193,28 @@ def compensate_arr(
             f"reference has shape {ref.shape} but the video's frames are {frames.shape[1:]}{hint}"
         )
     engine = _Engine(ref, options)
-    registered = np.empty_like(frames)
-    w = np.empty((*frames.shape[:3], 2), dtype=np.float32)
     total = len(frames)
-    for start in range(0, total, options.buffer_size):
-        stop = min(start + options.buffer_size, total)
-        registered[start:stop], w[start:stop] = engine.process(frames[start:stop])
+    if total <= options.buffer_size:
+        # one buffer: its results are the outputs, not copied into them (two whole videos;
+        # np.require copies only what the backend did not make for us: a view, another dtype)
+        registered, w = engine.process(frames)
+        registered = np.require(registered, np.float32, ["C", "W", "O"])
+        w = np.require(w, np.float32, ["C", "W", "O"])
+        if w.shape != (*frames.shape[:3], 2) or registered.shape != frames.shape:
+            raise ValueError(
+                f"flow backend {options.flow_backend!r} returned w of shape {w.shape} for "
+                f"frames of shape {frames.shape}; expected {(*frames.shape[:3], 2)}"
+            )
         if progress_callback is not None:
-            progress_callback(stop, total)
+            progress_callback(total, total)
+    else:
+        registered = np.empty_like(frames)
+        w = np.empty((*frames.shape[:3], 2), dtype=np.float32)
+        for start in range(0, total, options.buffer_size):
+            stop = min(start + options.buffer_size, total)
+            registered[start:stop], w[start:stop] = engine.process(frames[start:stop])
+            if progress_callback is not None:
+                progress_callback(stop, total)
     dtype = output_dtype(options.output_typename) or _result_dtype(source.dtype)
     registered = cast_frames(registered, dtype)
     if source.ndim == 3 or single_frame:

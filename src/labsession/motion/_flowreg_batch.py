@@ -31,6 +31,7 @@ from labsession.motion._flowreg_kernels import (
 )
 from labsession.motion._image_kernels import (
     blur_channels,
+    interleave_flow,
     median5,
     resize_channels,
     resize_cubic,
@@ -82,6 +83,7 @@ def flow_batch(
     a_data: float,
     a_smooth: float,
     constancy: str,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Flow from each moving frame to ``fixed``, one frame after the other, without the GIL.
 
@@ -103,11 +105,16 @@ def flow_batch(
     constancy
         The data term: ``"gc"`` (normalised gradient constancy), ``"gray"`` (gray-value
         constancy) or ``"cs"`` (census constancy).
+    out
+        ``None``, or a C-contiguous float32 ``(N, H, W, 2)`` array to write the flows into,
+        channel last (the backends' layout): each thread writes its own frames, instead of one
+        serial transposed copy of the whole result afterwards.
 
     Returns
     -------
     numpy.ndarray
-        ``(N, 2, H, W)`` float32 ``[u, v]`` such that ``moving(y + v, x + u) ~ fixed(y, x)``.
+        ``(N, 2, H, W)`` float32 ``[u, v]`` such that ``moving(y + v, x + u) ~ fixed(y, x)``;
+        ``out`` itself, filled, when given.
 
     All arrays must be C-contiguous and writable (another layout would be another type
     signature for numba to compile). The kernel releases the GIL, so threads can share a batch.
@@ -127,7 +134,7 @@ def flow_batch(
         i: level_weight(weight, *sizes[i]) if weight.ndim == 3 else weight
         for i in range(bottom, top + 1)
     }
-    out = np.empty((n_frames, 2, height, width), dtype=np.float32)
+    result = np.empty((n_frames, 2, height, width), dtype=np.float32) if out is None else out
     block = max(1, _PIXELS_PER_CALL // (height * width))
     for start in range(0, n_frames, block):
         stop = min(start + block, n_frames)
@@ -170,6 +177,9 @@ def flow_batch(
         if u.shape[1:] != (height, width):
             u = resize_cubic(u, height, width)
             v = resize_cubic(v, height, width)
-        out[start:stop, 0] = u
-        out[start:stop, 1] = v
-    return out
+        if out is None:
+            result[start:stop, 0] = u
+            result[start:stop, 1] = v
+        else:
+            interleave_flow(u, v, result[start:stop])
+    return result

@@ -1,0 +1,78 @@
+"""The flowreg engine's data paths: threads and layouts change no number.
+
+Frame-by-frame preprocessing and the final warp run on blocks of frames on threads, the flow
+kernels write their flows channel last straight into the backend's output, and the 5x5 median
+works in tiles of a row: each is checked here against the plain computation.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from labsession.motion import OFOptions, compensate_arr
+from labsession.motion._flowreg_batch import flow_batch
+from labsession.motion._image_kernels import _MEDIAN_TILE, interleave_flow, median5
+
+
+def _median5_reference(field: np.ndarray) -> np.ndarray:
+    padded = np.pad(field, 2, mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (5, 5))
+    return np.median(windows.reshape(*field.shape, 25), axis=-1).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(5, 2 * _MEDIAN_TILE + 44), (9, _MEDIAN_TILE + 1)])
+def test_median5_of_fields_wider_than_a_tile(shape):
+    rng = np.random.default_rng(3)
+    field = np.round(3 * rng.normal(size=shape)).astype(np.float32)  # ties too
+    np.testing.assert_array_equal(median5(field[None])[0], _median5_reference(field))
+
+
+def test_interleave_flow_is_moveaxis():
+    rng = np.random.default_rng(4)
+    u = rng.normal(size=(3, 5, 7)).astype(np.float32)
+    v = rng.normal(size=(3, 5, 7)).astype(np.float32)
+    out = np.full((3, 5, 7, 2), np.nan, dtype=np.float32)
+    interleave_flow(u, v, out)
+    np.testing.assert_array_equal(out, np.stack([u, v], axis=-1))
+
+
+def test_flow_batch_writes_the_same_flows_channel_last(small_video):
+    scale = small_video.reference.max()
+    fixed = np.ascontiguousarray(np.moveaxis(small_video.reference / scale, -1, 0), np.float32)
+    moving = np.ascontiguousarray(np.moveaxis(small_video.video[:3] / scale, -1, 1), np.float32)
+    init = np.zeros((1, 2, 64, 64), dtype=np.float32)
+    index = np.zeros(3, dtype=np.int64)
+    weight = np.full(2, 0.5, dtype=np.float32)
+    params = (1.5, 1.5, 0.8, 100, 6, 20, 5, 0.45, 1.0, "gc")
+    planes = flow_batch(fixed, moving, init, index, weight, *params)
+    out = np.full((3, 64, 64, 2), np.nan, dtype=np.float32)
+    returned = flow_batch(fixed, moving, init, index, weight, *params, out=out)
+    assert returned is out
+    assert np.abs(planes).max() > 0.1  # real flows, not zeros
+    np.testing.assert_array_equal(out, np.moveaxis(planes, 1, -1))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"quality_setting": "fast"},
+        # temporal smoothing: preprocessed as one video, not frame by frame
+        {"quality_setting": "fast", "sigma": [[1.0, 1.0, 0.5], [1.0, 1.0, 0.5]]},
+        {"quality_setting": "fast", "flow_backend": "diso"},
+    ],
+)
+def test_compensate_arr_same_on_one_thread_and_on_all(small_video, options):
+    opts = OFOptions(**options)
+    video = small_video.video[:7]
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        registered_one, w_one = compensate_arr(video, small_video.reference, opts)
+    finally:
+        numba.set_num_threads(threads)
+    registered, w = compensate_arr(video, small_video.reference, opts)
+    np.testing.assert_array_equal(w, w_one)
+    np.testing.assert_array_equal(registered, registered_one)
+    assert np.abs(w).max() > 0.1
