@@ -176,7 +176,16 @@ def test_headless_app_run_saves_and_packs_on_sigterm(tmp_path):
         assert [e.class_index for e in store.label_track] == [0]
 
 
-def test_ctrl_c_during_the_packing_does_not_cut_it_short(tmp_path):
+@pytest.fixture
+def ctrl_c_as_in_a_terminal():
+    """Python's own SIGINT handler, as in a terminal, whatever the suite was started from (a
+    background job inherits SIGINT ignored, and the App restores what it found)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_the_packing_does_not_cut_it_short(tmp_path, ctrl_c_as_in_a_terminal):
     app = App("interrupted twice")
     app.streams(Stream("emg", SyntheticSource(2, 200.0)))
     app.before_run_hooks.append(lambda a: a.start_recording(tmp_path))
