@@ -13,6 +13,7 @@ model as ``flowreg`` in PyTorch, needs the ``labsession[torch]`` extra; alias ``
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -225,13 +226,13 @@ class FlowregBackend:
 
         # The kernel releases the GIL: contiguous blocks of frames run on threads, one block
         # per thread (as numba's prange would schedule them).
-        bounds = np.linspace(0, n, min(n, _flow_threads()) + 1).astype(int)
+        spans = frame_spans(n)
         with announce_compilation():
-            if len(bounds) <= 2:
+            if len(spans) == 1:
                 run(0, n)
             else:
-                with ThreadPoolExecutor(max_workers=len(bounds) - 1) as pool:
-                    list(pool.map(run, bounds[:-1], bounds[1:]))
+                with ThreadPoolExecutor(max_workers=len(spans)) as pool:
+                    list(pool.map(lambda span: run(*span), spans))
         return w
 
 
@@ -249,6 +250,13 @@ def _flow_threads() -> int:
     import numba
 
     return max(1, int(numba.get_num_threads()))
+
+
+def frame_spans(n: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]``: ``n`` frames in contiguous blocks, one per thread of
+    :func:`_flow_threads` (fewer when there are fewer frames; ``[(0, n)]`` on one thread)."""
+    bounds = np.linspace(0, n, max(1, min(n, _flow_threads())) + 1).astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
 
 
 _DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import numpy as np
 
 from labsession.core.atomic import atomic_save_npy, atomic_save_npz, atomic_write_json
 from labsession.core.progress import make_progress
-from labsession.motion._backends import _flow_threads, get_backend
+from labsession.motion._backends import frame_spans, get_backend
 from labsession.motion._checks import as_image, as_video
 from labsession.motion._options import OFOptions, output_dtype
 from labsession.motion._preprocess import intensity_range, preprocess, preprocess_mix
@@ -106,12 +105,10 @@ def _by_frames(function: Callable[..., np.ndarray], *videos: np.ndarray) -> np.n
     the blocks' results concatenated along it, the same numbers as one call.
     """
     n = len(videos[0])
-    threads = min(n, _flow_threads())
-    if threads <= 1:
+    spans = frame_spans(n)
+    if len(spans) <= 1:
         return function(*videos)
-    bounds = np.linspace(0, n, threads + 1).astype(int)
-    spans = list(itertools.pairwise(bounds))
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with ThreadPoolExecutor(max_workers=len(spans)) as pool:
         parts = list(
             pool.map(lambda span: function(*(v[span[0] : span[1]] for v in videos)), spans)
         )
