@@ -1,5 +1,6 @@
 import io
 import os
+import re
 import subprocess
 import tarfile
 import threading
@@ -196,6 +197,75 @@ def test_pack_tar_refuses_a_file_swapped_for_a_named_pipe_without_blocking(
     assert isinstance(outcome[0], ArchiveError)
     assert "a.txt: replaced since the folder was listed" in str(outcome[0])
     assert not (tmp_path / "x.tar.gz").exists()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/dev/fd"))
+
+
+@pytest.mark.parametrize("memory_limit", [0, 10**9], ids=["streamed", "in-memory"])
+def test_pack_tar_never_opens_a_file_through_a_folder_swapped_for_a_link(
+    folder, tmp_path, memory_limit
+):
+    """A listed folder moved out of the run and linked back in its place still holds the very
+    files listed, but packing opens each folder on the way without following links: the link
+    is refused, naming it, and nothing outside the run folder is opened."""
+    entries = walk_folder(folder)
+    os.rename(folder / "sub", tmp_path / "elsewhere")
+    os.symlink(tmp_path / "elsewhere", folder / "sub")
+    before = _open_fds()
+    pattern = re.escape(f"{folder / 'sub'}: changed since the folder was listed")
+    with pytest.raises(ArchiveError, match=pattern):
+        pack_tar(folder, tmp_path / "x.tar.gz", entries=entries, memory_limit=memory_limit)
+    assert not (tmp_path / "x.tar.gz").exists()
+    assert _open_fds() == before
+
+
+@pytest.mark.parametrize("memory_limit", [0, 10**9], ids=["streamed", "in-memory"])
+def test_pack_tar_refuses_a_folder_swapped_for_a_link_to_a_named_pipe_without_blocking(
+    folder, tmp_path, memory_limit
+):
+    """A listed folder swapped for a link to a folder whose file of the listed name is a named
+    pipe: the link is refused at once, before the pipe (outside the run) is opened."""
+    entries = walk_folder(folder)
+    (tmp_path / "pipes").mkdir()
+    os.mkfifo(tmp_path / "pipes" / "b.bin")
+    (folder / "sub" / "b.bin").unlink()
+    (folder / "sub").rmdir()
+    os.symlink(tmp_path / "pipes", folder / "sub")
+    outcome: list[BaseException | None] = []
+
+    def pack() -> None:
+        try:
+            pack_tar(folder, tmp_path / "x.tar.gz", entries=entries, memory_limit=memory_limit)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome.append(exc)
+
+    worker = threading.Thread(target=pack, daemon=True)
+    worker.start()
+    worker.join(10.0)
+    assert not worker.is_alive(), "blocked: packing opened the named pipe, waiting for a writer"
+    assert isinstance(outcome[0], ArchiveError)
+    # The folder is refused, not the pipe found through it.
+    assert f"{folder / 'sub'}: changed since the folder was listed" in str(outcome[0])
+    assert "b.bin" not in str(outcome[0])
+    assert not (tmp_path / "x.tar.gz").exists()
+
+
+@pytest.mark.parametrize("memory_limit", [0, 10**9], ids=["streamed", "in-memory"])
+def test_pack_tar_through_nested_folders_closes_every_folder_it_opened(tmp_path, memory_limit):
+    src = tmp_path / "run"
+    for rel in ["a/b/c/f.txt", "a/b/g.txt", "a/h.txt", "a-b/i.txt", "x/y/j.txt", "k.txt"]:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(rel)
+    before = _open_fds()
+    out = pack_tar(src, tmp_path / "x.tar", memory_limit=memory_limit)
+    assert _open_fds() == before
+    with tarfile.open(out) as tf:
+        files = {m.name: tf.extractfile(m).read().decode() for m in tf if m.isfile()}
+    assert files == {f"run/{rel}": rel for rel in folder_manifest(src)}
+    assert len(files) == 6
 
 
 def test_pack_tar_unknown_suffix(folder, tmp_path):

@@ -165,30 +165,101 @@ def _tar_size(top: str, entries: list[FolderEntry]) -> int:
     return size
 
 
-@contextlib.contextmanager
-def _open_listed(path: str, listed: os.stat_result) -> Iterator[int]:
-    """An open descriptor of file ``path`` if it is still the very file listed (no links).
+#: Flags opening a listed file: never through a link, never waiting (a named pipe put in its
+#: place opens at once, and is refused as another inode, instead of waiting for a writer).
+_FILE_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+#: Flags opening a folder on the way to a listed file (a link in its place fails to open).
+_FOLDER_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_DIRECTORY", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+#: Files can be opened relative to folder descriptors (not on Windows: there, by full path).
+_BY_FOLDER = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
 
-    Opened without blocking: a named pipe put in the file's place opens at once (and is
-    refused as another inode) instead of waiting for a writer."""
-    flags = (
-        os.O_RDONLY
-        | getattr(os, "O_NOFOLLOW", 0)
-        | getattr(os, "O_BINARY", 0)
-        | getattr(os, "O_NONBLOCK", 0)
-        | getattr(os, "O_NOCTTY", 0)
-    )
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise ArchiveError(f"{path}: changed since the folder was listed ({exc})") from exc
-    try:
-        now = os.fstat(fd)
-        if not stat.S_ISREG(now.st_mode) or identity(now)[:2] != identity(listed)[:2]:
+
+class _ListedFolders:
+    """Opens the listed files of folder ``src`` through descriptors of its listed folders.
+
+    Each folder on the way to a file is opened relative to its parent's descriptor, from
+    ``src`` down, without following a link, and checked to be the very folder listed (device
+    and inode): a folder swapped for a link (or another folder) since the listing is refused,
+    so nothing outside ``src`` is ever opened. Only the folders above the file last opened stay
+    open (the listing is sorted: a folder's entries come together); :meth:`close` closes them.
+    Where the system cannot open relative to a folder (Windows), files are opened by full path,
+    which guards only the last path component.
+    """
+
+    def __init__(self, src: Path, entries: list[FolderEntry]) -> None:
+        self.root = os.fspath(src)
+        self._listed = {rel: st for rel, st, _ in entries if stat.S_ISDIR(st.st_mode)}
+        self._fds: dict[str, int] = {}
+
+    def __enter__(self) -> _ListedFolders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every folder descriptor still open."""
+        while self._fds:
+            os.close(self._fds.popitem()[1])
+
+    def path(self, rel: str) -> str:
+        """The full path of listed entry ``rel`` (POSIX relative path), for messages."""
+        return os.path.join(self.root, rel) if rel else self.root
+
+    def _folder(self, rel: str) -> int:
+        """An open descriptor of listed folder ``rel`` (``""``: ``src`` itself)."""
+        for other in [k for k in self._fds if k and rel != k and not rel.startswith(k + "/")]:
+            os.close(self._fds.pop(other))  # not above rel: its entries are all packed
+        if rel in self._fds:
+            return self._fds[rel]
+        parent, _, name = rel.rpartition("/")
+        try:  # src itself is not listed: opened as the listing opened it (through a link too)
+            if rel:
+                fd = os.open(name, _FOLDER_FLAGS, dir_fd=self._folder(parent))
+            else:
+                fd = os.open(self.root, _FOLDER_FLAGS & ~getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:  # a link (or a file) in its place, or gone
+            raise ArchiveError(
+                f"{self.path(rel)}: changed since the folder was listed ({exc}); not packed"
+            ) from exc
+        if rel and identity(os.fstat(fd))[:2] != identity(self._listed[rel])[:2]:
+            os.close(fd)
+            path = self.path(rel)
             raise ArchiveError(f"{path}: replaced since the folder was listed; not packed")
-        yield fd
-    finally:
-        os.close(fd)
+        self._fds[rel] = fd
+        return fd
+
+    @contextlib.contextmanager
+    def open(self, rel: str, listed: os.stat_result) -> Iterator[int]:
+        """An open descriptor of listed file ``rel`` if it is still the very file listed."""
+        path = self.path(rel)
+        parent, _, name = rel.rpartition("/")
+        try:
+            if _BY_FOLDER:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=self._folder(parent))
+            else:  # pragma: no cover - Windows
+                fd = os.open(path, _FILE_FLAGS)
+        except OSError as exc:
+            raise ArchiveError(f"{path}: changed since the folder was listed ({exc})") from exc
+        try:
+            now = os.fstat(fd)
+            if not stat.S_ISREG(now.st_mode) or identity(now)[:2] != identity(listed)[:2]:
+                raise ArchiveError(f"{path}: replaced since the folder was listed; not packed")
+            yield fd
+        finally:
+            os.close(fd)
 
 
 def _shorter(path: str, exc: object) -> ArchiveError:
@@ -196,54 +267,60 @@ def _shorter(path: str, exc: object) -> ArchiveError:
 
 
 def _copy_listed_file(
-    tf: tarfile.TarFile, info: tarfile.TarInfo, path: str, listed: os.stat_result
+    tf: tarfile.TarFile,
+    info: tarfile.TarInfo,
+    folders: _ListedFolders,
+    rel: str,
+    listed: os.stat_result,
 ) -> None:
-    """Add file ``path`` to ``tf`` if it is still the very file listed (never through a link)."""
+    """Add file ``rel`` to ``tf`` if it is still the very file listed (never through a link)."""
     # Unbuffered: tarfile reads exactly the member size, in large blocks.
-    with _open_listed(path, listed) as fd, open(fd, "rb", buffering=0, closefd=False) as f:
+    with folders.open(rel, listed) as fd, open(fd, "rb", buffering=0, closefd=False) as f:
         try:
             tf.addfile(info, f)
         except OSError as exc:
             if os.fstat(fd).st_size >= info.size:  # not the file running short: disk, etc.
                 raise
-            raise _shorter(path, exc) from exc
+            raise _shorter(folders.path(rel), exc) from exc
 
 
-def _read_listed_file(path: str, listed: os.stat_result, size: int) -> bytes:
-    """The first ``size`` bytes of file ``path`` if it is still the very file listed."""
-    with _open_listed(path, listed) as fd:
+def _read_listed_file(
+    folders: _ListedFolders, rel: str, listed: os.stat_result, size: int
+) -> bytes:
+    """The first ``size`` bytes of file ``rel`` if it is still the very file listed."""
+    with folders.open(rel, listed) as fd:
         parts, got = [], 0
         while got < size:
             block = os.read(fd, size - got)
             if not block:
-                raise _shorter(path, f"{got} of {size} bytes")
+                raise _shorter(folders.path(rel), f"{got} of {size} bytes")
             parts.append(block)
             got += len(block)
     return b"".join(parts)
 
 
 def _add_entries(tf: tarfile.TarFile, src: Path, top: str, entries: list[FolderEntry]) -> None:
-    root = os.fspath(src)
     tf.addfile(_tarinfo(top or ".", src.stat()))
-    for name, st, linkname in entries:
-        info = _tarinfo(f"{top}/{name}" if top else name, st, linkname)
-        if info.isdir() or info.issym():
-            tf.addfile(info)
-        else:
-            _copy_listed_file(tf, info, os.path.join(root, name), st)
+    with _ListedFolders(src, entries) as folders:
+        for name, st, linkname in entries:
+            info = _tarinfo(f"{top}/{name}" if top else name, st, linkname)
+            if info.isdir() or info.issym():
+                tf.addfile(info)
+            else:
+                _copy_listed_file(tf, info, folders, name, st)
 
 
 def _tar_in_memory(src: Path, top: str, entries: list[FolderEntry]) -> tuple[bytes, bool]:
     """The tar :func:`_add_entries` would write, built in memory; and whether every header is
     a plain ustar one (see :class:`~labsession.core.archive._ustar.TarBuilder`)."""
-    root = os.fspath(src)
     builder = TarBuilder()
     builder.add(_tarinfo(top or ".", src.stat()))
-    for name, st, linkname in entries:
-        info = _tarinfo(f"{top}/{name}" if top else name, st, linkname)
-        # An empty file too is opened: it must still be the very file listed.
-        data = _read_listed_file(os.path.join(root, name), st, info.size) if info.isfile() else b""
-        builder.add(info, data)
+    with _ListedFolders(src, entries) as folders:
+        for name, st, linkname in entries:
+            info = _tarinfo(f"{top}/{name}" if top else name, st, linkname)
+            # An empty file too is opened: it must still be the very file listed.
+            data = _read_listed_file(folders, name, st, info.size) if info.isfile() else b""
+            builder.add(info, data)
     return builder.finish(), builder.plain
 
 
