@@ -393,3 +393,26 @@ def test_a_damaged_directory_entry_never_hands_out_other_bytes(intact, member, d
         list(iter_labeled_windows(broken, "emg", 0.2, 0.1))
     with pytest.raises(SessionError):
         TrainingData([broken]).to_arrays("emg", 0.2, 0.1, features=["rms"])
+
+
+def test_a_last_member_running_into_the_directory_is_refused(intact, tmp_path):
+    """A flipped bit makes the last member's compressed size (in the central directory) reach
+    past its bytes into the directory itself, still inside the file: the archive is refused at
+    its first chunk read, naming the archive and the member."""
+    raw = bytearray(intact["zip"].read_bytes())
+    with zipfile.ZipFile(io.BytesIO(bytes(raw))) as zf:
+        last = max(zf.infolist(), key=lambda info: info.header_offset)
+        directory = zf.start_dir
+    entry = _central_entry(raw, last.filename)
+    (size,) = struct.unpack("<I", raw[entry + 20 : entry + 24])
+    bit = next(1 << i for i in range(32) if not size & 1 << i and 1 << i >= 64)
+    raw[entry + 20 : entry + 24] = struct.pack("<I", size | bit)  # one bit: 64+ bytes longer
+    data_end = last.header_offset + 30 + len(last.filename) + last.compress_size
+    assert data_end == directory  # its bytes ended where the directory starts...
+    assert data_end + bit <= len(raw)  # ...and now run into it, not past the file's end
+    broken = tmp_path / intact["zip"].name
+    broken.write_bytes(bytes(raw))
+    with pytest.raises(SessionError, match=r"overlaps the archive's directory") as error:
+        get_continuous(broken)
+    assert str(broken) in str(error.value)
+    assert repr(last.filename) in str(error.value)

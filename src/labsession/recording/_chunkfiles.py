@@ -14,7 +14,7 @@ listing, the archive's directory: never the declared shape) and return a chunk's
 Sizes are checked before anything is read: a member or file larger than a chunk can compress to
 is refused unread. A zip's directory is checked whole when the archive is first read
 (:class:`ZipIndex`): every member where the directory says, under its own name, not overlapping
-another.
+another or the directory itself.
 """
 
 from __future__ import annotations
@@ -46,6 +46,14 @@ __all__ = [
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then name and extra field lengths
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 _UTF8_NAME = 0x800  # general purpose flag: the name is UTF-8 (else code page 437)
+#: End of central directory record: signature, 4 counts, directory size and offset, comment length.
+_END = struct.Struct("<4s4HIIH")
+_END_SIGNATURE = b"PK\x05\x06"
+_END_SEARCH = _END.size + (1 << 16)  # the record and the longest comment (as zipfile searches)
+_END64 = struct.Struct("<4sQ2H2I2QQQ")  # ZIP64 end record: the directory size is field 8
+_END64_SIGNATURE = b"PK\x06\x06"
+_END64_LOCATOR = struct.Struct("<4sIQI")  # right before the end record, in a ZIP64 archive
+_END64_LOCATOR_SIGNATURE = b"PK\x06\x07"
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
@@ -315,15 +323,17 @@ class ZipIndex:
     def _check_layout(self, fd: int, infos: list[zipfile.ZipInfo]) -> dict[str, int]:
         """Each member's data offset, once every member is checked to be where the directory
         says: one name once, a local header naming that very member, bytes ending before the
-        next member's header. A flipped bit in a name or an offset then cannot hand out the
-        bytes of another chunk (intact, so its own checksum passes) under a member's name, or
-        hide a chunk (which Zarr would read as its fill value). No member's bytes are read."""
+        next member's header (the last member's before the central directory). A flipped bit
+        in a name, an offset or a size then cannot hand out the bytes of another chunk (intact,
+        so its own checksum passes) or of the directory under a member's name, or hide a chunk
+        (which Zarr would read as its fill value). No member's bytes are read."""
         if len(self.members) != len(infos):
             counts = Counter(info.filename for info in infos)
             twice = next(name for name, count in counts.items() if count > 1)
             raise self._corrupt(f"the archive's directory lists {twice!r} twice")
         header_starts = sorted({info.header_offset for info in infos})
-        following = dict(zip(header_starts, [*header_starts[1:], self.identity.size], strict=True))
+        directory = self._directory_start(fd)
+        following = dict(zip(header_starts, [*header_starts[1:], directory], strict=True))
         data_starts = {}
         for info in infos:
             name = info.filename.encode("utf-8" if info.flag_bits & _UTF8_NAME else "cp437")
@@ -336,10 +346,35 @@ class ZipIndex:
                     f"member {info.filename!r} has a local header naming another member"
                 )
             start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
-            if start + info.compress_size > following[info.header_offset]:
-                raise self._corrupt(f"member {info.filename!r} overlaps the next member")
+            bound = following[info.header_offset]
+            if start + info.compress_size > bound:
+                what = "the archive's directory" if bound == directory else "the next member"
+                raise self._corrupt(f"member {info.filename!r} overlaps {what}")
             data_starts[info.filename] = start
         return data_starts
+
+    def _directory_start(self, fd: int) -> int:
+        """Where the central directory starts: the directory's size before its end record (or
+        the ZIP64 end record), found the way :mod:`zipfile` finds them (read from the records,
+        not from ``zipfile``'s private state)."""
+        size = self.identity.size
+        tail = os.pread(fd, min(size, _END_SEARCH), max(size - _END_SEARCH, 0))
+        at = len(tail) - _END.size  # no comment: the record ends the file
+        if at < 0 or tail[at : at + 4] != _END_SIGNATURE or tail[-2:] != b"\0\0":
+            at = tail.rfind(_END_SIGNATURE)
+        if at < 0 or at + _END.size > len(tail):
+            raise self._corrupt("the archive has no end of central directory record")
+        end = size - len(tail) + at  # where the end record starts in the file
+        directory_size = _END.unpack_from(tail, at)[5]
+        zip64 = end - _END64_LOCATOR.size - _END64.size  # where the ZIP64 end record would be
+        if zip64 >= 0:
+            found = os.pread(fd, _END64.size + _END64_LOCATOR.size, zip64)
+            if (
+                found[:4] == _END64_SIGNATURE
+                and found[_END64.size :][:4] == _END64_LOCATOR_SIGNATURE
+            ):
+                end, directory_size = zip64, _END64.unpack_from(found)[8]
+        return end - directory_size
 
     def _corrupt(self, problem: str) -> SessionError:
         return SessionError(f"{self.archive}: {problem} (corrupt archive)")
