@@ -10,6 +10,7 @@ import pytest
 
 from labsession.errors import ConfigError
 from labsession.motion import OFOptions, compensate_arr, compensate_recording, open_video
+from labsession.motion._compensate import _Engine
 from labsession.motion.synthetic import endpoint_error
 
 
@@ -115,6 +116,33 @@ def test_nan_and_mismatched_reference_are_rejected():
         compensate_arr(video, np.ones((8, 8)))
     with pytest.raises(ValueError, match="reference has shape"):
         compensate_arr(np.ones((3, 8, 8)), np.ones((8, 9)))
+
+
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        ("w", r"returned w of shape \(3, 16, 15, 2\) .*; expected \(3, 16, 16, 2\)"),
+        (
+            "registered",
+            r"a registered video of shape \(3, 16, 15, 1\) .*; expected \(3, 16, 16, 1\)",
+        ),
+    ],
+)
+def test_a_wrong_shape_from_the_engine_names_the_array_that_is_wrong(monkeypatch, wrong, message):
+    """With one buffer the engine's outputs are returned as they are, so their shapes are
+    checked; the error names the one that is wrong. (The registered video is warped by the
+    engine itself, so only a fault put into the engine can give it another shape.)"""
+    process = _Engine.process
+
+    def cut(engine, batch):
+        registered, w = process(engine, batch)
+        return (registered, w[:, :, :-1]) if wrong == "w" else (registered[:, :, :-1], w)
+
+    monkeypatch.setattr(_Engine, "process", cut)
+    video = np.random.default_rng(0).random((3, 16, 16))
+    with pytest.raises(ValueError, match=message) as error:
+        compensate_arr(video, np.ones((16, 16)), OFOptions(flow_backend="diso"))
+    assert ("returned w " in str(error.value)) == (wrong == "w")
 
 
 def test_recording_errors(tmp_path):

@@ -197,11 +197,15 @@ def compensate_arr(
         registered, w = engine.process(frames)
         registered = np.require(registered, np.float32, ["C", "W", "O"])
         w = np.require(w, np.float32, ["C", "W", "O"])
-        if w.shape != (*frames.shape[:3], 2) or registered.shape != frames.shape:
-            raise ValueError(
-                f"flow backend {options.flow_backend!r} returned w of shape {w.shape} for "
-                f"frames of shape {frames.shape}; expected {(*frames.shape[:3], 2)}"
-            )
+        for name, got, expected in [
+            ("w", w.shape, (*frames.shape[:3], 2)),
+            ("a registered video", registered.shape, frames.shape),
+        ]:
+            if got != expected:
+                raise ValueError(
+                    f"flow backend {options.flow_backend!r} returned {name} of shape {got} for "
+                    f"frames of shape {frames.shape}; expected {expected}"
+                )
         if progress_callback is not None:
             progress_callback(total, total)
     else:
