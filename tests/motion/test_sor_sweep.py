@@ -157,7 +157,14 @@ def _problem(constancy: str, shape: tuple[int, int], seed: int):
 @pytest.mark.parametrize("constancy", ["gc", "gray", "cs"])
 @pytest.mark.parametrize(
     ("shape", "spatial", "a_smooth"),
-    [((21, 27), False, 1.0), ((21, 27), True, 0.5), ((9, 3), False, 0.5), ((16, 40), True, 1.0)],
+    [
+        ((21, 27), False, 1.0),
+        ((21, 27), True, 0.5),
+        ((9, 3), False, 0.5),
+        ((16, 40), True, 1.0),
+        ((5, 12), False, 1.0),
+        ((37, 19), True, 0.5),
+    ],
 )
 def test_solve_level_equals_lexicographic_sor(constancy, shape, spatial, a_smooth):
     tensor, u, v = _problem(constancy, shape, seed=len(constancy) + shape[0])
