@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from scipy.ndimage import correlate1d
@@ -103,6 +104,47 @@ def test_flowreg_broadcast_initial_flow_equals_a_full_one(small_video):
     full = backend(ref, frames, weight=weight, w_init=np.ascontiguousarray(shared))
     np.testing.assert_array_equal(broadcast, full)
     assert broadcast.shape == (4, 64, 64, 2)
+
+
+def _preprocess_reference(frames, low, high, sigma):
+    """Normalise (broadcast over channels), then blur each channel plane on its own."""
+    scale = np.where(high - low > 0, high - low, 1.0).astype(np.float32)
+    out = ((frames - low) / scale).astype(np.float32)
+    for t in range(out.shape[0]):
+        for c in range(out.shape[-1]):
+            sx, sy, _ = sigma[c]
+            if sx > 0 or sy > 0:
+                ksize = (2 * int(4.0 * sx + 0.5) + 1, 2 * int(4.0 * sy + 0.5) + 1)
+                out[t, ..., c] = cv2.GaussianBlur(
+                    np.ascontiguousarray(out[t, ..., c]),
+                    ksize,
+                    sigmaX=max(sx, 1e-6),
+                    sigmaY=max(sy, 1e-6),
+                    borderType=cv2.BORDER_REFLECT,
+                )
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize(
+    "sigma",
+    [
+        [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 0.0]],  # one sigma for all
+        [[1.5, 0.5, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 0.0]],  # each channel its own, one none
+    ],
+)
+def test_preprocess_equals_its_plain_definition_bit_for_bit(dtype, sigma):
+    rng = np.random.default_rng(11)
+    frames = (rng.random((3, 37, 45, 3)) * 900 + 20).astype(dtype)
+    low = np.array([20.0, 35.0, 500.0], dtype=np.float32)
+    high = np.array([920.0, 700.0, 500.0], dtype=np.float32)  # the last channel is flat
+    sigma = np.array(sigma)
+    got = preprocess(frames, low=low, high=high, sigma=sigma)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, _preprocess_reference(frames, low, high, sigma))
+    one = preprocess(frames[1], low=low, high=high, sigma=sigma)  # (H, W, C): one frame
+    np.testing.assert_array_equal(one, _preprocess_reference(frames[1:2], low, high, sigma)[0])
+    assert frames.dtype == dtype  # the input is left as it was
 
 
 @pytest.mark.parametrize("st", [0.1, 1.0])

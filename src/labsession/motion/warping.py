@@ -127,12 +127,25 @@ def warp_frame(
     numpy.ndarray
         Same shape as ``frame``; ``frame``'s dtype when floating, else float32.
     """
+    frame = np.asarray(frame)
+    out = np.empty(frame.shape, dtype=np.float32)
+    _warp_into(frame, w, interpolation, fill, out)
+    return out.astype(_float_dtype(frame.dtype), copy=False)
+
+
+def _warp_into(
+    frame: np.ndarray,
+    w: np.ndarray,
+    interpolation: str,
+    fill: np.ndarray | float | None,
+    out: np.ndarray,
+) -> None:
+    """:func:`warp_frame` of ``frame`` written into ``out``, a C-contiguous float32 array of
+    ``frame``'s shape (a video's frame: no copy of each result)."""
     if interpolation not in _INTERPOLATION:
         raise ValueError(
             f"interpolation must be one of {sorted(_INTERPOLATION)}, got {interpolation!r}"
         )
-    frame = np.asarray(frame)
-    out_dtype = _float_dtype(frame.dtype)
     frame = frame.astype(np.float32, copy=False)
     w = np.asarray(w, dtype=np.float32)
     if frame.shape[:2] != w.shape[:2] or w.ndim != 3 or w.shape[2] != 2:
@@ -140,20 +153,33 @@ def warp_frame(
     map_x, map_y = _maps(w)
     flag = _INTERPOLATION[interpolation]
     channels = frame[..., None] if frame.ndim == 2 else frame
-    out = np.empty_like(channels)
-    for start in range(0, channels.shape[2], 4):  # cv2.remap takes up to 4 channels at once
-        part = np.ascontiguousarray(channels[..., start : start + 4])
-        warped = cv2.remap(part, map_x, map_y, flag, borderMode=cv2.BORDER_REPLICATE)
-        out[..., start : start + 4] = warped.reshape(part.shape)
+    target = out[..., None] if out.ndim == 2 else out
+    if channels.shape[2] <= 4:  # cv2.remap takes up to 4 channels at once: straight into out
+        dst = target[..., 0] if target.shape[2] == 1 else target
+        warped = cv2.remap(
+            np.ascontiguousarray(channels),
+            map_x,
+            map_y,
+            flag,
+            dst=dst,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        if not np.shares_memory(warped, dst):  # OpenCV made its own array
+            dst[...] = warped.reshape(dst.shape)
+    else:
+        for start in range(0, channels.shape[2], 4):
+            part = np.ascontiguousarray(channels[..., start : start + 4])
+            warped = cv2.remap(part, map_x, map_y, flag, borderMode=cv2.BORDER_REPLICATE)
+            target[..., start : start + 4] = warped.reshape(part.shape)
     if fill is not None:
-        outside = ~_inside(map_x, map_y)
+        # the pixels outside, by index: few (a border), found in one pass over the mask
+        outside = np.flatnonzero(~_inside(map_x, map_y))
+        pixels = target.reshape(-1, target.shape[2])
         if np.ndim(fill) == 0:
-            out[outside] = float(fill)
+            pixels[outside] = np.float32(fill)
         else:
-            fill_arr = np.asarray(fill, dtype=np.float32).reshape(channels.shape)
-            out[outside] = fill_arr[outside]
-    out = out[..., 0] if frame.ndim == 2 else out
-    return out.astype(out_dtype, copy=False)
+            fill_pixels = np.asarray(fill, dtype=np.float32).reshape(-1, target.shape[2])
+            pixels[outside] = fill_pixels[outside]
 
 
 def warp_video(
@@ -171,10 +197,10 @@ def warp_video(
     w = np.asarray(w)
     if len(video) != len(w):
         raise ValueError(f"video has {len(video)} frames but w has {len(w)}")
-    out = np.empty(video.shape, dtype=_float_dtype(video.dtype))
+    out = np.empty(video.shape, dtype=np.float32)
     for t in range(len(video)):
-        out[t] = warp_frame(video[t], w[t], interpolation=interpolation, fill=fill)
-    return out
+        _warp_into(video[t], w[t], interpolation, fill, out[t])
+    return out.astype(_float_dtype(video.dtype), copy=False)
 
 
 def align_sequence(
