@@ -1,3 +1,4 @@
+import contextlib
 import io
 import os
 import re
@@ -266,6 +267,57 @@ def test_pack_tar_through_nested_folders_closes_every_folder_it_opened(tmp_path,
         files = {m.name: tf.extractfile(m).read().decode() for m in tf if m.isfile()}
     assert files == {f"run/{rel}": rel for rel in folder_manifest(src)}
     assert len(files) == 6
+
+
+_DEPTH = 1100  # deeper than Python's recursion limit, longer than PATH_MAX
+
+
+@pytest.fixture
+def deep_run(tmp_path):
+    """A run folder ``_DEPTH`` folders ``d`` deep with ``leaf.txt`` at the bottom, made (and,
+    whatever the test left, removed) through descriptors: its full path is too long to name."""
+    src = tmp_path / "run"
+    src.mkdir()
+    fd = os.open(src, os.O_RDONLY)
+    for _ in range(_DEPTH):
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    leaf = os.open("leaf.txt", os.O_WRONLY | os.O_CREAT, dir_fd=fd)
+    os.write(leaf, b"deep")
+    os.close(leaf)
+    os.close(fd)
+    yield src
+    if src.exists():  # pytest's own clean-up of old temporary folders would recurse
+        fds = [os.open(src, os.O_RDONLY)]
+        with contextlib.suppress(FileNotFoundError):
+            while True:
+                fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+        for name in os.listdir(fds[-1]):
+            os.unlink(name, dir_fd=fds[-1])
+        while len(fds) > 1:
+            os.close(fds.pop())
+            os.rmdir("d", dir_fd=fds[-1])
+        os.close(fds.pop())
+
+
+def test_a_run_nested_deeper_than_the_recursion_limit_is_packed_and_removed(deep_run, tmp_path):
+    """Folders are opened one level at a time, without recursion: a run deeper than Python's
+    recursion limit packs (streamed and in memory) and is removed."""
+    entries = walk_folder(deep_run)
+    before = _open_fds()
+    for memory_limit in (0, 1 << 30):
+        out = pack_tar(
+            deep_run, tmp_path / f"x{memory_limit}.tar", entries=entries, memory_limit=memory_limit
+        )
+        with tarfile.open(out) as tf:
+            (member,) = [m for m in tf if m.isfile()]
+            assert member.name == "run/" + "d/" * _DEPTH + "leaf.txt"
+            assert tf.extractfile(member).read() == b"deep"
+    assert _open_fds() == before
+    assert remove_packed(deep_run, entries) == []
+    assert not deep_run.exists()
 
 
 def test_pack_tar_unknown_suffix(folder, tmp_path):

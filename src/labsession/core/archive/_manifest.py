@@ -16,7 +16,9 @@ from labsession.core.archive._names import link_target_inside
 from labsession.errors import ArchiveError
 
 __all__ = [
+    "BY_FOLDER",
     "FolderEntry",
+    "ListedFolders",
     "compare_manifest",
     "folder_manifest",
     "identity",
@@ -141,6 +143,92 @@ def identity(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+#: Flags opening a folder on the way to a listed entry (a link in its place fails to open).
+_FOLDER_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_DIRECTORY", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+#: Entries can be opened relative to folder descriptors (not on Windows: there, by full path).
+BY_FOLDER = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+
+
+class ListedFolders:
+    """Descriptors of the folders of a listing (:func:`walk_folder`) of folder ``src``.
+
+    Each folder is opened relative to its parent's descriptor, from ``src`` down, without
+    following a link, and checked to be the very folder listed (device and inode): a folder
+    swapped for a link (or another folder) since the listing is refused, so nothing outside
+    ``src`` is reached through it. Only the folders above the one last asked for stay open
+    (the listing is sorted: a folder's entries come together); :meth:`close` closes them.
+    ``src`` itself is opened through a link with ``follow_top`` (as the listing opened it),
+    else not.
+    """
+
+    def __init__(self, src: Path, entries: list[FolderEntry], *, follow_top: bool) -> None:
+        self.root = os.fspath(src)
+        self._listed = {rel: st for rel, st, _ in entries if stat.S_ISDIR(st.st_mode)}
+        self._top_flags = (
+            _FOLDER_FLAGS & ~getattr(os, "O_NOFOLLOW", 0) if follow_top else _FOLDER_FLAGS
+        )
+        self._fds: dict[str, int] = {}
+
+    def __enter__(self) -> ListedFolders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every folder descriptor still open."""
+        while self._fds:
+            os.close(self._fds.popitem()[1])
+
+    def path(self, rel: str) -> str:
+        """The full path of listed entry ``rel`` (POSIX relative path), for messages."""
+        return os.path.join(self.root, rel) if rel else self.root
+
+    def folder(self, rel: str) -> int:
+        """An open descriptor of listed folder ``rel`` (``""``: ``src`` itself).
+
+        Raises
+        ------
+        ArchiveError
+            If ``rel`` or a folder above it is no longer the folder listed.
+        """
+        for other in [k for k in self._fds if k and rel != k and not rel.startswith(k + "/")]:
+            os.close(self._fds.pop(other))  # not above rel: done with its entries
+        missing = []  # rel and the folders above it not open yet, deepest first
+        at = rel
+        while at not in self._fds:
+            missing.append(at)
+            if not at:
+                break
+            at = at.rpartition("/")[0]
+        for folder in reversed(missing):  # from the top down (no recursion: any depth)
+            self._fds[folder] = self._open(folder)
+        return self._fds[rel]
+
+    def _open(self, rel: str) -> int:
+        """Open listed folder ``rel`` in its parent (open already)."""
+        parent, _, name = rel.rpartition("/")
+        try:
+            if rel:
+                fd = os.open(name, _FOLDER_FLAGS, dir_fd=self._fds[parent])
+            else:
+                fd = os.open(self.root, self._top_flags)
+        except OSError as exc:  # a link (or a file) in its place, or gone
+            raise ArchiveError(
+                f"{self.path(rel)}: changed since the folder was listed ({exc}); not packed"
+            ) from exc
+        if rel and identity(os.fstat(fd))[:2] != identity(self._listed[rel])[:2]:
+            os.close(fd)
+            path = self.path(rel)
+            raise ArchiveError(f"{path}: replaced since the folder was listed; not packed")
+        return fd
+
+
 def remove_packed(src_dir: str | os.PathLike[str], entries: list[FolderEntry]) -> list[str]:
     """Remove exactly what ``entries`` (the listing packed) holds, then the folder if empty.
 
@@ -153,43 +241,16 @@ def remove_packed(src_dir: str | os.PathLike[str], entries: list[FolderEntry]) -
     Returns the relative paths left behind (``"."`` for the folder itself).
     """
     src = Path(src_dir)
-    listed = {rel: st for rel, st, _ in entries}
-    flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0)
-    fds: dict[str, int | None] = {}
-
-    def folder_fd(rel: str) -> int | None:
-        """An open descriptor of listed folder ``rel`` ("" = the root), None if it changed."""
-        if rel in fds:
-            return fds[rel]
-        fd = None
-        try:
-            if not rel:
-                fd = os.open(src, flags)
-            else:
-                parent, _, name = rel.rpartition("/")
-                parent_fd = folder_fd(parent)
-                if parent_fd is not None:
-                    fd = os.open(name, flags, dir_fd=parent_fd)
-                    if identity(os.fstat(fd))[:2] != identity(listed[rel])[:2]:
-                        os.close(fd)
-                        fd = None
-        except OSError:
-            fd = None
-        fds[rel] = fd
-        return fd
-
     kept: list[str] = []
-    try:
+    with ListedFolders(src, entries, follow_top=False) as folders:
         for rel, before, _ in reversed(entries):  # children before their folders
             parent, _, name = rel.rpartition("/")
-            parent_fd = folder_fd(parent)
-            if parent_fd is None:
+            try:  # (a folder's own descriptor is closed now: it is not above its parent)
+                parent_fd = folders.folder(parent)
+            except ArchiveError:  # a folder above it changed: kept, as all it holds
                 kept.append(rel)
                 continue
             if stat.S_ISDIR(before.st_mode):
-                own = fds.pop(rel, None)
-                if own is not None:
-                    os.close(own)
                 try:
                     os.rmdir(name, dir_fd=parent_fd)
                 except FileNotFoundError:
@@ -205,10 +266,6 @@ def remove_packed(src_dir: str | os.PathLike[str], entries: list[FolderEntry]) -
                 kept.append(rel)
                 continue
             os.unlink(name, dir_fd=parent_fd)
-    finally:
-        for fd in fds.values():
-            if fd is not None:
-                os.close(fd)
     try:
         os.rmdir(src)
     except OSError:

@@ -22,7 +22,9 @@ except ImportError:  # pragma: no cover - Windows
     grp = pwd = None  # type: ignore[assignment]
 
 from labsession.core.archive._manifest import (
+    BY_FOLDER,
     FolderEntry,
+    ListedFolders,
     compare_manifest,
     identity,
     walk_folder,
@@ -175,71 +177,11 @@ _FILE_FLAGS = (
     | getattr(os, "O_NOCTTY", 0)
     | getattr(os, "O_CLOEXEC", 0)
 )
-#: Flags opening a folder on the way to a listed file (a link in its place fails to open).
-_FOLDER_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_DIRECTORY", 0)
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-)
-#: Files can be opened relative to folder descriptors (not on Windows: there, by full path).
-_BY_FOLDER = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
 
 
-class _ListedFolders:
-    """Opens the listed files of folder ``src`` through descriptors of its listed folders.
-
-    Each folder on the way to a file is opened relative to its parent's descriptor, from
-    ``src`` down, without following a link, and checked to be the very folder listed (device
-    and inode): a folder swapped for a link (or another folder) since the listing is refused,
-    so nothing outside ``src`` is ever opened. Only the folders above the file last opened stay
-    open (the listing is sorted: a folder's entries come together); :meth:`close` closes them.
-    Where the system cannot open relative to a folder (Windows), files are opened by full path,
-    which guards only the last path component.
-    """
-
-    def __init__(self, src: Path, entries: list[FolderEntry]) -> None:
-        self.root = os.fspath(src)
-        self._listed = {rel: st for rel, st, _ in entries if stat.S_ISDIR(st.st_mode)}
-        self._fds: dict[str, int] = {}
-
-    def __enter__(self) -> _ListedFolders:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close every folder descriptor still open."""
-        while self._fds:
-            os.close(self._fds.popitem()[1])
-
-    def path(self, rel: str) -> str:
-        """The full path of listed entry ``rel`` (POSIX relative path), for messages."""
-        return os.path.join(self.root, rel) if rel else self.root
-
-    def _folder(self, rel: str) -> int:
-        """An open descriptor of listed folder ``rel`` (``""``: ``src`` itself)."""
-        for other in [k for k in self._fds if k and rel != k and not rel.startswith(k + "/")]:
-            os.close(self._fds.pop(other))  # not above rel: its entries are all packed
-        if rel in self._fds:
-            return self._fds[rel]
-        parent, _, name = rel.rpartition("/")
-        try:  # src itself is not listed: opened as the listing opened it (through a link too)
-            if rel:
-                fd = os.open(name, _FOLDER_FLAGS, dir_fd=self._folder(parent))
-            else:
-                fd = os.open(self.root, _FOLDER_FLAGS & ~getattr(os, "O_NOFOLLOW", 0))
-        except OSError as exc:  # a link (or a file) in its place, or gone
-            raise ArchiveError(
-                f"{self.path(rel)}: changed since the folder was listed ({exc}); not packed"
-            ) from exc
-        if rel and identity(os.fstat(fd))[:2] != identity(self._listed[rel])[:2]:
-            os.close(fd)
-            path = self.path(rel)
-            raise ArchiveError(f"{path}: replaced since the folder was listed; not packed")
-        self._fds[rel] = fd
-        return fd
+class _ListedFiles(ListedFolders):
+    """:class:`~labsession.core.archive._manifest.ListedFolders` that also opens the listed
+    files (never through a link, never waiting), each checked to be the very file listed."""
 
     @contextlib.contextmanager
     def open(self, rel: str, listed: os.stat_result) -> Iterator[int]:
@@ -247,8 +189,8 @@ class _ListedFolders:
         path = self.path(rel)
         parent, _, name = rel.rpartition("/")
         try:
-            if _BY_FOLDER:
-                fd = os.open(name, _FILE_FLAGS, dir_fd=self._folder(parent))
+            if BY_FOLDER:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=self.folder(parent))
             else:  # pragma: no cover - Windows
                 fd = os.open(path, _FILE_FLAGS)
         except OSError as exc:
@@ -269,7 +211,7 @@ def _shorter(path: str, exc: object) -> ArchiveError:
 def _copy_listed_file(
     tf: tarfile.TarFile,
     info: tarfile.TarInfo,
-    folders: _ListedFolders,
+    folders: _ListedFiles,
     rel: str,
     listed: os.stat_result,
 ) -> None:
@@ -284,9 +226,7 @@ def _copy_listed_file(
             raise _shorter(folders.path(rel), exc) from exc
 
 
-def _read_listed_file(
-    folders: _ListedFolders, rel: str, listed: os.stat_result, size: int
-) -> bytes:
+def _read_listed_file(folders: _ListedFiles, rel: str, listed: os.stat_result, size: int) -> bytes:
     """The first ``size`` bytes of file ``rel`` if it is still the very file listed."""
     with folders.open(rel, listed) as fd:
         parts, got = [], 0
@@ -301,7 +241,7 @@ def _read_listed_file(
 
 def _add_entries(tf: tarfile.TarFile, src: Path, top: str, entries: list[FolderEntry]) -> None:
     tf.addfile(_tarinfo(top or ".", src.stat()))
-    with _ListedFolders(src, entries) as folders:
+    with _ListedFiles(src, entries, follow_top=True) as folders:
         for name, st, linkname in entries:
             info = _tarinfo(f"{top}/{name}" if top else name, st, linkname)
             if info.isdir() or info.issym():
@@ -315,7 +255,7 @@ def _tar_in_memory(src: Path, top: str, entries: list[FolderEntry]) -> tuple[byt
     a plain ustar one (see :class:`~labsession.core.archive._ustar.TarBuilder`)."""
     builder = TarBuilder()
     builder.add(_tarinfo(top or ".", src.stat()))
-    with _ListedFolders(src, entries) as folders:
+    with _ListedFiles(src, entries, follow_top=True) as folders:
         for name, st, linkname in entries:
             info = _tarinfo(f"{top}/{name}" if top else name, st, linkname)
             # An empty file too is opened: it must still be the very file listed.
