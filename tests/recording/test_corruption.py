@@ -416,3 +416,27 @@ def test_a_last_member_running_into_the_directory_is_refused(intact, tmp_path):
         get_continuous(broken)
     assert str(broken) in str(error.value)
     assert repr(last.filename) in str(error.value)
+
+
+def test_a_directory_entry_swallowing_the_next_is_refused(intact, tmp_path):
+    """A damaged length field (here an entry's comment length, 0 -> the size of the next
+    entry) makes :mod:`zipfile` read the next entry as a comment: that chunk vanishes from the
+    directory and would read as its fill value. The end record still counts it, so the
+    archive is refused, naming the archive."""
+    raw = bytearray(intact["zip"].read_bytes())
+    with zipfile.ZipFile(io.BytesIO(bytes(raw))) as zf:
+        names = [info.filename for info in zf.infolist()]
+    chunk = next(name for name in names[:-1] if name.startswith("emg.zarr/c/"))
+    entry = _central_entry(raw, chunk)
+    name_len, extra_len, comment_len = struct.unpack("<HHH", raw[entry + 28 : entry + 34])
+    following = entry + 46 + name_len + extra_len + comment_len
+    assert raw[following : following + 4] == b"PK\x01\x02" and comment_len == 0
+    n, e, c = struct.unpack("<HHH", raw[following + 28 : following + 34])
+    raw[entry + 32 : entry + 34] = struct.pack("<H", 46 + n + e + c)
+    with zipfile.ZipFile(io.BytesIO(bytes(raw))) as zf:  # zipfile itself sees one member less
+        assert len(zf.infolist()) == len(names) - 1
+    broken = tmp_path / intact["zip"].name
+    broken.write_bytes(bytes(raw))
+    with pytest.raises(SessionError, match=r"end record counts") as error:
+        get_continuous(broken)
+    assert str(broken) in str(error.value)

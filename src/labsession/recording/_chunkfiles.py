@@ -50,7 +50,7 @@ _UTF8_NAME = 0x800  # general purpose flag: the name is UTF-8 (else code page 43
 _END = struct.Struct("<4s4HIIH")
 _END_SIGNATURE = b"PK\x05\x06"
 _END_SEARCH = _END.size + (1 << 16)  # the record and the longest comment (as zipfile searches)
-_END64 = struct.Struct("<4sQ2H2I2QQQ")  # ZIP64 end record: the directory size is field 8
+_END64 = struct.Struct("<4sQ2H2I2QQQ")  # ZIP64 end record: member count 7, directory size 8
 _END64_SIGNATURE = b"PK\x06\x06"
 _END64_LOCATOR = struct.Struct("<4sIQI")  # right before the end record, in a ZIP64 archive
 _END64_LOCATOR_SIGNATURE = b"PK\x06\x07"
@@ -331,8 +331,15 @@ class ZipIndex:
             counts = Counter(info.filename for info in infos)
             twice = next(name for name, count in counts.items() if count > 1)
             raise self._corrupt(f"the archive's directory lists {twice!r} twice")
+        directory, listed = self._directory_start(fd)
+        if listed != len(infos):  # a flipped length can make one entry swallow the next
+            raise self._corrupt(
+                f"the archive's directory holds {len(infos)} members where its end record "
+                f"counts {listed}"
+            )
+        if not infos:
+            return {}
         header_starts = sorted({info.header_offset for info in infos})
-        directory = self._directory_start(fd)
         following = dict(zip(header_starts, [*header_starts[1:], directory], strict=True))
         data_starts = {}
         for info in infos:
@@ -353,10 +360,11 @@ class ZipIndex:
             data_starts[info.filename] = start
         return data_starts
 
-    def _directory_start(self, fd: int) -> int:
-        """Where the central directory starts: the directory's size before its end record (or
-        the ZIP64 end record), found the way :mod:`zipfile` finds them (read from the records,
-        not from ``zipfile``'s private state)."""
+    def _directory_start(self, fd: int) -> tuple[int, int]:
+        """Where the central directory starts (the directory's size before its end record, or
+        the ZIP64 end record) and how many members the end record counts, found the way
+        :mod:`zipfile` finds them (read from the records, not from ``zipfile``'s private
+        state)."""
         size = self.identity.size
         tail = os.pread(fd, min(size, _END_SEARCH), max(size - _END_SEARCH, 0))
         at = len(tail) - _END.size  # no comment: the record ends the file
@@ -365,7 +373,7 @@ class ZipIndex:
         if at < 0 or at + _END.size > len(tail):
             raise self._corrupt("the archive has no end of central directory record")
         end = size - len(tail) + at  # where the end record starts in the file
-        directory_size = _END.unpack_from(tail, at)[5]
+        _, _, _, _, count, directory_size, _, _ = _END.unpack_from(tail, at)
         zip64 = end - _END64_LOCATOR.size - _END64.size  # where the ZIP64 end record would be
         if zip64 >= 0:
             found = os.pread(fd, _END64.size + _END64_LOCATOR.size, zip64)
@@ -373,8 +381,9 @@ class ZipIndex:
                 found[:4] == _END64_SIGNATURE
                 and found[_END64.size :][:4] == _END64_LOCATOR_SIGNATURE
             ):
-                end, directory_size = zip64, _END64.unpack_from(found)[8]
-        return end - directory_size
+                record = _END64.unpack_from(found)
+                end, count, directory_size = zip64, record[7], record[8]
+        return end - directory_size, count
 
     def _corrupt(self, problem: str) -> SessionError:
         return SessionError(f"{self.archive}: {problem} (corrupt archive)")
