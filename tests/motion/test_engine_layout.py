@@ -1,17 +1,21 @@
 """The flowreg engine's data paths: threads and layouts change no number.
 
-Frame-by-frame preprocessing and the final warp run on blocks of frames on threads, the flow
-kernels write their flows channel last straight into the backend's output, and the 5x5 median
-works in tiles of a row: each is checked here against the plain computation.
+Frame-by-frame preprocessing, the flows and the final warp run on blocks of frames that threads
+take in turn, the flow kernels write their flows channel last straight into the backend's
+output, and the 5x5 median works in tiles of a row: each is checked here against the plain
+computation.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numba
 import numpy as np
 import pytest
 
 from labsession.motion import OFOptions, compensate_arr
+from labsession.motion._backends import frame_blocks, map_frame_blocks
 from labsession.motion._flowreg_batch import flow_batch
 from labsession.motion._image_kernels import _MEDIAN_TILE, interleave_flow, median5
 
@@ -76,3 +80,31 @@ def test_compensate_arr_same_on_one_thread_and_on_all(small_video, options):
     np.testing.assert_array_equal(w, w_one)
     np.testing.assert_array_equal(registered, registered_one)
     assert np.abs(w).max() > 0.1
+
+
+@pytest.mark.parametrize(("n", "most"), [(1, None), (7, None), (40, None), (40, 2), (3, 8)])
+def test_frame_blocks_cover_the_frames_in_order_for_the_threads_to_share(n, most):
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(2)  # this machine may have fewer cores: the split is what counts
+        blocks = frame_blocks(n, most)
+        assert blocks[0][0] == 0
+        assert blocks[-1][1] == n
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
+        sizes = [stop - start for start, stop in blocks]
+        assert min(sizes) >= 1
+        assert most is None or max(sizes) <= most
+        # several blocks per thread, so that one falling behind takes fewer of them
+        assert len(blocks) >= min(n, 8)
+        done = []
+
+        def record(start, stop):
+            done.append(start)
+            return (start, stop)
+
+        assert map_frame_blocks(record, n, most) == blocks  # results in block order
+        assert sorted(done) == [start for start, _ in blocks]
+        numba.set_num_threads(1)
+        assert frame_blocks(n) == [(0, n)]
+    finally:
+        numba.set_num_threads(threads)

@@ -13,16 +13,17 @@ model as ``flowreg`` in PyTorch, needs the ``labsession[torch]`` extra; alias ``
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from labsession.errors import ConfigError
 from labsession.motion._options import BACKEND_ALIASES, OFOptions, canonical_backend
+
+_T = TypeVar("_T")
 
 __all__ = [
     "FlowBackend",
@@ -179,7 +180,7 @@ class FlowregBackend:
         weight: np.ndarray,
         w_init: np.ndarray | None = None,
     ) -> np.ndarray:
-        from labsession.motion._flowreg_batch import flow_batch
+        from labsession.motion._flowreg_batch import FlowPlan
         from labsession.motion._kernel_compile import announce_compilation
         from labsession.motion._weight_maps import data_weight
 
@@ -217,22 +218,15 @@ class FlowregBackend:
             opts.constancy_assumption.value,
         )
 
+        plan = FlowPlan(fixed, *params)  # the reference's pyramid, built once
         # each thread writes its frames' flows channel last (no serial transposed copy)
         w = np.empty((n, height, width, 2), dtype=np.float32)
 
         def run(start: int, stop: int) -> None:
-            frames = _channels_first(moving[start:stop])
-            flow_batch(fixed, frames, init, index[start:stop], *params, out=w[start:stop])
+            plan.run(_channels_first(moving[start:stop]), init, index[start:stop], w[start:stop])
 
-        # The kernel releases the GIL: contiguous blocks of frames run on threads, one block
-        # per thread (as numba's prange would schedule them).
-        spans = frame_spans(n)
         with announce_compilation():
-            if len(spans) == 1:
-                run(0, n)
-            else:
-                with ThreadPoolExecutor(max_workers=len(spans)) as pool:
-                    list(pool.map(lambda span: run(*span), spans))
+            map_frame_blocks(run, n, plan.block)
         return w
 
 
@@ -252,11 +246,34 @@ def _flow_threads() -> int:
     return max(1, int(numba.get_num_threads()))
 
 
-def frame_spans(n: int) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]``: ``n`` frames in contiguous blocks, one per thread of
-    :func:`_flow_threads` (fewer when there are fewer frames; ``[(0, n)]`` on one thread)."""
-    bounds = np.linspace(0, n, max(1, min(n, _flow_threads())) + 1).astype(int)
-    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+def frame_blocks(n: int, most: int | None = None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]``: ``n`` frames in contiguous blocks for the threads of
+    :func:`_flow_threads` to take in turn, about 4 per thread (at most ``most`` frames each;
+    ``[(0, n)]`` on one thread).
+
+    A thread that falls behind (the other cores busy, a slower frame) then takes fewer blocks,
+    where with one fixed span per thread the others waited for it at the end.
+    """
+    threads = max(1, min(n, _flow_threads()))
+    if threads == 1 and most is None:
+        return [(0, n)]
+    size = max(1, -(-n // (4 * threads)))
+    if most is not None:
+        size = max(1, min(size, most))
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def map_frame_blocks(
+    function: Callable[[int, int], _T], n: int, most: int | None = None
+) -> list[_T]:
+    """``function(start, stop)`` for each block of :func:`frame_blocks`, on the threads of
+    :func:`_flow_threads`, which take the blocks in turn; the results in block order."""
+    blocks = frame_blocks(n, most)
+    threads = min(len(blocks), _flow_threads())
+    if threads <= 1:
+        return [function(start, stop) for start, stop in blocks]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(lambda block: function(*block), blocks))
 
 
 _DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}

@@ -7,14 +7,13 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from labsession.core.atomic import atomic_save_npy, atomic_save_npz, atomic_write_json
 from labsession.core.progress import make_progress
-from labsession.motion._backends import frame_spans, get_backend
+from labsession.motion._backends import frame_blocks, get_backend, map_frame_blocks
 from labsession.motion._checks import as_image, as_video
 from labsession.motion._options import OFOptions, output_dtype
 from labsession.motion._preprocess import intensity_range, preprocess, preprocess_mix
@@ -97,7 +96,7 @@ class _Engine:
 
 
 def _by_frames(function: Callable[..., np.ndarray], *videos: np.ndarray) -> np.ndarray:
-    """``function(*videos)`` computed on contiguous blocks of frames on threads.
+    """``function(*videos)`` computed on blocks of frames on threads.
 
     For frame-by-frame work (preprocessing without temporal smoothing, the final warp) whose
     OpenCV and numpy calls release the GIL: these ran on one core while the flow kernels use
@@ -105,20 +104,17 @@ def _by_frames(function: Callable[..., np.ndarray], *videos: np.ndarray) -> np.n
     the blocks' results concatenated along it, the same numbers as one call.
     """
     n = len(videos[0])
-    spans = frame_spans(n)
-    if len(spans) <= 1:
+    blocks = frame_blocks(n)
+    if len(blocks) <= 1:
         return function(*videos)
-    with ThreadPoolExecutor(max_workers=len(spans)) as pool:
-        parts = list(
-            pool.map(lambda span: function(*(v[span[0] : span[1]] for v in videos)), spans)
-        )
-        out = np.empty((n, *parts[0].shape[1:]), dtype=parts[0].dtype)
-        # the copies too: a video of 512 x 512 frames is tens of MB
+    parts = map_frame_blocks(lambda start, stop: function(*(v[start:stop] for v in videos)), n)
+    out = np.empty((n, *parts[0].shape[1:]), dtype=parts[0].dtype)
+    by_start = {start: part for (start, _), part in zip(blocks, parts, strict=True)}
 
-        def put(i: int) -> None:
-            out[spans[i][0] : spans[i][1]] = parts[i]
+    def put(start: int, stop: int) -> None:  # the copies too: tens of MB for 512 x 512 frames
+        out[start:stop] = by_start[start]
 
-        list(pool.map(put, range(len(spans))))
+    map_frame_blocks(put, n)
     return out
 
 

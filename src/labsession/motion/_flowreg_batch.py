@@ -40,7 +40,7 @@ from labsession.motion._image_kernels import (
 from labsession.motion._sor_kernels import solve_level
 from labsession.motion._weight_maps import level_weight
 
-__all__ = ["flow_batch"]
+__all__ = ["FlowPlan", "flow_batch"]
 
 #: Full-resolution pixels per kernel call (frames x height x width): bounds a block's memory.
 _PIXELS_PER_CALL = 1 << 19
@@ -67,6 +67,107 @@ def _pyramid(images: np.ndarray, sizes: list[tuple[int, int]], sigma: float) -> 
     return levels
 
 
+class FlowPlan:
+    """What every block of frames registered to one reference shares: the pyramid's sizes,
+    the reference's pyramid and the data term's weight at each level, built once.
+
+    Parameters are those of :func:`flow_batch` (``fixed`` ``(C, H, W)`` float32, ``weight``
+    ``(C,)`` or ``(C, H, W)``); :meth:`run` registers one block of frames. Threads can share a
+    plan: :meth:`run` only reads it.
+    """
+
+    def __init__(
+        self,
+        fixed: np.ndarray,
+        weight: np.ndarray,
+        alpha_x: float,
+        alpha_y: float,
+        eta: float,
+        levels: int,
+        min_level: int,
+        iterations: int,
+        update_lag: int,
+        a_data: float,
+        a_smooth: float,
+        constancy: str,
+    ) -> None:
+        _, height, width = fixed.shape
+        top = int(pyramid_depth(height, width, eta, levels))
+        self.bottom = max(min(min_level, top - 1), 0)
+        self.top = max(top, self.bottom)
+        self.sigma = 0.6 * math.sqrt(max(1.0 / (eta * eta) - 1.0, 0.0))
+        self.sizes = [(height, width)]
+        for i in range(1, self.top + 1):
+            self.sizes.append((max(1, round(height * eta**i)), max(1, round(width * eta**i))))
+        self.fixed_pyramid = _pyramid(fixed, self.sizes, self.sigma)
+        self.tensor_kernel = _TENSOR_KERNELS[constancy]
+        # per-channel weights are the same at every level; a map is resized to each level solved
+        self.level_weights = {
+            i: level_weight(weight, *self.sizes[i]) if weight.ndim == 3 else weight
+            for i in range(self.bottom, self.top + 1)
+        }
+        self.alpha = (alpha_x, alpha_y)
+        self.eta = eta
+        self.solver = (iterations, update_lag, a_data, a_smooth)
+        #: Frames per kernel call: a block holds at most _PIXELS_PER_CALL full-resolution pixels.
+        self.block = max(1, _PIXELS_PER_CALL // (height * width))
+
+    def run(
+        self,
+        moving: np.ndarray,
+        init: np.ndarray,
+        init_index: np.ndarray,
+        out: np.ndarray,
+        *,
+        channel_last: bool = True,
+    ) -> None:
+        """Flows of one block: ``moving`` ``(n, C, H, W)`` float32 (at most :attr:`block`
+        frames), frame ``t`` starting from ``init[init_index[t]]``; written into ``out``,
+        ``(n, H, W, 2)`` (``channel_last``) or ``(n, 2, H, W)``."""
+        n, n_ch, height, width = moving.shape
+        sizes, bottom, eta = self.sizes, self.bottom, self.eta
+        flat = moving.reshape(n * n_ch, height, width)
+        moving_pyramid = [
+            level.reshape(n, n_ch, *level.shape[1:]) for level in _pyramid(flat, sizes, self.sigma)
+        ]
+        u = init[init_index, 0]
+        v = init[init_index, 1]
+        for i in range(self.top, bottom - 1, -1):
+            level = self.fixed_pyramid[i]
+            lh, lw = sizes[i]
+            u = resize_channels(u, lh, lw)
+            v = resize_channels(v, lh, lw)
+            hx = width / lw
+            hy = height / lh
+            warped = warp_frames(moving_pyramid[i], level, u, v, 1.0 / hx, 1.0 / hy)
+            tensor = self.tensor_kernel(level, warped, hx, hy)
+            scale = 1.0 if i == bottom else eta ** (-0.5 * i)
+            du, dv = solve_level(
+                tensor,
+                self.level_weights[i],
+                u,
+                v,
+                self.alpha[0] * scale,
+                self.alpha[1] * scale,
+                *self.solver,
+                hx,
+                hy,
+            )
+            if min(lh, lw) > 5:
+                du = median5(du)
+                dv = median5(dv)
+            u = u + du
+            v = v + dv
+        if u.shape[1:] != (height, width):
+            u = resize_cubic(u, height, width)
+            v = resize_cubic(v, height, width)
+        if channel_last:
+            interleave_flow(u, v, out)
+        else:
+            out[:, 0] = u
+            out[:, 1] = v
+
+
 def flow_batch(
     fixed: np.ndarray,
     moving: np.ndarray,
@@ -85,7 +186,7 @@ def flow_batch(
     constancy: str,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Flow from each moving frame to ``fixed``, one frame after the other, without the GIL.
+    """Flow from each moving frame to ``fixed``, block after block of frames (one thread).
 
     Parameters
     ----------
@@ -107,8 +208,7 @@ def flow_batch(
         constancy) or ``"cs"`` (census constancy).
     out
         ``None``, or a C-contiguous float32 ``(N, H, W, 2)`` array to write the flows into,
-        channel last (the backends' layout): each thread writes its own frames, instead of one
-        serial transposed copy of the whole result afterwards.
+        channel last (the backends' layout).
 
     Returns
     -------
@@ -117,69 +217,32 @@ def flow_batch(
         ``out`` itself, filled, when given.
 
     All arrays must be C-contiguous and writable (another layout would be another type
-    signature for numba to compile). The kernel releases the GIL, so threads can share a batch.
+    signature for numba to compile). The kernels release the GIL: threads can share a
+    :class:`FlowPlan` and run blocks of one batch at once (the ``flowreg`` backend does).
     """
-    n_frames, n_ch, height, width = moving.shape
-    top = int(pyramid_depth(height, width, eta, levels))
-    bottom = max(min(min_level, top - 1), 0)
-    top = max(top, bottom)
-    sigma = 0.6 * math.sqrt(max(1.0 / (eta * eta) - 1.0, 0.0))
-    sizes = [(height, width)]
-    for i in range(1, top + 1):
-        sizes.append((max(1, round(height * eta**i)), max(1, round(width * eta**i))))
-    fixed_pyramid = _pyramid(fixed, sizes, sigma)
-    tensor_kernel = _TENSOR_KERNELS[constancy]
-    # per-channel weights are the same at every level; a map is resized to each level solved
-    level_weights = {
-        i: level_weight(weight, *sizes[i]) if weight.ndim == 3 else weight
-        for i in range(bottom, top + 1)
-    }
+    plan = FlowPlan(
+        fixed,
+        weight,
+        alpha_x,
+        alpha_y,
+        eta,
+        levels,
+        min_level,
+        iterations,
+        update_lag,
+        a_data,
+        a_smooth,
+        constancy,
+    )
+    n_frames, _, height, width = moving.shape
     result = np.empty((n_frames, 2, height, width), dtype=np.float32) if out is None else out
-    block = max(1, _PIXELS_PER_CALL // (height * width))
-    for start in range(0, n_frames, block):
-        stop = min(start + block, n_frames)
-        n = stop - start
-        flat = moving[start:stop].reshape(n * n_ch, height, width)
-        moving_pyramid = [
-            level.reshape(n, n_ch, *level.shape[1:]) for level in _pyramid(flat, sizes, sigma)
-        ]
-        u = init[init_index[start:stop], 0]
-        v = init[init_index[start:stop], 1]
-        for i in range(top, bottom - 1, -1):
-            level = fixed_pyramid[i]
-            lh, lw = sizes[i]
-            u = resize_channels(u, lh, lw)
-            v = resize_channels(v, lh, lw)
-            hx = width / lw
-            hy = height / lh
-            warped = warp_frames(moving_pyramid[i], level, u, v, 1.0 / hx, 1.0 / hy)
-            tensor = tensor_kernel(level, warped, hx, hy)
-            scale = 1.0 if i == bottom else eta ** (-0.5 * i)
-            du, dv = solve_level(
-                tensor,
-                level_weights[i],
-                u,
-                v,
-                alpha_x * scale,
-                alpha_y * scale,
-                iterations,
-                update_lag,
-                a_data,
-                a_smooth,
-                hx,
-                hy,
-            )
-            if min(lh, lw) > 5:
-                du = median5(du)
-                dv = median5(dv)
-            u = u + du
-            v = v + dv
-        if u.shape[1:] != (height, width):
-            u = resize_cubic(u, height, width)
-            v = resize_cubic(v, height, width)
-        if out is None:
-            result[start:stop, 0] = u
-            result[start:stop, 1] = v
-        else:
-            interleave_flow(u, v, result[start:stop])
+    for start in range(0, n_frames, plan.block):
+        stop = min(start + plan.block, n_frames)
+        plan.run(
+            moving[start:stop],
+            init,
+            init_index[start:stop],
+            result[start:stop],
+            channel_last=out is not None,
+        )
     return result
