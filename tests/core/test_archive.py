@@ -173,6 +173,25 @@ def test_pack_tar_refuses_a_file_replaced_after_listing(folder, tmp_path, memory
         pack_tar(folder, tmp_path / "x.tar.gz", entries=entries, memory_limit=memory_limit)
 
 
+def _pack_without_waiting(folder, out, entries, memory_limit) -> list[BaseException | None]:
+    """``pack_tar`` on a thread that must finish within 10 s (a named pipe opened for reading
+    would wait for a writer); ``[None]`` or ``[the exception raised]``."""
+    outcome: list[BaseException | None] = []
+
+    def pack() -> None:
+        try:
+            pack_tar(folder, out, entries=entries, memory_limit=memory_limit)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome.append(exc)
+
+    worker = threading.Thread(target=pack, daemon=True)
+    worker.start()
+    worker.join(10.0)
+    assert not worker.is_alive(), "blocked: packing opened the named pipe, waiting for a writer"
+    return outcome
+
+
 @pytest.mark.parametrize("memory_limit", [0, 10**9], ids=["streamed", "in-memory"])
 def test_pack_tar_refuses_a_file_swapped_for_a_named_pipe_without_blocking(
     folder, tmp_path, memory_limit
@@ -182,19 +201,7 @@ def test_pack_tar_refuses_a_file_swapped_for_a_named_pipe_without_blocking(
     entries = walk_folder(folder)
     (folder / "a.txt").unlink()
     os.mkfifo(folder / "a.txt")
-    outcome: list[BaseException | None] = []
-
-    def pack() -> None:
-        try:
-            pack_tar(folder, tmp_path / "x.tar.gz", entries=entries, memory_limit=memory_limit)
-            outcome.append(None)
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            outcome.append(exc)
-
-    worker = threading.Thread(target=pack, daemon=True)
-    worker.start()
-    worker.join(10.0)
-    assert not worker.is_alive(), "blocked: packing opened the named pipe, waiting for a writer"
+    outcome = _pack_without_waiting(folder, tmp_path / "x.tar.gz", entries, memory_limit)
     assert isinstance(outcome[0], ArchiveError)
     assert "a.txt: replaced since the folder was listed" in str(outcome[0])
     assert not (tmp_path / "x.tar.gz").exists()
@@ -234,19 +241,7 @@ def test_pack_tar_refuses_a_folder_swapped_for_a_link_to_a_named_pipe_without_bl
     (folder / "sub" / "b.bin").unlink()
     (folder / "sub").rmdir()
     os.symlink(tmp_path / "pipes", folder / "sub")
-    outcome: list[BaseException | None] = []
-
-    def pack() -> None:
-        try:
-            pack_tar(folder, tmp_path / "x.tar.gz", entries=entries, memory_limit=memory_limit)
-            outcome.append(None)
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            outcome.append(exc)
-
-    worker = threading.Thread(target=pack, daemon=True)
-    worker.start()
-    worker.join(10.0)
-    assert not worker.is_alive(), "blocked: packing opened the named pipe, waiting for a writer"
+    outcome = _pack_without_waiting(folder, tmp_path / "x.tar.gz", entries, memory_limit)
     assert isinstance(outcome[0], ArchiveError)
     # The folder is refused, not the pipe found through it.
     assert f"{folder / 'sub'}: changed since the folder was listed" in str(outcome[0])

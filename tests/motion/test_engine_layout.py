@@ -16,7 +16,7 @@ import pytest
 
 from labsession.motion import OFOptions, compensate_arr
 from labsession.motion._backends import frame_blocks, map_frame_blocks
-from labsession.motion._flowreg_batch import flow_batch
+from labsession.motion._flowreg_batch import FlowPlan
 from labsession.motion._image_kernels import _MEDIAN_TILE, interleave_flow, median5
 
 
@@ -42,7 +42,7 @@ def test_interleave_flow_is_moveaxis():
     np.testing.assert_array_equal(out, np.stack([u, v], axis=-1))
 
 
-def test_flow_batch_writes_the_same_flows_channel_last(small_video):
+def test_flow_plan_writes_the_same_flows_channel_last(small_video):
     scale = small_video.reference.max()
     fixed = np.ascontiguousarray(np.moveaxis(small_video.reference / scale, -1, 0), np.float32)
     moving = np.ascontiguousarray(np.moveaxis(small_video.video[:3] / scale, -1, 1), np.float32)
@@ -50,10 +50,11 @@ def test_flow_batch_writes_the_same_flows_channel_last(small_video):
     index = np.zeros(3, dtype=np.int64)
     weight = np.full(2, 0.5, dtype=np.float32)
     params = (1.5, 1.5, 0.8, 100, 6, 20, 5, 0.45, 1.0, "gc")
-    planes = flow_batch(fixed, moving, init, index, weight, *params)
+    plan = FlowPlan(fixed, weight, *params)
+    planes = np.full((3, 2, 64, 64), np.nan, dtype=np.float32)
+    plan.run(moving, init, index, planes, channel_last=False)
     out = np.full((3, 64, 64, 2), np.nan, dtype=np.float32)
-    returned = flow_batch(fixed, moving, init, index, weight, *params, out=out)
-    assert returned is out
+    plan.run(moving, init, index, out)
     assert np.abs(planes).max() > 0.1  # real flows, not zeros
     np.testing.assert_array_equal(out, np.moveaxis(planes, 1, -1))
 

@@ -430,7 +430,8 @@ def test_a_directory_entry_swallowing_the_next_is_refused(intact, tmp_path):
     entry = _central_entry(raw, chunk)
     name_len, extra_len, comment_len = struct.unpack("<HHH", raw[entry + 28 : entry + 34])
     following = entry + 46 + name_len + extra_len + comment_len
-    assert raw[following : following + 4] == b"PK\x01\x02" and comment_len == 0
+    assert raw[following : following + 4] == b"PK\x01\x02"
+    assert comment_len == 0
     n, e, c = struct.unpack("<HHH", raw[following + 28 : following + 34])
     raw[entry + 32 : entry + 34] = struct.pack("<H", 46 + n + e + c)
     with zipfile.ZipFile(io.BytesIO(bytes(raw))) as zf:  # zipfile itself sees one member less

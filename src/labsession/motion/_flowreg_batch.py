@@ -1,11 +1,11 @@
 """The ``flowreg`` backend's batch driver: pyramids, coarse-to-fine levels, blocks of frames.
 
-:func:`flow_batch` takes preprocessed frames channel first and returns each frame's flow to the
-reference. It is plain Python that calls, per pyramid level, one numba kernel per step (blur,
-resize, warp, motion tensor, SOR solve, median) on a whole block of frames at once: the
-kernels of :mod:`labsession.motion._flowreg_kernels`, :mod:`labsession.motion._sor_kernels`
-and :mod:`labsession.motion._image_kernels` loop over the frames themselves, release the GIL,
-and the caller runs blocks on threads.
+:class:`FlowPlan` takes preprocessed frames channel first, a block at a time, and writes each
+frame's flow to the reference. It is plain Python that calls, per pyramid level, one numba
+kernel per step (blur, resize, warp, motion tensor, SOR solve, median) on a whole block of
+frames at once: the kernels of :mod:`labsession.motion._flowreg_kernels`,
+:mod:`labsession.motion._sor_kernels` and :mod:`labsession.motion._image_kernels` loop over the
+frames themselves and release the GIL, and threads run blocks at once.
 
 Why not one numba function for the whole batch, as before: the first run on a machine compiles
 the kernels (numba, ``cache=True``), and numba optimises and emits machine code for every
@@ -40,7 +40,7 @@ from labsession.motion._image_kernels import (
 from labsession.motion._sor_kernels import solve_level
 from labsession.motion._weight_maps import level_weight
 
-__all__ = ["FlowPlan", "flow_batch"]
+__all__ = ["FlowPlan"]
 
 #: Full-resolution pixels per kernel call (frames x height x width): bounds a block's memory.
 _PIXELS_PER_CALL = 1 << 19
@@ -68,12 +68,28 @@ def _pyramid(images: np.ndarray, sizes: list[tuple[int, int]], sigma: float) -> 
 
 
 class FlowPlan:
-    """What every block of frames registered to one reference shares: the pyramid's sizes,
-    the reference's pyramid and the data term's weight at each level, built once.
+    """The flows of blocks of frames to one reference: what every block shares, built once
+    (the pyramid's sizes, the reference's pyramid, the data term's weight at each level), and
+    :meth:`run` for a block.
 
-    Parameters are those of :func:`flow_batch` (``fixed`` ``(C, H, W)`` float32, ``weight``
-    ``(C,)`` or ``(C, H, W)``); :meth:`run` registers one block of frames. Threads can share a
-    plan: :meth:`run` only reads it.
+    Parameters
+    ----------
+    fixed
+        ``(C, H, W)`` float32, the preprocessed reference.
+    weight
+        ``(C,)`` float32 channel weights, or a ``(C, H, W)`` float32 spatial weight map of the
+        data term, resized to each level as pyflowreg does
+        (:func:`~labsession.motion._weight_maps.level_weight`).
+    alpha_x, alpha_y, eta, levels, min_level, iterations, update_lag, a_data, a_smooth
+        The model's parameters (see :class:`~labsession.motion.OFOptions`).
+    constancy
+        The data term: ``"gc"`` (normalised gradient constancy), ``"gray"`` (gray-value
+        constancy) or ``"cs"`` (census constancy).
+
+    All arrays must be C-contiguous and writable (another layout would be another type
+    signature for numba to compile). The kernels release the GIL and :meth:`run` only reads the
+    plan, so threads share one plan and run blocks of a batch at once (the ``flowreg``
+    backend does).
     """
 
     def __init__(
@@ -121,9 +137,21 @@ class FlowPlan:
         *,
         channel_last: bool = True,
     ) -> None:
-        """Flows of one block: ``moving`` ``(n, C, H, W)`` float32 (at most :attr:`block`
-        frames), frame ``t`` starting from ``init[init_index[t]]``; written into ``out``,
-        ``(n, H, W, 2)`` (``channel_last``) or ``(n, 2, H, W)``."""
+        """Flow from each frame of a block to the reference, written into ``out``.
+
+        Parameters
+        ----------
+        moving
+            ``(n, C, H, W)`` float32, the preprocessed frames (at most :attr:`block`).
+        init, init_index
+            ``(M, 2, H, W)`` float32 initial flows ``[u, v]`` in pixels, and ``(n,)`` int64:
+            frame ``t`` starts from ``init[init_index[t]]`` (one shared initial flow is not
+            repeated).
+        out
+            ``(n, H, W, 2)`` float32 with ``channel_last`` (the backends' layout: no transposed
+            copy afterwards), else ``(n, 2, H, W)``: ``[u, v]`` such that
+            ``moving(y + v, x + u) ~ fixed(y, x)``.
+        """
         n, n_ch, height, width = moving.shape
         sizes, bottom, eta = self.sizes, self.bottom, self.eta
         flat = moving.reshape(n * n_ch, height, width)
@@ -166,83 +194,3 @@ class FlowPlan:
         else:
             out[:, 0] = u
             out[:, 1] = v
-
-
-def flow_batch(
-    fixed: np.ndarray,
-    moving: np.ndarray,
-    init: np.ndarray,
-    init_index: np.ndarray,
-    weight: np.ndarray,
-    alpha_x: float,
-    alpha_y: float,
-    eta: float,
-    levels: int,
-    min_level: int,
-    iterations: int,
-    update_lag: int,
-    a_data: float,
-    a_smooth: float,
-    constancy: str,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
-    """Flow from each moving frame to ``fixed``, block after block of frames (one thread).
-
-    Parameters
-    ----------
-    fixed
-        ``(C, H, W)`` float32, the preprocessed reference.
-    moving
-        ``(N, C, H, W)`` float32, the preprocessed frames.
-    init, init_index
-        ``(M, 2, H, W)`` float32 initial flows ``[u, v]`` in pixels, and ``(N,)`` int64: frame
-        ``t`` starts from ``init[init_index[t]]`` (so one shared initial flow is not repeated).
-    weight
-        ``(C,)`` float32 channel weights, or a ``(C, H, W)`` float32 spatial weight map of the
-        data term, resized to each level as pyflowreg does
-        (:func:`~labsession.motion._weight_maps.level_weight`).
-    alpha_x, alpha_y, eta, levels, min_level, iterations, update_lag, a_data, a_smooth
-        The model's parameters (see :class:`~labsession.motion.OFOptions`).
-    constancy
-        The data term: ``"gc"`` (normalised gradient constancy), ``"gray"`` (gray-value
-        constancy) or ``"cs"`` (census constancy).
-    out
-        ``None``, or a C-contiguous float32 ``(N, H, W, 2)`` array to write the flows into,
-        channel last (the backends' layout).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(N, 2, H, W)`` float32 ``[u, v]`` such that ``moving(y + v, x + u) ~ fixed(y, x)``;
-        ``out`` itself, filled, when given.
-
-    All arrays must be C-contiguous and writable (another layout would be another type
-    signature for numba to compile). The kernels release the GIL: threads can share a
-    :class:`FlowPlan` and run blocks of one batch at once (the ``flowreg`` backend does).
-    """
-    plan = FlowPlan(
-        fixed,
-        weight,
-        alpha_x,
-        alpha_y,
-        eta,
-        levels,
-        min_level,
-        iterations,
-        update_lag,
-        a_data,
-        a_smooth,
-        constancy,
-    )
-    n_frames, _, height, width = moving.shape
-    result = np.empty((n_frames, 2, height, width), dtype=np.float32) if out is None else out
-    for start in range(0, n_frames, plan.block):
-        stop = min(start + plan.block, n_frames)
-        plan.run(
-            moving[start:stop],
-            init,
-            init_index[start:stop],
-            result[start:stop],
-            channel_last=out is not None,
-        )
-    return result
