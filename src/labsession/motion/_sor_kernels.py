@@ -497,12 +497,19 @@ def solve_level(
     diffusivity = np.empty((height, width), dtype=np.float32)
     total_u = np.empty((height, width), dtype=np.float32)
     total_v = np.empty((height, width), dtype=np.float32)
+    packed[:] = 0.0
+    for b in range(n_blocks):
+        for q in range(n_steps):
+            for i in range(2 * _LANES, 4 * _LANES):
+                packed[b, q * _RECORD + _COEF + i] = 1.0
     for t in range(n_frames):
-        packed[:] = 0.0
-        for b in range(n_blocks):
-            for q in range(n_steps):
-                for i in range(2 * _LANES, 4 * _LANES):
-                    packed[b, q * _RECORD + _COEF + i] = 1.0
+        if t > 0:
+            # Only the increments start again from 0: the coefficients of pixels in the image
+            # are all rewritten by the first refresh, those outside are never written.
+            for b in range(n_blocks):
+                for q in range(n_steps):
+                    for i in range(_COEF):
+                        packed[b, q * _RECORD + i] = 0.0
         diffusivity[:] = 1.0
         # it = -1 sets the first weights (plain data term, unit diffusivity); then every
         # update_lag-th sweep refreshes them. One call site per helper: they are inlined.
