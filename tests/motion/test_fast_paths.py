@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from scipy.ndimage import correlate1d
 
 from labsession.motion import OFOptions
 from labsession.motion._backends import FlowregBackend
 from labsession.motion._compensate import _Engine
 from labsession.motion._image_kernels import (
+    _MEDIAN_TILE,
+    _MERGE55,
+    _MERGE55_OUT,
+    _SORT5,
+    _WINDOW,
+    _WINDOW_OUT,
     _bicubic,
     _gauss_kernel,
-    _median_network,
     blur_channels,
     median5,
     resize_cubic,
@@ -29,7 +39,9 @@ def _median5_reference(field: np.ndarray) -> np.ndarray:
     return np.median(windows.reshape(*field.shape, 25), axis=-1).astype(np.float32)
 
 
-@pytest.mark.parametrize("shape", [(6, 6), (7, 11), (33, 40)])
+@pytest.mark.parametrize(
+    "shape", [(6, 6), (7, 11), (33, 40), (1, 1), (2, 3), (4, 2), (5, _MEDIAN_TILE + 37)]
+)
 def test_median5_equals_sort_based_median(shape):
     rng = np.random.default_rng(0)
     noise = rng.normal(size=shape).astype(np.float32)
@@ -40,19 +52,61 @@ def test_median5_equals_sort_based_median(shape):
         np.testing.assert_array_equal(result, _median5_reference(field))
 
 
-def test_median_network_selects_the_median_of_every_zero_one_input():
-    """0-1 principle on a sample of inputs (all 2**25 take a few seconds in numba)."""
-    ops, slot = _median_network(25)
-    rng = np.random.default_rng(1)
-    ones = rng.integers(0, 26, size=4000)
-    buf = (rng.random((4000, 25)).argsort(axis=1) < ones[:, None]).astype(np.int8).T.copy()
-    for a, b, kind in ops:
-        lo, hi = np.minimum(buf[a], buf[b]), np.maximum(buf[a], buf[b])
-        if kind != 2:
-            buf[a] = lo
-        if kind != 1:
-            buf[b] = hi
-    np.testing.assert_array_equal(buf[slot], (ones >= 13).astype(np.int8))
+# Values with many ties, both zeros among them. A window holding -0.0 and 0.0 may give either as
+# its median (they compare equal, so np.median and the kernel's networks each keep one by its
+# position): assert_array_equal compares with ==, so zeros of either sign match and every other
+# value must match bit for bit. The flow increment is 0 either way.
+_FIELD_VALUES = st.one_of(
+    st.sampled_from([-0.0, 0.0, 1.0, -1.0, 0.5, 2.0]),
+    st.floats(-1e6, 1e6, width=32, allow_subnormal=False),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    fields=st.tuples(st.integers(1, 3), st.integers(1, 40), st.integers(1, 40)).flatmap(
+        lambda shape: hnp.arrays(np.float32, shape, elements=_FIELD_VALUES)
+    )
+)
+def test_median5_equals_sort_based_median_on_any_field(fields):
+    filtered = median5(fields)
+    for field, result in zip(fields, filtered, strict=True):
+        np.testing.assert_array_equal(result, _median5_reference(field))
+
+
+def _run_network(ops, wires):
+    """Apply comparators ``(a, b)`` / ``(a, b, kind)`` to 0-1 inputs, one row per wire."""
+    wires = wires.copy()
+    for a, b, *kind in ops:
+        lo, hi = np.minimum(wires[a], wires[b]), np.maximum(wires[a], wires[b])
+        if kind != [2]:
+            wires[a] = lo
+        if kind != [1]:
+            wires[b] = hi
+    return wires
+
+
+def _sorted_runs(*lengths):
+    """Every 0-1 input made of sorted runs of these lengths (one row per wire, one column per
+    input), and its number of ones."""
+    ones = np.array(list(itertools.product(*(range(n + 1) for n in lengths))))
+    runs = [np.arange(n)[:, None] >= n - ones[:, j] for j, n in enumerate(lengths)]
+    return np.concatenate(runs).astype(np.int8), ones.sum(axis=1)
+
+
+def test_median_networks_select_the_median_of_every_zero_one_input():
+    """By the 0-1 principle (min and max commute with any threshold), a min/max network that is
+    right on every 0-1 input of a kind is right on every real input of that kind: the column sort
+    on any 5 values, the merge on two sorted columns, the window's selection on two merged pairs
+    and a sorted column; together, median5's median of any 25 values."""
+    wires, _ = _sorted_runs(1, 1, 1, 1, 1)  # all 32 inputs
+    np.testing.assert_array_equal(_run_network(_SORT5, wires), np.sort(wires, axis=0))
+    wires, _ = _sorted_runs(5, 5)
+    merged = _run_network(_MERGE55, wires)[list(_MERGE55_OUT)]
+    np.testing.assert_array_equal(merged, np.sort(wires, axis=0))
+    wires, ones = _sorted_runs(10, 10, 5)
+    median = _run_network(_WINDOW, wires)[_WINDOW_OUT]
+    np.testing.assert_array_equal(median, (ones >= 13).astype(np.int8))
 
 
 @pytest.mark.parametrize("sigma", [0.45, 1.0, 2.5])

@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 __all__ = [
     "blur_channels",
@@ -299,96 +301,116 @@ def interleave_flow(u: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
                 dst[x, 1] = v_row[x]
 
 
-def _batcher_pairs(n: int) -> list[tuple[int, int]]:
-    """Comparators ``(i, j)``, ``i < j``, of Batcher's odd-even merge sort of ``n = 2**k`` wires."""
-    pairs = []
-    p = 1
-    while p < n:
-        k = p
-        while k >= 1:
-            for j in range(k % p, n - k, 2 * k):
-                for i in range(min(k, n - j - k)):
-                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
-                        pairs.append((i + j, i + j + k))
-            k //= 2
-        p *= 2
-    return pairs
+# 5x5 median as separable sorting networks (A. Adams, "Fast median filters using separable sorting
+# networks", ACM Trans. Graph. 40(4), 2021): each column of 5 is sorted once for the 5 windows that
+# hold it, each two neighbouring sorted columns are merged once for the 2 windows that hold both,
+# and each window then selects its median from two merged pairs and one sorted column: 90
+# min/max per pixel instead of the 202 of a median-of-25 network. The tables are comparators
+# ``(a, b)`` (``a`` gets the min, ``b`` the max) or ``(a, b, kind)`` (kind 1 keeps only the min,
+# 2 only the max); tests/motion/test_fast_paths.py checks them on every 0-1 input.
+
+#: Sorts 5 values (Knuth, TAOCP vol. 3, 5.3.4, 9 comparators).
+_SORT5 = ((0, 1), (3, 4), (2, 4), (2, 3), (0, 3), (0, 2), (1, 4), (1, 3), (1, 2))
+#: Merges two sorted columns (wires 0-4 and 5-9) into the wires :data:`_MERGE55_OUT`, smallest
+#: first (Batcher's odd-even merge of 8 + 8 with the padding's comparators dropped).
+_MERGE55 = ((0, 5), (1, 6), (2, 7), (3, 8), (4, 9), (4, 5), (2, 4), (3, 6), (7, 5), (1, 2), (3, 4))
+_MERGE55 += ((6, 7), (8, 5))
+_MERGE55_OUT = (0, 1, 2, 3, 4, 6, 7, 8, 5, 9)
+#: Ranks 7 to 12 of the 20 values of two merged pairs (wires 0-9 and 10-19), in the wires
+#: :data:`_RANKS7_12_OUT` (Batcher's merge, pruned to what these ranks need).
+_RANKS7_12 = (
+    (0, 10, 2), (1, 11, 2), (2, 12, 2), (3, 13, 2), (4, 14), (5, 15), (6, 16, 1), (7, 17, 1),
+    (8, 18, 1), (9, 19, 1), (8, 10), (9, 11), (4, 8, 2), (5, 9, 2), (6, 12), (7, 13), (14, 10, 1),
+    (15, 11, 1), (6, 8, 2), (7, 9), (12, 14), (13, 15, 1), (7, 8), (9, 12), (13, 14),
+)  # fmt: skip
+_RANKS7_12_OUT = (7, 8, 9, 12, 13, 14)
+#: Median of a window from its merged pairs (wires 0-19, ranks ``q``) and its fifth sorted column
+#: (wires 20-24, ``c``), left in wire :data:`_WINDOW_OUT`: the 13th smallest of the 25 is
+#: ``min(q[12], max(c[0], q[11]), ..., max(c[4], q[7]))``: the ``i`` smallest of ``c`` with the
+#: ``13 - i`` smallest of ``q`` are 13 values, so their largest is at least the 13th smallest, and
+#: equals it for one ``i``.
+_WINDOW = _RANKS7_12 + tuple((20 + i, _RANKS7_12_OUT[4 - i], 2) for i in range(5))
+_WINDOW += tuple((_RANKS7_12_OUT[5], _RANKS7_12_OUT[4 - i], 1) for i in range(5))
+_WINDOW_OUT = _RANKS7_12_OUT[5]
+#: Output pixels filtered at once (a row's tile, or whole rows of a narrow field): the buffer
+#: (16 rows of :data:`_MEDIAN_STRIDE`, 17 KiB) stays in the L1 cache with the rows it reads.
+_MEDIAN_TILE = 256
+#: Buffer row length: a tile, its 4 border columns and a vector's overrun.
+_MEDIAN_STRIDE = _MEDIAN_TILE + 16
 
 
-def _median_network(n_in: int) -> tuple[np.ndarray, int]:
-    """Selection network for the median of ``n_in`` values (odd), from Batcher's sorter.
+def _network_stage(ops: tuple, loads: tuple, stores: tuple) -> object:
+    """numba intrinsic ``stage(src, base, stride, buf, x)`` running a min/max network on one pixel.
 
-    The sorter runs on the next power of two of wires, the extra ones holding +inf, which is
-    resolved here (their comparators only relabel wires); comparators that cannot reach the
-    median's wire are then dropped, and those with one live output keep only its ``min`` or
-    ``max``. Returns ``(ops, slot)``: rows ``[a, b, kind]`` meaning ``buf[a], buf[b] =
-    min, max`` (kind 0), ``buf[a] = min`` (1) or ``buf[b] = max`` (2), applied in order to a
-    buffer of the ``n_in`` values; the median ends in ``buf[slot]``.
+    Wire ``i`` loads ``src[base + x + row * stride + shift]`` for ``(row, shift) = loads[i]``, the
+    comparators ``ops`` run on the wires, and ``buf[x + row * _MEDIAN_STRIDE] = wire`` for each
+    ``(wire, row)`` of ``stores``; ``src`` and ``buf`` are 1-d float32 arrays. The network is
+    emitted as LLVM IR from the table when the calling kernel compiles (and is cached with it):
+    written as numba code, its ~150 ``min``/``max`` and ~60 indexings took a second more to
+    compile. Indices are not checked. A loop over ``x`` vectorises (``select`` of an ordered
+    ``<`` is ``vminps`` / ``vmaxps``).
     """
-    size = 1
-    while size < n_in:
-        size *= 2
-    infinite = [w >= n_in for w in range(size)]
-    slot = list(range(size))
-    ops = []
-    for i, j in _batcher_pairs(size):
-        if infinite[j]:
-            continue
-        if infinite[i]:
-            slot[i], slot[j] = slot[j], slot[i]
-            infinite[i], infinite[j] = False, True
-            continue
-        ops.append((slot[i], slot[j]))
-    target = slot[n_in // 2]
-    live = {target}
-    kept = []
-    for a, b in reversed(ops):
-        if a in live or b in live:
-            kept.append((a, b, 0 if (a in live and b in live) else (1 if a in live else 2)))
-            live |= {a, b}
-    kept.reverse()
-    return np.array(kept, dtype=np.int64), target
+
+    @intrinsic
+    def stage(typingctx, src, base, stride, buf, x):
+        def codegen(context, builder, signature, args):
+            intp = context.get_value_type(types.intp)
+            source = context.make_array(signature.args[0])(context, builder, args[0])
+            target = context.make_array(signature.args[3])(context, builder, args[3])
+            base_, stride_, x_ = (
+                context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 2, 4)
+            )
+            start = builder.add(base_, x_)
+            wires = []
+            for row, shift in loads:
+                offset = builder.add(builder.mul(stride_, ir.Constant(intp, row)), start)
+                index = builder.add(offset, ir.Constant(intp, shift))
+                wires.append(builder.load(builder.gep(source.data, [index], inbounds=True)))
+            for op in ops:
+                a, b, kind = op if len(op) == 3 else (*op, 0)
+                lo, hi = wires[a], wires[b]
+                less = builder.fcmp_ordered("<", lo, hi)
+                if kind != 2:
+                    wires[a] = builder.select(less, lo, hi)
+                if kind != 1:
+                    wires[b] = builder.select(less, hi, lo)
+            for wire, row in stores:
+                index = builder.add(x_, ir.Constant(intp, row * _MEDIAN_STRIDE))
+                builder.store(wires[wire], builder.gep(target.data, [index], inbounds=True))
+            return context.get_dummy_value()
+
+        return types.void(src, base, stride, buf, x), codegen
+
+    return stage
 
 
-def _fresh_rows(ops: np.ndarray, n_in: int) -> tuple[np.ndarray, list[int]]:
-    """Rewrite a selection network so that each comparator writes two rows it does not read.
-
-    ``ops`` rows ``[a, b, kind]`` act in place on slots ``0 .. n_in - 1`` (see
-    :func:`_median_network`); the result, rows ``[a, b, lo, hi]``, acts on a buffer of
-    ``n_in + 2`` rows: ``buf[lo], buf[hi] = min, max(buf[a], buf[b])``, and the two rows read
-    become the free ones. A comparator that overwrites the rows it reads is a conditional store
-    to LLVM (``min(a, b)`` keeps ``a`` unless ``b < a``), vectorised as a masked store, which is
-    slow; fresh rows make it a plain ``vminps`` / ``vmaxps``. Returns the rows and, for each
-    slot, the buffer row that holds it at the end.
-    """
-    rows = list(range(n_in))
-    free = [n_in, n_in + 1]
-    out = []
-    for a, b, _ in ops:
-        lo, hi = free
-        out.append((rows[a], rows[b], lo, hi))
-        free = [rows[a], rows[b]]
-        rows[a], rows[b] = lo, hi
-    return np.array(out, dtype=np.int64), rows
-
-
-#: 5x5 median: 113 compare-exchanges (89 full, 24 half; median5 runs all 113 full), each
-#: writing two fresh rows of a 27-row buffer (:func:`_fresh_rows`).
-_MEDIAN25_OPS, _MEDIAN25_SLOT = _median_network(25)
-_MEDIAN25_ROWS, _slot_rows = _fresh_rows(_MEDIAN25_OPS, 25)
-_MEDIAN25_ROW = _slot_rows[_MEDIAN25_SLOT]
-#: Pixels filtered at once: the 27 buffer rows (14 KiB) stay in the L1 cache with the rows
-#: they are copied from (256 was up to 1.5x slower on 200-300 px wide fields).
-_MEDIAN_TILE = 128
+# median5's buffer rows: 0 the medians, 1-10 the merged pairs, 11-15 the sorted columns. Each
+# loop writes rows below those it reads, so LLVM sees no store that a later load could need to
+# forward from (which it answers with half-width vectors).
+_sort_columns = _network_stage(
+    _SORT5, tuple((k, 0) for k in range(5)), tuple((k, 11 + k) for k in range(5))
+)
+_merge_pairs = _network_stage(
+    _MERGE55,
+    tuple((11 + k, shift) for shift in (0, 1) for k in range(5)),
+    tuple((w, 1 + k) for k, w in enumerate(_MERGE55_OUT)),
+)
+_select_median = _network_stage(
+    _WINDOW,
+    tuple((1 + k, shift) for shift in (0, 2) for k in range(10))
+    + tuple((11 + k, 4) for k in range(5)),
+    ((_WINDOW_OUT, 0),),
+)
 
 
 @njit(cache=True, fastmath=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _mirror(i: int, n: int) -> int:
-    if i < 0:
-        i = -i
-    if i >= n:
-        i = 2 * n - 2 - i
-    return min(max(i, 0), n - 1)
+    # index ``i`` of a line of ``n`` mirrored without repeating the edge (numpy's "reflect",
+    # OpenCV's BORDER_REFLECT_101), reflected again as often as a short line needs
+    if n == 1:
+        return 0
+    i = abs(i) % (2 * n - 2)
+    return i if i < n else 2 * n - 2 - i
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -396,19 +418,22 @@ def median5(fields: np.ndarray) -> np.ndarray:
     """5x5 median filter of each ``(H, W)`` field of an ``(N, H, W)`` stack, mirrored borders
     (removes flow outliers).
 
-    A block of pixels at a time (up to :data:`_MEDIAN_TILE`: several rows of a narrow field,
-    part of a row of a wide one): the 25 shifted copies of the block's windows, read from the
-    field padded once with its mirrored borders, go into a buffer of rows, and a fixed
-    selection network (min/max over contiguous rows, which vectorise) leaves each pixel's
-    median in one buffer row. The result equals a sort-based median.
+    The field is padded once with its mirrored borders; then a block of output pixels at a time
+    (up to :data:`_MEDIAN_TILE`: several rows of a narrow field, part of a row of a wide one,
+    handled as one run of the padded field's memory) goes through three vectorised loops: sort
+    the columns of 5, merge neighbouring sorted columns, select each window's median (see
+    :data:`_WINDOW`). Each loop runs whole vectors of 8: the few extra pixels it computes (from
+    whatever lies past the block, hence the padding's spare rows) are never read back. The result
+    is one of each window's values, the one a sort-based median gives.
     """
     n_fields, height, width = fields.shape
     out = np.empty_like(fields)
-    tile = min(width, _MEDIAN_TILE)
-    rows = max(1, _MEDIAN_TILE // width)
-    buf = np.empty((27, rows * tile), dtype=np.float32)
-    padded = np.empty((height + 4, width + 4), dtype=np.float32)
-    ops = _MEDIAN25_ROWS
+    span = width + 4
+    padded = np.empty((height + 6, span), dtype=np.float32)  # 2 spare rows for the overrun
+    flat = padded.reshape(-1)
+    buf = np.empty(16 * _MEDIAN_STRIDE, dtype=np.float32)
+    tile = -(-width // -(-width // _MEDIAN_TILE))  # equal tiles of a wide row
+    rows = max(1, _MEDIAN_TILE // span)
     for t in range(n_fields):
         field = fields[t]
         for y in range(height + 4):
@@ -423,33 +448,17 @@ def median5(fields: np.ndarray) -> np.ndarray:
             n_rows = min(rows, height - y0)
             for x0 in range(0, width, tile):
                 n = min(tile, width - x0)
-                for j in range(5):
-                    for k in range(5):
-                        for r in range(n_rows):
-                            # views indexed by the loop counter alone: an index LLVM cannot
-                            # prove non-negative keeps numba's wraparound test in the loop,
-                            # which stops it vectorising (the copies were half the filter's time)
-                            dst = buf[5 * j + k, r * n :]
-                            src = padded[y0 + r + j, x0 + k :]
-                            for x in range(n):
-                                dst[x] = src[x]
-                for r in range(ops.shape[0]):
-                    # every comparator exchanges both ways, the network's half ones too (whose
-                    # other output no later comparator reads, so the median is the same): one
-                    # loop instead of three is less code to compile on a first run, for ~10 %
-                    # more median work
-                    first = buf[ops[r, 0]]
-                    second = buf[ops[r, 1]]
-                    lo = buf[ops[r, 2]]
-                    hi = buf[ops[r, 3]]
-                    for x in range(n_rows * n):
-                        a = first[x]
-                        b = second[x]
-                        lo[x] = min(a, b)
-                        hi[x] = max(a, b)
+                m = (n_rows - 1) * span + n  # flat positions, first window to last
+                base = y0 * span + x0
+                for x in range((m + 11) // 8 * 8):
+                    _sort_columns(flat, base, span, buf, x)
+                for x in range((m + 9) // 8 * 8):
+                    _merge_pairs(buf, 0, _MEDIAN_STRIDE, buf, x)
+                for x in range((m + 7) // 8 * 8):
+                    _select_median(buf, 0, _MEDIAN_STRIDE, buf, x)
                 for r in range(n_rows):
-                    median = buf[_MEDIAN25_ROW, r * n :]
+                    src = buf[r * span :]
                     dst = out[t, y0 + r, x0:]
                     for x in range(n):
-                        dst[x] = median[x]
+                        dst[x] = src[x]
     return out
