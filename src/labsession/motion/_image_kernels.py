@@ -46,7 +46,9 @@ def blur_channels(images: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian blur of ``(C, H, W)`` images with replicated borders.
 
     Rows are copied into an edge-padded buffer and both passes run over contiguous rows
-    without index clamping, so the inner loops vectorise.
+    without index clamping, so the inner loops vectorise. With 5 taps (the pyramid's
+    ``sigma`` at ``eta = 0.8``) each output sums its taps in registers, in the order the
+    general loop adds them to memory (the same numbers, ~1.3x faster).
     """
     n_ch, height, width = images.shape
     if sigma <= 0.0:
@@ -56,6 +58,10 @@ def blur_channels(images: np.ndarray, sigma: float) -> np.ndarray:
     padded = np.empty(width + 2 * radius, dtype=np.float32)
     tmp = np.empty((height, width), dtype=np.float32)
     out = np.empty_like(images)
+    five = kernel.shape[0] == 5
+    w0 = w1 = w2 = w3 = w4 = np.float32(0.0)
+    if five:
+        w0, w1, w2, w3, w4 = kernel[0], kernel[1], kernel[2], kernel[3], kernel[4]
     for c in range(n_ch):
         for y in range(height):
             row = images[c, y]
@@ -65,6 +71,14 @@ def blur_channels(images: np.ndarray, sigma: float) -> np.ndarray:
                 padded[k] = row[0]
                 padded[radius + width + k] = row[width - 1]
             dst = tmp[y]
+            if five:
+                for x in range(width):
+                    total = np.float32(0.0) + w0 * padded[x]
+                    total = total + w1 * padded[x + 1]
+                    total = total + w2 * padded[x + 2]
+                    total = total + w3 * padded[x + 3]
+                    dst[x] = total + w4 * padded[x + 4]
+                continue
             dst[:] = 0.0
             for k in range(2 * radius + 1):
                 wk = kernel[k]
@@ -72,6 +86,19 @@ def blur_channels(images: np.ndarray, sigma: float) -> np.ndarray:
                     dst[x] += wk * padded[x + k]
         for y in range(height):
             dst = out[c, y]
+            if five:
+                r0 = tmp[max(y - 2, 0)]
+                r1 = tmp[max(y - 1, 0)]
+                r2 = tmp[y]
+                r3 = tmp[min(y + 1, height - 1)]
+                r4 = tmp[min(y + 2, height - 1)]
+                for x in range(width):
+                    total = np.float32(0.0) + w0 * r0[x]
+                    total = total + w1 * r1[x]
+                    total = total + w2 * r2[x]
+                    total = total + w3 * r3[x]
+                    dst[x] = total + w4 * r4[x]
+                continue
             dst[:] = 0.0
             for k in range(-radius, radius + 1):
                 wk = kernel[k + radius]
