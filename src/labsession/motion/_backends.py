@@ -218,14 +218,15 @@ class FlowregBackend:
             opts.constancy_assumption.value,
         )
 
-        plan = FlowPlan(fixed, *params)  # the reference's pyramid, built once
         # each thread writes its frames' flows channel last (no serial transposed copy)
         w = np.empty((n, height, width, 2), dtype=np.float32)
+        with announce_compilation():  # the reference's pyramid compiles kernels too
+            plan = FlowPlan(fixed, *params)  # built once for all blocks
 
-        def run(start: int, stop: int) -> None:
-            plan.run(_channels_first(moving[start:stop]), init, index[start:stop], w[start:stop])
+            def run(start: int, stop: int) -> None:
+                frames = _channels_first(moving[start:stop])
+                plan.run(frames, init, index[start:stop], w[start:stop])
 
-        with announce_compilation():
             map_frame_blocks(run, n, plan.block)
         return w
 

@@ -18,8 +18,6 @@ row-by-row sweep, bit for bit; ``tests/motion/test_sor_sweep.py`` checks it):
   (relaxation factors, channel sums of the data term, neighbour weights, neighbour sums of the
   fixed flow), lane by lane, so a step reads contiguous memory and LLVM sees, from constant
   offsets in one array, that a step's stores do not touch what it reads.
-- Two blocks at once (:func:`_sweep`): the second block of a pair trails the first by a few
-  steps, so the CPU overlaps their steps' chains of dependent operations.
 - A refresh works a row at a time: the robust data weights' squared residuals and the channel
   sums are loops over contiguous rows, which vectorise, and so does the power function
   (:func:`_power`), formerly a scalar call of the C library's ``pow`` per pixel and channel.
@@ -317,114 +315,65 @@ def _pack_coefficients(
             cells[at + np.uint64(12 * _LANES)] = links[0, y, x]
 
 
-#: Steps the second block of a pair trails the first (see :func:`_sweep`): at least
-#: ``_SLAG * (_LANES - 1) + _COPY_DELAY + 1`` (a pixel's upper neighbour in the first block is
-#: final, and copied, before the second block reads it); more keeps the two apart in the CPU.
-_PAIR_LAG = 20
-#: Steps between a value's store in the first block and its copy into the second: a scalar
-#: read of a just-stored vector lane would wait for the store (no store forwarding).
-_COPY_DELAY = 2
-
-
-@njit(cache=True, fastmath=True, inline="always")
-def _step(rec: np.ndarray, q: int) -> None:
-    """Wavefront step ``q`` of one block (``rec``: its records): 8 pixels, one per row."""
-    me = np.uint64(q * _RECORD + 1)
-    mev = me + np.uint64(_STRIDE)
-    up = me - np.uint64(_SLAG * _RECORD + 1)
-    left = me - np.uint64(_RECORD)
-    right = me + np.uint64(_RECORD)
-    down = me + np.uint64(_SLAG * _RECORD + 1)
-    k = np.uint64(q * _RECORD + _COEF)
-    for lane in range(_LANES):
-        i = np.uint64(lane)
-        ru = rec[k + i]
-        rest_u = (
-            rec[k + np.uint64(4 * _LANES) + i]
-            - rec[k + np.uint64(7 * _LANES) + i]
-            - rec[k + np.uint64(6 * _LANES) + i] * rec[mev + i]
-            + rec[k + np.uint64(9 * _LANES) + i] * rec[right + i]
-            + rec[k + np.uint64(10 * _LANES) + i] * rec[up + i]
-            + rec[k + np.uint64(11 * _LANES) + i] * rec[down + i]
-        )
-        new_u = (rec[k + np.uint64(2 * _LANES) + i] * rec[me + i] + ru * rest_u) + (
-            ru * rec[k + np.uint64(12 * _LANES) + i]
-        ) * rec[left + i]
-        rec[me + i] = new_u
-        rv = rec[k + np.uint64(_LANES) + i]
-        rest_v = (
-            rec[k + np.uint64(5 * _LANES) + i]
-            - rec[k + np.uint64(8 * _LANES) + i]
-            - rec[k + np.uint64(6 * _LANES) + i] * new_u
-            + rec[k + np.uint64(9 * _LANES) + i] * rec[right + np.uint64(_STRIDE) + i]
-            + rec[k + np.uint64(10 * _LANES) + i] * rec[up + np.uint64(_STRIDE) + i]
-            + rec[k + np.uint64(11 * _LANES) + i] * rec[down + np.uint64(_STRIDE) + i]
-        )
-        new_v = (rec[k + np.uint64(3 * _LANES) + i] * rec[mev + i] + rv * rest_v) + (
-            rv * rec[k + np.uint64(12 * _LANES) + i]
-        ) * rec[left + np.uint64(_STRIDE) + i]
-        rec[mev + i] = new_v
-
-
-@njit(cache=True, fastmath=True, inline="always")
-def _copy_above(rec: np.ndarray, above: np.ndarray, column: int) -> None:
-    """Copy column ``column`` of the last row of block ``above`` (fresh) into the row above of
-    block ``rec``."""
-    src = (column + _SLAG * _LANES) * _RECORD + _LANES
-    rec[column * _RECORD] = above[src]
-    rec[column * _RECORD + _STRIDE] = above[src + _STRIDE]
-
-
-@njit(cache=True, fastmath=True, inline="always")
-def _copy_below(rec: np.ndarray, below: np.ndarray, width: int) -> None:
-    """Copy the first row of block ``below`` (not yet swept) into the row below of ``rec``."""
-    for c in range(width):
-        dst = (c + _SLAG * (_LANES + 1)) * _RECORD + _LANES + 1
-        src = (c + _SLAG) * _RECORD + 1
-        rec[dst] = below[src]
-        rec[dst + _STRIDE] = below[src + _STRIDE]
-
-
 @njit(cache=True, fastmath=True, inline="always")
 def _sweep(records: np.ndarray, width: int) -> None:
     """One SOR sweep in row order: each block of 8 rows (``records``: one per block, see
-    :func:`solve_level`) as a skewed wavefront, 8 pixels a step, two blocks at a time.
-
-    A step depends on the step before it (its left neighbours), a chain of dependent loads,
-    multiplications and stores that leaves the CPU's units idle; the steps of two blocks are
-    independent, so the second block of a pair runs :data:`_PAIR_LAG` steps behind the first,
-    in the same loop, and the CPU overlaps the two chains (the sweep ~20 % faster). The order
-    in which each pixel sees its neighbours is the row-by-row one still: the second block's
-    upper neighbours are copied from the first block's last row once final, its lower ones
-    (and the first block's) before the pair starts.
-    """
+    :func:`solve_level`) as a skewed wavefront, 8 pixels a step."""
     n_blocks = records.shape[0]
-    first = _SLAG
-    last = width + _SLAG * _LANES
-    for b in range(0, n_blocks, 2):
+    for b in range(n_blocks):
         rec = records[b]
+        # the row above: fresh, from the block swept before; the row below: still old
         if b > 0:
             above = records[b - 1]
-            for c in range(width):
-                _copy_above(rec, above, c)
+            for q in range(width):
+                src = (q + _SLAG * _LANES) * _RECORD + _LANES
+                rec[q * _RECORD] = above[src]
+                rec[q * _RECORD + _STRIDE] = above[src + _STRIDE]
         if b + 1 < n_blocks:
-            _copy_below(rec, records[b + 1], width)
-        if b + 1 >= n_blocks:
-            for q in range(first, last):
-                _step(rec, q)
-            continue
-        nxt = records[b + 1]
-        if b + 2 < n_blocks:
-            _copy_below(nxt, records[b + 2], width)
-        for g in range(first, last + _PAIR_LAG):
-            if g < last:
-                _step(rec, g)
-            c = g - _SLAG * _LANES - _COPY_DELAY
-            if 0 <= c < width:
-                _copy_above(nxt, rec, c)
-            q2 = g - _PAIR_LAG
-            if q2 >= first:
-                _step(nxt, q2)
+            below = records[b + 1]
+            for c in range(width):
+                dst = (c + _SLAG * (_LANES + 1)) * _RECORD + _LANES + 1
+                src = (c + _SLAG) * _RECORD + 1
+                rec[dst] = below[src]
+                rec[dst + _STRIDE] = below[src + _STRIDE]
+        for q in range(_SLAG, width + _SLAG * _LANES):
+            # unsigned offsets: numba tests a signed index for wraparound, which hides the
+            # access pattern from LLVM's vectoriser
+            me = np.uint64(q * _RECORD + 1)
+            mev = me + np.uint64(_STRIDE)
+            up = me - np.uint64(_SLAG * _RECORD + 1)
+            left = me - np.uint64(_RECORD)
+            right = me + np.uint64(_RECORD)
+            down = me + np.uint64(_SLAG * _RECORD + 1)
+            k = np.uint64(q * _RECORD + _COEF)
+            for lane in range(_LANES):  # a constant count: one vector operation
+                i = np.uint64(lane)
+                ru = rec[k + i]
+                rest_u = (
+                    rec[k + np.uint64(4 * _LANES) + i]
+                    - rec[k + np.uint64(7 * _LANES) + i]
+                    - rec[k + np.uint64(6 * _LANES) + i] * rec[mev + i]
+                    + rec[k + np.uint64(9 * _LANES) + i] * rec[right + i]
+                    + rec[k + np.uint64(10 * _LANES) + i] * rec[up + i]
+                    + rec[k + np.uint64(11 * _LANES) + i] * rec[down + i]
+                )
+                new_u = (rec[k + np.uint64(2 * _LANES) + i] * rec[me + i] + ru * rest_u) + (
+                    ru * rec[k + np.uint64(12 * _LANES) + i]
+                ) * rec[left + i]
+                rec[me + i] = new_u
+                rv = rec[k + np.uint64(_LANES) + i]
+                rest_v = (
+                    rec[k + np.uint64(5 * _LANES) + i]
+                    - rec[k + np.uint64(8 * _LANES) + i]
+                    - rec[k + np.uint64(6 * _LANES) + i] * new_u
+                    + rec[k + np.uint64(9 * _LANES) + i] * rec[right + np.uint64(_STRIDE) + i]
+                    + rec[k + np.uint64(10 * _LANES) + i] * rec[up + np.uint64(_STRIDE) + i]
+                    + rec[k + np.uint64(11 * _LANES) + i] * rec[down + np.uint64(_STRIDE) + i]
+                )
+                new_v = (rec[k + np.uint64(3 * _LANES) + i] * rec[mev + i] + rv * rest_v) + (
+                    rv * rec[k + np.uint64(12 * _LANES) + i]
+                ) * rec[left + np.uint64(_STRIDE) + i]
+                rec[mev + i] = new_v
 
 
 @njit(cache=True, fastmath=True, inline="always")
