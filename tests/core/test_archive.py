@@ -411,6 +411,22 @@ def test_remove_packed_keeps_a_link_replaced_by_a_file_or_folder(tmp_path):
     assert (run / "logs" / "current").is_dir()
 
 
+def test_remove_packed_keeps_an_empty_folder_put_in_the_place_of_one_packed(tmp_path):
+    """An empty folder made after packing where an empty packed one was (a lock folder, say)
+    is not the folder listed: it is kept, even though removing it would lose no file."""
+    run = tmp_path / "run"
+    (run / "lock").mkdir(parents=True)
+    (run / "result.csv").write_text("1,2\n")
+    entries = walk_folder(run)
+    pack_tar(run, tmp_path / "run.tar", entries=entries)
+    (run / "lock.new").mkdir()  # made while the old one exists: another inode for sure
+    (run / "lock").rmdir()
+    os.rename(run / "lock.new", run / "lock")
+    assert set(remove_packed(run, entries)) == {"lock", "."}
+    assert (run / "lock").is_dir()
+    assert not (run / "result.csv").exists()
+
+
 def test_remove_packed_never_follows_a_folder_swapped_for_a_link(tmp_path):
     run, entries = _packed_run(tmp_path)
     elsewhere = tmp_path / "elsewhere"

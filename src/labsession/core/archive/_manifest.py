@@ -252,6 +252,10 @@ def remove_packed(src_dir: str | os.PathLike[str], entries: list[FolderEntry]) -
                 continue
             if stat.S_ISDIR(before.st_mode):
                 try:
+                    now = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+                    if identity(now)[:2] != identity(before)[:2]:  # another folder in its place
+                        kept.append(rel)
+                        continue
                     os.rmdir(name, dir_fd=parent_fd)
                 except FileNotFoundError:
                     pass
