@@ -85,27 +85,23 @@ def test_compensate_arr_same_on_one_thread_and_on_all(small_video, options):
 
 @pytest.mark.parametrize(("n", "most"), [(1, None), (7, None), (40, None), (40, 2), (3, 8)])
 def test_frame_blocks_cover_the_frames_in_order_for_the_threads_to_share(n, most):
-    threads = numba.get_num_threads()
-    try:
-        numba.set_num_threads(2)  # this machine may have fewer cores: the split is what counts
-        blocks = frame_blocks(n, most)
-        assert blocks[0][0] == 0
-        assert blocks[-1][1] == n
-        assert all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
-        sizes = [stop - start for start, stop in blocks]
-        assert min(sizes) >= 1
-        assert most is None or max(sizes) <= most
-        # several blocks per thread, so that one falling behind takes fewer of them
-        assert len(blocks) >= min(n, 8)
-        done = []
+    blocks = frame_blocks(n, most, threads=2)
+    assert blocks[0][0] == 0
+    assert blocks[-1][1] == n
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
+    sizes = [stop - start for start, stop in blocks]
+    assert min(sizes) >= 1
+    assert most is None or max(sizes) <= most
+    # several blocks per thread, so that one falling behind takes fewer of them
+    assert len(blocks) >= min(n, 8)
+    assert frame_blocks(n, threads=1) == [(0, n)]
+    done = []
 
-        def record(start, stop):
-            done.append(start)
-            return (start, stop)
+    def record(start, stop):
+        done.append(start)
+        return (start, stop)
 
-        assert map_frame_blocks(record, n, most) == blocks  # results in block order
-        assert sorted(done) == [start for start, _ in blocks]
-        numba.set_num_threads(1)
-        assert frame_blocks(n) == [(0, n)]
-    finally:
-        numba.set_num_threads(threads)
+    # on this machine's threads: every block once, the results in block order
+    expected = frame_blocks(n, most)
+    assert map_frame_blocks(record, n, most) == expected
+    assert sorted(done) == [start for start, _ in expected]

@@ -247,15 +247,17 @@ def _flow_threads() -> int:
     return max(1, int(numba.get_num_threads()))
 
 
-def frame_blocks(n: int, most: int | None = None) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]``: ``n`` frames in contiguous blocks for the threads of
-    :func:`_flow_threads` to take in turn, about 4 per thread (at most ``most`` frames each;
-    ``[(0, n)]`` on one thread).
+def frame_blocks(
+    n: int, most: int | None = None, threads: int | None = None
+) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]``: ``n`` frames in contiguous blocks for ``threads`` threads
+    (default: those of :func:`_flow_threads`) to take in turn, about 4 per thread (at most
+    ``most`` frames each; ``[(0, n)]`` on one thread).
 
     A thread that falls behind (the other cores busy, a slower frame) then takes fewer blocks,
     where with one fixed span per thread the others waited for it at the end.
     """
-    threads = max(1, min(n, _flow_threads()))
+    threads = max(1, min(n, _flow_threads() if threads is None else threads))
     if threads == 1 and most is None:
         return [(0, n)]
     size = max(1, -(-n // (4 * threads)))
