@@ -2,8 +2,8 @@
 
 Frame-by-frame preprocessing, the flows and the final warp run on blocks of frames that threads
 take in turn, the flow kernels write their flows channel last straight into the backend's
-output, and the 5x5 median works in tiles of a row: each is checked here against the plain
-computation.
+output: each is checked here against the plain computation (the 5x5 median's tiles in
+``test_fast_paths``).
 """
 
 from __future__ import annotations
@@ -17,20 +17,7 @@ import pytest
 from labsession.motion import OFOptions, compensate_arr
 from labsession.motion._backends import frame_blocks, map_frame_blocks
 from labsession.motion._flowreg_batch import FlowPlan
-from labsession.motion._image_kernels import _MEDIAN_TILE, interleave_flow, median5
-
-
-def _median5_reference(field: np.ndarray) -> np.ndarray:
-    padded = np.pad(field, 2, mode="reflect")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (5, 5))
-    return np.median(windows.reshape(*field.shape, 25), axis=-1).astype(np.float32)
-
-
-@pytest.mark.parametrize("shape", [(5, 2 * _MEDIAN_TILE + 44), (9, _MEDIAN_TILE + 1)])
-def test_median5_of_fields_wider_than_a_tile(shape):
-    rng = np.random.default_rng(3)
-    field = np.round(3 * rng.normal(size=shape)).astype(np.float32)  # ties too
-    np.testing.assert_array_equal(median5(field[None])[0], _median5_reference(field))
+from labsession.motion._image_kernels import interleave_flow
 
 
 def test_interleave_flow_is_moveaxis():

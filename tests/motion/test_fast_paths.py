@@ -40,7 +40,18 @@ def _median5_reference(field: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "shape", [(6, 6), (7, 11), (33, 40), (1, 1), (2, 3), (4, 2), (5, _MEDIAN_TILE + 37)]
+    "shape",
+    [
+        (6, 6),
+        (7, 11),
+        (33, 40),
+        (1, 1),
+        (2, 3),
+        (4, 2),
+        (5, _MEDIAN_TILE + 37),
+        (9, _MEDIAN_TILE + 1),  # rows wider than a tile: tiles of a row
+        (5, 2 * _MEDIAN_TILE + 44),
+    ],
 )
 def test_median5_equals_sort_based_median(shape):
     rng = np.random.default_rng(0)
