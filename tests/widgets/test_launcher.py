@@ -179,8 +179,12 @@ PYTHON_WITH_CHILD = [
 
 
 def _grandchild_pid(launcher, i=0):
-    assert wait_until(lambda: launcher.output(i)[-1].isdigit(), timeout=10)
-    return int(launcher.output(i)[-1])
+    # The pid is the first all-digit line: the grandchild may print after it.
+    def pid_lines():
+        return [line for line in launcher.output(i) if line.isdigit()]
+
+    assert wait_until(lambda: bool(pid_lines()), timeout=10)
+    return int(pid_lines()[0])
 
 
 def _reader_ended(launcher, i=0):
