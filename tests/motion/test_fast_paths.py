@@ -212,6 +212,38 @@ def test_preprocess_equals_its_plain_definition_bit_for_bit(dtype, sigma):
     assert frames.dtype == dtype  # the input is left as it was
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+def test_preprocess_writes_into_out_the_numbers_it_returns(dtype):
+    rng = np.random.default_rng(12)
+    frames = (rng.random((4, 21, 18, 2)) * 900 + 20).astype(dtype)
+    low, high = np.array([20.0, 30.0]), np.array([900.0, 800.0])
+    sigma = np.array([[1.0, 1.5, 0.0], [0.5, 0.5, 0.0]])
+    weight = np.array([0.4, 0.6])
+    expected = preprocess(frames, low=low, high=high, sigma=sigma)
+    out = np.full((6, *frames.shape[1:]), np.nan, dtype=np.float32)
+    # two frames at a time into slices of one array, as the engine's threads write them
+    for start in range(0, 4, 2):
+        part = out[1 + start : 3 + start]
+        got = preprocess(frames[start : start + 2], low=low, high=high, sigma=sigma, out=part)
+        assert got is part
+    np.testing.assert_array_equal(out[1:5], expected)
+    assert np.isnan(out[[0, 5]]).all()  # nothing written outside
+    mixed = preprocess_mix(frames, low=low, high=high, weight=weight, sigma=sigma[[0, 0]])
+    mix_out = np.empty_like(mixed)
+    got = preprocess_mix(
+        frames, low=low, high=high, weight=weight, sigma=sigma[[0, 0]], out=mix_out
+    )
+    assert got is mix_out
+    np.testing.assert_array_equal(mix_out, mixed)
+    for wrong in (
+        np.empty(frames.shape, dtype=np.float64),
+        np.empty((4, 21, 18, 3), dtype=np.float32),
+        np.empty((4, 21, 36, 2), dtype=np.float32)[:, :, ::2],  # not contiguous
+    ):
+        with pytest.raises(ValueError, match="out must be a C-contiguous float32 array"):
+            preprocess(frames, low=low, high=high, sigma=sigma, out=wrong)
+
+
 @pytest.mark.parametrize("st", [0.1, 1.0])
 def test_preprocess_mix_equals_mixing_the_preprocessed_channels(small_video, st):
     ref = small_video.reference.astype(np.float32)

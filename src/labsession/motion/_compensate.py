@@ -13,14 +13,14 @@ import numpy as np
 
 from labsession.core.atomic import atomic_save_npy, atomic_save_npz, atomic_write_json
 from labsession.core.progress import make_progress
-from labsession.motion._backends import frame_blocks, get_backend, map_frame_blocks
+from labsession.motion._backends import get_backend, map_frame_blocks
 from labsession.motion._checks import as_image, as_video
 from labsession.motion._options import OFOptions, output_dtype
 from labsession.motion._preprocess import intensity_range, preprocess, preprocess_mix
 from labsession.motion._readers import open_video
 from labsession.motion._reference import cc_initial_flow, reference_from_options
 from labsession.motion._writers import SUFFIXES, VideoWriter
-from labsession.motion.warping import valid_masks, warp_video
+from labsession.motion.warping import _float_dtype, _warp_frames_into, valid_masks
 
 __all__ = ["CompensationResult", "compensate_arr", "compensate_recording"]
 
@@ -56,15 +56,16 @@ class _Engine:
 
     def _prep(self, frames: np.ndarray) -> np.ndarray:
         if frames.ndim == 4 and self.per_frame:
-            return _by_frames(self._prep_frames, frames)
+            shape = (*frames.shape[:-1], 1) if self.mix_only else frames.shape
+            return _by_frames(self._prep_frames, np.empty(shape, dtype=np.float32), frames)
         return self._prep_frames(frames)
 
-    def _prep_frames(self, frames: np.ndarray) -> np.ndarray:
+    def _prep_frames(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if self.mix_only:
             return preprocess_mix(
-                frames, low=self.low, high=self.high, weight=self.weight, sigma=self.sigma
+                frames, low=self.low, high=self.high, weight=self.weight, sigma=self.sigma, out=out
             )
-        return preprocess(frames, low=self.low, high=self.high, sigma=self.sigma)
+        return preprocess(frames, low=self.low, high=self.high, sigma=self.sigma, out=out)
 
     def process(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         opts = self.options
@@ -80,12 +81,13 @@ class _Engine:
             init = np.broadcast_to(self.w_init, (len(batch), *self.w_init.shape))
         w = self.backend(self.reference_proc, proc, weight=self.flow_weight, w_init=init)
         registered = _by_frames(
-            lambda part, part_w: warp_video(
-                part, part_w, interpolation=opts.interpolation_method.value, fill=self.reference
+            lambda part, part_w, out: _warp_frames_into(
+                part, part_w, opts.interpolation_method.value, self.reference, out
             ),
+            np.empty(batch.shape, dtype=np.float32),
             batch,
             w,
-        )
+        ).astype(_float_dtype(batch.dtype), copy=False)  # as warp_video returns
         if opts.update_initialization_w:
             self.w_init = w[-20:].mean(axis=0)
         if opts.update_reference:
@@ -95,26 +97,21 @@ class _Engine:
         return registered, w
 
 
-def _by_frames(function: Callable[..., np.ndarray], *videos: np.ndarray) -> np.ndarray:
-    """``function(*videos)`` computed on blocks of frames on threads.
+def _by_frames(function: Callable[..., object], out: np.ndarray, *videos: np.ndarray) -> np.ndarray:
+    """``function(*videos, out)`` computed on blocks of frames on threads; returns ``out``.
 
     For frame-by-frame work (preprocessing without temporal smoothing, the final warp) whose
     OpenCV and numpy calls release the GIL: these ran on one core while the flow kernels use
-    all (``NUMBA_NUM_THREADS``). ``videos`` share their first axis ``(T, ...)``; the result is
-    the blocks' results concatenated along it, the same numbers as one call.
+    all (``NUMBA_NUM_THREADS``). ``videos`` and ``out`` share their first axis ``(T, ...)``;
+    each block's ``function`` writes its frames of ``out`` (the same numbers as one call, and
+    no copy of each block's result).
     """
     n = len(videos[0])
-    blocks = frame_blocks(n)
-    if len(blocks) <= 1:
-        return function(*videos)
-    parts = map_frame_blocks(lambda start, stop: function(*(v[start:stop] for v in videos)), n)
-    out = np.empty((n, *parts[0].shape[1:]), dtype=parts[0].dtype)
-    by_start = {start: part for (start, _), part in zip(blocks, parts, strict=True)}
 
-    def put(start: int, stop: int) -> None:  # the copies too: tens of MB for 512 x 512 frames
-        out[start:stop] = by_start[start]
+    def run(start: int, stop: int) -> None:
+        function(*(video[start:stop] for video in videos), out[start:stop])
 
-    map_frame_blocks(put, n)
+    map_frame_blocks(run, n)
     return out
 
 

@@ -28,6 +28,7 @@ def preprocess(
     high: np.ndarray,
     sigma: np.ndarray,
     temporal: bool = True,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Normalise by ``(low, high)`` and smooth each channel.
 
@@ -42,12 +43,16 @@ def preprocess(
         ``(C, 3)``: ``[sx, sy, st]`` in pixels and frames.
     temporal
         Smooth along time too (``st``) when ``frames`` is a video.
+    out
+        C-contiguous float32 array of ``frames``' shape to write the result into (a block of
+        a longer video's result, say); default: a new array.
 
     Returns
     -------
     numpy.ndarray
-        Same shape, float32.
+        Same shape, float32 (``out`` when given).
     """
+    out = _output(out, frames.shape)
     scale = np.where(high - low > 0, high - low, 1.0).astype(np.float32)
     low = np.asarray(low)
     if np.result_type(frames, low, scale) == np.float32:
@@ -56,11 +61,11 @@ def preprocess(
         # frames, with low and scale repeated per pixel, and in place (no temporaries).
         n_pixels = frames.shape[-3] * frames.shape[-2]
         flat = frames.reshape(-1, n_pixels * frames.shape[-1])
-        out = np.subtract(flat, np.tile(low, n_pixels), dtype=np.float32)
-        np.divide(out, np.tile(scale, n_pixels), out=out)
-        out = out.reshape(frames.shape)
+        out_flat = out.reshape(flat.shape)  # a view: out is C-contiguous
+        np.subtract(flat, np.tile(low, n_pixels), dtype=np.float32, out=out_flat)
+        np.divide(out_flat, np.tile(scale, n_pixels), out=out_flat)
     else:  # float64 frames: computed in float64 and rounded once, as before
-        out = ((frames - low) / scale).astype(np.float32)
+        np.copyto(out, (frames - low) / scale, casting="same_kind")
     frames_view = out if out.ndim == 4 else out[None]
     for c in range(out.shape[-1]):
         sx, sy, st = sigma[c]
@@ -89,6 +94,7 @@ def preprocess_mix(
     weight: np.ndarray,
     sigma: np.ndarray,
     temporal: bool = True,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The weighted channel mix of :func:`preprocess`'s output, computed on the mix.
 
@@ -109,11 +115,14 @@ def preprocess_mix(
         ``(C, 3)`` with identical rows (``[sx, sy, st]``).
     temporal
         Smooth along time too (``st``) when ``frames`` is a video.
+    out
+        C-contiguous float32 array of the result's shape to write it into; default: a new
+        array.
 
     Returns
     -------
     numpy.ndarray
-        ``(T, H, W, 1)`` or ``(H, W, 1)`` float32.
+        ``(T, H, W, 1)`` or ``(H, W, 1)`` float32 (``out`` when given).
 
     Raises
     ------
@@ -131,7 +140,8 @@ def preprocess_mix(
     matrix = np.append(gain, offset)[None]  # (1, C + 1): cv2.transform's affine map
     sx, sy, st = sigma[0]
     ksize = (_ksize(sx), _ksize(sy))
-    out = np.empty(video.shape[:3], dtype=np.float32)
+    result = _output(out, (*frames.shape[:-1], 1))
+    out = result.reshape(video.shape[:3])  # a view: result is C-contiguous
     for t in range(video.shape[0]):
         frame = np.ascontiguousarray(video[t], dtype=np.float32)
         if n_ch <= 4:
@@ -148,9 +158,20 @@ def preprocess_mix(
             )
         out[t] = mixed
     if temporal and frames.ndim == 4 and int(4.0 * st + 0.5) >= 1 and len(out) > 1:
-        out = gaussian_filter1d(out, st, axis=0, mode="reflect", truncate=4.0)
-    out = out[..., None]
-    return out if frames.ndim == 4 else out[0]
+        out[...] = gaussian_filter1d(out, st, axis=0, mode="reflect", truncate=4.0)
+    return result
+
+
+def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """``out`` checked to be a C-contiguous float32 array of ``shape``, or a new one."""
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(
+            f"out must be a C-contiguous float32 array of shape {shape}, not {out.dtype} "
+            f"{out.shape}" + ("" if out.flags.c_contiguous else " (not contiguous)")
+        )
+    return out
 
 
 def _ksize(sigma: float) -> int:

@@ -198,9 +198,21 @@ def warp_video(
     if len(video) != len(w):
         raise ValueError(f"video has {len(video)} frames but w has {len(w)}")
     out = np.empty(video.shape, dtype=np.float32)
+    _warp_frames_into(video, w, interpolation, fill, out)
+    return out.astype(_float_dtype(video.dtype), copy=False)
+
+
+def _warp_frames_into(
+    video: np.ndarray,
+    w: np.ndarray,
+    interpolation: str,
+    fill: np.ndarray | float | None,
+    out: np.ndarray,
+) -> None:
+    """:func:`warp_video` written into ``out``, a C-contiguous float32 array of ``video``'s
+    shape (a block of a longer video's result: no copy of it)."""
     for t in range(len(video)):
         _warp_into(video[t], w[t], interpolation, fill, out[t])
-    return out.astype(_float_dtype(video.dtype), copy=False)
 
 
 def align_sequence(
