@@ -1,6 +1,7 @@
 """Window iterators: MyoGestic's results on its own files, chunk-wise reading, checks, skips."""
 
 import hashlib
+import itertools
 import logging
 import shutil
 import tracemalloc
@@ -193,11 +194,40 @@ def test_block_reader_counts_what_it_holds(myogestic_session):
         assert reader.held_bytes == 0
 
 
-def test_unsorted_and_repeated_timestamps_match_the_reference(tmp_path, monkeypatch):
-    """Clock steps back and repeated stamps: nearest samples still equal argmin's, across blocks."""
+def _stepped_stamps() -> np.ndarray:
     ts = np.arange(3000) / 100.0
     ts[1200:1300] -= 0.5  # the clock stepped back
     ts[2000:2010] = ts[2000]  # repeated stamps
+    return ts
+
+
+def test_nearest_streamed_equals_argmin_on_any_threads_and_blocks(tmp_path):
+    """The label search's blocks, read on threads and merged, give argmin's first index:
+    stamps that step back (so a later block holds stamps nearer an earlier target), and
+    targets exactly between two stamps (ties)."""
+    ts = _stepped_stamps()
+    session = Session(tmp_path, class_names=["a"])
+    session.init_stream("s", StreamInfo(1, 100.0))
+    session.append("s", np.zeros((len(ts), 1), dtype=np.float32), ts)
+    session.close()
+    with open_session_store(session.path) as store:
+        # as stored: the writer keeps the 0.5 s step back, and mends repeats into tiny steps
+        ts = store.get_timestamps("s")
+        assert np.diff(ts).min() < -0.4
+        targets = np.concatenate(
+            [[-5.0, 11.75, 12.005, 20.0, 20.005, 99.0], (ts[:-1:37] + ts[1::37]) / 2, ts[::53]]
+        )
+        expected = np.array([np.argmin(np.abs(ts - t)) for t in targets])
+        for threads, block in itertools.product((1, 2, 3), (100, 1000, 1024, 4000)):
+            got = _blocks.nearest_streamed(
+                store, "s", len(ts), targets, block=block, threads=threads
+            )
+            np.testing.assert_array_equal(got, expected, err_msg=f"{threads=} {block=}")
+
+
+def test_unsorted_and_repeated_timestamps_match_the_reference(tmp_path, monkeypatch):
+    """Clock steps back and repeated stamps: nearest samples still equal argmin's, across blocks."""
+    ts = _stepped_stamps()
     session = Session(tmp_path, class_names=["a", "b", "c"])
     session.init_stream("s", StreamInfo(2, 100.0))
     data = np.random.default_rng(1).standard_normal((3000, 2)).astype(np.float32)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
@@ -231,26 +232,50 @@ def nearest_streamed(
     block: int,
     keep: BlockReader | None = None,
     keep_bytes: int = 0,
+    threads: int = 2,
 ) -> np.ndarray:
     """:func:`nearest_index` of ``targets`` in stream ``name``'s timestamps, one block at a time.
 
-    Equal to ``argmin(abs(ts - t))`` over the whole array (first index on ties): each block's
-    first nearest sample replaces the best so far only when strictly nearer. With ``keep`` (a
-    reader of the same timestamps in blocks of ``block`` rows), the first blocks read, up to
-    ``keep_bytes`` in all, are handed to it (:meth:`BlockReader.preload`) so that they are not
-    decoded again: memory stays bounded by ``keep_bytes``, whatever the session's length.
+    Equal to ``argmin(abs(ts - t))`` over the whole array (first index on ties): the nearest
+    sample of each block is found on its own, and the blocks' answers are merged by distance,
+    then index. The blocks are read on ``threads`` threads (decoding the timestamps is the
+    serial start of every window iterator), two at a time per thread at most. With ``keep``
+    (a reader of the same timestamps in blocks of ``block`` rows), the first blocks read, up
+    to ``keep_bytes`` in all, are handed to it (:meth:`BlockReader.preload`) so that they are
+    not decoded again: memory stays bounded by ``keep_bytes`` plus two blocks per thread,
+    whatever the session's length.
     """
     best = np.zeros(targets.shape, dtype=np.intp)
     best_distance = np.full(targets.shape, np.inf)
-    kept = 0
-    for lo in range(0, n, block):
+    starts = range(0, n, block)
+    kept_blocks = 0 if keep is None else min(len(starts), keep_bytes // max(1, block * 8))
+
+    def nearest_in(lo: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         ts = store.read_rows(name, lo, min(n, lo + block), timestamps=True, dtype=np.float64)
-        if keep is not None and kept + ts.nbytes <= keep_bytes:
-            keep.preload(lo // block, ts)
-            kept += ts.nbytes
         local = np.atleast_1d(nearest_index(ts, targets))
-        distance = np.abs(ts[local] - targets)
+        kept = ts if lo // block < kept_blocks else None
+        return lo + local, np.abs(ts[local] - targets), kept
+
+    def take(lo: int, found: np.ndarray, distance: np.ndarray, kept: np.ndarray | None) -> None:
+        if kept is not None and keep is not None:
+            keep.preload(lo // block, kept)
+        # blocks are taken in order: a later block wins only when strictly nearer
         nearer = distance < best_distance
-        best[nearer] = lo + local[nearer]
+        best[nearer] = found[nearer]
         best_distance[nearer] = distance[nearer]
+
+    if threads <= 1 or len(starts) < 2:
+        for lo in starts:
+            take(lo, *nearest_in(lo))
+        return best
+    with ThreadPoolExecutor(threads, "labsession-stamps") as pool:
+        pending: deque[tuple[int, Future]] = deque()
+        for lo in starts:
+            pending.append((lo, pool.submit(nearest_in, lo)))
+            if len(pending) >= 2 * threads:  # a few blocks ahead, no more: bounded memory
+                first, future = pending.popleft()
+                take(first, *future.result())
+        while pending:
+            first, future = pending.popleft()
+            take(first, *future.result())
     return best
