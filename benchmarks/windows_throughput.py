@@ -545,7 +545,8 @@ def layouts(args: argparse.Namespace, base: Path) -> None:
         "  (floor: decode of the same chunks already in memory, crc32 first for a zip of "
         "frames without a zstd checksum, as the reader verifies them; "
         "x fl: labsession / floor; Myo/v, Myo/c: MyoGestic / labsession views, copies; "
-        "Myo/fl: MyoGestic / floor, the most any reader that decodes these chunks can gain)"
+        "Myo/fl: MyoGestic / floor; the floor decodes on one thread, so a reader decoding "
+        "on n cores and doing nothing else could gain at most n times that)"
     )
 
 
