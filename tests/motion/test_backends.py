@@ -10,6 +10,7 @@ from labsession.motion import (
     OFOptions,
     available_backends,
     compensate_arr,
+    compensate_recording,
     get_displacement,
     register_backend,
 )
@@ -42,6 +43,36 @@ def test_user_backend_is_used(small_video):
     # first the mean-flow initialisation on the first buffer, then the three buffers
     assert calls == [(8, 64, 64, 2), (8, 64, 64, 2), (8, 64, 64, 2), (4, 64, 64, 2)]
     assert np.all(w[..., 0] == 1.0)
+
+
+def test_a_backend_that_returns_too_few_or_too_many_flows_is_named(small_video, tmp_path):
+    """Checked for every buffer, in memory and from a file: not an IndexError from the warp,
+    nor (one flow too many) statistics longer than the video."""
+
+    class OffByOne:
+        def __init__(self, options):
+            self.extra = options.backend_params["extra"]
+
+        def __call__(self, reference, moving, *, weight, w_init=None):
+            return np.zeros((len(moving) + self.extra, *moving.shape[1:3], 2), np.float32)
+
+    register_backend("off_by_one_test", OffByOne, overwrite=True)
+    video = small_video.video[:9]
+    path = tmp_path / "video.npy"
+    np.save(path, video)
+    for extra in (-1, 1):
+        opts = OFOptions(
+            flow_backend="off_by_one_test", backend_params={"extra": extra}, buffer_size=4
+        )
+        expected = rf"'off_by_one_test' returned w of shape \({4 + extra}, 64, 64, 2\)"
+        with pytest.raises(ValueError, match=expected):
+            compensate_arr(video, small_video.reference, opts)
+        recording = opts.model_copy(
+            update={"input_file": path, "output_path": tmp_path / f"out{extra}"}
+        )
+        recording.reference_frames = small_video.reference
+        with pytest.raises(ValueError, match=expected):
+            compensate_recording(recording)
 
 
 def test_diso_recovers_a_shift_and_checks_params():

@@ -235,6 +235,12 @@ def test_preprocess_writes_into_out_the_numbers_it_returns(dtype):
     )
     assert got is mix_out
     np.testing.assert_array_equal(mix_out, mixed)
+    if dtype == np.float32:  # out over the input: written before the later frames are read
+        shifted = np.ascontiguousarray(frames[..., :1])
+        with pytest.raises(ValueError, match="out must not overlap frames"):
+            preprocess_mix(
+                shifted, low=low[:1], high=high[:1], weight=weight[:1], sigma=sigma[:1], out=shifted
+            )
     for wrong in (
         np.empty(frames.shape, dtype=np.float64),
         np.empty((4, 21, 18, 3), dtype=np.float32),

@@ -86,3 +86,34 @@ def test_block_reader_preload_is_served_counted_and_dropped(myogestic_session):
             np.testing.assert_array_equal(reader.get(6000, 6100), full[6000:6100])  # re-read
         finally:
             reader.close()
+
+
+@pytest.mark.parametrize(
+    ("keep_blocks", "kept"), [(2.5, [0, 1, 2]), (2.0, [0, 1]), (1.5, [0]), (0.5, [])]
+)
+def test_label_search_keeps_the_first_blocks_that_fit(myogestic_session, keep_blocks, kept):
+    """The first timestamp blocks, the shorter last one too, are handed to the window reader
+    as long as they fit in what it may keep, and no further."""
+    with open_session_store(myogestic_session) as store:
+        n = store.n_samples("emg")
+        block = -(-n // 5) * 2  # 2.5 blocks: the last one half as long
+        assert (n - 2 * block) * 8 <= block * 4
+        reader = _blocks.BlockReader(
+            store, "emg", n, dtype=np.float64, timestamps=True, block_bytes=block * 8
+        )
+        try:
+            assert reader.block_rows == block
+            targets = store.get_timestamps("emg")[[0, n // 2, n - 1]]
+            found = _blocks.nearest_streamed(
+                store,
+                "emg",
+                n,
+                targets,
+                block=block,
+                keep=reader,
+                keep_bytes=int(keep_blocks * block * 8),
+            )
+            assert found.tolist() == [0, n // 2, n - 1]
+            assert sorted(reader._preloaded) == kept
+        finally:
+            reader.close()

@@ -80,6 +80,11 @@ class _Engine:
             # a read-only broadcast view: backends copy what they need
             init = np.broadcast_to(self.w_init, (len(batch), *self.w_init.shape))
         w = self.backend(self.reference_proc, proc, weight=self.flow_weight, w_init=init)
+        if np.shape(w) != (*batch.shape[:3], 2):  # a plug-in backend's mistake, named here
+            raise ValueError(
+                f"flow backend {opts.flow_backend!r} returned w of shape {np.shape(w)} for "
+                f"frames of shape {batch.shape}; expected {(*batch.shape[:3], 2)}"
+            )
         registered = _by_frames(
             lambda part, part_w, out: _warp_frames_into(
                 part, part_w, opts.interpolation_method.value, self.reference, out

@@ -116,8 +116,8 @@ def preprocess_mix(
     temporal
         Smooth along time too (``st``) when ``frames`` is a video.
     out
-        C-contiguous float32 array of the result's shape to write it into; default: a new
-        array.
+        C-contiguous float32 array of the result's shape to write it into, not overlapping
+        ``frames``; default: a new array.
 
     Returns
     -------
@@ -127,7 +127,7 @@ def preprocess_mix(
     Raises
     ------
     ValueError
-        If the channels have different ``sigma`` rows.
+        If the channels have different ``sigma`` rows, or ``out`` is not as described.
     """
     sigma = np.asarray(sigma, dtype=np.float64)
     if not np.all(sigma == sigma[:1]):
@@ -141,6 +141,9 @@ def preprocess_mix(
     sx, sy, st = sigma[0]
     ksize = (_ksize(sx), _ksize(sy))
     result = _output(out, (*frames.shape[:-1], 1))
+    if out is not None and np.may_share_memory(out, frames):
+        # each frame is written before the later ones are read
+        raise ValueError("out must not overlap frames")
     out = result.reshape(video.shape[:3])  # a view: result is C-contiguous
     for t in range(video.shape[0]):
         frame = np.ascontiguousarray(video[t], dtype=np.float32)

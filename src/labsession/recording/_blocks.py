@@ -248,12 +248,19 @@ def nearest_streamed(
     best = np.zeros(targets.shape, dtype=np.intp)
     best_distance = np.full(targets.shape, np.inf)
     starts = range(0, n, block)
-    kept_blocks = 0 if keep is None else min(len(starts), keep_bytes // max(1, block * 8))
+    # the first blocks, as long as they fit in keep_bytes in all (float64 stamps; the last
+    # block may be shorter)
+    kept_blocks, kept_bytes = set(), 0
+    for lo in starts if keep is not None else ():
+        kept_bytes += (min(n, lo + block) - lo) * 8
+        if kept_bytes > keep_bytes:
+            break
+        kept_blocks.add(lo)
 
     def nearest_in(lo: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         ts = store.read_rows(name, lo, min(n, lo + block), timestamps=True, dtype=np.float64)
         local = np.atleast_1d(nearest_index(ts, targets))
-        kept = ts if lo // block < kept_blocks else None
+        kept = ts if lo in kept_blocks else None
         return lo + local, np.abs(ts[local] - targets), kept
 
     def take(lo: int, found: np.ndarray, distance: np.ndarray, kept: np.ndarray | None) -> None:
