@@ -239,7 +239,8 @@ def nearest_streamed(
     Equal to ``argmin(abs(ts - t))`` over the whole array (first index on ties): the nearest
     sample of each block is found on its own, and the blocks' answers are merged by distance,
     then index. The blocks are read on ``threads`` threads (decoding the timestamps is the
-    serial start of every window iterator), two at a time per thread at most. With ``keep``
+    serial start of every window iterator), at most two blocks per thread ahead of the one
+    merged. With ``keep``
     (a reader of the same timestamps in blocks of ``block`` rows), the first blocks read, up
     to ``keep_bytes`` in all, are handed to it (:meth:`BlockReader.preload`) so that they are
     not decoded again: memory stays bounded by ``keep_bytes`` plus two blocks per thread,
