@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from labsession.errors import ConfigError
-from labsession.motion import OFOptions, compensate_arr, compensate_recording, open_video
+from labsession.motion import (
+    OFOptions,
+    compensate_arr,
+    compensate_recording,
+    open_video,
+    register_backend,
+)
+from labsession.motion._backends import DisoBackend
 from labsession.motion._compensate import _Engine
 from labsession.motion.synthetic import endpoint_error
 
@@ -130,18 +137,29 @@ def test_nan_and_mismatched_reference_are_rejected():
 )
 def test_a_wrong_shape_from_the_engine_names_the_array_that_is_wrong(monkeypatch, wrong, message):
     """With one buffer the engine's outputs are returned as they are, so their shapes are
-    checked; the error names the one that is wrong. (The registered video is warped by the
-    engine itself, so only a fault put into the engine can give it another shape.)"""
-    process = _Engine.process
+    checked; the error names the one that is wrong: the flows as the backend gave them (checked
+    by the engine, for every buffer), or the registered video (warped by the engine itself, so
+    only a fault put into the engine can give it another shape)."""
+    backend = "diso"
+    if wrong == "w":
 
-    def cut(engine, batch):
-        registered, w = process(engine, batch)
-        return (registered, w[:, :, :-1]) if wrong == "w" else (registered[:, :, :-1], w)
+        class CutFlows(DisoBackend):
+            def __call__(self, *args, **kwargs):
+                return super().__call__(*args, **kwargs)[:, :, :-1]
 
-    monkeypatch.setattr(_Engine, "process", cut)
+        register_backend("cut_flows_test", CutFlows, overwrite=True)
+        backend = "cut_flows_test"
+    else:
+        process = _Engine.process
+
+        def cut(engine, batch):
+            registered, w = process(engine, batch)
+            return registered[:, :, :-1], w
+
+        monkeypatch.setattr(_Engine, "process", cut)
     video = np.random.default_rng(0).random((3, 16, 16))
     with pytest.raises(ValueError, match=message) as error:
-        compensate_arr(video, np.ones((16, 16)), OFOptions(flow_backend="diso"))
+        compensate_arr(video, np.ones((16, 16)), OFOptions(flow_backend=backend))
     assert ("returned w " in str(error.value)) == (wrong == "w")
 
 
