@@ -266,6 +266,8 @@ def test_function_form_on_a_missing_folder(tmp_path, frames):
 def test_clicking_rows_and_rescan_in_a_real_window(tmp_path, display):
     base = tmp_path / "sessions"
     a, b = record_tiny_session(base), record_tiny_session(base)
+    with open_session_store(a) as store:
+        started_a = store.meta["created"]
     results: list[TrainingData | None] = []
     made: list[Path] = []
 
@@ -284,6 +286,9 @@ def test_clicking_rows_and_rescan_in_a_real_window(tmp_path, display):
         ctx.yield_(2)
         assert results[-1] is not None
         assert results[-1].paths == [a]
+        # meta.json's start time is to the second: c must start in a later second than a
+        # to be listed after it (sessions of one second are ordered by name)
+        wait_for(ctx, lambda: time.strftime("%Y-%m-%dT%H:%M:%S") > started_a)
         c = record_tiny_session(base)
         made.append(c)
         ctx.item_click("**/###rescan")

@@ -80,7 +80,8 @@ class SessionManager:
       out). Unreadable and live sessions cannot be ticked.
     - :meth:`ui` returns the same :class:`TrainingData` object across frames while the
       ticked, shown sessions do not change, and a new one when they do. Its ``paths`` are in
-      chronological order (the ``groups`` of ``to_arrays`` index into them).
+      chronological order (the ``groups`` of ``to_arrays`` index into them): by ``meta.json``
+      ``created``, which is to the second, then by name for sessions started in one second.
     - Only this process's sessions are known as live (``ctx``). Telling another process's live
       recording from a crashed one (a lock file held by the recorder) is left to a later
       change of the recording layer; until then the 5-second rule guards Finish (a recorder
