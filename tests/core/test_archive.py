@@ -6,6 +6,7 @@ import subprocess
 import tarfile
 import threading
 import time
+import types
 import zipfile
 
 import pytest
@@ -466,12 +467,23 @@ def test_a_settled_listing_waits_only_for_fresh_changes(tmp_path, monkeypatch):
     change (status changes included) is older is listed without any."""
     from labsession.core.archive import _manifest
 
-    slept: list[float] = []
-    real_sleep = time.sleep
-    monkeypatch.setattr(_manifest.time, "sleep", lambda s: (slept.append(s), real_sleep(s)))
     run = tmp_path / "run"
     run.mkdir()
     (run / "a.txt").write_text("fresh")
+    st = os.stat(run / "a.txt")
+    # The listing's clock, of this test's own: it reads the time of the write (however long
+    # this test waited for a CPU since) and moves only as the listing sleeps. The real module
+    # stays untouched: other threads' sleeps are not counted.
+    now = [max(st.st_mtime_ns, st.st_ctime_ns)]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += round(seconds * 1e9)
+
+    monkeypatch.setattr(
+        _manifest, "time", types.SimpleNamespace(time_ns=lambda: now[0], sleep=sleep)
+    )
     walk_folder(run, settled=True)
     assert len(slept) == 1
     assert 0 < slept[0] <= 0.02

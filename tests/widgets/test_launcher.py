@@ -250,7 +250,8 @@ def test_children_left_by_an_exited_process_end_at_close():
 
 @posix_only
 def test_reader_ends_even_if_a_process_that_left_the_group_holds_the_pipe():
-    daemon = "import os, time; os.setsid(); time.sleep(60)"
+    # The daemon says when it has left the group: until then a SIGTERM to the group ends it.
+    daemon = "import os, time; os.setsid(); print('escaped', flush=True); time.sleep(60)"
     argv = [
         sys.executable,
         "-c",
@@ -261,6 +262,7 @@ def test_reader_ends_even_if_a_process_that_left_the_group_holds_the_pipe():
     launcher.start(0)
     escaped = _grandchild_pid(launcher)
     try:
+        assert wait_until(lambda: "escaped" in launcher.output(0), timeout=10)
         started = time.monotonic()
         launcher.close()
         assert time.monotonic() - started < 3

@@ -88,7 +88,7 @@ def test_sigkill_mid_stage_then_rerun_equals_uninterrupted(
     shutil.copytree(long_session, root)
     config = fast_config(root, align_chunk_size=8, flow_options={"buffer_size": 16})
     proc = subprocess.Popen(
-        [sys.executable, "-c", _child_code(root)],
+        [sys.executable, "-c", _child_code(root, stall_in_stage3=kill_point == "stage3")],
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -141,7 +141,29 @@ def test_sigkill_mid_stage_then_rerun_equals_uninterrupted(
         assert "partial file(s) left in" in log
 
 
-def _child_code(root: Path) -> str:
+# Stage 3 re-projects rec_1 in a few tens of ms, which a poll by a test waiting for a CPU can
+# miss: the child stalls there, rec_1's aligned video half written, until the test kills it.
+STALL_IN_STAGE3 = """
+import time
+import labsession.motion.warping as warping
+
+real_warp, calls = warping.warp_video, []
+
+
+def warp_then_stall(*args, **kwargs):
+    final = config.final_dir
+    if (final / "aligned_rec_0.tif").exists() and any(final.glob(".aligned_rec_1.*")):
+        calls.append(1)
+        if len(calls) == 2:  # one chunk of rec_1 written
+            time.sleep(600)
+    return real_warp(*args, **kwargs)
+
+
+warping.warp_video = warp_then_stall
+"""
+
+
+def _child_code(root: Path, *, stall_in_stage3: bool = False) -> str:
     """All three stages in one process (n_workers=1) on 120-frame recordings."""
     return (
         "import sys\n"
@@ -151,5 +173,6 @@ def _child_code(root: Path) -> str:
         "from labsession.motion.session import run_session\n"
         f"config = fast_config(Path({str(root)!r}), align_chunk_size=8,"
         " flow_options={'buffer_size': 16})\n"
-        "run_session(config, progress=False)\n"
+        + (STALL_IN_STAGE3 if stall_in_stage3 else "")
+        + "run_session(config, progress=False)\n"
     )
