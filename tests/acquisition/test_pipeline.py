@@ -91,3 +91,68 @@ def test_fit_in_background_trains_on_a_thread_and_reports_errors(tmp_path):
     assert isinstance(pipeline.fit_error, ValueError)
     assert pipeline.model == ("model", "good")  # the old model is kept
     assert wait_until(lambda: not pipeline.training)
+
+
+def test_predictions_wait_for_a_whole_window(tmp_path, caplog):
+    """A stream that has just connected holds less than a window: nothing is predicted on it
+    (the predict function would see an empty or short window) until it holds a whole one."""
+    from labsession.sources import ReplaySource
+    from labsession.testing import record_tiny_session, wait_until
+
+    source = ReplaySource(record_tiny_session(tmp_path), "emg", speed=0, loop=False)  # 100 Hz
+    app = App("whole")
+    app.streams(Stream("emg", source, window_seconds=0.3))
+    pipeline = Pipeline(app, stream="emg", rate=50)
+    shapes = []
+
+    @pipeline.predict
+    def predict(model, window):
+        shapes.append(window.shape)
+        return len(shapes)
+
+    app.start()
+    try:
+        assert app.wait_connected(5) == []
+        stream = app.ctx.streams["emg"]
+        assert pipeline.predict_once() is None  # no sample yet
+        source.step(29)
+        assert wait_until(lambda: stream.n_samples == 29, timeout=5)
+        assert pipeline.predict_once() is None  # 29 of 30 samples
+        assert (shapes, pipeline.n_predictions, app.ctx.prediction) == ([], 0, None)
+        with caplog.at_level("ERROR", logger="labsession.acquisition._pipeline"):
+            pipeline.start()  # the thread waits too, and logs no error meanwhile
+            source.step(1)
+            assert wait_until(lambda: pipeline.n_predictions >= 3, timeout=5)
+            pipeline.stop()
+        assert pipeline.predict_once() == len(shapes)
+        assert set(shapes) == {(2, 30)}
+        assert not caplog.records
+    finally:
+        pipeline.stop()
+        stream.stop()
+
+
+def test_a_pipeline_window_longer_than_the_stream_keeps_is_refused(caplog):
+    app = App("long")
+    app.streams(Stream("emg", SyntheticSource(2, 100.0), window_seconds=0.2))  # keeps 0.4 s
+    pipeline = Pipeline(app, stream="emg", window_seconds=1.0)
+
+    @pipeline.predict
+    def predict(model, window):
+        raise AssertionError("never called")
+
+    app.start()
+    try:
+        assert app.wait_connected(5) == []
+        with pytest.raises(ValueError, match=r"window of 1 s \(100 samples\).*keeps \(40 samples"):
+            pipeline.predict_once()
+        with caplog.at_level("ERROR", logger="labsession.acquisition._pipeline"):
+            pipeline.start()
+            pipeline._thread.join(5)
+        assert not pipeline._thread.is_alive()  # said once, then stopped
+        (record,) = caplog.records
+        assert "no predictions" in record.getMessage()
+        assert pipeline.n_predictions == 0
+    finally:
+        pipeline.stop()
+        app.ctx.streams["emg"].stop()

@@ -12,6 +12,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from labsession.acquisition._app import App
+    from labsession.acquisition._stream import Stream
 
 __all__ = ["Pipeline"]
 
@@ -38,6 +39,12 @@ class Pipeline:
     outlet
         If given, the name of an LSL outlet the predictions are pushed to (float32, one channel
         per output value).
+
+    Notes
+    -----
+    Predictions start once the stream holds a whole window (``window_seconds`` of samples): the
+    predict function never sees a shorter one, such as the empty window of a stream that has
+    just connected.
 
     Examples
     --------
@@ -140,16 +147,44 @@ class Pipeline:
         return self._fitting is not None and self._fitting.is_alive()
 
     def predict_once(self) -> Any:
-        """Predict on the stream's latest window now; store it in ``app.ctx.prediction``."""
+        """Predict on the stream's latest window now; store it in ``app.ctx.prediction``.
+
+        Only a whole window is predicted on: until the stream has read ``window_seconds`` of
+        samples (just after it connects), this returns None without calling the predict
+        function, and ``app.ctx.prediction`` and :attr:`n_predictions` stay as they were.
+
+        Raises
+        ------
+        RuntimeError
+            No predict function, or the stream has not connected yet.
+        ValueError
+            The pipeline's ``window_seconds`` is longer than the stream keeps (twice the
+            stream's ``window_seconds``): no window would ever be whole. The prediction thread
+            logs this once and stops.
+        """
         if self._predict_fn is None:
             raise RuntimeError("no predict function: decorate one with @pipeline.predict")
-        window, _ = self.app.ctx.streams[self.stream].get_window(self.window_seconds)
+        stream = self.app.ctx.streams[self.stream]
+        window, _ = stream.get_window(self.window_seconds)
+        if window.shape[-1] < self._whole_window(stream):
+            return None
         prediction = self._predict_fn(self.model, window)
         self.app.ctx.prediction = prediction
         self.n_predictions += 1
         if self.outlet_name is not None:
             self._push(prediction)
         return prediction
+
+    def _whole_window(self, stream: Stream) -> int:
+        """Samples in a whole window; ValueError if the stream never holds that many."""
+        needed = stream.window_samples(self.window_seconds)
+        if stream.ring is not None and needed > stream.ring.capacity:
+            raise ValueError(
+                f"the pipeline's window of {self.window_seconds:g} s ({needed} samples) is longer "
+                f"than stream {self.stream!r} keeps ({stream.ring.capacity} samples, twice its "
+                "window_seconds): raise the stream's window_seconds"
+            )
+        return needed
 
     def _push(self, prediction: Any) -> None:
         values = np.atleast_1d(np.asarray(prediction, dtype=np.float32))
@@ -180,6 +215,13 @@ class Pipeline:
         stream = self.app.ctx.streams[self.stream]
         while not self._stop.is_set() and not stream.wait_connected(0.1):
             pass
+        if self._stop.is_set():
+            return
+        try:
+            self._whole_window(stream)
+        except ValueError as exc:  # it would fail at every prediction: say it once, stop
+            log.error("no predictions: %s", exc)
+            return
         period = 1.0 / self.rate
         next_time = time.monotonic()
         while not self._stop.is_set():

@@ -142,6 +142,19 @@ class Stream:
         return session
 
     # -- reading -------------------------------------------------------------------------------
+    def window_samples(self, seconds: float | None = None) -> int:
+        """Samples in a whole window of ``seconds`` (default ``window_seconds``) at the source's
+        rate: the length :meth:`get_window` returns once the stream has read that many.
+
+        Raises
+        ------
+        RuntimeError
+            If the source has not connected yet.
+        """
+        if self.info is None:
+            raise RuntimeError(f"stream {self.name!r} is not connected yet")
+        return round((seconds or self.window_seconds) * self.info.fs)
+
     def get_window(
         self, seconds: float | None = None, *, dtype: DTypeLike | None = np.float32
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -171,8 +184,7 @@ class Stream:
         """
         if self.ring is None or self.info is None:
             raise RuntimeError(f"stream {self.name!r} is not connected yet")
-        n = round((seconds or self.window_seconds) * self.info.fs)
-        data, ts = self.ring.latest(n)
+        data, ts = self.ring.latest(self.window_samples(seconds))
         window = data.T
         if dtype is not None:
             window = window.astype(dtype, copy=False)
