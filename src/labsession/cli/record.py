@@ -40,7 +40,10 @@ def record(
         str, typer.Option(help="app_name written to meta.json.", callback=non_blank)
     ] = "labsession-record",
 ) -> None:
-    """Record a cue-driven session headless: rest, each class, rest, ... labelled as cued."""
+    """Record a cue-driven session headless: rest, each class, rest, ... labelled as cued.
+
+    Ctrl-C (or SIGTERM) stops it early: the session is saved and packed, exit status 0.
+    """
     from labsession.acquisition import App, Stream, cue_schedule, run_cued_recording
     from labsession.cli._console import cli_console
     from labsession.cli._lsl_log import quiet_liblsl
