@@ -121,16 +121,20 @@ def run(
 def status(
     config: Annotated[Path, _CONFIG],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    of_params: Annotated[list[str] | None, _OF_PARAMS] = None,
 ) -> None:
-    """Show each recording's stage state (verified like a resumed run verifies it)."""
+    """Show each recording's stage state (verified like a resumed run verifies it).
+
+    Stage 1 is done only for the options it ran with: give the same --of-params as the run.
+    """
     import json
 
     from rich.table import Table
 
     from labsession.cli._console import cli_console
-    from labsession.motion.session import SessionConfig, session_state
+    from labsession.motion.session import session_state
 
-    state = session_state(SessionConfig.from_file(config))
+    state = session_state(_load(config, of_params))
     if as_json:
         typer.echo(json.dumps(state, indent=2, default=str))
         return

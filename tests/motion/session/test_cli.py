@@ -54,12 +54,21 @@ def test_run_all_stages_then_status(app: typer.Typer, config_file: Path) -> None
         (config_file.parent / "data/compensated_outputs/rec_0/options.json").read_text()
     )
     assert options["alpha"] == [2.0, 2.0]  # --of-params reached stage 1
-    status = runner.invoke(app, ["status", "--config", str(config_file)])
+    status = runner.invoke(app, ["status", "--config", str(config_file), "--of-params", "alpha=2"])
     assert status.exit_code == 0, status.output
     assert "rec_1.tif (center)" in status.output
     assert status.output.count("done") >= 9
-    as_json = runner.invoke(app, ["status", "--config", str(config_file), "--json"])
+    as_json = runner.invoke(
+        app, ["status", "--config", str(config_file), "--json", "--of-params", "alpha=2"]
+    )
     assert '"stage3": "done"' in as_json.output
+    # without the override, stage 1 was run with other options than the file's: not done
+    plain = json.loads(
+        runner.invoke(app, ["status", "--config", str(config_file), "--json"]).output
+    )
+    assert {r["stage1"] for r in plain["recordings"]} == {
+        "incomplete: the stage-1 options changed since it ran: alpha"
+    }
 
 
 def test_run_one_stage_and_errors(app: typer.Typer, config_file: Path) -> None:

@@ -18,6 +18,7 @@ from labsession.motion.session import (
     backward_valid_mask,
     imregister_binary,
     recording_dir,
+    run_session,
     run_stage1,
     run_stage2,
     run_stage3,
@@ -204,6 +205,41 @@ def test_resume_redoes_a_changed_input(finished_copy) -> None:
     before = _status(recording_dir(config, path))["stage1_run"]
     run_stage1(config, progress=False)
     assert _status(recording_dir(config, path))["stage1_run"] != before
+
+
+def test_resume_redoes_stage1_when_its_options_changed(finished_copy) -> None:
+    """Rerun with other flow options: the results made with the old ones are not kept."""
+    config = finished_copy
+    folders = [recording_dir(config, p) for p in sorted(config.root.glob("*.tif"))]
+    runs = [_status(f)["stage1_run"] for f in folders]
+    assert _status(folders[0])["stage1_options"]["alpha"] == [1.5, 1.5]  # the default
+    changed = fast_config(config.root, flow_options={**config.flow_options, "alpha": 4.0})
+    state = session_state(changed)
+    assert [r["stage1"] for r in state["recordings"]] == [
+        "incomplete: the stage-1 options changed since it ran: alpha"
+    ] * 3
+    run_session(changed, progress=False)
+    assert all(_status(f)["stage1_run"] != run for f, run in zip(folders, runs, strict=True))
+    assert all(_status(f)["stage1_options"]["alpha"] == [4.0, 4.0] for f in folders)
+    log = (folders[0] / "session.log").read_text()
+    assert "(re)starts: the stage-1 options changed since it ran: alpha" in log
+    state = session_state(changed)
+    assert all(r["stage3"] == "done" for r in state["recordings"])
+    assert state["session"]["stage3"] == "done"
+    # the earlier options again: redone again, not taken for the results of the new ones
+    assert session_state(config)["recordings"][0]["stage1"].startswith("incomplete:")
+
+
+def test_resume_keeps_a_stage1_done_before_options_were_recorded(finished_copy) -> None:
+    """A status.json of an earlier labsession has no options: its results are kept."""
+    config = finished_copy
+    folder = recording_dir(config, config.root / "rec_0.tif")
+    status = _status(folder)
+    del status["stage1_options"]
+    (folder / "status.json").write_text(json.dumps(status))
+    assert session_state(config)["recordings"][0]["stage1"] == "done"
+    run_stage1(config, progress=False)
+    assert _status(folder)["stage1_run"] == status["stage1_run"]
 
 
 def test_resume_false_redoes_everything(finished_copy) -> None:

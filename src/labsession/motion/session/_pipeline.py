@@ -19,6 +19,7 @@ from labsession.motion.session._resume import (
     aligned_complete,
     read_status,
     stage1_complete,
+    stage1_options_record,
     video_frames,
 )
 
@@ -126,7 +127,8 @@ def session_state(config: SessionConfig) -> dict[str, Any]:
         elif s1 == "running":
             row["stage1"] = "running (or interrupted)"
         else:
-            ok, reason = stage1_complete(folder, path, frames or -1)
+            record = stage1_options_record(config.stage1_options(path, folder))
+            ok, reason = stage1_complete(folder, path, frames or -1, record)
             row["stage1"] = "done" if ok else f"incomplete: {reason}"
         row["stage2"] = (
             _stage2_state(config, folder, center_folder) if row["stage1"] == "done" else "pending"

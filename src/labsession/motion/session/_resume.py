@@ -29,6 +29,7 @@ __all__ = [
     "input_fingerprint",
     "read_status",
     "stage1_complete",
+    "stage1_options_record",
     "stage2_complete",
     "update_status",
     "video_frames",
@@ -160,18 +161,44 @@ def _recover_asides(folder: Path) -> list[Path]:
     return removed
 
 
-def stage1_complete(folder: Path, input_file: Path, n_frames: int) -> tuple[bool, str]:
+#: Option fields that only route files (where the input is, where the output goes): a session
+#: folder moved whole keeps its results.
+_ROUTING_OPTIONS = ("input_file", "output_path")
+
+
+def stage1_options_record(options: Any) -> dict[str, Any]:
+    """The stage-1 :class:`~labsession.motion.OFOptions` as stored in ``status.json``: every
+    field but the file routing, as JSON values (arrays summarised), to tell when they change."""
+    from labsession.motion._options_io import options_data
+
+    data = options_data(options, for_file=False)
+    for key in _ROUTING_OPTIONS:
+        data.pop(key, None)
+    return json.loads(json.dumps(data))  # the values a read of status.json gives back
+
+
+def stage1_complete(
+    folder: Path, input_file: Path, n_frames: int, options: dict[str, Any] | None = None
+) -> tuple[bool, str]:
     """Whether stage 1 of one recording is complete, and why not.
 
     Complete means: ``status.json`` says ``stage1 == "done"`` for this very input (same size
-    and modification time), ``compensated.hdf5`` and ``idx.hdf`` open and hold ``n_frames``
-    frames, and ``temporal_average.npy`` loads with the frames' ``(H, W, C)`` shape.
+    and modification time) and, when ``options`` (:func:`stage1_options_record`) is given, for
+    the same options; ``compensated.hdf5`` and ``idx.hdf`` open and hold ``n_frames`` frames,
+    and ``temporal_average.npy`` loads with the frames' ``(H, W, C)`` shape. A status written
+    before the options were recorded (labsession before 2026-12) is not checked against them.
     """
     status = read_status(folder)
     if status.get("stage1") != "done":
         return False, f"status stage1 is {status.get('stage1')!r}"
     if status.get("input") != input_fingerprint(input_file):
         return False, "the input file changed since stage 1 ran"
+    recorded = status.get("stage1_options")
+    if options is not None and isinstance(recorded, dict) and recorded != options:
+        changed = sorted(
+            k for k in recorded.keys() | options.keys() if recorded.get(k) != options.get(k)
+        )
+        return False, f"the stage-1 options changed since it ran: {', '.join(changed)}"
     shape = video_frames(folder / COMPENSATED_NAME)
     if shape is None:
         return False, f"{COMPENSATED_NAME} missing or unreadable"

@@ -30,6 +30,7 @@ from labsession.motion.session._resume import (
     clean_partial_files,
     input_fingerprint,
     stage1_complete,
+    stage1_options_record,
     update_status,
     video_frames,
 )
@@ -88,8 +89,10 @@ def compensate_one(
         if shape is None:
             raise MotionSessionError(f"{input_file}: the recording cannot be read as a video")
         n_frames = shape[0]
+        options = config.stage1_options(input_file, folder)
+        record = stage1_options_record(options)
         if config.resume:
-            complete, reason = stage1_complete(folder, input_file, n_frames)
+            complete, reason = stage1_complete(folder, input_file, n_frames, record)
             if complete:
                 logger.info("stage 1 of %s is already complete; skipped", input_file.name)
                 return {
@@ -110,7 +113,6 @@ def compensate_one(
             stage2=None,
             stage3_aligned=None,
         )
-        options = config.stage1_options(input_file, folder)
         logger.info(
             "stage 1: correcting %s (%d frames, backend %s, quality %s)",
             input_file.name,
@@ -146,6 +148,7 @@ def compensate_one(
             input=input_fingerprint(input_file),
             n_frames=n_frames,
             frame_shape=list(shape[1:]),
+            stage1_options=record,
         )
         logger.info("stage 1 of %s done in %.1f s", input_file.name, seconds)
     return {
