@@ -67,3 +67,17 @@ def test_runs_archive_dry_run_says_how_to_run_it_for_real(tmp_path):
     assert real.returncode == 0, real.stderr
     assert "dry run" not in real.stdout
     assert not any(p.is_dir() for p in (tmp_path / "FINISHED_SUCCESS").iterdir())
+    # again: nothing left to do, and the summary says why the runs were skipped
+    again = run_cli(tmp_path, "runs", "archive", "FINISHED_SUCCESS")
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.splitlines()
+    assert lines[0] == ("scanned 2, candidates 0, would be archived 0, skipped 0, failed 0"), (
+        "archives, not run folders: no candidate"
+    )
+    assert lines[-1] == "dry run: nothing to archive"
+    restore = run_cli(tmp_path, "runs", "restore", "FINISHED_SUCCESS", "--no-dry-run", "-j", "1")
+    assert restore.returncode == 0, restore.stderr
+    twice = run_cli(tmp_path, "runs", "archive", "FINISHED_SUCCESS")  # archives kept: skipped
+    assert twice.stdout.splitlines()[0] == (
+        "scanned 4, candidates 0, would be archived 0, skipped 2 (its archive exists), failed 0"
+    )

@@ -26,6 +26,8 @@ _DRY = typer.Option("--dry-run/--no-dry-run", help="Only report what would be do
 _FORMATS = ("tar.gz", "tar", "tar.bz2", "tar.xz")
 #: What each bulk command works on, for its dry-run footer.
 _ITEMS = {"archived": ("archive", "run", "runs"), "restored": ("restore", "archive", "archives")}
+#: Why a bulk command skips a candidate (the one reason each has).
+_SKIPPED = {"archived": "its archive exists", "restored": "its folder exists"}
 
 
 def _print_summary(summary: dict[str, Any], done_key: str, dry_run: bool) -> None:
@@ -37,7 +39,9 @@ def _print_summary(summary: dict[str, Any], done_key: str, dry_run: bool) -> Non
     console.print(
         f"scanned {summary['scanned']}, candidates {summary['candidates']}, "
         f"{verb} {summary['candidates'] if dry_run else summary[done_key]}, "
-        f"skipped {summary['skipped']}, failed {summary['failed']}"
+        f"skipped {summary['skipped']}"
+        + (f" ({_SKIPPED[done_key]})" if summary["skipped"] else "")
+        + f", failed {summary['failed']}"
     )
     if summary["bytes_in"] or summary["bytes_out"]:
         console.print(
@@ -49,10 +53,13 @@ def _print_summary(summary: dict[str, Any], done_key: str, dry_run: bool) -> Non
     if dry_run:
         verb, one, many = _ITEMS[done_key]
         n = summary["candidates"]
-        console.print(
-            f"dry run: nothing {done_key}; run again with --no-dry-run to {verb} "
-            f"{n} {one if n == 1 else many}"
-        )
+        if n == 0:
+            console.print(f"dry run: nothing to {verb}")
+        else:
+            console.print(
+                f"dry run: nothing {done_key}; run again with --no-dry-run to {verb} "
+                f"{n} {one if n == 1 else many}"
+            )
 
 
 @app.command("list")
