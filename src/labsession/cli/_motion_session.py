@@ -112,10 +112,27 @@ def run(
     final = run_session(session, stages=stages, progress=progress)
     done = ", ".join(str(s) for s in stages)
     typer.echo(f"stage(s) {done} done for {session.root}")
+    if 2 in stages:
+        _echo_offsets(session)
     if final is not None:
         typer.echo(
             f"final valid mask: {int(final.sum())} of {final.size} pixels -> {session.final_dir}"
         )
+
+
+def _echo_offsets(session: Any) -> None:
+    """One line per recording: where stage 2 found it, relative to the center recording."""
+    import numpy as np
+
+    from labsession.motion.session import discover_recordings, recording_dir, resolve_center
+
+    files = discover_recordings(session)
+    _, center = resolve_center(session, files)
+    typer.echo(f"stage 2, each recording's shift to {center.name} (median of its field, px):")
+    for path in files:
+        with np.load(recording_dir(session, path) / "w_to_reference.npz") as data:
+            u, v = float(np.median(data["u"])), float(np.median(data["v"]))
+        typer.echo(f"  {path.name}: u {u:+.2f}, v {v:+.2f}")
 
 
 def status(

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from labsession.cli._errors import LabsessionGroup
 from labsession.cli._motion_session import parse_of_params, register
 
-from .conftest import fast_config_text
+from .conftest import OFFSETS, fast_config_text
 
 
 @pytest.fixture
@@ -50,6 +50,16 @@ def test_run_all_stages_then_status(app: typer.Typer, config_file: Path) -> None
     assert result.exit_code == 0, result.output
     assert "stage(s) 1, 2, 3 done" in result.output
     assert "final valid mask:" in result.output
+    assert "shift to rec_1.tif (median of its field, px):" in result.output
+    shifts = {}
+    for line in result.output.splitlines():
+        if line.startswith("  rec_") and ": u " in line:  # "  rec_0.tif: u -1.50, v +1.00"
+            name, rest = line.strip().split(": ", 1)
+            shifts[name] = [float(part.split()[1]) for part in rest.split(", ")]
+    assert shifts.keys() == {"rec_0.tif", "rec_1.tif", "rec_2.tif"}
+    for idx, offset in enumerate(OFFSETS):  # the synthetic recordings' known offsets
+        truth = [offset[0] - OFFSETS[1][0], offset[1] - OFFSETS[1][1]]
+        assert max(abs(a - b) for a, b in zip(shifts[f"rec_{idx}.tif"], truth, strict=True)) < 0.2
     options = json.loads(
         (config_file.parent / "data/compensated_outputs/rec_0/options.json").read_text()
     )
