@@ -7,6 +7,7 @@ from mne_lsl.lsl import StreamInlet, resolve_streams
 
 from labsession import App, Pipeline, Stream
 from labsession.sources import SyntheticSource
+from labsession.testing import wait_until
 
 
 def test_train_then_predict_live_into_ctx_and_lsl_outlet():
@@ -65,8 +66,6 @@ def test_pipeline_errors_are_clear():
 
 
 def test_fit_in_background_trains_on_a_thread_and_reports_errors(tmp_path):
-    from labsession.testing import wait_until
-
     app = App("fit")
     pipeline = Pipeline(app, stream="emg")
     release = threading.Event()
@@ -97,7 +96,7 @@ def test_predictions_wait_for_a_whole_window(tmp_path, caplog):
     """A stream that has just connected holds less than a window: nothing is predicted on it
     (the predict function would see an empty or short window) until it holds a whole one."""
     from labsession.sources import ReplaySource
-    from labsession.testing import record_tiny_session, wait_until
+    from labsession.testing import record_tiny_session
 
     source = ReplaySource(record_tiny_session(tmp_path), "emg", speed=0, loop=False)  # 100 Hz
     app = App("whole")
@@ -111,9 +110,9 @@ def test_predictions_wait_for_a_whole_window(tmp_path, caplog):
         return len(shapes)
 
     app.start()
+    stream = app.ctx.streams["emg"]
     try:
         assert app.wait_connected(5) == []
-        stream = app.ctx.streams["emg"]
         assert pipeline.predict_once() is None  # no sample yet
         source.step(29)
         assert wait_until(lambda: stream.n_samples == 29, timeout=5)
@@ -156,3 +155,21 @@ def test_a_pipeline_window_longer_than_the_stream_keeps_is_refused(caplog):
     finally:
         pipeline.stop()
         app.ctx.streams["emg"].stop()
+
+
+@pytest.mark.parametrize(("fs", "ws"), [(2048.0, 0.1), (100.0, 0.29), (1000.0, 0.0015)])
+def test_a_pipeline_window_of_twice_the_streams_is_whole(fs, ws):
+    """The ring keeps twice the stream's window, rounded as a window is: a pipeline window of
+    that length is whole (int() dropped its last sample at 2048 Hz x 0.1 s, 100 Hz x 0.29 s)."""
+    app = App("r")
+    app.streams(Stream("emg", SyntheticSource(2, fs), window_seconds=ws))
+    p = Pipeline(app, stream="emg", window_seconds=2 * ws)
+    p.predict(lambda model, window: window.shape[-1])
+    app.start()
+    s = app.ctx.streams["emg"]
+    try:
+        assert app.wait_connected(5) == []
+        assert wait_until(lambda: s.n_samples > s.ring.capacity + 2, timeout=5)
+        assert p.predict_once() == s.window_samples(2 * ws) == s.ring.capacity
+    finally:
+        s.stop()

@@ -153,7 +153,9 @@ class Stream:
         """
         if self.info is None:
             raise RuntimeError(f"stream {self.name!r} is not connected yet")
-        return round((seconds or self.window_seconds) * self.info.fs)
+        # At least one sample: a window shorter than half a sample period is still one sample
+        # (never an empty "whole" window).
+        return max(1, round((seconds or self.window_seconds) * self.info.fs))
 
     def get_window(
         self, seconds: float | None = None, *, dtype: DTypeLike | None = np.float32
@@ -200,7 +202,9 @@ class Stream:
                 self._stop.wait(self.connect_retry)
                 continue
             self.info = info
-            capacity = max(1, int(2 * self.window_seconds * info.fs))
+            # Rounded as window_samples rounds: a window of up to 2 * window_seconds always fits
+            # (int() dropped the last sample of 2 * 0.1 s at 2048 Hz, or of 2 * 0.29 s at 100 Hz).
+            capacity = self.window_samples(2 * self.window_seconds)
             self.ring = RingBuffer(capacity, info.n_channels, info.dtype)
             self.health.on_connected(info.fs)
             self._connected.set()

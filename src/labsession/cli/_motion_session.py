@@ -130,8 +130,14 @@ def _echo_offsets(session: Any) -> None:
     _, center = resolve_center(session, files)
     typer.echo(f"stage 2, each recording's shift to {center.name} (median of its field, px):")
     for path in files:
-        with np.load(recording_dir(session, path) / "w_to_reference.npz") as data:
-            u, v = float(np.median(data["u"])), float(np.median(data["v"]))
+        # A report only: a recording that came into root after stage 2 (or a field that cannot
+        # be read) is named, it does not turn a finished run into a failed one.
+        try:
+            with np.load(recording_dir(session, path) / "w_to_reference.npz") as data:
+                u, v = float(np.median(data["u"])), float(np.median(data["v"]))
+        except (OSError, KeyError, ValueError) as exc:
+            typer.echo(f"  {path.name}: no stage-2 field ({type(exc).__name__}: {exc})")
+            continue
         typer.echo(f"  {path.name}: u {u:+.2f}, v {v:+.2f}")
 
 

@@ -8,6 +8,7 @@ shape, the inputs they were computed from are unchanged); anything else is redon
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -174,7 +175,28 @@ def stage1_options_record(options: Any) -> dict[str, Any]:
     data = options_data(options, for_file=False)
     for key in _ROUTING_OPTIONS:
         data.pop(key, None)
+    for key in ("reference_frames", "weight"):
+        value = getattr(options, key)
+        if isinstance(value, np.ndarray):  # its content, not "<array shape=...>"
+            array = np.ascontiguousarray(value)
+            digest = hashlib.sha1(array.tobytes(), usedforsecurity=False).hexdigest()
+            data[key] = {"shape": list(array.shape), "dtype": str(array.dtype), "sha1": digest}
+        elif key == "reference_frames" and isinstance(value, str | Path) and str(value).strip():
+            # The image file, not where it is: a session folder moved whole (its times kept)
+            # keeps its results, a reference image rewritten in place does not.
+            with contextlib.suppress(OSError):  # unreadable: stage 1 says so; path kept
+                data[key] = {"file": input_fingerprint(Path(value).expanduser())}
     return json.loads(json.dumps(data))  # the values a read of status.json gives back
+
+
+def _changed_options(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The fields whose value differs. A field the record lacks (added to OFOptions since it
+    was written) counts as its default; a field only the record has (removed since) is not
+    compared: upgrading labsession alone redoes no recording."""
+    from labsession.motion import OFOptions
+
+    defaults = stage1_options_record(OFOptions())
+    return sorted(k for k, v in current.items() if recorded.get(k, defaults.get(k)) != v)
 
 
 def stage1_complete(
@@ -195,10 +217,9 @@ def stage1_complete(
         return False, "the input file changed since stage 1 ran"
     recorded = status.get("stage1_options")
     if options is not None and isinstance(recorded, dict) and recorded != options:
-        changed = sorted(
-            k for k in recorded.keys() | options.keys() if recorded.get(k) != options.get(k)
-        )
-        return False, f"the stage-1 options changed since it ran: {', '.join(changed)}"
+        changed = _changed_options(recorded, options)
+        if changed:
+            return False, f"the stage-1 options changed since it ran: {', '.join(changed)}"
     shape = video_frames(folder / COMPENSATED_NAME)
     if shape is None:
         return False, f"{COMPENSATED_NAME} missing or unreadable"
