@@ -168,8 +168,9 @@ _ROUTING_OPTIONS = ("input_file", "output_path")
 
 
 def stage1_options_record(options: Any) -> dict[str, Any]:
-    """The stage-1 :class:`~labsession.motion.OFOptions` as stored in ``status.json``: every
-    field but the file routing, as JSON values (arrays summarised), to tell when they change."""
+    """The stage-1 :class:`~labsession.motion.OFOptions` as stored in ``status.json``, to tell
+    when they change: every field but the file routing, as JSON values; an in-memory reference
+    image or weight map by shape, dtype and SHA-1, a reference image file by size and mtime."""
     from labsession.motion._options_io import options_data
 
     data = options_data(options, for_file=False)
