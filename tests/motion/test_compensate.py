@@ -226,3 +226,43 @@ def test_default_reference_frames_on_a_video_shorter_than_50_frames(small_video,
     np.testing.assert_array_equal(default, explicit)
     assert not np.allclose(default, last_only)
     assert "lie beyond the video's 20 frames" in caplog.text
+
+
+@pytest.mark.parametrize("fmt", ["HDF5", "TIFF", "ZARR"])
+def test_an_interrupted_call_leaves_no_output_folder_it_made(tmp_path, fmt):
+    """Ctrl-C (or an error) before anything is written: the folder the call created is gone,
+    with nothing half-written in it; a folder that was there before stays."""
+    import tifffile
+
+    src = tmp_path / "raw.tif"
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(src, rng.random((6, 32, 32), dtype=np.float32))
+    made = tmp_path / "out" / "raw_compensated"
+    options = OFOptions(
+        input_file=src,
+        output_path=made,
+        output_format=fmt,
+        quality_setting="fast",
+        flow_backend="diso",
+        reference_frames=[0, 1],
+        buffer_size=2,
+        save_w=True,
+    )
+
+    def interrupt(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        compensate_recording(options, progress=False, on_frames=interrupt)
+    assert not made.exists()
+    assert (tmp_path / "out").is_dir()  # only the folder itself is removed, never more
+    with pytest.raises(ValueError, match="reference has shape"):
+        compensate_recording(options, reference=np.zeros((8, 8)), progress=False)
+    assert not made.exists()
+    made.mkdir()  # there before the call: kept, empty
+    with pytest.raises(KeyboardInterrupt):
+        compensate_recording(options, progress=False, on_frames=interrupt)
+    assert made.is_dir()
+    assert list(made.iterdir()) == []
+    result = compensate_recording(options, progress=False)  # and a call that ends writes it all
+    assert result.files["compensated"].exists()

@@ -1,13 +1,16 @@
-"""Folders: where labsession keeps its own state (never the working directory), folder sizes."""
+"""Folders: where labsession keeps its own state (never the working directory), folder sizes,
+output folders that a failed call does not leave behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["file_kind", "read_at_most", "tree_size", "user_state_dir"]
+__all__ = ["file_kind", "output_folder", "read_at_most", "tree_size", "user_state_dir"]
 
 #: Environment variable that overrides :func:`user_state_dir` (tests, portable installs).
 STATE_DIR_ENV = "LABSESSION_STATE_DIR"
@@ -39,6 +42,26 @@ def user_state_dir(create: bool = True) -> Path:
     if create:
         folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@contextlib.contextmanager
+def output_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Create the folder ``path`` (and its parents) for a call's output; yield it.
+
+    If the block raises (an error, Ctrl-C) and this call created the folder, it is removed
+    again when it is still empty, so a failed call leaves no empty output folder behind. A
+    folder that existed before, or that holds anything, is never removed.
+    """
+    folder = Path(path)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if still empty
+        raise
 
 
 def tree_size(folder: str | os.PathLike[str]) -> int:

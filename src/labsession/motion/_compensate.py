@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from labsession.core.atomic import atomic_save_npy, atomic_save_npz, atomic_write_json
+from labsession.core.paths import output_folder
 from labsession.core.progress import make_progress
 from labsession.motion._backends import get_backend, map_frame_blocks
 from labsession.motion._checks import as_image, as_video
@@ -296,11 +297,23 @@ def compensate_recording(
     A frame progress bar goes to stderr: ``progress=None`` shows it only when stderr is a
     terminal, ``True`` always, ``False`` never. ``on_frames(done, total)`` is called after each
     buffer with the frames registered so far and the video's frame count.
+
+    ``output_path`` is created if missing; a call that fails (or is interrupted) before writing
+    anything there removes it again, and every file is written whole or not at all.
     """
     if options.input_file is None:
         raise ValueError("options.input_file is not set: give a video path or array")
-    out_dir = Path(options.output_path)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with output_folder(options.output_path) as out_dir:
+        return _compensate_into(out_dir, options, reference, progress, on_frames)
+
+
+def _compensate_into(
+    out_dir: Path,
+    options: OFOptions,
+    reference: np.ndarray | None,
+    progress: bool | None,
+    on_frames: Callable[[int, int], None] | None,
+) -> CompensationResult:
     with open_video(
         options.input_file, dataset_name=options.dataset_name, channel_idx=options.channel_idx
     ) as reader:
