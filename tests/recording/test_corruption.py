@@ -7,6 +7,7 @@ import os
 import shutil
 import struct
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -441,3 +442,30 @@ def test_a_directory_entry_swallowing_the_next_is_refused(intact, tmp_path):
     with pytest.raises(SessionError, match=r"end record counts") as error:
         get_continuous(broken)
     assert str(broken) in str(error.value)
+
+
+@pytest.mark.parametrize("bad", [[2], [7], [2, 7]], ids=["first half", "second half", "both"])
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_a_read_on_two_threads_names_the_first_corrupt_chunk(
+    intact, kind, bad, channels_first, tmp_path
+):
+    """A read with a pool decodes chunks 0-4 in the calling thread and 5-9 on the pool; a
+    corrupt chunk in either half fails the read, naming the first corrupt one, and the same
+    read of the intact session equals the read without a pool."""
+    path = intact[kind]
+    for i, index in enumerate(bad):
+        (tmp_path / str(i)).mkdir()
+        path = flipped(path, f"emg.zarr/c/{index}/0", tmp_path / str(i))
+    with ThreadPoolExecutor(2) as pool:
+        with open_session_store(intact[kind]) as store:
+            chunks = store._array_chunks("emg", timestamps=False)
+            n = store.n_samples("emg")
+            alone = chunks.read(0, n, channels_first=channels_first)
+            pooled = chunks.read(0, n, pool=pool, channels_first=channels_first)
+            np.testing.assert_array_equal(pooled, alone)
+        with open_session_store(path) as store:
+            chunks = store._array_chunks("emg", timestamps=False)
+            with pytest.raises(SessionError) as error:
+                chunks.read(0, n, pool=pool, channels_first=channels_first)
+    assert_names_the_chunk(error, path, f"emg.zarr/c/{bad[0]}/0")
+    assert all(f"emg.zarr/c/{index}/0" not in str(error.value) for index in bad[1:])

@@ -78,7 +78,8 @@ class BlockReader:
         self._chunks = chunks
         self._channels_first = channels_first
         self._dtype = np.dtype(dtype) if dtype is not None else chunks.dtype
-        # Readers that prefetch also decode each block's chunks on two threads.
+        # Readers that prefetch also decode each block's chunks on two threads: the reading
+        # thread takes half of them, this pool the other half.
         self._decode_pool = ThreadPoolExecutor(2, "labsession-decode") if prefetch else None
         itemsize = max(chunks.dtype.itemsize, self._dtype.itemsize)
         row_bytes = max(1, math.prod(shape[1:])) * itemsize
