@@ -28,6 +28,9 @@ MISTAKES = [
     (["record", "--source", "synthetic", "--source", "lsl:amp=emg"], "'--source'", "'emg'"),
     (["record", "--connect-timeout", "0"], "'--connect-timeout'", "0.0"),
     (["record", "--out", "inputs/raw.npy"], "'--out'", "inputs/raw.npy"),
+    # the sessions' folder takes either name on both commands
+    (["record", "--base-path", "inputs/raw.npy"], "'--base-path'", "inputs/raw.npy"),
+    (["gui", "--out", "inputs/raw.npy"], "'--out'", "inputs/raw.npy"),
     (["synth", "--duration", "-1"], "'--duration'", "-1.0"),
     (["synth", "--seed", "-3"], "'--seed'", "-3"),
     (["demo", "--cycle", "0"], "'--cycle'", "0.0"),

@@ -20,6 +20,7 @@ __all__ = [
     "ChannelsOption",
     "ClassesOption",
     "FsOption",
+    "OutOption",
     "SeedOption",
     "SourceSpec",
     "SourcesOption",
@@ -143,7 +144,18 @@ ChannelsOption = Annotated[int, ranged(help="Channels of the synthetic source.",
 FsOption = Annotated[float, ranged(help="Rate (Hz) of the synthetic source.", gt=0)]
 SeedOption = Annotated[int, ranged(help="Seed of the synthetic source.", ge=0)]
 BasePathOption = Annotated[
-    Path, typer.Option("--base-path", help="Folder of the sessions.", file_okay=False)
+    Path,
+    typer.Option(
+        "--base-path", "--out", help="Folder of the sessions (either name).", file_okay=False
+    ),
+]
+#: ``record``'s name for the same folder; ``--base-path`` (the ``App``'s name, and ``gui``'s)
+#: works there too.
+OutOption = Annotated[
+    Path,
+    typer.Option(
+        "--out", "--base-path", help="Folder of the sessions (either name).", file_okay=False
+    ),
 ]
 
 

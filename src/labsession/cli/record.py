@@ -14,6 +14,7 @@ from labsession.cli._sources import (
     ChannelsOption,
     ClassesOption,
     FsOption,
+    OutOption,
     SeedOption,
     SourcesOption,
     make_source,
@@ -27,9 +28,7 @@ def record(
     classes: ClassesOption = "Rest,Fist,Open",
     cycle: Annotated[float, ranged(help="Seconds per cue.", gt=0)] = 3.0,
     repeats: Annotated[int, ranged(help="Cycles through the classes.", ge=1)] = 4,
-    out: Annotated[Path, typer.Option(help="Folder of the sessions.", file_okay=False)] = Path(
-        "sessions"
-    ),
+    out: OutOption = Path("sessions"),
     channels: ChannelsOption = 8,
     fs: FsOption = 2048.0,
     seed: SeedOption = 0,
