@@ -55,7 +55,8 @@ class BlockReader:
     current one and two read ahead); :attr:`held_bytes` counts them, a block being read ahead
     at its full size from the moment it is asked for, and :attr:`peak_held_bytes` the most held
     at once; blocks handed over already read (:meth:`preload`) are held, and counted, until
-    requests move past them. Decoding adds at most one chunk per decode thread.
+    requests move past them. Decoding adds at most one chunk per decoding thread (the
+    caller's, the prefetch worker's and their decode pool's).
     """
 
     def __init__(
