@@ -32,9 +32,11 @@ import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported by the two functions that save arrays only: the
+    # bulk archive's spawned workers and `labsession runs` start ~90 ms sooner without it
+    import numpy as np
 
 __all__ = [
     "StagedFile",
@@ -249,6 +251,8 @@ def atomic_write_json(
 
 def atomic_save_npy(target: str | os.PathLike[str], array: np.ndarray) -> Path:
     """Save one array as ``.npy`` atomically (``numpy.save`` through a temporary file)."""
+    import numpy as np
+
     with atomic_path(target) as tmp, open(tmp, "wb") as f:
         np.save(f, np.asarray(array), allow_pickle=False)
     return Path(target)
@@ -258,6 +262,8 @@ def atomic_save_npz(
     target: str | os.PathLike[str], *, compressed: bool = False, **arrays: Any
 ) -> Path:
     """Save named arrays as ``.npz`` atomically (``numpy.savez[_compressed]`` via a temp file)."""
+    import numpy as np
+
     save = np.savez_compressed if compressed else np.savez
     with atomic_path(target) as tmp, open(tmp, "wb") as f:
         save(f, **arrays)
