@@ -4,12 +4,14 @@
 run's :class:`Outcome`; a chunk whose worker crashes fails its runs only. Three ways:
 
 * one chunk or ``jobs=1``: in this process, one chunk after another;
-* several chunks: ``jobs - 1`` worker processes **and this process**. Chunks are submitted to
-  the pool and this process takes the last ones not yet handed to a worker (``Future.cancel``
-  succeeds only then) and runs them itself. Start-up is hidden: while the workers fork (or,
-  when this process runs other threads, spawn and import labsession, a few hundred ms) this
-  process is already packing; on a small root it may do all the work before they are ready,
-  and the pool is then left to exit on its own without being waited for;
+* several chunks: ``jobs - 1`` worker processes **and this process**. This process runs the
+  last chunks, one after another; the workers are handed the first ones, two each at a time,
+  but only once one of them has started and run an empty chunk (so ``func([])`` must return
+  ``[]``). Start-up is hidden: while the workers fork (or, when this process runs other
+  threads, spawn and import labsession, a few hundred ms) this process is already packing, and
+  no chunk waits in a worker that is still starting; on a small root this process may do all
+  the work before they are ready, and the pool is then left to exit on its own without being
+  waited for. Should the pool break, the chunks not yet handed over are done here;
 * a Dask ``distributed.Client``: each chunk is one task on the cluster's workers, which must
   see the same file system (a cluster's shared scratch).
 """
@@ -22,7 +24,8 @@ import multiprocessing as mp
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -81,7 +84,8 @@ def run_chunks(
     Parameters
     ----------
     func
-        Module-level chunk function (picklable by name), returning one outcome per item.
+        Module-level chunk function (picklable by name), returning one outcome per item (none
+        for an empty chunk).
     items
         Run paths, or ``(archive, dest)`` pairs.
     extra
@@ -137,34 +141,49 @@ def _run_local(
     advance: Callable[[int], None],
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_pool_context())
+    workers = min(workers, len(chunks))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+    todo = deque(chunks)
+    running: dict[Future[list[Outcome]], list[Any]] = {}
+
+    def collect(futures: Iterable[Future[list[Outcome]]]) -> None:
+        nonlocal outcomes
+        for future in futures:
+            part = running.pop(future)
+            try:
+                outcomes += future.result()
+            except Exception as exc:  # noqa: BLE001 - a crashed worker fails its chunks only
+                outcomes += _failed(part, exc)
+            advance(len(part))
+
     finished = False
     try:
-        futures: dict[Future[list[Outcome]], list[Any]] = {
-            pool.submit(func, part, *extra): part for part in chunks
-        }
-        # This process takes chunks from the end; the workers take them from the start.
-        stack = list(futures)
-        pending = set(futures)
-        while pending:
-            while stack and stack[-1].done():
-                stack.pop()
-            if stack and stack[-1].cancel():
-                future = stack.pop()
-                pending.discard(future)
-                part = futures[future]
+        # The workers get chunks only once one has started and imported ``func``'s module (an
+        # empty chunk): a chunk queued to a worker still starting (a spawned one takes
+        # 0.2-0.5 s) would wait for it while this process could have done it. This process
+        # takes chunks from the end, the workers from the start, two each in hand so that
+        # none idles while this process packs.
+        ready: Future[list[Outcome]] | None = pool.submit(func, [], *extra)
+        while todo or running:
+            collect([f for f in running if f.done()])
+            if ready is not None and ready.done():
+                if ready.exception() is not None:  # the pool cannot start: all stays here
+                    logger.warning("worker processes failed to start: %r", ready.exception())
+                    ready = None
+                while ready is not None and todo and len(running) < 2 * workers:
+                    part = todo.popleft()
+                    try:
+                        running[pool.submit(func, part, *extra)] = part
+                    except RuntimeError as exc:  # BrokenProcessPool: a worker died
+                        logger.warning("worker processes lost, finishing here: %r", exc)
+                        todo.appendleft(part)
+                        ready = None
+            if todo:
+                part = todo.pop()
                 outcomes += func(part, *extra)
                 advance(len(part))
-                continue
-            stack.clear()  # everything left is with a worker: wait for it
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                part = futures[future]
-                try:
-                    outcomes += future.result()
-                except Exception as exc:  # noqa: BLE001 - a crashed worker fails its chunk only
-                    outcomes += _failed(part, exc)
-                advance(len(part))
+            elif running:
+                collect(wait(running, return_when=FIRST_COMPLETED).done)
         finished = True
     finally:
         # Once every chunk is done there is nothing to wait for: workers still starting exit

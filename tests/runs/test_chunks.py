@@ -1,0 +1,99 @@
+"""Where bulk chunks run: this process and a pool of real worker processes it hands chunks to."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import textwrap
+import threading
+import time
+
+import pytest
+
+from labsession.runs._chunks import _run_local
+from labsession.testing import wait_until
+
+# Chunk functions live in a module of their own, written to a folder on sys.path: a spawned
+# worker imports them by name (the test modules themselves are not importable there).
+CHUNK_FUNCS = textwrap.dedent(
+    """
+    import multiprocessing, os, signal, time
+    from pathlib import Path
+    from labsession.runs._chunks import Outcome
+
+    def in_worker():  # asked at each call: a forked worker inherits this module as imported
+        return multiprocessing.parent_process() is not None
+
+    if in_worker() and os.environ.get("CHUNK_TEST_START_DELAY"):
+        time.sleep(float(os.environ["CHUNK_TEST_START_DELAY"]))  # a worker slow to start
+
+    def by_pid(part, flag_dir=None):
+        # each item's outcome names the process that ran it
+        return [Outcome(str(item), True, error=f"pid {os.getpid()}") for item in part]
+
+    def dies_on_first_chunk(part, flag_dir):
+        if in_worker():
+            Path(flag_dir, "worker-ready").touch()  # its first call is the empty chunk
+            if 0 in part:
+                os.kill(os.getpid(), signal.SIGKILL)
+        else:  # this process waits until a worker is ready, then packs a chunk in 50 ms
+            deadline = time.monotonic() + 60
+            while not Path(flag_dir, "worker-ready").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.05)
+        return by_pid(part)
+    """
+)
+
+
+@pytest.fixture
+def chunk_funcs(tmp_path, monkeypatch):
+    name = f"chunk_funcs_{os.getpid()}_{time.monotonic_ns()}"
+    (tmp_path / f"{name}.py").write_text(CHUNK_FUNCS, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = __import__(name)
+    yield module
+    # leave no worker behind (a slow one exits once started: the pool was shut down)
+    assert wait_until(lambda: not multiprocessing.active_children(), timeout=60)
+
+
+def _run(func, chunks, extra=()):
+    advanced = []
+    outcomes = _run_local(func, chunks, extra, 1, advanced.append)
+    assert sum(advanced) == sum(len(c) for c in chunks)
+    return outcomes
+
+
+def test_no_chunk_waits_for_a_worker_still_starting(chunk_funcs, monkeypatch):
+    # Another thread makes the pool spawn its worker, which takes 6 s to start here: this
+    # process does every chunk and returns without waiting for it.
+    monkeypatch.setenv("CHUNK_TEST_START_DELAY", "6")
+    stop = threading.Event()
+    threading.Thread(target=stop.wait, daemon=True).start()
+    try:
+        chunks = [list(range(i, i + 5)) for i in range(0, 40, 5)]
+        t0 = time.monotonic()
+        outcomes = _run(chunk_funcs.by_pid, chunks)
+        elapsed = time.monotonic() - t0
+    finally:
+        stop.set()
+    assert sorted(int(o.source) for o in outcomes) == list(range(40))
+    assert {o.error for o in outcomes} == {f"pid {os.getpid()}"}
+    assert elapsed < 4, elapsed
+
+
+def test_a_worker_killed_fails_only_the_chunks_it_held(chunk_funcs, tmp_path):
+    # The worker takes the first chunks once it has started (this process meanwhile packs the
+    # last ones, 50 ms each, ~1 s in all) and is SIGKILLed by chunk 0: that chunk and the one
+    # queued behind it fail, every other one is done here, none lost.
+    chunks = [list(range(i, i + 2)) for i in range(0, 40, 2)]
+    outcomes = _run(chunk_funcs.dies_on_first_chunk, chunks, (str(tmp_path),))
+    assert sorted(int(o.source) for o in outcomes) == list(range(40))
+    failed = {int(o.source) for o in outcomes if not o.ok}
+    assert failed, "the worker never got chunk 0: this process did all the chunks"
+    assert set(range(2)) <= failed <= set(range(4))  # chunk 0, perhaps chunk 1: no more
+    assert all(
+        "BrokenProcessPool" in o.error or "terminated" in o.error for o in outcomes if not o.ok
+    )
+    done_here = {int(o.source) for o in outcomes if o.ok and o.error == f"pid {os.getpid()}"}
+    assert done_here == set(range(40)) - failed
