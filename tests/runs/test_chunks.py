@@ -33,7 +33,7 @@ CHUNK_FUNCS = textwrap.dedent(
 
     def dies_on_first_chunk(part, flag_dir):
         if in_worker():
-            Path(flag_dir, "worker-ready").touch()  # its first call is the empty chunk
+            Path(flag_dir, "worker-ready").touch()  # started (an empty chunk first if spawned)
             if 0 in part:
                 os.kill(os.getpid(), signal.SIGKILL)
         else:  # this process waits until a worker is ready, then packs a chunk in 50 ms

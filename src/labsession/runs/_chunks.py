@@ -5,13 +5,14 @@ run's :class:`Outcome`; a chunk whose worker crashes fails its runs only. Three 
 
 * one chunk or ``jobs=1``: in this process, one chunk after another;
 * several chunks: ``jobs - 1`` worker processes **and this process**. This process runs the
-  last chunks, one after another; the workers are handed the first ones, two each at a time,
-  but only once one of them has started and run an empty chunk (so ``func([])`` must return
-  ``[]``). Start-up is hidden: while the workers fork (or, when this process runs other
-  threads, spawn and import labsession, a few hundred ms) this process is already packing, and
-  no chunk waits in a worker that is still starting; on a small root this process may do all
-  the work before they are ready, and the pool is then left to exit on its own without being
-  waited for. Should the pool break, the chunks not yet handed over are done here;
+  last chunks, one after another; the workers are handed the first ones, two each at a time
+  (spawned workers only once one of them has started and run an empty chunk, so ``func([])``
+  must return ``[]``). Start-up is hidden: while the workers fork (or, when this process runs
+  other threads, spawn and import labsession, a few hundred ms) this process is already
+  packing, and no chunk waits in a worker that is still starting; on a small root this process
+  may do all the work before they are ready, and the pool is then left to exit on its own
+  without being waited for. Should the pool break, the chunks not yet handed over are done
+  here;
 * a Dask ``distributed.Client``: each chunk is one task on the cluster's workers, which must
   see the same file system (a cluster's shared scratch).
 """
@@ -142,7 +143,8 @@ def _run_local(
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     workers = min(workers, len(chunks))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+    context = _pool_context()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     todo = deque(chunks)
     running: dict[Future[list[Outcome]], list[Any]] = {}
 
@@ -158,26 +160,28 @@ def _run_local(
 
     finished = False
     try:
-        # The workers get chunks only once one has started and imported ``func``'s module (an
-        # empty chunk): a chunk queued to a worker still starting (a spawned one takes
-        # 0.2-0.5 s) would wait for it while this process could have done it. This process
-        # takes chunks from the end, the workers from the start, two each in hand so that
-        # none idles while this process packs.
-        ready: Future[list[Outcome]] | None = pool.submit(func, [], *extra)
+        # This process takes chunks from the end, the workers from the start, two each in hand
+        # so that none idles while this process packs. A forked worker starts in ~10 ms and is
+        # handed chunks at once; a spawned one takes 0.2-0.5 s to start and import ``func``'s
+        # module, so it gets chunks only once it has run an empty one: none waits in a worker
+        # still starting while this process could have done it.
+        probe = None if context.get_start_method() == "fork" else pool.submit(func, [], *extra)
+        handing = True  # False once the pool cannot take chunks: the rest is done here
         while todo or running:
             collect([f for f in running if f.done()])
-            if ready is not None and ready.done():
-                if ready.exception() is not None:  # the pool cannot start: all stays here
-                    logger.warning("worker processes failed to start: %r", ready.exception())
-                    ready = None
-                while ready is not None and todo and len(running) < 2 * workers:
-                    part = todo.popleft()
-                    try:
-                        running[pool.submit(func, part, *extra)] = part
-                    except RuntimeError as exc:  # BrokenProcessPool: a worker died
-                        logger.warning("worker processes lost, finishing here: %r", exc)
-                        todo.appendleft(part)
-                        ready = None
+            if probe is not None and probe.done():
+                if probe.exception() is not None:
+                    logger.warning("worker processes failed to start: %r", probe.exception())
+                    handing = False
+                probe = None
+            while handing and probe is None and todo and len(running) < 2 * workers:
+                part = todo.popleft()
+                try:
+                    running[pool.submit(func, part, *extra)] = part
+                except RuntimeError as exc:  # BrokenProcessPool: a worker died
+                    logger.warning("worker processes lost, finishing here: %r", exc)
+                    todo.appendleft(part)
+                    handing = False
             if todo:
                 part = todo.pop()
                 outcomes += func(part, *extra)
