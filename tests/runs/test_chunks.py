@@ -7,6 +7,7 @@ import os
 import textwrap
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
@@ -31,16 +32,27 @@ CHUNK_FUNCS = textwrap.dedent(
         # each item's outcome names the process that ran it
         return [Outcome(str(item), True, error=f"pid {os.getpid()}") for item in part]
 
-    def dies_on_first_chunk(part, flag_dir):
+    def worker_started_or_wait(flag_dir):
         if in_worker():
             Path(flag_dir, "worker-ready").touch()  # started (an empty chunk first if spawned)
-            if 0 in part:
-                os.kill(os.getpid(), signal.SIGKILL)
-        else:  # this process waits until a worker is ready, then packs a chunk in 50 ms
-            deadline = time.monotonic() + 60
-            while not Path(flag_dir, "worker-ready").exists() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.05)
+            return
+        # this process waits until a worker is ready, then packs a chunk in 50 ms
+        deadline = time.monotonic() + 60
+        while not Path(flag_dir, "worker-ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+
+    def logged(part, flag_dir):
+        worker_started_or_wait(flag_dir)
+        for item in part:  # one mark per execution of an item, whichever process ran it
+            with open(Path(flag_dir, "log", str(item)), "a") as f:
+                f.write(f"{os.getpid()} ")
+        return by_pid(part)
+
+    def dies_on_first_chunk(part, flag_dir):
+        worker_started_or_wait(flag_dir)
+        if in_worker() and 0 in part:
+            os.kill(os.getpid(), signal.SIGKILL)
         return by_pid(part)
     """
 )
@@ -82,7 +94,7 @@ def test_no_chunk_waits_for_a_worker_still_starting(chunk_funcs, monkeypatch):
     assert elapsed < 4, elapsed
 
 
-def test_a_worker_killed_fails_only_the_chunks_it_held(chunk_funcs, tmp_path):
+def test_a_worker_killed_fails_only_the_chunks_handed_over(chunk_funcs, tmp_path):
     # The worker takes the first chunks once it has started (this process meanwhile packs the
     # last ones, 50 ms each, ~1 s in all) and is SIGKILLed by chunk 0: that chunk and the one
     # queued behind it fail, every other one is done here, none lost.
@@ -97,3 +109,35 @@ def test_a_worker_killed_fails_only_the_chunks_it_held(chunk_funcs, tmp_path):
     )
     done_here = {int(o.source) for o in outcomes if o.ok and o.error == f"pid {os.getpid()}"}
     assert done_here == set(range(40)) - failed
+
+
+def test_a_chunk_whose_hand_over_failed_is_never_run_twice(chunk_funcs, tmp_path, monkeypatch):
+    # submit() queues a chunk, then starts a second worker; should that fail (fork's EAGAIN),
+    # the chunk may still run in the first worker: it is reported failed, not run here too.
+    calls = []
+    adjust = ProcessPoolExecutor._adjust_process_count
+
+    def adjust_or_fail(self):
+        calls.append(1)
+        if len(calls) == 3:  # the probe, chunk 0 (to the idle worker), chunk 1: a new worker
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return adjust(self)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "_adjust_process_count", adjust_or_fail)
+    stop = threading.Event()
+    threading.Thread(target=stop.wait, daemon=True).start()  # spawned workers
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    chunks = [list(range(i, i + 2)) for i in range(0, 40, 2)]
+    try:
+        outcomes = _run_local(chunk_funcs.logged, chunks, (str(tmp_path),), 2, lambda n: None)
+    finally:
+        stop.set()
+    assert len(calls) >= 3, "no second worker was asked for: the failure was not injected"
+    assert sorted(int(o.source) for o in outcomes) == list(range(40))
+    assert wait_until(lambda: not multiprocessing.active_children(), timeout=60)
+    runs = {int(f.name): len(f.read_text().split()) for f in log_dir.iterdir()}
+    assert max(runs.values()) == 1, {k: v for k, v in runs.items() if v > 1}
+    failed = {int(o.source) for o in outcomes if not o.ok}
+    assert failed == {2, 3}  # chunk 1, whose hand-over raised
+    assert set(runs) >= set(range(40)) - failed  # every other item ran

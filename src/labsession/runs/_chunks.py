@@ -1,7 +1,9 @@
 """Where the bulk archive/restore chunks run: this process, a local pool it joins, or Dask.
 
 :func:`run_chunks` maps a module-level chunk function over lists of runs and returns every
-run's :class:`Outcome`; a chunk whose worker crashes fails its runs only. Three ways:
+run's :class:`Outcome`; when a worker process crashes, the runs of the chunks the workers held
+are reported failed (some may have been done; none is lost: a folder is removed only once its
+archive is on disk) and the other chunks go on. Three ways:
 
 * one chunk or ``jobs=1``: in this process, one chunk after another;
 * several chunks: ``jobs - 1`` worker processes **and this process**. This process runs the
@@ -11,8 +13,9 @@ run's :class:`Outcome`; a chunk whose worker crashes fails its runs only. Three 
   other threads, spawn and import labsession, a few hundred ms) this process is already
   packing, and no chunk waits in a worker that is still starting; on a small root this process
   may do all the work before they are ready, and the pool is then left to exit on its own
-  without being waited for. Should the pool break, the chunks not yet handed over are done
-  here;
+  without being waited for. Should the pool break (a worker killed), the chunks the workers
+  held fail, all of them: CPython fails every chunk in flight and stops the other workers too.
+  Those not yet handed over are done here;
 * a Dask ``distributed.Client``: each chunk is one task on the cluster's workers, which must
   see the same file system (a cluster's shared scratch).
 """
@@ -27,7 +30,13 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    BrokenExecutor,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,9 +187,14 @@ def _run_local(
                 part = todo.popleft()
                 try:
                     running[pool.submit(func, part, *extra)] = part
-                except RuntimeError as exc:  # BrokenProcessPool: a worker died
+                except BrokenExecutor as exc:  # refused before it was queued: done here
                     logger.warning("worker processes lost, finishing here: %r", exc)
                     todo.appendleft(part)
+                    handing = False
+                except Exception as exc:  # noqa: BLE001 - queued, perhaps: never run it twice
+                    logger.warning("could not hand a chunk to the workers: %r", exc)
+                    outcomes += _failed(part, exc)
+                    advance(len(part))
                     handing = False
             if todo:
                 part = todo.pop()
