@@ -21,6 +21,7 @@ CHUNK_FUNCS = textwrap.dedent(
     import multiprocessing, os, signal, time
     from pathlib import Path
     from labsession.runs._chunks import Outcome
+    from labsession.testing import wait_until
 
     def in_worker():  # asked at each call: a forked worker inherits this module as imported
         return multiprocessing.parent_process() is not None
@@ -28,7 +29,7 @@ CHUNK_FUNCS = textwrap.dedent(
     if in_worker() and os.environ.get("CHUNK_TEST_START_DELAY"):
         time.sleep(float(os.environ["CHUNK_TEST_START_DELAY"]))  # a worker slow to start
 
-    def by_pid(part, flag_dir=None):
+    def by_pid(part):
         # each item's outcome names the process that ran it
         return [Outcome(str(item), True, error=f"pid {os.getpid()}") for item in part]
 
@@ -37,9 +38,7 @@ CHUNK_FUNCS = textwrap.dedent(
             Path(flag_dir, "worker-ready").touch()  # started (an empty chunk first if spawned)
             return
         # this process waits until a worker is ready, then packs a chunk in 50 ms
-        deadline = time.monotonic() + 60
-        while not Path(flag_dir, "worker-ready").exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(Path(flag_dir, "worker-ready").exists, timeout=60, interval=0.01)
         time.sleep(0.05)
 
     def logged(part, flag_dir):
@@ -56,6 +55,15 @@ CHUNK_FUNCS = textwrap.dedent(
         return by_pid(part)
     """
 )
+
+
+@pytest.fixture
+def spawned_workers():
+    """Another thread in this process: the pool spawns its workers instead of forking them."""
+    stop = threading.Event()
+    threading.Thread(target=stop.wait, daemon=True).start()
+    yield
+    stop.set()
 
 
 @pytest.fixture
@@ -76,19 +84,14 @@ def _run(func, chunks, extra=()):
     return outcomes
 
 
-def test_no_chunk_waits_for_a_worker_still_starting(chunk_funcs, monkeypatch):
-    # Another thread makes the pool spawn its worker, which takes 6 s to start here: this
-    # process does every chunk and returns without waiting for it.
+def test_no_chunk_waits_for_a_worker_still_starting(chunk_funcs, spawned_workers, monkeypatch):
+    # The spawned worker takes 6 s to start here: this process does every chunk and returns
+    # without waiting for it.
     monkeypatch.setenv("CHUNK_TEST_START_DELAY", "6")
-    stop = threading.Event()
-    threading.Thread(target=stop.wait, daemon=True).start()
-    try:
-        chunks = [list(range(i, i + 5)) for i in range(0, 40, 5)]
-        t0 = time.monotonic()
-        outcomes = _run(chunk_funcs.by_pid, chunks)
-        elapsed = time.monotonic() - t0
-    finally:
-        stop.set()
+    chunks = [list(range(i, i + 5)) for i in range(0, 40, 5)]
+    t0 = time.monotonic()
+    outcomes = _run(chunk_funcs.by_pid, chunks)
+    elapsed = time.monotonic() - t0
     assert sorted(int(o.source) for o in outcomes) == list(range(40))
     assert {o.error for o in outcomes} == {f"pid {os.getpid()}"}
     assert elapsed < 4, elapsed
@@ -111,7 +114,9 @@ def test_a_worker_killed_fails_only_the_chunks_handed_over(chunk_funcs, tmp_path
     assert done_here == set(range(40)) - failed
 
 
-def test_a_chunk_whose_hand_over_failed_is_never_run_twice(chunk_funcs, tmp_path, monkeypatch):
+def test_a_chunk_whose_hand_over_failed_is_never_run_twice(
+    chunk_funcs, spawned_workers, tmp_path, monkeypatch
+):
     # submit() queues a chunk, then starts a second worker; should that fail (fork's EAGAIN),
     # the chunk may still run in the first worker: it is reported failed, not run here too.
     calls = []
@@ -124,15 +129,10 @@ def test_a_chunk_whose_hand_over_failed_is_never_run_twice(chunk_funcs, tmp_path
         return adjust(self)
 
     monkeypatch.setattr(ProcessPoolExecutor, "_adjust_process_count", adjust_or_fail)
-    stop = threading.Event()
-    threading.Thread(target=stop.wait, daemon=True).start()  # spawned workers
     log_dir = tmp_path / "log"
     log_dir.mkdir()
     chunks = [list(range(i, i + 2)) for i in range(0, 40, 2)]
-    try:
-        outcomes = _run_local(chunk_funcs.logged, chunks, (str(tmp_path),), 2, lambda n: None)
-    finally:
-        stop.set()
+    outcomes = _run_local(chunk_funcs.logged, chunks, (str(tmp_path),), 2, lambda n: None)
     assert len(calls) >= 3, "no second worker was asked for: the failure was not injected"
     assert sorted(int(o.source) for o in outcomes) == list(range(40))
     assert wait_until(lambda: not multiprocessing.active_children(), timeout=60)

@@ -163,7 +163,7 @@ def _run_local(
             part = running.pop(future)
             try:
                 outcomes += future.result()
-            except Exception as exc:  # noqa: BLE001 - a crashed worker fails its chunks only
+            except Exception as exc:  # noqa: BLE001 - a crash fails the chunks in flight only
                 outcomes += _failed(part, exc)
             advance(len(part))
 
@@ -179,8 +179,9 @@ def _run_local(
         while todo or running:
             collect([f for f in running if f.done()])
             if probe is not None and probe.done():
-                if probe.exception() is not None:
-                    logger.warning("worker processes failed to start: %r", probe.exception())
+                error = probe.exception()
+                if error is not None:
+                    logger.warning("worker processes failed to start: %r", error)
                     handing = False
                 probe = None
             while handing and probe is None and todo and len(running) < 2 * workers:
