@@ -12,7 +12,17 @@ from labsession.runs import archive_existing, restore_existing
 
 from .conftest import make_run_dirs
 
-SUMMARY_KEYS = {"scanned", "candidates", "skipped", "failed", "bytes_in", "bytes_out", "errors"}
+SUMMARY_KEYS = {
+    "scanned",
+    "candidates",
+    "resumed",
+    "skipped",
+    "failed",
+    "bytes_in",
+    "bytes_out",
+    "temp_removed",
+    "errors",
+}
 
 
 def _contents(folder):
@@ -87,10 +97,11 @@ def test_filters_and_caps(tmp_path):
     assert done["archived"] == 3
     assert [r.exists() for r in runs] == [False] * 3 + [True] * 3
 
-    # an archive beside its folder means "done already": skipped
+    # an archive beside its folder is a stopped call's: a candidate, to be checked and finished
     (tmp_path / f"{runs[4].name}.tar.gz").write_bytes(b"x")
     again = archive_existing(tmp_path, progress=False)
-    assert (again["candidates"], again["skipped"]) == (2, 1)
+    assert (again["candidates"], again["resumed"], again["skipped"]) == (3, 1, 0)
+    (tmp_path / f"{runs[4].name}.tar.gz").unlink()
 
     dest = tmp_path / "restored"
     back = restore_existing(

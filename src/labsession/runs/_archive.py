@@ -24,6 +24,7 @@ from pathlib import Path
 from labsession.core.archive import (
     TAR_FORMATS,
     FolderEntry,
+    compare_tar_folder,
     pack_tar,
     remove_packed,
     staged_extract,
@@ -37,6 +38,8 @@ __all__ = [
     "ARCHIVE_FORMATS",
     "archive_path_for",
     "archive_session_dir",
+    "check_archived",
+    "check_restored",
     "pack_verified",
     "remove_source",
     "restore_session_archive",
@@ -138,6 +141,63 @@ def pack_verified(
     entries = walk_folder(src, links=True, settled=True)  # see remove_packed
     pack_tar(src, target, compresslevel=compresslevel, fsync=fsync, entries=entries)
     return target, entries
+
+
+def check_archived(src: Path, *, fmt: str) -> tuple[Path, list[FolderEntry]]:
+    """Check that the archive of ``src``, which exists already, holds all ``src`` holds.
+
+    For a folder whose archiving stopped after its archive was renamed into place (a killed
+    process, a crash) but before the folder was wholly removed: the archive is read to its end
+    and every file and link left in ``src`` compared with its member, byte for byte. Returns the
+    archive and the listing, for :func:`remove_source` once the archive is flushed to disk.
+
+    Raises
+    ------
+    FileNotFoundError, NotADirectoryError
+        If ``src`` is missing or not a folder.
+    ArchiveError
+        If the archive is unreadable or corrupt, or ``src`` holds something it does not (written
+        or added since it was packed, or another folder's archive of the same name); nothing is
+        changed then.
+    """
+    target = archive_path_for(src, fmt)
+    if not src.is_dir():
+        if not src.exists():
+            raise FileNotFoundError(f"{src}: run folder to archive does not exist")
+        raise NotADirectoryError(f"{src}: not a folder; only run folders can be archived")
+    entries = walk_folder(src, links=True, settled=True)
+    differs = compare_tar_folder(target, src, entries, top=src.name).changed
+    if differs:
+        raise ArchiveError(
+            f"{target}: exists, but {src} holds {len(differs)} path(s) it does not hold as they "
+            f"are (written or added since, or another archive): {differs[:5]}; both kept"
+        )
+    return target, entries
+
+
+def check_restored(archive: Path, dest: Path) -> None:
+    """Check that ``dest``, which exists already, is exactly what restoring ``archive`` gives.
+
+    For a restore that stopped after the folder was renamed into place but before its archive
+    was removed. The archive is read to its end and compared with the folder, byte for byte,
+    both with its members under the folder's name and at its root.
+
+    Raises
+    ------
+    FileExistsError
+        If ``dest`` differs from the archive (it is another folder: both are kept).
+    ArchiveError
+        If the archive is unreadable or corrupt, or ``dest`` holds a special file or a link out.
+    """
+    entries = walk_folder(dest, links=True)
+    for top in (dest.name, ""):
+        differs = compare_tar_folder(archive, dest, entries, top=top)
+        if differs.identical:
+            return
+    raise FileExistsError(
+        f"{dest}: exists and differs from {archive} ({len(differs.changed)} path(s) it does not "
+        f"hold, {len(differs.missing)} of its members missing); both kept"
+    )
 
 
 def remove_source(src: Path, archive: Path, entries: list[FolderEntry]) -> None:

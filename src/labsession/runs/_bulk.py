@@ -5,9 +5,14 @@ Candidates are the direct children of ``root`` named like a run ID (folders for
 and a substring. Each one goes through :func:`archive_session_dir` or
 :func:`restore_session_archive` (verify before removing anything). The work is split into chunks
 run by this process and a pool of processes it joins, or by a Dask client's workers (see
-:mod:`labsession.runs._chunks`); a rich progress bar on stderr (on a terminal, or when asked) counts
-sessions; a session that fails is logged, counted and listed in the summary while the others
-continue.
+:mod:`labsession.runs._chunks`); a rich progress bar on stderr (on a terminal, or when asked)
+counts sessions; a session that fails is logged, counted and listed in the summary while the
+others continue.
+
+Both resume a call that was stopped (killed, a crash, a lost worker): a folder beside its
+archive is finished once the two are compared byte for byte (:func:`check_archived`,
+:func:`check_restored`), and the temporary files or folders a stopped call left are removed
+once untouched for :data:`STALE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
+import shutil
 import stat
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +33,10 @@ from labsession.core.archive import FolderEntry
 from labsession.core.atomic import flush_files, flush_trees, fsync_dir
 from labsession.core.paths import tree_size
 from labsession.runs._archive import (
+    ARCHIVE_FORMATS,
     archive_path_for,
+    check_archived,
+    check_restored,
     pack_verified,
     remove_source,
     restore_session_archive,
@@ -39,6 +49,15 @@ __all__ = ["archive_existing", "restore_existing"]
 
 logger = logging.getLogger(__name__)
 
+
+#: A temporary archive or restore folder left untouched this long (s) belongs to a stopped call
+#: (one in progress writes or reads it back within seconds) and is removed.
+STALE_SECONDS = 3600.0
+
+_TEMP_ARCHIVE = re.compile(
+    r"\.(?P<run>.+)\.(?:" + "|".join(re.escape(f) for f in ARCHIVE_FORMATS) + r")\.[0-9a-f]{8}\.tmp"
+)
+_TEMP_RESTORE = re.compile(r"\.(?P<run>.+)\.restoring-[0-9a-f]{8}")
 
 #: Threads per worker process. File creation, removal and fsync wait on the file system with
 #: the GIL released, so a few sessions in flight per process hide that latency.
@@ -58,10 +77,19 @@ def _archive_chunk(
     # Pack and verify the whole chunk first, flush the archives to disk in one pass, and only
     # then remove the sources: one durable point per chunk rather than per session.
     def pack(path: str) -> tuple[Path, Path, int, list[FolderEntry]] | Outcome:
+        src = Path(path)
         try:
-            target, entries = pack_verified(
-                Path(path), fmt=fmt, compresslevel=compresslevel, fsync=False
-            )
+            target = archive_path_for(src, fmt)
+            if not target.is_file():
+                target, entries = pack_verified(
+                    src, fmt=fmt, compresslevel=compresslevel, fsync=False
+                )
+            elif not os.path.lexists(src):  # archived and removed by a worker that then died
+                size_out = target.stat().st_size if track_bytes else 0
+                return Outcome(path, True, bytes_out=size_out)
+            else:  # an earlier call stopped before removing the folder: finish it
+                target, entries = check_archived(src, fmt=fmt)
+                logger.info("finishing %s: its archive exists and holds all it holds", src)
         except Exception as exc:  # noqa: BLE001 - one bad session must not stop the others
             return Outcome(path, False, error=f"{type(exc).__name__}: {exc}")
         size_in = (
@@ -101,10 +129,18 @@ def _restore_chunk(
     def restore(pair: tuple[str, str]) -> tuple[Path, Path, int, int] | Outcome:
         archive, dest = pair
         try:
+            if os.path.lexists(dest) and not os.path.lexists(archive):
+                # restored, and its archive removed, by a worker that then died
+                return Outcome(archive, True, bytes_out=tree_size(Path(dest)) if track_bytes else 0)
             size_in = os.stat(archive).st_size if track_bytes else 0
-            folder = restore_session_archive(
-                archive, dest, remove_archive=False, max_bytes=max_bytes
-            )
+            if os.path.lexists(dest):  # an earlier call stopped before removing the archive
+                check_restored(Path(archive), Path(dest))
+                logger.info("finishing %s: its folder exists and holds exactly it", archive)
+                folder = Path(dest)
+            else:
+                folder = restore_session_archive(
+                    archive, dest, remove_archive=False, max_bytes=max_bytes
+                )
             size_out = tree_size(folder) if track_bytes else 0
         except Exception as exc:  # noqa: BLE001 - one bad session must not stop the others
             return Outcome(archive, False, error=f"{type(exc).__name__}: {exc}")
@@ -149,12 +185,47 @@ def _new_summary(done_key: str) -> dict[str, Any]:
         "scanned": 0,
         "candidates": 0,
         done_key: 0,
+        "resumed": 0,
         "skipped": 0,
         "failed": 0,
         "bytes_in": 0,
         "bytes_out": 0,
+        "temp_removed": 0,
         "errors": [],
     }
+
+
+def _newest_change(path: str) -> float:
+    """The latest modification time (s) of ``path`` or anything under it."""
+    st = os.lstat(path)
+    newest = st.st_mtime
+    if stat.S_ISDIR(st.st_mode):
+        for folder, dirs, files in os.walk(path):
+            for name in dirs + files:
+                newest = max(newest, os.lstat(os.path.join(folder, name)).st_mtime)
+    return newest
+
+
+def _remove_stale(entry: os.DirEntry[str], pattern: re.Pattern[str], dry_run: bool) -> bool:
+    """Remove ``entry`` if it is a temporary file or folder of a stopped call; say if it was."""
+    match = pattern.fullmatch(entry.name)
+    if match is None or not is_run_id(match["run"]):
+        return False
+    try:
+        if time.time() - _newest_change(entry.path) < STALE_SECONDS:
+            return False  # perhaps a call in progress
+        if dry_run:
+            logger.info("[dry run] would remove stale temporary %s", entry.path)
+        elif entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    except OSError as exc:
+        logger.warning("could not remove stale temporary %s: %s", entry.path, exc)
+        return False
+    if not dry_run:
+        logger.info("removed stale temporary %s (left by a stopped call)", entry.path)
+    return True
 
 
 def _check_root(root: str | os.PathLike[str]) -> Path:
@@ -181,6 +252,13 @@ def archive_existing(
     client: Any | None = None,
 ) -> dict[str, Any]:
     """Archive every run folder directly under ``root`` (one archive each, sources removed).
+
+    A folder whose archive exists already is what a stopped call left (killed, a crash, the
+    machine down): the archive is read to its end and compared with what is left of the
+    folder, byte for byte; if the folder holds nothing the archive does not, the archive is
+    flushed to disk and the folder removed (counted in ``resumed`` and ``archived``), else both
+    are kept and the run is listed in ``errors``. Temporary archives (``.<run>.tar.gz.*.tmp``)
+    untouched for :data:`STALE_SECONDS` are removed (``temp_removed``).
 
     Parameters
     ----------
@@ -215,9 +293,9 @@ def archive_existing(
     Returns
     -------
     dict
-        ``{scanned, candidates, archived, skipped, failed, bytes_in, bytes_out, errors}``;
-        ``errors`` lists ``{"path", "error"}`` for each failed session. A folder whose archive
-        already exists is skipped.
+        ``{scanned, candidates, archived, resumed, skipped, failed, bytes_in, bytes_out,
+        temp_removed, errors}``; ``errors`` lists ``{"path", "error"}`` for each failed session.
+        With ``dry_run``, ``resumed`` and ``temp_removed`` count what would be.
     """
     base = _check_root(root)
     archive_path_for(base / "x", format)  # validates the format before any work
@@ -228,18 +306,20 @@ def archive_existing(
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
         summary["scanned"] += 1
+        if _remove_stale(entry, _TEMP_ARCHIVE, dry_run):
+            summary["temp_removed"] += 1
+            continue
         if not entry.is_dir(follow_symlinks=False) or not is_run_id(entry.name):
             continue
         if pattern is not None and pattern not in entry.name:
             continue
         if cutoff is not None and entry.stat(follow_symlinks=False).st_mtime > cutoff:
             continue
-        if archive_path_for(entry.path, format).exists():
-            summary["skipped"] += 1
-            logger.info("skipped (archive exists): %s", entry.path)
-            continue
         if max_dirs is not None and len(todo) >= max_dirs:
             break
+        if os.path.lexists(archive_path_for(entry.path, format)):
+            summary["resumed"] += 1
+            logger.info("resuming (archive exists, folder left): %s", entry.path)
         todo.append(entry.path)
     summary["candidates"] = len(todo)
     if dry_run:
@@ -277,6 +357,13 @@ def restore_existing(
 ) -> dict[str, Any]:
     """Restore every run archive directly under ``root`` into a folder of the same name.
 
+    An archive whose folder exists already is skipped, unless ``remove_archive``: then the
+    folder is what a stopped call left if it holds exactly the archive's members, byte for byte
+    (checked), and the archive is removed once the folder is flushed to disk (counted in
+    ``resumed`` and ``restored``); a folder that differs is another one: both are kept and the
+    archive is listed in ``errors``. Temporary restore folders (``.<run>.restoring-*``) under
+    ``dest_root`` untouched for :data:`STALE_SECONDS` are removed (``temp_removed``).
+
     Parameters
     ----------
     root
@@ -299,8 +386,8 @@ def restore_existing(
     Returns
     -------
     dict
-        ``{scanned, candidates, restored, skipped, failed, bytes_in, bytes_out, errors}``. An
-        archive whose folder already exists is skipped.
+        ``{scanned, candidates, restored, resumed, skipped, failed, bytes_in, bytes_out,
+        temp_removed, errors}``, as for :func:`archive_existing`.
     """
     base = _check_root(root)
     dest_base = Path(dest_root) if dest_root is not None else base
@@ -319,13 +406,21 @@ def restore_existing(
         if not is_run_id(stem):
             continue
         dest = dest_base / stem
-        if dest.exists():
-            summary["skipped"] += 1
-            logger.info("skipped (folder exists): %s", dest)
-            continue
         if max_files is not None and len(todo) >= max_files:
             break
+        if os.path.lexists(dest):
+            if not remove_archive:
+                summary["skipped"] += 1
+                logger.info("skipped (folder exists): %s", dest)
+                continue
+            summary["resumed"] += 1
+            logger.info("resuming (folder exists, archive left): %s", entry.path)
         todo.append((entry.path, str(dest)))
+    if dest_base.is_dir():
+        with os.scandir(dest_base) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    summary["temp_removed"] += _remove_stale(entry, _TEMP_RESTORE, dry_run)
     summary["candidates"] = len(todo)
     if dry_run:
         for archive, dest in todo:

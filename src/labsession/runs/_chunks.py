@@ -1,9 +1,9 @@
 """Where the bulk archive/restore chunks run: this process, a local pool it joins, or Dask.
 
 :func:`run_chunks` maps a module-level chunk function over lists of runs and returns every
-run's :class:`Outcome`; when a worker process crashes, the runs of the chunks the workers held
-are reported failed (some may have been done; none is lost: a folder is removed only once its
-archive is on disk) and the other chunks go on. Three ways:
+run's :class:`Outcome`. Chunk functions must be safe to run again on a chunk another process
+left half done (they finish what it left, and count a run done already as done): the chunks a
+lost worker held are run again. Three ways:
 
 * one chunk or ``jobs=1``: in this process, one chunk after another;
 * several chunks: ``jobs - 1`` worker processes **and this process**. This process runs the
@@ -13,11 +13,14 @@ archive is on disk) and the other chunks go on. Three ways:
   other threads, spawn and import labsession, a few hundred ms) this process is already
   packing, and no chunk waits in a worker that is still starting; on a small root this process
   may do all the work before they are ready, and the pool is then left to exit on its own
-  without being waited for. Should the pool break (a worker killed), the chunks the workers
-  held fail, all of them: CPython fails every chunk in flight and stops the other workers too.
-  Those not yet handed over are done here;
+  without being waited for. Should the pool break (a worker killed: CPython then fails every
+  chunk in flight and stops the other workers too), or a hand-over or a result be lost, the
+  chunks concerned are run again here, once every worker has exited (never two processes on
+  one chunk at once); those not yet handed over are done here too;
 * a Dask ``distributed.Client``: each chunk is one task on the cluster's workers, which must
-  see the same file system (a cluster's shared scratch).
+  see the same file system (a cluster's shared scratch). Dask runs a task again elsewhere when
+  its worker is lost (up to its ``allowed-failures``); a task that fails for good fails its
+  chunk's runs.
 """
 
 from __future__ import annotations
@@ -156,15 +159,20 @@ def _run_local(
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     todo = deque(chunks)
     running: dict[Future[list[Outcome]], list[Any]] = {}
+    lost: list[list[Any]] = []  # chunks a worker may have run in part: again here at the end
+    handing = True  # False once the pool cannot take chunks: the rest is done here
 
     def collect(futures: Iterable[Future[list[Outcome]]]) -> None:
-        nonlocal outcomes
+        nonlocal outcomes, handing
         for future in futures:
             part = running.pop(future)
             try:
                 outcomes += future.result()
-            except Exception as exc:  # noqa: BLE001 - a crash fails the chunks in flight only
-                outcomes += _failed(part, exc)
+            except Exception as exc:  # noqa: BLE001 - the pool broke, or the result was lost
+                logger.warning("worker processes lost a chunk, to be run here: %r", exc)
+                lost.append(part)
+                handing = False
+                continue
             advance(len(part))
 
     finished = False
@@ -175,7 +183,6 @@ def _run_local(
         # module, so it gets chunks only once it has run an empty one: none waits in a worker
         # still starting while this process could have done it.
         probe = None if context.get_start_method() == "fork" else pool.submit(func, [], *extra)
-        handing = True  # False once the pool cannot take chunks: the rest is done here
         while todo or running:
             collect([f for f in running if f.done()])
             if probe is not None and probe.done():
@@ -192,10 +199,9 @@ def _run_local(
                     logger.warning("worker processes lost, finishing here: %r", exc)
                     todo.appendleft(part)
                     handing = False
-                except Exception as exc:  # noqa: BLE001 - queued, perhaps: never run it twice
+                except Exception as exc:  # noqa: BLE001 - queued, perhaps: a worker may run it
                     logger.warning("could not hand a chunk to the workers: %r", exc)
-                    outcomes += _failed(part, exc)
-                    advance(len(part))
+                    lost.append(part)
                     handing = False
             if todo:
                 part = todo.pop()
@@ -203,6 +209,15 @@ def _run_local(
                 advance(len(part))
             elif running:
                 collect(wait(running, return_when=FIRST_COMPLETED).done)
+        if lost:
+            pool.shutdown(wait=True, cancel_futures=True)  # no worker is left to hold one
+            logger.warning("running here the %d chunk(s) the worker processes lost", len(lost))
+            for part in lost:
+                try:
+                    outcomes += func(part, *extra)
+                except Exception as exc:  # noqa: BLE001 - its runs fail, the others go on
+                    outcomes += _failed(part, exc)
+                advance(len(part))
         finished = True
     finally:
         # Once every chunk is done there is nothing to wait for: workers still starting exit

@@ -13,11 +13,13 @@ is renamed into place, or removed on any error. Every file and folder created fo
 
 The modules: ``_names`` (member and link checks), ``_manifest`` (folder listing, manifests,
 removal of what was packed), ``_zip``, ``_tar``, ``_read`` (format detection, strict tar
-headers), ``_extract``.
+headers), ``_extract``, ``_compare`` (an archive against a folder, byte for byte, to finish an
+interrupted archive or restore).
 """
 
 from __future__ import annotations
 
+from labsession.core.archive._compare import FolderDifference, compare_tar_folder
 from labsession.core.archive._extract import (
     MAX_BYTES_FLOOR,
     MAX_EXPANSION,
@@ -52,10 +54,12 @@ __all__ = [
     "MAX_EXPANSION",
     "PACK_IN_MEMORY_BYTES",
     "TAR_FORMATS",
+    "FolderDifference",
     "FolderEntry",
     "check_link_text",
     "check_member_name",
     "compare_manifest",
+    "compare_tar_folder",
     "default_max_bytes",
     "folder_manifest",
     "link_target_inside",

@@ -1,0 +1,123 @@
+"""Bulk archive and restore finish what a stopped call left, and never what it did not."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from labsession.runs import archive_existing, restore_existing
+from labsession.runs._archive import archive_path_for, pack_verified
+
+from .conftest import make_run_dirs
+
+
+def _contents(folder):
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _packed_not_removed(run):
+    # what a call killed between renaming the archive into place and removing the folder leaves
+    pack_verified(run, fmt="tar.gz", compresslevel=1, fsync=True)
+    return archive_path_for(run, "tar.gz")
+
+
+def _restored(archive, folder):
+    restore_existing(archive.parent, pattern=archive.name, dry_run=False, progress=False)
+    return _contents(folder)
+
+
+def test_archive_finishes_folders_left_beside_their_archives(tmp_path):
+    runs = make_run_dirs(tmp_path, 4)
+    before = {r.name: _contents(r) for r in runs}
+    _packed_not_removed(runs[0])
+    _packed_not_removed(runs[1])
+    removed_first = sorted(p for p in runs[1].rglob("*") if p.is_file())[-1]
+    removed_first.unlink()  # removal had begun (children first) when the call was stopped
+
+    summary = archive_existing(tmp_path, dry_run=False, jobs=2, progress=False)
+    assert (summary["candidates"], summary["resumed"]) == (4, 2)
+    assert (summary["archived"], summary["failed"]) == (4, 0), summary["errors"]
+    assert not any(r.exists() for r in runs)
+    for run in runs:  # every run is whole in its archive
+        archive = archive_path_for(run, "tar.gz")
+        assert archive.is_file()
+        assert _restored(archive, run) == before[run.name]
+        archive.unlink()
+
+
+def test_a_folder_that_differs_from_its_archive_is_kept_with_the_archive(tmp_path):
+    changed, added, corrupt = make_run_dirs(tmp_path, 3)
+    archives = [_packed_not_removed(r) for r in (changed, added, corrupt)]
+    target = sorted(p for p in changed.rglob("*") if p.is_file())[0]
+    data = target.read_bytes()
+    target.write_bytes(bytes([data[0] ^ 1]) + data[1:])  # same size, one bit
+    (added / "written_later.txt").write_text("new")
+    archives[2].write_bytes(archives[2].read_bytes()[:-20])  # truncated: its checksum is gone
+    before = {r.name: _contents(r) for r in (changed, added, corrupt)}
+    archived_bytes = [a.read_bytes() for a in archives]
+
+    summary = archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    assert (summary["resumed"], summary["archived"], summary["failed"]) == (3, 0, 3)
+    errors = {e["path"]: e["error"] for e in summary["errors"]}
+    assert target.relative_to(changed).as_posix() in errors[str(changed)]
+    assert "written_later.txt" in errors[str(added)]
+    assert "not a readable tar archive" in errors[str(corrupt)]
+    for run in (changed, added, corrupt):  # nothing changed, nothing removed
+        assert _contents(run) == before[run.name]
+    assert [a.read_bytes() for a in archives] == archived_bytes
+
+
+def test_stale_temporary_archives_are_removed_fresh_ones_kept(tmp_path):
+    (run,) = make_run_dirs(tmp_path, 1)
+    stale = tmp_path / f".{run.name}.tar.gz.0123abcd.tmp"
+    fresh = tmp_path / f".{run.name}.tar.gz.89abcdef.tmp"
+    other = tmp_path / ".notes.tar.gz.0123abcd.tmp"  # not a run's: never touched
+    for path in (stale, fresh, other):
+        path.write_bytes(b"half an archive")
+    old = time.time() - 2 * 3600
+    for path in (stale, other):
+        os.utime(path, (old, old))
+
+    dry = archive_existing(tmp_path, progress=False)
+    assert dry["temp_removed"] == 1
+    assert stale.exists()
+    summary = archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    assert (summary["temp_removed"], summary["archived"]) == (1, 1)
+    assert not stale.exists()
+    assert fresh.exists()
+    assert other.exists()
+
+
+def test_restore_with_removal_finishes_folders_left_beside_their_archives(tmp_path):
+    runs = make_run_dirs(tmp_path, 3)
+    before = {r.name: _contents(r) for r in runs}
+    archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    archives = [archive_path_for(r, "tar.gz") for r in runs]
+    # run 0: restored, archive not yet removed; run 1: a different folder of the same name
+    restore_existing(tmp_path, pattern=archives[0].name, dry_run=False, progress=False)
+    runs[1].mkdir()
+    (runs[1] / "other.txt").write_text("another folder")
+    stale = tmp_path / f".{runs[2].name}.restoring-0123abcd"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "sub" / "half.txt").write_text("x")
+    old = time.time() - 2 * 3600
+    for path in (stale / "sub" / "half.txt", stale / "sub", stale):
+        os.utime(path, (old, old))
+
+    kept = restore_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    assert (kept["skipped"], kept["restored"], kept["temp_removed"]) == (2, 1, 1)
+    assert not stale.exists()
+
+    runs[2].joinpath("result.csv").unlink()  # restored, then changed: not its archive's any more
+    summary = restore_existing(tmp_path, dry_run=False, remove_archive=True, progress=False)
+    assert (summary["resumed"], summary["restored"], summary["failed"]) == (3, 1, 2)
+    assert not archives[0].exists()
+    assert _contents(runs[0]) == before[runs[0].name]
+    assert archives[1].exists()
+    assert archives[2].exists()
+    assert _contents(runs[1]) == {"other.txt": b"another folder"}
+    assert {e["path"] for e in summary["errors"]} == {str(archives[1]), str(archives[2])}
