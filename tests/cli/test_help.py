@@ -77,7 +77,12 @@ def test_runs_archive_dry_run_says_how_to_run_it_for_real(tmp_path):
     assert lines[-1] == "dry run: nothing to archive"
     restore = run_cli(tmp_path, "runs", "restore", "FINISHED_SUCCESS", "--no-dry-run", "-j", "1")
     assert restore.returncode == 0, restore.stderr
-    twice = run_cli(tmp_path, "runs", "archive", "FINISHED_SUCCESS")  # archives kept: skipped
+    # archives kept beside the restored folders: each folder is checked against its archive
+    twice = run_cli(tmp_path, "runs", "archive", "FINISHED_SUCCESS")
     assert twice.stdout.splitlines()[0] == (
-        "scanned 4, candidates 0, would be archived 0, skipped 2 (its archive exists), failed 0"
+        "scanned 4, candidates 2, would be archived 2 (2 resumed: folder left beside its "
+        "archive), skipped 0, failed 0"
     )
+    done = run_cli(tmp_path, "runs", "archive", "FINISHED_SUCCESS", "--no-dry-run", "-j", "1")
+    assert done.returncode == 0, done.stderr
+    assert not any(p.is_dir() for p in (tmp_path / "FINISHED_SUCCESS").iterdir())

@@ -27,7 +27,10 @@ _FORMATS = ("tar.gz", "tar", "tar.bz2", "tar.xz")
 #: What each bulk command works on, for its dry-run footer.
 _ITEMS = {"archived": ("archive", "run", "runs"), "restored": ("restore", "archive", "archives")}
 #: Why a bulk command skips a candidate (the one reason each has).
-_SKIPPED = {"archived": "its archive exists", "restored": "its folder exists"}
+_RESUMED = {
+    "archived": "folder left beside its archive",
+    "restored": "archive left beside its folder",
+}
 
 
 def _print_summary(summary: dict[str, Any], done_key: str, dry_run: bool) -> None:
@@ -38,11 +41,17 @@ def _print_summary(summary: dict[str, Any], done_key: str, dry_run: bool) -> Non
     verb = f"would be {done_key}" if dry_run else done_key
     console.print(
         f"scanned {summary['scanned']}, candidates {summary['candidates']}, "
-        f"{verb} {summary['candidates'] if dry_run else summary[done_key]}, "
-        f"skipped {summary['skipped']}"
-        + (f" ({_SKIPPED[done_key]})" if summary["skipped"] else "")
+        f"{verb} {summary['candidates'] if dry_run else summary[done_key]}"
+        + (f" ({summary['resumed']} resumed: {_RESUMED[done_key]})" if summary["resumed"] else "")
+        + f", skipped {summary['skipped']}"
+        + (" (its folder exists)" if summary["skipped"] else "")
         + f", failed {summary['failed']}"
     )
+    if summary["temp_removed"]:
+        console.print(
+            f"{'would remove' if dry_run else 'removed'} {summary['temp_removed']} temporary "
+            "file(s) left by a stopped call"
+        )
     if summary["bytes_in"] or summary["bytes_out"]:
         console.print(
             f"bytes in {format_bytes(summary['bytes_in'])}, "
