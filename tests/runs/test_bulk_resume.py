@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
+import tarfile
 import time
+
+import pytest
 
 from labsession.runs import archive_existing, restore_existing
 from labsession.runs._archive import archive_path_for, pack_verified
@@ -121,3 +126,86 @@ def test_restore_with_removal_finishes_folders_left_beside_their_archives(tmp_pa
     assert archives[2].exists()
     assert _contents(runs[1]) == {"other.txt": b"another folder"}
     assert {e["path"] for e in summary["errors"]} == {str(archives[1]), str(archives[2])}
+
+
+def _tar_bytes(folder, *, top, extra=()):
+    """An uncompressed tar of ``folder`` under ``top``, then the ``extra`` (TarInfo, bytes)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        tf.add(folder, arcname=top)
+        for info, data in extra:
+            info.size = len(data) if info.isfile() else 0
+            tf.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    return out.getvalue()
+
+
+def _member(name, *, kind=tarfile.REGTYPE, link=""):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    return info
+
+
+def _unrestorable(run):
+    """Archives of ``run`` (all it holds, and more) that restoring refuses or lays out otherwise."""
+    a_file = sorted(p for p in run.rglob("*") if p.is_file())[0].relative_to(run).as_posix()
+    whole = _tar_bytes(run, top=run.name)
+    return {
+        "hard link": _tar_bytes(
+            run,
+            top=run.name,
+            extra=[(_member(f"{run.name}/copy", kind=tarfile.LNKTYPE, link=a_file), b"")],
+        ),
+        "absolute name": _tar_bytes(run, top=run.name, extra=[(_member("/tmp/x.txt"), b"x")]),
+        "member outside the run": _tar_bytes(
+            run, top=run.name, extra=[(_member("other_run/x.txt"), b"x")]
+        ),
+        "data after the end block": whole
+        + _tar_bytes(run, top=run.name, extra=[(_member(f"{run.name}/later.txt"), b"y")]),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["hard link", "absolute name", "member outside the run", "data after the end block"],
+)
+def test_a_folder_is_kept_beside_an_archive_restoring_refuses(tmp_path, case):
+    (run,) = make_run_dirs(tmp_path, 1)
+    before = _contents(run)
+    archive = archive_path_for(run, "tar.gz")
+    archive.write_bytes(gzip.compress(_unrestorable(run)[case]))
+
+    summary = archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    assert (summary["resumed"], summary["archived"], summary["failed"]) == (1, 0, 1)
+    assert str(archive) in summary["errors"][0]["error"]
+    assert _contents(run) == before
+
+
+def test_restore_keeps_an_archive_holding_more_than_its_restored_folder(tmp_path):
+    concatenated, file_on_top = make_run_dirs(tmp_path, 2)
+    # a restored folder beside an archive with members after its first end-of-archive block
+    archive = archive_path_for(concatenated, "tar.gz")
+    later = _tar_bytes(
+        concatenated, top=concatenated.name, extra=[(_member(f"{concatenated.name}/x"), b"y")]
+    )
+    archive.write_bytes(gzip.compress(_tar_bytes(concatenated, top=concatenated.name) + later))
+    # an empty folder beside an archive whose one member is a file named like the folder
+    for path in sorted(file_on_top.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    other = archive_path_for(file_on_top, "tar.gz")
+    other.write_bytes(gzip.compress(_file_named(file_on_top.name)))
+    archived = {a: a.read_bytes() for a in (archive, other)}
+
+    summary = restore_existing(tmp_path, dry_run=False, remove_archive=True, progress=False)
+    assert (summary["resumed"], summary["restored"], summary["failed"]) == (2, 0, 2)
+    assert {a: a.read_bytes() for a in (archive, other)} == archived
+    assert {e["path"] for e in summary["errors"]} == {str(archive), str(other)}
+
+
+def _file_named(name):
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tf:
+        info = _member(name)
+        info.size = 4
+        tf.addfile(info, io.BytesIO(b"data"))
+    return out.getvalue()

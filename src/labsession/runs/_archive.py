@@ -156,9 +156,9 @@ def check_archived(src: Path, *, fmt: str) -> tuple[Path, list[FolderEntry]]:
     FileNotFoundError, NotADirectoryError
         If ``src`` is missing or not a folder.
     ArchiveError
-        If the archive is unreadable or corrupt, or ``src`` holds something it does not (written
-        or added since it was packed, or another folder's archive of the same name); nothing is
-        changed then.
+        If the archive is unreadable or corrupt, holds a member restoring refuses or one outside
+        ``src``'s name, or ``src`` holds something it does not (written or added since it was
+        packed, or another folder's archive of the same name); nothing is changed then.
     """
     target = archive_path_for(src, fmt)
     if not src.is_dir():
@@ -166,11 +166,16 @@ def check_archived(src: Path, *, fmt: str) -> tuple[Path, list[FolderEntry]]:
             raise FileNotFoundError(f"{src}: run folder to archive does not exist")
         raise NotADirectoryError(f"{src}: not a folder; only run folders can be archived")
     entries = walk_folder(src, links=True, settled=True)
-    differs = compare_tar_folder(target, src, entries, top=src.name).changed
-    if differs:
+    difference = compare_tar_folder(target, src, entries, top=src.name)
+    if differs := difference.changed:
         raise ArchiveError(
             f"{target}: exists, but {src} holds {len(differs)} path(s) it does not hold as they "
             f"are (written or added since, or another archive): {differs[:5]}; both kept"
+        )
+    if difference.outside:  # another folder's archive: restoring would not give src back
+        raise ArchiveError(
+            f"{target}: exists, but holds {len(difference.outside)} member(s) outside "
+            f"{src.name}/ (another archive): {difference.outside[:5]}; both kept"
         )
     return target, entries
 
@@ -187,7 +192,8 @@ def check_restored(archive: Path, dest: Path) -> None:
     FileExistsError
         If ``dest`` differs from the archive (it is another folder: both are kept).
     ArchiveError
-        If the archive is unreadable or corrupt, or ``dest`` holds a special file or a link out.
+        If the archive is unreadable or corrupt, holds a member restoring refuses, or ``dest``
+        holds a special file or a link out.
     """
     entries = walk_folder(dest, links=True)
     for top in (dest.name, ""):
