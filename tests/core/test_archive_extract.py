@@ -343,6 +343,33 @@ def test_a_plain_tar_ending_with_a_zip_member_is_read_as_the_tar(tmp_path):
     assert (out / "src" / "z.zip").read_bytes() == (src / "z.zip").read_bytes()
 
 
+def test_an_old_v7_tar_ending_with_a_zip_member_is_read_as_the_tar(tmp_path):
+    # No "ustar" magic in its headers: only the header's checksum says it is a tar.
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "log.txt").write_text("the log")
+    with zipfile.ZipFile(src / "z.zip", "w") as zf:
+        zf.writestr("inner.txt", "inner")
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name in ("log.txt", "z.zip"):
+            tf.add(src / name, arcname=f"src/{name}")
+    raw = bytearray(plain.getvalue())
+    for offset in range(0, len(raw) - 1024, 512):  # each header, as `tar --format=v7` writes
+        header = raw[offset : offset + 512]
+        if header[257:262] == b"ustar":
+            header[257:265] = bytes(8)
+            header[148:156] = b" " * 8
+            header[148:156] = b"%06o\0 " % sum(header)
+            raw[offset : offset + 512] = header
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(bytes(raw))
+    assert zipfile.is_zipfile(archive)
+    out = safe_extract(archive, tmp_path / "out")
+    assert (out / "src" / "log.txt").read_text() == "the log"
+    assert (out / "src" / "z.zip").read_bytes() == (src / "z.zip").read_bytes()
+
+
 def test_a_tar_gz_failing_its_gzip_crc_is_refused(tmp_path):
     archive = _tar(tmp_path / "crc.tar.gz", [(_info("a.txt"), b"alpha" * 100)], mode="w:gz")
     raw = bytearray(archive.read_bytes())

@@ -92,6 +92,16 @@ def test_folder_with_a_relative_link_out_is_not_archived(tmp_path):
     assert not list(tmp_path.glob("*.tar.gz"))
 
 
+def test_a_link_that_climbs_out_and_back_in_through_the_run_name_is_not_archived(tmp_path):
+    """It points inside here, but not from the restore's temporary folder nor under a new name."""
+    (run,) = make_run_dirs(tmp_path, 1)
+    os.symlink(f"../{run.name}/result.csv", run / "latest")
+    with pytest.raises(ArchiveError, match="points out of"):
+        archive_session_dir(run)
+    assert (run / "result.csv").is_file()
+    assert not list(tmp_path.glob("*.tar.gz"))
+
+
 def test_a_link_that_climbs_after_a_name_is_not_archived(tmp_path):
     """It could not be restored safely (``b/..`` climbs from wherever ``b`` points)."""
     (run,) = make_run_dirs(tmp_path, 1)

@@ -70,7 +70,7 @@ def test_a_folder_that_differs_from_its_archive_is_kept_with_the_archive(tmp_pat
     errors = {e["path"]: e["error"] for e in summary["errors"]}
     assert target.relative_to(changed).as_posix() in errors[str(changed)]
     assert "written_later.txt" in errors[str(added)]
-    assert "not a readable tar archive" in errors[str(corrupt)]
+    assert "cannot extract" in errors[str(corrupt)]
     for run in (changed, added, corrupt):  # nothing changed, nothing removed
         assert _contents(run) == before[run.name]
     assert [a.read_bytes() for a in archives] == archived_bytes
@@ -83,16 +83,20 @@ def test_stale_temporary_archives_are_removed_fresh_ones_kept(tmp_path):
     other = tmp_path / ".notes.tar.gz.0123abcd.tmp"  # not a run's: never touched
     for path in (stale, fresh, other):
         path.write_bytes(b"half an archive")
+    trial = tmp_path / f".{run.name}.restoring-0123abcd"  # a resume's check, stopped
+    (trial / "logs").mkdir(parents=True)
+    (trial / "logs" / "half.log").write_text("x")
     old = time.time() - 2 * 3600
-    for path in (stale, other):
+    for path in (stale, other, trial / "logs" / "half.log", trial / "logs", trial):
         os.utime(path, (old, old))
 
     dry = archive_existing(tmp_path, progress=False)
-    assert dry["temp_removed"] == 1
+    assert dry["temp_removed"] == 2
     assert stale.exists()
     summary = archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
-    assert (summary["temp_removed"], summary["archived"]) == (1, 1)
+    assert (summary["temp_removed"], summary["archived"]) == (2, 1)
     assert not stale.exists()
+    assert not trial.exists()
     assert fresh.exists()
     assert other.exists()
 
@@ -162,12 +166,39 @@ def _unrestorable(run):
         ),
         "data after the end block": whole
         + _tar_bytes(run, top=run.name, extra=[(_member(f"{run.name}/later.txt"), b"y")]),
+        # members the folder lacks (removal had begun) that restoring refuses together
+        "file and folder of one name": _tar_bytes(
+            run,
+            top=run.name,
+            extra=[(_member(f"{run.name}/f"), b"file"), (_member(f"{run.name}/f/g"), b"in f")],
+        ),
+        "link where a file is": _tar_bytes(
+            run,
+            top=run.name,
+            extra=[
+                (_member(f"{run.name}/l"), b"file"),
+                (_member(f"{run.name}/l", kind=tarfile.SYMTYPE, link=a_file), b""),
+            ],
+        ),
+        "link out through a name it lacks": _tar_bytes(
+            run,
+            top=run.name,
+            extra=[(_member(f"{run.name}/l", kind=tarfile.SYMTYPE, link="../outside.txt"), b"")],
+        ),
     }
 
 
 @pytest.mark.parametrize(
     "case",
-    ["hard link", "absolute name", "member outside the run", "data after the end block"],
+    [
+        "hard link",
+        "absolute name",
+        "member outside the run",
+        "data after the end block",
+        "file and folder of one name",
+        "link where a file is",
+        "link out through a name it lacks",
+    ],
 )
 def test_a_folder_is_kept_beside_an_archive_restoring_refuses(tmp_path, case):
     (run,) = make_run_dirs(tmp_path, 1)
@@ -209,3 +240,23 @@ def _file_named(name):
         info.size = 4
         tf.addfile(info, io.BytesIO(b"data"))
     return out.getvalue()
+
+
+@pytest.mark.parametrize("inner", ["same name", "another run's name"])
+def test_restore_keeps_an_archive_whose_restore_lays_its_folder_out_otherwise(tmp_path, inner):
+    # the folder holds <run>/<inner>/x.txt; restoring strips or unwraps <inner> away
+    (run,) = make_run_dirs(tmp_path, 1, n_files=1)
+    name = run.name if inner == "same name" else run.name[:-4] + "zzzz"
+    for path in sorted(run.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (run / name).mkdir()
+    (run / name / "x.txt").write_text("payload")
+    archive = archive_path_for(run, "tar.gz")
+    archive.write_bytes(gzip.compress(_tar_bytes(run / name, top=name)))
+    archived = archive.read_bytes()
+
+    summary = restore_existing(tmp_path, dry_run=False, remove_archive=True, progress=False)
+    assert (summary["resumed"], summary["restored"], summary["failed"]) == (1, 0, 1)
+    assert "differs" in summary["errors"][0]["error"]
+    assert archive.read_bytes() == archived
+    assert _contents(run) == {f"{name}/x.txt": b"payload"}

@@ -17,14 +17,16 @@ created here is.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from labsession.core.archive import (
     TAR_FORMATS,
     FolderEntry,
-    compare_tar_folder,
+    compare_folders,
     pack_tar,
     remove_packed,
     staged_extract,
@@ -143,22 +145,41 @@ def pack_verified(
     return target, entries
 
 
+@contextlib.contextmanager
+def _extracted_beside(arc: Path, dest: Path, *, max_bytes: int | None) -> Iterator[Path]:
+    """Extract ``arc`` as a restore does, into a private folder beside ``dest``; yield it.
+
+    The folder is removed on exit unless the caller moved it away.
+    """
+    # Archives written here (and by the established tools) hold one folder named like the run:
+    # its content is extracted straight into the temporary folder, which is then renamed.
+    top = strip_archive_suffix(arc.name) if arc.name.endswith(_READ_SUFFIXES) else None
+    # One run folder under another archive name: its content (only when the archive's name did
+    # not strip already, so a run holding one run-named folder keeps its layout).
+    with staged_extract(
+        arc, dest, strip=top, links=True, max_bytes=max_bytes, unwrap_if=is_run_id
+    ) as root:
+        yield root
+
+
 def check_archived(src: Path, *, fmt: str) -> tuple[Path, list[FolderEntry]]:
-    """Check that the archive of ``src``, which exists already, holds all ``src`` holds.
+    """Check that the archive of ``src``, which exists already, gives back all ``src`` holds.
 
     For a folder whose archiving stopped after its archive was renamed into place (a killed
-    process, a crash) but before the folder was wholly removed: the archive is read to its end
-    and every file and link left in ``src`` compared with its member, byte for byte. Returns the
-    archive and the listing, for :func:`remove_source` once the archive is flushed to disk.
+    process, a crash) but before the folder was wholly removed: the archive is restored for
+    real, with every check a restore makes, into a private folder beside ``src``, and every
+    folder, file and link left in ``src`` compared with what it gave, byte for byte. Returns
+    the archive and the listing, for :func:`remove_source` once the archive is flushed to disk.
 
     Raises
     ------
     FileNotFoundError, NotADirectoryError
         If ``src`` is missing or not a folder.
     ArchiveError
-        If the archive is unreadable or corrupt, holds a member restoring refuses or one outside
-        ``src``'s name, or ``src`` holds something it does not (written or added since it was
-        packed, or another folder's archive of the same name); nothing is changed then.
+        If restoring the archive fails (corrupt, a member refused, over the default size
+        limit, no space for the trial) or does not give back what ``src`` holds (written or
+        added since it was packed, another archive of the same name, another layout); nothing
+        is changed then.
     """
     target = archive_path_for(src, fmt)
     if not src.is_dir():
@@ -166,44 +187,38 @@ def check_archived(src: Path, *, fmt: str) -> tuple[Path, list[FolderEntry]]:
             raise FileNotFoundError(f"{src}: run folder to archive does not exist")
         raise NotADirectoryError(f"{src}: not a folder; only run folders can be archived")
     entries = walk_folder(src, links=True, settled=True)
-    difference = compare_tar_folder(target, src, entries, top=src.name)
-    if differs := difference.changed:
+    with _extracted_beside(target, src, max_bytes=None) as restored:
+        differs = compare_folders(src, entries, restored).changed
+    if differs:
         raise ArchiveError(
-            f"{target}: exists, but {src} holds {len(differs)} path(s) it does not hold as they "
-            f"are (written or added since, or another archive): {differs[:5]}; both kept"
-        )
-    if difference.outside:  # another folder's archive: restoring would not give src back
-        raise ArchiveError(
-            f"{target}: exists, but holds {len(difference.outside)} member(s) outside "
-            f"{src.name}/ (another archive): {difference.outside[:5]}; both kept"
+            f"{target}: exists, but restoring it does not give back {len(differs)} path(s) "
+            f"{src} holds (written or added since, or another archive): {differs[:5]}; both kept"
         )
     return target, entries
 
 
-def check_restored(archive: Path, dest: Path) -> None:
+def check_restored(archive: Path, dest: Path, *, max_bytes: int | None = None) -> None:
     """Check that ``dest``, which exists already, is exactly what restoring ``archive`` gives.
 
     For a restore that stopped after the folder was renamed into place but before its archive
-    was removed. The archive is read to its end and compared with the folder, byte for byte,
-    both with its members under the folder's name and at its root.
+    was removed: the archive is restored again into a private folder beside ``dest`` and the
+    two compared, path by path and byte for byte.
 
     Raises
     ------
     FileExistsError
-        If ``dest`` differs from the archive (it is another folder: both are kept).
+        If ``dest`` differs from what the archive gives (it is another folder: both are kept).
     ArchiveError
-        If the archive is unreadable or corrupt, holds a member restoring refuses, or ``dest``
-        holds a special file or a link out.
+        If restoring the archive fails, or ``dest`` holds a special file or a link out.
     """
     entries = walk_folder(dest, links=True)
-    for top in (dest.name, ""):
-        differs = compare_tar_folder(archive, dest, entries, top=top)
-        if differs.identical:
-            return
-    raise FileExistsError(
-        f"{dest}: exists and differs from {archive} ({len(differs.changed)} path(s) it does not "
-        f"hold, {len(differs.missing)} of its members missing); both kept"
-    )
+    with _extracted_beside(archive, dest, max_bytes=max_bytes) as restored:
+        differs = compare_folders(dest, entries, restored)
+    if not differs.identical:
+        raise FileExistsError(
+            f"{dest}: exists and differs from what {archive} gives ({len(differs.changed)} "
+            f"path(s) it does not give, {len(differs.missing)} it gives missing); both kept"
+        )
 
 
 def remove_source(src: Path, archive: Path, entries: list[FolderEntry]) -> None:
@@ -282,14 +297,7 @@ def restore_session_archive(
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ArchiveError(f"{arc}: cannot create {dest.parent} ({exc})") from exc
-    # Archives written here (and by the established tools) hold one folder named like the run:
-    # its content is extracted straight into the temporary folder, which is then renamed.
-    top = strip_archive_suffix(arc.name) if arc.name.endswith(_READ_SUFFIXES) else None
-    # One run folder under another archive name: its content (only when the archive's name did
-    # not strip already, so a run holding one run-named folder keeps its layout).
-    with staged_extract(
-        arc, dest, strip=top, links=True, max_bytes=max_bytes, unwrap_if=is_run_id
-    ) as root:
+    with _extracted_beside(arc, dest, max_bytes=max_bytes) as root:
         try:
             if remove_archive:
                 flush_trees([root])

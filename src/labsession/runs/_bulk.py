@@ -10,9 +10,9 @@ counts sessions; a session that fails is logged, counted and listed in the summa
 others continue.
 
 Both resume a call that was stopped (killed, a crash, a lost worker): a folder beside its
-archive is finished once the two are compared byte for byte (:func:`check_archived`,
-:func:`check_restored`), and the temporary files or folders a stopped call left are removed
-once untouched for :data:`STALE_SECONDS`.
+archive is finished once restoring the archive is known to give the folder back, byte for byte
+(:func:`check_archived`, :func:`check_restored`), and the temporary files or folders a stopped
+call left are removed once untouched for :data:`STALE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def _restore_chunk(
                 return Outcome(archive, True, bytes_out=tree_size(Path(dest)) if track_bytes else 0)
             size_in = os.stat(archive).st_size if track_bytes else 0
             if os.path.lexists(dest):  # an earlier call stopped before removing the archive
-                check_restored(Path(archive), Path(dest))
+                check_restored(Path(archive), Path(dest), max_bytes=max_bytes)
                 logger.info("finishing %s: its folder exists and holds exactly it", archive)
                 folder = Path(dest)
             else:
@@ -254,10 +254,11 @@ def archive_existing(
     """Archive every run folder directly under ``root`` (one archive each, sources removed).
 
     A folder whose archive exists already is what a stopped call left (killed, a crash, the
-    machine down): the archive is read to its end and compared with what is left of the
-    folder, byte for byte; if the folder holds nothing the archive does not, the archive is
-    flushed to disk and the folder removed (counted in ``resumed`` and ``archived``), else both
-    are kept and the run is listed in ``errors``. Temporary archives (``.<run>.tar.gz.*.tmp``)
+    machine down): the archive is restored into a private folder beside it and compared with
+    what is left of the folder, byte for byte (:func:`check_archived`); if it gives back all
+    the folder holds, the archive is flushed to disk and the folder removed (counted in
+    ``resumed`` and ``archived``), else both are kept and the run is listed in ``errors``.
+    Temporary archives (``.<run>.tar.gz.*.tmp``) and restore folders (``.<run>.restoring-*``)
     untouched for :data:`STALE_SECONDS` are removed (``temp_removed``).
 
     Parameters
@@ -306,7 +307,9 @@ def archive_existing(
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
         summary["scanned"] += 1
-        if _remove_stale(entry, _TEMP_ARCHIVE, dry_run):
+        if _remove_stale(entry, _TEMP_ARCHIVE, dry_run) or (
+            entry.is_dir(follow_symlinks=False) and _remove_stale(entry, _TEMP_RESTORE, dry_run)
+        ):
             summary["temp_removed"] += 1
             continue
         if not entry.is_dir(follow_symlinks=False) or not is_run_id(entry.name):
@@ -317,7 +320,7 @@ def archive_existing(
             continue
         if max_dirs is not None and len(todo) >= max_dirs:
             break
-        if os.path.lexists(archive_path_for(entry.path, format)):
+        if os.path.isfile(archive_path_for(entry.path, format)):
             summary["resumed"] += 1
             logger.info("resuming (archive exists, folder left): %s", entry.path)
         todo.append(entry.path)
@@ -358,8 +361,9 @@ def restore_existing(
     """Restore every run archive directly under ``root`` into a folder of the same name.
 
     An archive whose folder exists already is skipped, unless ``remove_archive``: then the
-    folder is what a stopped call left if it holds exactly the archive's members, byte for byte
-    (checked), and the archive is removed once the folder is flushed to disk (counted in
+    folder is what a stopped call left if it holds exactly what restoring the archive gives,
+    byte for byte (restored again beside it and compared, :func:`check_restored`), and the
+    archive is removed once the folder is flushed to disk (counted in
     ``resumed`` and ``restored``); a folder that differs is another one: both are kept and the
     archive is listed in ``errors``. Temporary restore folders (``.<run>.restoring-*``) under
     ``dest_root`` untouched for :data:`STALE_SECONDS` are removed (``temp_removed``).

@@ -13,13 +13,13 @@ is renamed into place, or removed on any error. Every file and folder created fo
 
 The modules: ``_names`` (member and link checks), ``_manifest`` (folder listing, manifests,
 removal of what was packed), ``_zip``, ``_tar``, ``_read`` (format detection, strict tar
-headers), ``_extract``, ``_compare`` (an archive against a folder, byte for byte, to finish an
-interrupted archive or restore).
+headers), ``_extract``, ``_compare`` (a folder against a trial restore of its archive, byte for
+byte, to finish an interrupted archive or restore).
 """
 
 from __future__ import annotations
 
-from labsession.core.archive._compare import FolderDifference, compare_tar_folder
+from labsession.core.archive._compare import FolderDifference, compare_folders
 from labsession.core.archive._extract import (
     MAX_BYTES_FLOOR,
     MAX_EXPANSION,
@@ -58,8 +58,8 @@ __all__ = [
     "FolderEntry",
     "check_link_text",
     "check_member_name",
+    "compare_folders",
     "compare_manifest",
-    "compare_tar_folder",
     "default_max_bytes",
     "folder_manifest",
     "link_target_inside",

@@ -37,6 +37,11 @@ def check_member_name(name: str, *, archive: str | os.PathLike[str] = "") -> Pur
     return path
 
 
+def _leading_climbs(parts: tuple[str, ...]) -> int:
+    """How many ``..`` a link target's path ``parts`` start with."""
+    return len(parts) - len(tuple(itertools.dropwhile(lambda part: part == "..", parts)))
+
+
 def check_link_text(target: str) -> None:
     """Refuse a link target that is empty, absolute, or climbs (``..``) after a name.
 
@@ -50,7 +55,7 @@ def check_link_text(target: str) -> None:
     """
     normalised = target.replace("\\", "/")
     parts = PurePosixPath(normalised).parts
-    leading = len(parts) - len(tuple(itertools.dropwhile(lambda part: part == "..", parts)))
+    leading = _leading_climbs(parts)
     drive = target[1:2] == ":" and target[:1].isalpha()
     if not target or normalised.startswith("/") or os.path.isabs(target) or drive:
         raise ArchiveError(f"link target {target!r} is empty or an absolute path")
@@ -66,17 +71,23 @@ def link_target_inside(root: str | os.PathLike[str], link: str | os.PathLike[str
     Raises
     ------
     ArchiveError
-        If the target fails :func:`check_link_text` or resolves (following every link on the
-        way) out of ``root``.
+        If the target fails :func:`check_link_text`, climbs (``..``) above ``root`` even to come
+        back in through its name, or resolves (following every link on the way) out of
+        ``root``.
     """
     target = os.readlink(link)
     try:
         check_link_text(target)
     except ArchiveError as exc:
         raise ArchiveError(f"{link}: symbolic link refused: {exc}") from None
+    # Climbing above the folder and back in through its own name ("../<folder>/x") resolves
+    # inside here, but not once restored under another name: refused as pointing out.
+    parent = os.path.relpath(os.path.dirname(os.path.abspath(link)), os.path.abspath(root))
+    depth = 0 if parent == os.curdir else len(parent.split(os.sep))
+    climbs = _leading_climbs(PurePosixPath(target.replace("\\", "/")).parts)
     real_root = os.path.realpath(root)
     resolved = os.path.realpath(link)
-    if os.path.commonpath([real_root, resolved]) != real_root:
+    if climbs > depth or os.path.commonpath([real_root, resolved]) != real_root:
         raise ArchiveError(
             f"{link}: symbolic link to {target!r} points out of {root}; only relative links "
             "that stay inside the folder can be archived"

@@ -76,7 +76,8 @@ def archive_kind(file: IO[bytes]) -> str:
 
     Decided from the leading bytes, not by :func:`zipfile.is_zipfile` alone: that looks for a
     zip's end record near the end of the file, which a plain tar whose last member is a
-    ``.zip`` also holds.
+    ``.zip`` also holds: a file starting with a valid tar header (its checksum checked, any
+    tar format) is a tar.
     """
     head = file.read(512)
     file.seek(0)
@@ -85,8 +86,17 @@ def archive_kind(file: IO[bytes]) -> str:
     for magic, compression in COMPRESSION_MAGIC.items():
         if head.startswith(magic):
             return compression
-    if head[257:262] != b"ustar" and zipfile.is_zipfile(file):  # a zip with data before it
+    if not _is_tar_header(head) and zipfile.is_zipfile(file):  # a zip with data before it
         file.seek(0)
         return "zip"
     file.seek(0)
     return ""
+
+
+def _is_tar_header(block: bytes) -> bool:
+    """Whether ``block`` is a tar header with a valid checksum (ustar, GNU or old v7)."""
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
