@@ -4,15 +4,19 @@
 - :class:`ImguiFrames` draws widgets frame by frame in a real imgui + ImPlot context, no window.
 - :class:`GuiScript` drives a real window (``App.run(mode="gui")`` or :func:`run_gui`) with imgui's
   test engine: click ``###ids``, wait, check, screenshot; :meth:`GuiScript.check` then raises what
-  went wrong inside the window.
+  went wrong inside the window. The fatal-signal handlers the engine installs are replaced by
+  those from before once the window closes (the engine's would crash on a later fault).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -168,6 +172,36 @@ class ImguiFrames:
                 gui()
 
 
+#: Signals whose handlers imgui's test engine replaces with its crash handler.
+_FAULT_SIGNALS = ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT")
+_SIGACTION_BYTES = 512  # more than any platform's struct sigaction; handled as opaque bytes
+
+
+class _FaultHandlers:
+    """This process's handlers of fatal signals, saved now to be put back later.
+
+    imgui's test engine installs its crash handler for them when a window starts and leaves it
+    installed: once the engine is gone, that handler itself crashes, so any later fault in the
+    process (another test, another library) dies without Python's faulthandler traceback.
+    """
+
+    def __init__(self) -> None:
+        self._saved: dict[int, Any] = {}
+        if sys.platform == "win32":  # pragma: no cover - no sigaction; the engine uses SEH
+            return
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        for name in _FAULT_SIGNALS:
+            number = getattr(signal, name, None)
+            action = ctypes.create_string_buffer(_SIGACTION_BYTES)
+            if number is not None and self._libc.sigaction(int(number), None, action) == 0:
+                self._saved[int(number)] = action
+
+    def restore(self) -> None:
+        """Put the saved handlers back."""
+        for number, action in self._saved.items():
+            self._libc.sigaction(number, action, None)
+
+
 class GuiScript:
     """A script that imgui's test engine runs inside a real window, as a user at the mouse.
 
@@ -222,6 +256,8 @@ class GuiScript:
 
         params.callbacks.register_tests = register_tests
         params.callbacks.before_imgui_render = self._close_when_done
+        self._fault_handlers = _FaultHandlers()
+        params.callbacks.before_exit_post_cleanup = self._fault_handlers.restore
         self.runner_params = params
 
     def _run(self, ctx: Any) -> None:
@@ -246,6 +282,7 @@ class GuiScript:
 
     def check(self) -> None:
         """Raise what went wrong in the window, if anything."""
+        self._fault_handlers.restore()  # (again) should the window have ended early
         if self.error is not None:
             raise self.error
         if not self.done or self.status is None:
