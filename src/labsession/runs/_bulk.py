@@ -21,6 +21,7 @@ import fnmatch
 import logging
 import os
 import re
+import secrets
 import shutil
 import stat
 import time
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from labsession.core.archive import FolderEntry
-from labsession.core.atomic import flush_files, flush_trees, fsync_dir
+from labsession.core.atomic import flush_files, flush_trees, fsync_dir, rename_no_replace
 from labsession.core.paths import tree_size
 from labsession.runs._archive import (
     ARCHIVE_FORMATS,
@@ -217,9 +218,18 @@ def _remove_stale(entry: os.DirEntry[str], pattern: re.Pattern[str], dry_run: bo
         if dry_run:
             logger.info("[dry run] would remove stale temporary %s", entry.path)
         elif entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path)
+            # Renamed first, to a name no call uses: a call still at work on the folder (its
+            # rename into place) and this removal cannot both succeed, and the removal never
+            # reaches into a folder renamed into place meanwhile.
+            doomed = os.path.join(
+                os.path.dirname(entry.path), f".{match['run']}.restoring-{secrets.token_hex(4)}"
+            )
+            rename_no_replace(entry.path, doomed)
+            shutil.rmtree(doomed)
         else:
             os.unlink(entry.path)
+    except FileNotFoundError:  # finished or removed by another call meanwhile
+        return False
     except OSError as exc:
         logger.warning("could not remove stale temporary %s: %s", entry.path, exc)
         return False
