@@ -433,3 +433,22 @@ def test_a_gzip_crc_failure_after_long_padding_is_still_caught(tmp_path):
     with pytest.raises(ArchiveError, match="CRC check failed"):
         safe_extract(archive, tmp_path / "out")
     _only(tmp_path, "a.tar.gz")
+
+
+def test_a_private_folder_of_the_same_name_is_never_removed(tmp_path, monkeypatch):
+    # the random name is taken (by another call): this one fails and leaves it alone
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.add(src, arcname="src")
+    dest = tmp_path / "out"
+    taken = tmp_path / ".out.restoring-0123abcd"
+    taken.mkdir()
+    (taken / "theirs.txt").write_text("another call's")
+    monkeypatch.setattr("secrets.token_hex", lambda n: "0123abcd")
+    with pytest.raises(ArchiveError, match="cannot create the folder to extract into"):
+        safe_extract(archive, dest)
+    assert (taken / "theirs.txt").read_text() == "another call's"
+    assert not dest.exists()

@@ -384,3 +384,13 @@ def test_a_destination_appearing_during_the_restore_is_never_replaced(tmp_path, 
     assert list(dest.iterdir()) == []  # the other process's folder, untouched
     assert archive.is_file()  # kept: nothing was restored
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([archive.name, RUN_A])
+
+
+def test_a_dangling_link_inside_the_run_is_restored_and_the_archive_removed(tmp_path):
+    # flushing the restored files before removing the archive must not follow the link
+    (run,) = make_run_dirs(tmp_path, 1)
+    os.symlink("results/not_yet_written.csv", run / "latest")
+    archive = archive_session_dir(run)
+    restored = restore_session_archive(archive, remove_archive=True)
+    assert os.readlink(restored / "latest") == "results/not_yet_written.csv"
+    assert not archive.exists()

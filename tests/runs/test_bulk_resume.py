@@ -260,3 +260,17 @@ def test_restore_keeps_an_archive_whose_restore_lays_its_folder_out_otherwise(tm
     assert "differs" in summary["errors"][0]["error"]
     assert archive.read_bytes() == archived
     assert _contents(run) == {f"{name}/x.txt": b"payload"}
+
+
+def test_a_run_packing_over_100_fold_is_resumed_beyond_the_default_restore_limit(tmp_path):
+    # 70 MiB of zeros packs to ~0.3 MB: over the default limit of a restore (max 64 MiB or 100x
+    # the archive); the resume's check is bounded by the free space alone.
+    (run,) = make_run_dirs(tmp_path, 1, n_files=1)
+    zeros = run / "zeros.bin"
+    with open(zeros, "wb") as f:
+        f.truncate(70 << 20)
+    archive = _packed_not_removed(run)
+    summary = archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    assert (summary["resumed"], summary["archived"]) == (1, 1), summary["errors"]
+    assert not run.exists()
+    assert archive.is_file()

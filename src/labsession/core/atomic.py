@@ -148,9 +148,19 @@ def flush_files(paths: Iterable[str | os.PathLike[str]]) -> None:
 
 
 def flush_trees(roots: Iterable[str | os.PathLike[str]]) -> None:
-    """Flush every file and folder under ``roots`` to disk (before removing their source)."""
+    """Flush every file and folder under ``roots`` to disk (before removing their source).
+
+    Symbolic links are not followed (a link's entry is flushed with its folder; its target may
+    be missing).
+    """
     walks = [list(os.walk(root)) for root in roots]
-    flush_files(Path(folder, name) for walk in walks for folder, _, files in walk for name in files)
+    flush_files(
+        path
+        for walk in walks
+        for folder, _, files in walk
+        for path in (Path(folder, name) for name in files)
+        if not path.is_symlink()
+    )
     for walk in walks:
         for folder, _dirs, _files in walk:
             fsync_dir(folder)

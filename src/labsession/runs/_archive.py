@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,10 +177,9 @@ def check_archived(src: Path, *, fmt: str) -> tuple[Path, list[FolderEntry]]:
     FileNotFoundError, NotADirectoryError
         If ``src`` is missing or not a folder.
     ArchiveError
-        If restoring the archive fails (corrupt, a member refused, over the default size
-        limit, no space for the trial) or does not give back what ``src`` holds (written or
-        added since it was packed, another archive of the same name, another layout); nothing
-        is changed then.
+        If restoring the archive fails (corrupt, a member refused, no space for the trial) or
+        does not give back what ``src`` holds (written or added since it was packed, another
+        archive of the same name, another layout); nothing is changed then.
     """
     target = archive_path_for(src, fmt)
     if not src.is_dir():
@@ -187,7 +187,9 @@ def check_archived(src: Path, *, fmt: str) -> tuple[Path, list[FolderEntry]]:
             raise FileNotFoundError(f"{src}: run folder to archive does not exist")
         raise NotADirectoryError(f"{src}: not a folder; only run folders can be archived")
     entries = walk_folder(src, links=True, settled=True)
-    with _extracted_beside(target, src, max_bytes=None) as restored:
+    # No size limit but the free space: the folder held those bytes (a restore of such an
+    # archive needs max_bytes, which its error says).
+    with _extracted_beside(target, src, max_bytes=sys.maxsize) as restored:
         differs = compare_folders(src, entries, restored).changed
     if differs:
         raise ArchiveError(

@@ -315,11 +315,7 @@ def _extract_zip(ex: _Extraction, file: IO[bytes]) -> None:
 def _extract_once(
     archive: Path, root: Path, *, strip: str | None, links: bool, limit: int
 ) -> dict[str, int]:
-    """Extract into the fresh folder ``root`` (created here); the caller removes it on error."""
-    try:
-        os.mkdir(root)
-    except OSError as exc:
-        raise ArchiveError(f"{archive}: cannot create the folder to extract into ({exc})") from exc
+    """Extract into the fresh, empty folder ``root``; the caller removes it on error."""
     ex = _Extraction(archive, root, strip=strip, links=links, limit=limit)
     try:
         with open(archive, "rb") as file:
@@ -399,13 +395,16 @@ def staged_extract(
     arc = Path(archive)
     destination = Path(dest)
     limit = default_max_bytes(os.stat(arc).st_size) if max_bytes is None else max_bytes
-    tmp = destination.parent / f".{destination.name}.restoring-{secrets.token_hex(4)}"
+    tmp: Path | None = None  # only a folder this call created is ever removed
     try:
+        tmp = _new_private_folder(arc, destination)
         try:
             _extract_once(arc, tmp, strip=strip, links=links, limit=limit)
             stripped = strip is not None
         except _NotUnderOneFolder:
             shutil.rmtree(tmp)
+            tmp = None
+            tmp = _new_private_folder(arc, destination)
             _extract_once(arc, tmp, strip=None, links=links, limit=limit)
             stripped = False
         root = tmp
@@ -417,8 +416,18 @@ def staged_extract(
                 root = only
         yield root
     finally:
-        if os.path.lexists(tmp):
+        if tmp is not None and os.path.lexists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _new_private_folder(archive: Path, destination: Path) -> Path:
+    """Create ``.<destination name>.restoring-<8 hex>`` beside ``destination``, new."""
+    tmp = destination.parent / f".{destination.name}.restoring-{secrets.token_hex(4)}"
+    try:
+        os.mkdir(tmp)
+    except OSError as exc:
+        raise ArchiveError(f"{archive}: cannot create the folder to extract into ({exc})") from exc
+    return tmp
 
 
 def safe_extract(
