@@ -268,7 +268,7 @@ def test_files_written_or_added_after_packing_are_kept(tmp_path, caplog):
     with open(run / "logs" / "stdout.log", "a") as f:
         f.write("a line written after packing\n")
     (run / "logs" / "late.log").write_text("new file")
-    remove_source(run, target, entries)
+    remove_source(run, target, entries, checked=target.stat())
     assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == [
         "logs",
         "logs/late.log",

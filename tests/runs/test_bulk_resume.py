@@ -6,11 +6,12 @@ import gzip
 import io
 import os
 import tarfile
+import threading
 import time
 
 import pytest
 
-from labsession.runs import archive_existing, restore_existing
+from labsession.runs import _archive, _bulk, archive_existing, restore_existing
 from labsession.runs._archive import archive_path_for, pack_verified
 
 from .conftest import make_run_dirs
@@ -274,3 +275,96 @@ def test_a_run_packing_over_100_fold_is_resumed_beyond_the_default_restore_limit
     assert (summary["resumed"], summary["archived"]) == (1, 1), summary["errors"]
     assert not run.exists()
     assert archive.is_file()
+
+
+def _paused_before(monkeypatch, module, name):
+    """Make ``module.name`` wait, once called, until the test lets it go (a thread's pause)."""
+    reached, go = threading.Event(), threading.Event()
+    original = getattr(module, name)
+
+    def paused(*args, **kwargs):
+        reached.set()
+        assert go.wait(60), "never let go"
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, paused)
+    return reached, go
+
+
+def test_an_archive_call_never_removes_a_folder_a_restore_is_about_to_remove_the_archive_of(
+    tmp_path, monkeypatch
+):
+    # A restore with remove_archive has its folder in place, its archive not yet
+    # removed; an archive call at the same time finds folder and archive, checks them equal
+    # and would remove the folder: it must leave it (the restore holds the archive).
+    (run,) = make_run_dirs(tmp_path, 1)
+    before = _contents(run)
+    archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    reached, go = _paused_before(monkeypatch, _bulk, "flush_trees")  # in place, not yet removed
+    restoring = {}
+    thread = threading.Thread(
+        target=lambda: restoring.update(
+            restore_existing(tmp_path, dry_run=False, remove_archive=True, progress=False)
+        )
+    )
+    thread.start()
+    assert reached.wait(60)
+    assert _contents(run) == before  # in place, archive still there
+    archiving = archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    go.set()
+    thread.join(60)
+    assert (archiving["resumed"], archiving["archived"], archiving["failed"]) == (1, 0, 1)
+    assert "another call" in archiving["errors"][0]["error"]
+    assert (restoring["restored"], restoring["failed"]) == (1, 0), restoring["errors"]
+    assert _contents(run) == before
+    assert not archive_path_for(run, "tar.gz").exists()
+
+
+def test_a_restore_never_removes_an_archive_whose_folder_an_archive_call_is_removing(
+    tmp_path, monkeypatch
+):
+    # An archive call has checked folder and archive and is removing the folder; a restore
+    # with remove_archive at the same time must keep the archive.
+    (run,) = make_run_dirs(tmp_path, 1)
+    before = _contents(run)
+    archive = _packed_not_removed(run)
+    reached, go = _paused_before(monkeypatch, _archive, "remove_packed")  # archive held
+    archiving = {}
+    thread = threading.Thread(
+        target=lambda: archiving.update(
+            archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+        )
+    )
+    thread.start()
+    assert reached.wait(60)
+    restoring = restore_existing(tmp_path, dry_run=False, remove_archive=True, progress=False)
+    go.set()
+    thread.join(60)
+    assert (restoring["resumed"], restoring["restored"], restoring["failed"]) == (1, 0, 1)
+    assert "another call" in restoring["errors"][0]["error"]
+    assert (archiving["archived"], archiving["failed"]) == (1, 0), archiving["errors"]
+    assert not run.exists()
+    assert _restored(archive, run) == before
+
+
+def test_an_archive_call_never_removes_a_folder_one_restore_is_about_to_remove_the_archive_of(
+    tmp_path, monkeypatch
+):
+    # the same with restore_session_archive(remove_archive=True), one run
+    from labsession.runs import restore_session_archive
+
+    (run,) = make_run_dirs(tmp_path, 1)
+    before = _contents(run)
+    archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    archive = archive_path_for(run, "tar.gz")
+    reached, go = _paused_before(monkeypatch, _archive, "fsync_dir")  # in place, archive held
+    thread = threading.Thread(target=restore_session_archive, args=(archive, None, True))
+    thread.start()
+    assert reached.wait(60)
+    archiving = archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    go.set()
+    thread.join(60)
+    assert (archiving["resumed"], archiving["archived"], archiving["failed"]) == (1, 0, 1)
+    assert "another call" in archiving["errors"][0]["error"]
+    assert _contents(run) == before
+    assert not archive.exists()

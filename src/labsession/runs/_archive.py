@@ -35,6 +35,7 @@ from labsession.core.archive import (
 )
 from labsession.core.atomic import flush_trees, fsync_dir, rename_no_replace
 from labsession.errors import ArchiveError
+from labsession.runs._hold import ArchiveHold, same_file
 from labsession.runs._ids import is_run_id
 
 __all__ = [
@@ -120,7 +121,7 @@ def archive_session_dir(
     src = Path(src_dir)
     target, entries = pack_verified(src, fmt=format, compresslevel=compresslevel, fsync=remove_src)
     if remove_src:
-        remove_source(src, target, entries)
+        remove_source(src, target, entries, checked=os.stat(target))
     return target
 
 
@@ -163,14 +164,15 @@ def _extracted_beside(arc: Path, dest: Path, *, max_bytes: int | None) -> Iterat
         yield root
 
 
-def check_archived(src: Path, *, fmt: str) -> tuple[Path, list[FolderEntry]]:
+def check_archived(src: Path, *, fmt: str) -> tuple[Path, list[FolderEntry], os.stat_result]:
     """Check that the archive of ``src``, which exists already, gives back all ``src`` holds.
 
     For a folder whose archiving stopped after its archive was renamed into place (a killed
     process, a crash) but before the folder was wholly removed: the archive is restored for
     real, with every check a restore makes, into a private folder beside ``src``, and every
     folder, file and link left in ``src`` compared with what it gave, byte for byte. Returns
-    the archive and the listing, for :func:`remove_source` once the archive is flushed to disk.
+    the archive, the listing and the archive's status as checked, for :func:`remove_source`
+    once the archive is flushed to disk.
 
     Raises
     ------
@@ -187,6 +189,7 @@ def check_archived(src: Path, *, fmt: str) -> tuple[Path, list[FolderEntry]]:
             raise FileNotFoundError(f"{src}: run folder to archive does not exist")
         raise NotADirectoryError(f"{src}: not a folder; only run folders can be archived")
     entries = walk_folder(src, links=True, settled=True)
+    checked = os.stat(target)
     # No size limit but the free space: the folder held those bytes (a restore of such an
     # archive needs max_bytes, which its error says).
     with _extracted_beside(target, src, max_bytes=sys.maxsize) as restored:
@@ -196,7 +199,7 @@ def check_archived(src: Path, *, fmt: str) -> tuple[Path, list[FolderEntry]]:
             f"{target}: exists, but restoring it does not give back {len(differs)} path(s) "
             f"{src} holds (written or added since, or another archive): {differs[:5]}; both kept"
         )
-    return target, entries
+    return target, entries, checked
 
 
 def check_restored(archive: Path, dest: Path, *, max_bytes: int | None = None) -> None:
@@ -223,17 +226,33 @@ def check_restored(archive: Path, dest: Path, *, max_bytes: int | None = None) -
         )
 
 
-def remove_source(src: Path, archive: Path, entries: list[FolderEntry]) -> None:
+def remove_source(
+    src: Path, archive: Path, entries: list[FolderEntry], *, checked: os.stat_result
+) -> None:
     """Remove what ``archive`` holds of run folder ``src`` once the archive is on disk.
 
     Only the packed files are removed: one written to or added since packing stays, with a
-    warning (a run still writing its logs loses nothing). A failure only warns.
+    warning (a run still writing its logs loses nothing). A failure to remove only warns.
+    The archive is locked meanwhile (:class:`~labsession.runs._hold.ArchiveHold`) and must
+    still be the file ``checked`` (its status when packed or checked).
+
+    Raises
+    ------
+    ArchiveError
+        If the archive was removed or replaced since (by a restore running at once), or another
+        call holds its lock: nothing is removed.
     """
-    try:
-        kept = remove_packed(src, entries)
-    except OSError as exc:
-        logger.warning("archived %s, but could not remove the folder: %s", archive, exc)
-        return
+    with ArchiveHold(archive) as held:
+        if held is None or not same_file(held, checked):
+            raise ArchiveError(
+                f"{archive}: removed or replaced since it was checked (a restore running at "
+                f"the same time?); {src} kept"
+            )
+        try:
+            kept = remove_packed(src, entries)
+        except OSError as exc:
+            logger.warning("archived %s, but could not remove the folder: %s", archive, exc)
+            return
     if kept and kept != ["."]:
         changed = [k for k in kept if k != "."]
         logger.warning(
@@ -286,8 +305,9 @@ def restore_session_archive(
     ArchiveError
         If the archive is corrupt, declares more than ``max_bytes`` or the free space, a member
         appears twice, writing fails (over-long name, permission denied, disk full: the
-        ``OSError`` is chained), or the extracted files differ from its members. Nothing is
-        left behind.
+        ``OSError`` is chained), or the extracted files differ from its members; or, with
+        ``remove_archive``, another call holds the archive (archiving or restoring this run
+        at once) or removed it meanwhile. Nothing is left behind.
     """
     arc = Path(archive_path)
     if not arc.is_file():
@@ -299,26 +319,31 @@ def restore_session_archive(
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ArchiveError(f"{arc}: cannot create {dest.parent} ({exc})") from exc
-    with _extracted_beside(arc, dest, max_bytes=max_bytes) as root:
+    # The archive to remove is held from before the folder is in place until it is gone: an
+    # archiving call at once never removes the folder meanwhile.
+    hold = ArchiveHold(arc) if remove_archive else contextlib.nullcontext()
+    with _extracted_beside(arc, dest, max_bytes=max_bytes) as root, hold as held:
         try:
             if remove_archive:
                 flush_trees([root])
         except OSError as exc:
             raise ArchiveError(f"{arc}: cannot flush the restored files to disk ({exc})") from exc
+        if remove_archive and held is None:
+            raise ArchiveError(f"{arc}: removed or replaced while being restored")
         try:
             rename_no_replace(root, dest)  # never onto a folder that appeared meanwhile
         except OSError as exc:
             if os.path.lexists(dest):
                 raise FileExistsError(f"{dest}: appeared while restoring {arc}") from exc
             raise ArchiveError(f"{arc}: cannot move the restored files to {dest} ({exc})") from exc
-    if remove_archive:
-        try:
-            fsync_dir(dest.parent)
-            arc.unlink()
-            fsync_dir(arc.parent)
-        except OSError as exc:
-            raise ArchiveError(
-                f"{arc}: restored to {dest}, but the archive could not be removed ({exc})"
-            ) from exc
+        if remove_archive:
+            try:
+                fsync_dir(dest.parent)
+                arc.unlink()
+                fsync_dir(arc.parent)
+            except OSError as exc:
+                raise ArchiveError(
+                    f"{arc}: restored to {dest}, but the archive could not be removed ({exc})"
+                ) from exc
     logger.debug("restored %s -> %s", arc, dest)
     return dest

@@ -33,6 +33,7 @@ from typing import Any
 from labsession.core.archive import FolderEntry
 from labsession.core.atomic import flush_files, flush_trees, fsync_dir, rename_no_replace
 from labsession.core.paths import tree_size
+from labsession.errors import ArchiveError
 from labsession.runs._archive import (
     ARCHIVE_FORMATS,
     archive_path_for,
@@ -44,6 +45,7 @@ from labsession.runs._archive import (
     strip_archive_suffix,
 )
 from labsession.runs._chunks import Outcome, run_chunks
+from labsession.runs._hold import ArchiveHold
 from labsession.runs._ids import is_run_id
 
 __all__ = ["archive_existing", "restore_existing"]
@@ -77,7 +79,9 @@ def _archive_chunk(
 ) -> list[Outcome]:
     # Pack and verify the whole chunk first, flush the archives to disk in one pass, and only
     # then remove the sources: one durable point per chunk rather than per session.
-    def pack(path: str) -> tuple[Path, Path, int, list[FolderEntry]] | Outcome:
+    Packed = tuple[Path, Path, int, list[FolderEntry], os.stat_result]
+
+    def pack(path: str) -> Packed | Outcome:
         src = Path(path)
         try:
             target = archive_path_for(src, fmt)
@@ -85,11 +89,12 @@ def _archive_chunk(
                 target, entries = pack_verified(
                     src, fmt=fmt, compresslevel=compresslevel, fsync=False
                 )
+                checked = os.stat(target)
             elif not os.path.lexists(src):  # archived and removed by a worker that then died
                 size_out = target.stat().st_size if track_bytes else 0
                 return Outcome(path, True, bytes_out=size_out)
             else:  # an earlier call stopped before removing the folder: finish it
-                target, entries = check_archived(src, fmt=fmt)
+                target, entries, checked = check_archived(src, fmt=fmt)
                 logger.info("finishing %s: its archive exists and holds all it holds", src)
         except Exception as exc:  # noqa: BLE001 - one bad session must not stop the others
             return Outcome(path, False, error=f"{type(exc).__name__}: {exc}")
@@ -98,7 +103,16 @@ def _archive_chunk(
             if track_bytes
             else 0
         )
-        return Path(path), target, size_in, entries
+        return Path(path), target, size_in, entries, checked
+
+    def remove(item: Packed) -> Outcome:
+        src, target, size_in, entries, checked = item
+        try:
+            remove_source(src, target, entries, checked=checked)
+        except Exception as exc:  # noqa: BLE001 - as above
+            return Outcome(str(src), False, error=f"{type(exc).__name__}: {exc}")
+        size_out = checked.st_size if track_bytes else 0
+        return Outcome(str(src), True, bytes_in=size_in, bytes_out=size_out)
 
     # Packing is CPU-bound Python (tarfile): one at a time per process, as a second thread only
     # contends for the GIL (measured: 1.5 ms per run alone, 3.7 ms each with two threads).
@@ -106,17 +120,13 @@ def _archive_chunk(
     outcomes = [r for r in results if isinstance(r, Outcome)]
     packed = [r for r in results if not isinstance(r, Outcome)]
     try:
-        flush_files([target for _src, target, _size, _entries in packed])
+        flush_files([item[1] for item in packed])
     except OSError as exc:  # nothing is removed if the archives may not be on disk
         return outcomes + [
-            Outcome(str(src), False, error=f"flush failed, source kept: {exc}")
-            for src, _t, _s, _e in packed
+            Outcome(str(item[0]), False, error=f"flush failed, source kept: {exc}")
+            for item in packed
         ]
-    _threaded(lambda item: remove_source(item[0], item[1], item[3]), packed)
-    for src, target, size_in, _entries in packed:
-        size_out = target.stat().st_size if track_bytes else 0
-        outcomes.append(Outcome(str(src), True, bytes_in=size_in, bytes_out=size_out))
-    return outcomes
+    return outcomes + _threaded(remove, packed)
 
 
 def _restore_chunk(
@@ -127,10 +137,18 @@ def _restore_chunk(
 ) -> list[Outcome]:
     # Restore the chunk, then (when archives are to go) flush all restored files in one batch
     # before removing any archive.
-    def restore(pair: tuple[str, str]) -> tuple[Path, Path, int, int] | Outcome:
+    # With remove_archive, each archive is held (ArchiveHold) from before its folder is checked
+    # or moved into place until it is removed: an archiving call at once never removes the
+    # folder meanwhile.
+    def restore(pair: tuple[str, str]) -> tuple[Path, Path, int, int, ArchiveHold] | Outcome:
         archive, dest = pair
+        hold = ArchiveHold(Path(archive))
         try:
-            if os.path.lexists(dest) and not os.path.lexists(archive):
+            if remove_archive and hold.acquire() is None:
+                if os.path.lexists(archive):
+                    raise ArchiveError(f"{archive}: replaced while being restored; kept")
+                if not os.path.lexists(dest):
+                    raise FileNotFoundError(f"{archive}: removed, but not restored to {dest}")
                 # restored, and its archive removed, by a worker that then died
                 return Outcome(archive, True, bytes_out=tree_size(Path(dest)) if track_bytes else 0)
             size_in = os.stat(archive).st_size if track_bytes else 0
@@ -144,27 +162,32 @@ def _restore_chunk(
                 )
             size_out = tree_size(folder) if track_bytes else 0
         except Exception as exc:  # noqa: BLE001 - one bad session must not stop the others
+            hold.release()
             return Outcome(archive, False, error=f"{type(exc).__name__}: {exc}")
-        return Path(archive), folder, size_in, size_out
+        return Path(archive), folder, size_in, size_out, hold
 
     results = _threaded(restore, pairs)
     outcomes = [r for r in results if isinstance(r, Outcome)]
     restored = [r for r in results if not isinstance(r, Outcome)]
-    if remove_archive and restored:
-        try:
-            flush_trees([folder for _a, folder, _i, _o in restored])
-        except OSError as exc:
-            return outcomes + [
-                Outcome(str(a), False, error=f"flush failed, archive kept: {exc}")
-                for a, _f, _i, _o in restored
-            ]
-        for archive, _folder, _i, _o in restored:
-            archive.unlink()
-        for folder in {a.parent for a, _f, _i, _o in restored}:
-            fsync_dir(folder)
+    try:
+        if remove_archive and restored:
+            try:
+                flush_trees([item[1] for item in restored])
+            except OSError as exc:
+                return outcomes + [
+                    Outcome(str(item[0]), False, error=f"flush failed, archive kept: {exc}")
+                    for item in restored
+                ]
+            for item in restored:
+                item[0].unlink()
+            for folder in {item[0].parent for item in restored}:
+                fsync_dir(folder)
+    finally:
+        for item in restored:
+            item[4].release()
     outcomes += [
         Outcome(str(a), True, bytes_in=size_in, bytes_out=size_out)
-        for a, _f, size_in, size_out in restored
+        for a, _f, size_in, size_out, _hold in restored
     ]
     return outcomes
 
