@@ -74,14 +74,17 @@ def _threaded(func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         return list(pool.map(func, items))
 
 
+#: A run packed (or checked) and not yet removed: source, archive, bytes in, the listing it was
+#: packed from, and the archive's status then.
+_Packed = tuple[Path, Path, int, list[FolderEntry], os.stat_result]
+
+
 def _archive_chunk(
     paths: Sequence[str], fmt: str, compresslevel: int, track_bytes: bool
 ) -> list[Outcome]:
     # Pack and verify the whole chunk first, flush the archives to disk in one pass, and only
     # then remove the sources: one durable point per chunk rather than per session.
-    Packed = tuple[Path, Path, int, list[FolderEntry], os.stat_result]
-
-    def pack(path: str) -> Packed | Outcome:
+    def pack(path: str) -> _Packed | Outcome:
         src = Path(path)
         try:
             target = archive_path_for(src, fmt)
@@ -105,7 +108,7 @@ def _archive_chunk(
         )
         return Path(path), target, size_in, entries, checked
 
-    def remove(item: Packed) -> Outcome:
+    def remove(item: _Packed) -> Outcome:
         src, target, size_in, entries, checked = item
         try:
             remove_source(src, target, entries, checked=checked)
@@ -145,6 +148,7 @@ def _restore_chunk(
         hold = ArchiveHold(Path(archive))
         try:
             if remove_archive and hold.acquire() is None:
+                hold.release()
                 if os.path.lexists(archive):
                     raise ArchiveError(f"{archive}: replaced while being restored; kept")
                 if not os.path.lexists(dest):
