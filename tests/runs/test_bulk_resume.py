@@ -8,6 +8,7 @@ import os
 import tarfile
 import threading
 import time
+import types
 
 import pytest
 
@@ -77,32 +78,39 @@ def test_a_folder_that_differs_from_its_archive_is_kept_with_the_archive(tmp_pat
     assert [a.read_bytes() for a in archives] == archived_bytes
 
 
-def test_stale_temporary_archives_are_removed_fresh_ones_kept(tmp_path):
+def _clock_ahead(monkeypatch, seconds):
+    """The bulk functions' clock runs ``seconds`` ahead (no file's times can be set back)."""
+    real = time.time
+    monkeypatch.setattr(_bulk, "time", types.SimpleNamespace(time=lambda: real() + seconds))
+
+
+def test_temporary_files_untouched_for_an_hour_are_removed_others_kept(tmp_path, monkeypatch):
     (run,) = make_run_dirs(tmp_path, 1)
-    stale = tmp_path / f".{run.name}.tar.gz.0123abcd.tmp"
-    fresh = tmp_path / f".{run.name}.tar.gz.89abcdef.tmp"
+    temp_archives = [tmp_path / f".{run.name}.tar.gz.{h}.tmp" for h in ("0123abcd", "89abcdef")]
     other = tmp_path / ".notes.tar.gz.0123abcd.tmp"  # not a run's: never touched
-    for path in (stale, fresh, other):
+    for path in (*temp_archives, other):
         path.write_bytes(b"half an archive")
     trial = tmp_path / f".{run.name}.restoring-0123abcd"  # a resume's check, stopped
     (trial / "logs").mkdir(parents=True)
     (trial / "logs" / "half.log").write_text("x")
+    # old modification times, as a restore sets them: the status change (now) still counts
     old = time.time() - 2 * 3600
-    for path in (stale, other, trial / "logs" / "half.log", trial / "logs", trial):
+    for path in (*temp_archives, other, trial / "logs" / "half.log", trial / "logs", trial):
         os.utime(path, (old, old))
+    assert archive_existing(tmp_path, progress=False)["temp_removed"] == 0
 
+    _clock_ahead(monkeypatch, 3600 + 60)
     dry = archive_existing(tmp_path, progress=False)
-    assert dry["temp_removed"] == 2
-    assert stale.exists()
+    assert dry["temp_removed"] == 3
+    assert all(p.exists() for p in (*temp_archives, trial))
     summary = archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
-    assert (summary["temp_removed"], summary["archived"]) == (2, 1)
-    assert not stale.exists()
-    assert not trial.exists()
-    assert fresh.exists()
+    assert (summary["temp_removed"], summary["archived"]) == (3, 1)
+    assert not any(p.exists() for p in (*temp_archives, trial))
     assert other.exists()
+    assert not [p.name for p in tmp_path.iterdir() if ".restoring-" in p.name]
 
 
-def test_restore_with_removal_finishes_folders_left_beside_their_archives(tmp_path):
+def test_restore_with_removal_finishes_folders_left_beside_their_archives(tmp_path, monkeypatch):
     runs = make_run_dirs(tmp_path, 3)
     before = {r.name: _contents(r) for r in runs}
     archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
@@ -114,11 +122,10 @@ def test_restore_with_removal_finishes_folders_left_beside_their_archives(tmp_pa
     stale = tmp_path / f".{runs[2].name}.restoring-0123abcd"
     (stale / "sub").mkdir(parents=True)
     (stale / "sub" / "half.txt").write_text("x")
-    old = time.time() - 2 * 3600
-    for path in (stale / "sub" / "half.txt", stale / "sub", stale):
-        os.utime(path, (old, old))
 
-    kept = restore_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    with monkeypatch.context() as patch:
+        _clock_ahead(patch, 3600 + 60)
+        kept = restore_existing(tmp_path, dry_run=False, jobs=1, progress=False)
     assert (kept["skipped"], kept["restored"], kept["temp_removed"]) == (2, 1, 1)
     assert not stale.exists()
 

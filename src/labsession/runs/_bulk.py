@@ -224,13 +224,18 @@ def _new_summary(done_key: str) -> dict[str, Any]:
 
 
 def _newest_change(path: str) -> float:
-    """The latest modification time (s) of ``path`` or anything under it."""
+    """The latest change (s) of ``path`` or anything under it: modification or status change.
+
+    The status change time counts too: a restore sets each file's modification time back to
+    the archive's, and no call can set the status change time back.
+    """
     st = os.lstat(path)
-    newest = st.st_mtime
+    newest = max(st.st_mtime, st.st_ctime)
     if stat.S_ISDIR(st.st_mode):
         for folder, dirs, files in os.walk(path):
             for name in dirs + files:
-                newest = max(newest, os.lstat(os.path.join(folder, name)).st_mtime)
+                st = os.lstat(os.path.join(folder, name))
+                newest = max(newest, st.st_mtime, st.st_ctime)
     return newest
 
 
