@@ -4,8 +4,9 @@
 - :class:`ImguiFrames` draws widgets frame by frame in a real imgui + ImPlot context, no window.
 - :class:`GuiScript` drives a real window (``App.run(mode="gui")`` or :func:`run_gui`) with imgui's
   test engine: click ``###ids``, wait, check, screenshot; :meth:`GuiScript.check` then raises what
-  went wrong inside the window. The fatal-signal handlers the engine installs are replaced by
-  those from before once the window closes (the engine's would crash on a later fault).
+  went wrong inside the window. The signal handlers the engine installs (fatal signals, and
+  ``SIGPIPE``) are replaced by those from before once the window closes (the engine's would
+  crash on a later fault or broken pipe).
 """
 
 from __future__ import annotations
@@ -173,16 +174,18 @@ class ImguiFrames:
 
 
 #: Signals whose handlers imgui's test engine replaces with its crash handler.
-_FAULT_SIGNALS = ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT")
+_ENGINE_SIGNALS = ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT", "SIGPIPE")
 _SIGACTION_BYTES = 512  # more than any platform's struct sigaction; handled as opaque bytes
 
 
-class _FaultHandlers:
-    """This process's handlers of fatal signals, saved now to be put back later.
+class _SignalHandlers:
+    """This process's handlers of the signals imgui's test engine takes, saved to be put back.
 
-    imgui's test engine installs its crash handler for them when a window starts and leaves it
-    installed: once the engine is gone, that handler itself crashes, so any later fault in the
-    process (another test, another library) dies without Python's faulthandler traceback.
+    The engine installs its crash handler for them when a window starts and leaves it installed:
+    once the engine is gone, that handler itself crashes. Any later fault in the process then
+    dies without Python's faulthandler traceback, and so does a write to a pipe whose reader has
+    gone (``SIGPIPE``, which Python ignores to raise ``BrokenPipeError``), as a process pool's
+    feeder thread does when a worker dies.
     """
 
     def __init__(self) -> None:
@@ -190,7 +193,7 @@ class _FaultHandlers:
         if sys.platform == "win32":  # pragma: no cover - no sigaction; the engine uses SEH
             return
         self._libc = ctypes.CDLL(None, use_errno=True)
-        for name in _FAULT_SIGNALS:
+        for name in _ENGINE_SIGNALS:
             number = getattr(signal, name, None)
             action = ctypes.create_string_buffer(_SIGACTION_BYTES)
             if number is not None and self._libc.sigaction(int(number), None, action) == 0:
@@ -256,8 +259,8 @@ class GuiScript:
 
         params.callbacks.register_tests = register_tests
         params.callbacks.before_imgui_render = self._close_when_done
-        self._fault_handlers = _FaultHandlers()
-        params.callbacks.before_exit_post_cleanup = self._fault_handlers.restore
+        self._signal_handlers = _SignalHandlers()
+        params.callbacks.before_exit_post_cleanup = self._signal_handlers.restore
         self.runner_params = params
 
     def _run(self, ctx: Any) -> None:
@@ -282,7 +285,7 @@ class GuiScript:
 
     def check(self) -> None:
         """Raise what went wrong in the window, if anything."""
-        self._fault_handlers.restore()  # (again) should the window have ended early
+        self._signal_handlers.restore()  # (again) should the window have ended early
         if self.error is not None:
             raise self.error
         if not self.done or self.status is None:
