@@ -9,9 +9,11 @@ import tarfile
 import threading
 import time
 import types
+from pathlib import Path
 
 import pytest
 
+from labsession.errors import ArchiveError
 from labsession.runs import _archive, _bulk, archive_existing, restore_existing
 from labsession.runs._archive import archive_path_for, pack_verified
 
@@ -375,3 +377,69 @@ def test_an_archive_call_never_removes_a_folder_one_restore_is_about_to_remove_t
     assert "another call" in archiving["errors"][0]["error"]
     assert _contents(run) == before
     assert not archive.exists()
+
+
+def test_a_restore_removing_its_archive_holds_it_from_before_reading_it(tmp_path, monkeypatch):
+    # While one restore reads the archive, another (which could finish the run, let it be
+    # archived anew, and so have the first remove a newer archive) is refused.
+    from labsession.runs import restore_session_archive
+
+    (run,) = make_run_dirs(tmp_path, 1)
+    before = _contents(run)
+    archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    archive = archive_path_for(run, "tar.gz")
+    reached, go = _paused_before(monkeypatch, _archive, "staged_extract")
+    errors = []
+
+    def first():
+        try:
+            restore_session_archive(archive, None, True)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert reached.wait(60)
+    with pytest.raises(ArchiveError, match="another call"):
+        restore_session_archive(archive, tmp_path / "second", True)
+    go.set()
+    thread.join(60)
+    assert errors == []
+    assert _contents(run) == before
+    assert not archive.exists()
+    assert not (tmp_path / "second").exists()
+
+
+def test_a_bulk_restore_holds_a_bounded_number_of_archives_and_survives_one_it_cannot_remove(
+    tmp_path, monkeypatch
+):
+    # one chunk of 10 runs (a Dask task holds hundreds), 4 archives held open at a time
+    runs = make_run_dirs(tmp_path, 10, n_files=2)
+    archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    pairs = [(str(archive_path_for(r, "tar.gz")), str(r)) for r in runs]
+    monkeypatch.setattr(_bulk, "_HELD_AT_ONCE", 4)
+    batches = []
+    flush = _bulk.flush_trees
+
+    def flush_and_count(roots):
+        batches.append(len(roots))
+        return flush(roots)
+
+    monkeypatch.setattr(_bulk, "flush_trees", flush_and_count)
+    stuck = archive_path_for(runs[5], "tar.gz")
+    unlink = Path.unlink
+
+    def unlink_or_fail(path, *args, **kwargs):
+        if path == stuck:
+            raise PermissionError(13, "Permission denied", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink_or_fail)
+    outcomes = _bulk._restore_chunk(pairs, True, False, None)
+    assert batches == [4, 4, 2]
+    failed = [o for o in outcomes if not o.ok]
+    assert len(outcomes) == 10
+    assert [o.source for o in failed] == [str(stuck)]
+    assert "could not be removed" in failed[0].error
+    assert all(r.is_dir() for r in runs)
+    assert [p.name for p in tmp_path.glob("*.tar.gz")] == [stuck.name]

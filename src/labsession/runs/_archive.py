@@ -147,6 +147,14 @@ def pack_verified(
     return target, entries
 
 
+def _still(path: Path, status: os.stat_result) -> bool:
+    """Whether ``path`` is still the very file of ``status``."""
+    try:
+        return same_file(os.stat(path), status)
+    except FileNotFoundError:
+        return False
+
+
 @contextlib.contextmanager
 def _extracted_beside(arc: Path, dest: Path, *, max_bytes: int | None) -> Iterator[Path]:
     """Extract ``arc`` as a restore does, into a private folder beside ``dest``; yield it.
@@ -319,16 +327,17 @@ def restore_session_archive(
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ArchiveError(f"{arc}: cannot create {dest.parent} ({exc})") from exc
-    # The archive to remove is held from before the folder is in place until it is gone: an
-    # archiving call at once never removes the folder meanwhile.
+    # The archive to remove is held from before it is read until it is gone: an archiving call
+    # at once never removes the folder meanwhile, nor is another archive of the run (written
+    # meanwhile) ever taken for this one.
     hold = ArchiveHold(arc) if remove_archive else contextlib.nullcontext()
-    with _extracted_beside(arc, dest, max_bytes=max_bytes) as root, hold as held:
+    with hold as held, _extracted_beside(arc, dest, max_bytes=max_bytes) as root:
         try:
             if remove_archive:
                 flush_trees([root])
         except OSError as exc:
             raise ArchiveError(f"{arc}: cannot flush the restored files to disk ({exc})") from exc
-        if remove_archive and held is None:
+        if remove_archive and (held is None or not _still(arc, held)):
             raise ArchiveError(f"{arc}: removed or replaced while being restored")
         try:
             rename_no_replace(root, dest)  # never onto a folder that appeared meanwhile

@@ -74,6 +74,10 @@ def _threaded(func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         return list(pool.map(func, items))
 
 
+#: Most archives one restore batch holds open (then flushes, removes and releases): a bounded
+#: number of file descriptors, whatever the chunk size (a Dask task holds hundreds of runs).
+_HELD_AT_ONCE = 32
+
 #: A run packed (or checked) and not yet removed: source, archive, bytes in, the listing it was
 #: packed from, and the archive's status then.
 _Packed = tuple[Path, Path, int, list[FolderEntry], os.stat_result]
@@ -138,11 +142,10 @@ def _restore_chunk(
     track_bytes: bool,
     max_bytes: int | None,
 ) -> list[Outcome]:
-    # Restore the chunk, then (when archives are to go) flush all restored files in one batch
-    # before removing any archive.
-    # With remove_archive, each archive is held (ArchiveHold) from before its folder is checked
-    # or moved into place until it is removed: an archiving call at once never removes the
-    # folder meanwhile.
+    # Restore in batches of _HELD_AT_ONCE; when archives are to go, flush a batch's restored
+    # files at once before removing any of its archives. Each archive is then held
+    # (ArchiveHold) from before its folder is checked or moved into place until it is removed:
+    # an archiving call at once never removes the folder meanwhile.
     def restore(pair: tuple[str, str]) -> tuple[Path, Path, int, int, ArchiveHold] | Outcome:
         archive, dest = pair
         hold = ArchiveHold(Path(archive))
@@ -170,6 +173,18 @@ def _restore_chunk(
             return Outcome(archive, False, error=f"{type(exc).__name__}: {exc}")
         return Path(archive), folder, size_in, size_out, hold
 
+    outcomes: list[Outcome] = []
+    for at in range(0, len(pairs), _HELD_AT_ONCE):  # each batch holds its archives open
+        outcomes += _restore_batch(restore, pairs[at : at + _HELD_AT_ONCE], remove_archive)
+    return outcomes
+
+
+def _restore_batch(
+    restore: Callable[[tuple[str, str]], tuple[Path, Path, int, int, ArchiveHold] | Outcome],
+    pairs: Sequence[tuple[str, str]],
+    remove_archive: bool,
+) -> list[Outcome]:
+    """Restore ``pairs`` (in threads), flush them, remove their archives, release the holds."""
     results = _threaded(restore, pairs)
     outcomes = [r for r in results if isinstance(r, Outcome)]
     restored = [r for r in results if not isinstance(r, Outcome)]
@@ -182,13 +197,31 @@ def _restore_chunk(
                     Outcome(str(item[0]), False, error=f"flush failed, archive kept: {exc}")
                     for item in restored
                 ]
+            gone = []
             for item in restored:
-                item[0].unlink()
-            for folder in {item[0].parent for item in restored}:
-                fsync_dir(folder)
+                try:
+                    item[0].unlink()
+                except OSError as exc:  # one archive kept must not stop the others
+                    outcomes.append(
+                        Outcome(
+                            str(item[0]),
+                            False,
+                            error=f"restored to {item[1]}, but the archive could not be "
+                            f"removed: {type(exc).__name__}: {exc}",
+                        )
+                    )
+                else:
+                    gone.append(item)
+            for folder in {item[0].parent for item in gone}:
+                try:
+                    fsync_dir(folder)
+                except OSError as exc:  # the removals may not last a crash: nothing is lost
+                    logger.warning("could not flush %s after removing archives: %s", folder, exc)
+            restored = gone
     finally:
-        for item in restored:
-            item[4].release()
+        for item in results:
+            if not isinstance(item, Outcome):
+                item[4].release()
     outcomes += [
         Outcome(str(a), True, bytes_in=size_in, bytes_out=size_out)
         for a, _f, size_in, size_out, _hold in restored

@@ -6,7 +6,9 @@ a restore, or a stopped call's resume beside a new call) could each check the ot
 each remove its own: both copies gone. So each removes only while holding an exclusive
 ``flock`` on the archive file, taken without waiting (a busy archive is left to a later call,
 never waited for: no two calls can then wait on each other), and only if the archive is still
-the very file it checked. Windows, and file systems without ``flock``, remove without the lock.
+the very file it checked. The archive is opened for writing where allowed (never written to):
+NFS emulates ``flock`` with a POSIX lock, which is exclusive only on a file open for writing.
+Windows, and file systems where locking fails, remove without the lock (logged).
 """
 
 from __future__ import annotations
@@ -50,8 +52,16 @@ class ArchiveHold:
 
     def acquire(self) -> os.stat_result | None:
         """Lock the archive; its status, or None if no file is at its path any more."""
+        # For writing where allowed (never written): NFS emulates flock with a POSIX lock,
+        # which needs a file open for writing to be exclusive.
+        flags = getattr(os, "O_BINARY", 0)
         try:
-            fd = os.open(self.archive, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            try:
+                fd = os.open(self.archive, os.O_RDWR | flags)
+            except FileNotFoundError:
+                raise
+            except OSError:  # read-only file or file system
+                fd = os.open(self.archive, os.O_RDONLY | flags)
         except FileNotFoundError:
             return None
         self._fd = fd
@@ -65,7 +75,7 @@ class ArchiveHold:
                     "both copies kept (run again once it is done)"
                 ) from None
             except OSError as exc:  # a file system without flock (some network shares)
-                logger.debug("%s: cannot be locked (%s); going on without", self.archive, exc)
+                logger.warning("%s: cannot be locked (%s); going on without", self.archive, exc)
         held = os.fstat(fd)
         try:
             now = os.stat(self.archive)

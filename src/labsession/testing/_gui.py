@@ -190,9 +190,14 @@ class _SignalHandlers:
 
     def __init__(self) -> None:
         self._saved: dict[int, Any] = {}
-        if sys.platform == "win32":  # pragma: no cover - no sigaction; the engine uses SEH
+        self._libc = None if sys.platform == "win32" else ctypes.CDLL(None, use_errno=True)
+        self.save()
+
+    def save(self) -> None:
+        """Save the handlers as they are now (before the engine starts)."""
+        if self._libc is None:  # pragma: no cover - Windows: no sigaction; the engine uses SEH
             return
-        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._saved = {}
         for name in _ENGINE_SIGNALS:
             number = getattr(signal, name, None)
             action = ctypes.create_string_buffer(_SIGACTION_BYTES)
@@ -259,7 +264,9 @@ class GuiScript:
 
         params.callbacks.register_tests = register_tests
         params.callbacks.before_imgui_render = self._close_when_done
+        # saved again as the window starts (before the engine), put back once it has closed
         self._signal_handlers = _SignalHandlers()
+        params.callbacks.post_init = self._signal_handlers.save
         params.callbacks.before_exit_post_cleanup = self._signal_handlers.restore
         self.runner_params = params
 
