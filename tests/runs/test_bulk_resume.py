@@ -443,3 +443,21 @@ def test_a_bulk_restore_holds_a_bounded_number_of_archives_and_survives_one_it_c
     assert "could not be removed" in failed[0].error
     assert all(r.is_dir() for r in runs)
     assert [p.name for p in tmp_path.glob("*.tar.gz")] == [stuck.name]
+
+
+@pytest.mark.parametrize("change", ["mode", "time"])
+def test_restore_keeps_an_archive_whose_folder_s_file_modes_or_times_changed(tmp_path, change):
+    # the archive alone would keep the file's mode and modification time as they were
+    (run,) = make_run_dirs(tmp_path, 1)
+    archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    archive = archive_path_for(run, "tar.gz")
+    restore_existing(tmp_path, dry_run=False, progress=False)
+    target = run / "result.csv"
+    if change == "mode":
+        target.chmod(0o600 if target.stat().st_mode & 0o044 else 0o644)
+    else:
+        os.utime(target, ns=(0, target.stat().st_mtime_ns + 1_000_000_000))
+    summary = restore_existing(tmp_path, dry_run=False, remove_archive=True, progress=False)
+    assert (summary["resumed"], summary["restored"], summary["failed"]) == (1, 0, 1)
+    assert "differs" in summary["errors"][0]["error"]
+    assert archive.exists()

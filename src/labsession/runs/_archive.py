@@ -215,7 +215,8 @@ def check_restored(archive: Path, dest: Path, *, max_bytes: int | None = None) -
 
     For a restore that stopped after the folder was renamed into place but before its archive
     was removed: the archive is restored again into a private folder beside ``dest`` and the
-    two compared, path by path and byte for byte.
+    two compared, path by path and byte for byte, with each file's permission bits and
+    modification time (which only the archive would keep otherwise).
 
     Raises
     ------
@@ -226,7 +227,7 @@ def check_restored(archive: Path, dest: Path, *, max_bytes: int | None = None) -
     """
     entries = walk_folder(dest, links=True)
     with _extracted_beside(archive, dest, max_bytes=max_bytes) as restored:
-        differs = compare_folders(dest, entries, restored)
+        differs = compare_folders(dest, entries, restored, file_metadata=True)
     if not differs.identical:
         raise FileExistsError(
             f"{dest}: exists and differs from what {archive} gives ({len(differs.changed)} "

@@ -78,6 +78,8 @@ def compare_folders(
     folder: str | os.PathLike[str],
     entries: list[FolderEntry],
     other: str | os.PathLike[str],
+    *,
+    file_metadata: bool = False,
 ) -> FolderDifference:
     """Compare ``folder`` with ``other``, path by path, byte for byte.
 
@@ -91,11 +93,14 @@ def compare_folders(
         through a link; a file replaced since counts as changed.
     other
         The folder to compare with (listed here, links kept as links).
+    file_metadata
+        Also compare each file's permission bits and modification time (ns), for two folders
+        extracted from one archive (a packed folder's times are finer than a tar's).
 
     Returns
     -------
     FolderDifference
-        Modes and times are not compared; folders, files and link targets are.
+        Folders, files and link targets are compared; modes and times only as asked.
 
     Raises
     ------
@@ -120,6 +125,11 @@ def compare_folders(
                 same = st.st_size == other_st.st_size and _same_bytes(
                     mine, their_files, rel, st, other_st
                 )
+                if file_metadata:
+                    same = same and (stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (
+                        stat.S_IMODE(other_st.st_mode),
+                        other_st.st_mtime_ns,
+                    )
             if not same:
                 changed.append(rel)
     listed = {rel for rel, _st, _link in entries}
