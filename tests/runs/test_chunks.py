@@ -106,6 +106,17 @@ def test_no_chunk_waits_for_a_worker_still_starting(chunk_funcs, spawned_workers
     assert elapsed < 4, elapsed
 
 
+def test_a_worker_stuck_while_starting_is_stopped_once_every_chunk_is_done(
+    chunk_funcs, spawned_workers, monkeypatch
+):
+    # It would keep the interpreter from exiting (the pool's workers are joined at exit).
+    monkeypatch.setenv("CHUNK_TEST_START_DELAY", "600")
+    chunks = [list(range(i, i + 5)) for i in range(0, 20, 5)]
+    outcomes = _run(chunk_funcs.by_pid, chunks)
+    assert {_pid(o.error) for o in outcomes} == {os.getpid()}
+    assert wait_until(lambda: not multiprocessing.active_children(), timeout=10)
+
+
 def test_the_chunks_a_killed_worker_held_are_run_here_once_no_worker_is_left(chunk_funcs, tmp_path):
     # The worker takes the first chunks once it has started (this process meanwhile packs the
     # last ones, 50 ms each, ~1 s in all) and is SIGKILLed by chunk 0: that chunk and the one

@@ -13,10 +13,12 @@ lost worker held are run again. Three ways:
   other threads, spawn and import labsession, a few hundred ms) this process is already
   packing, and no chunk waits in a worker that is still starting; on a small root this process
   may do all the work before they are ready, and the pool is then left to exit on its own
-  without being waited for. Should the pool break (a worker killed: CPython then fails every
-  chunk in flight and stops the other workers too), or a hand-over or a result be lost, the
-  chunks concerned are run again here, once every worker has exited (never two processes on
-  one chunk at once); those not yet handed over are done here too;
+  without being waited for (a spawned worker still starting then, perhaps stuck in an import,
+  is terminated: it holds nothing, and would keep the interpreter from exiting). Should the
+  pool break (a worker killed: CPython then fails every chunk in flight and stops the other
+  workers too), or a hand-over or a result be lost, the chunks concerned are run again here,
+  once every worker has exited (never two processes on one chunk at once); those not yet
+  handed over are done here too;
 * a Dask ``distributed.Client``: each chunk is one task on the cluster's workers, which must
   see the same file system (a cluster's shared scratch). Dask runs a task again elsewhere when
   its worker is lost (up to its ``allowed-failures``); a task that fails for good fails its
@@ -176,6 +178,7 @@ def _run_local(
             advance(len(part))
 
     finished = False
+    probe: Future[list[Outcome]] | None = None
     try:
         # This process takes chunks from the end, the workers from the start, two each in hand
         # so that none idles while this process packs. A forked worker starts in ~10 ms and is
@@ -220,10 +223,26 @@ def _run_local(
                 advance(len(part))
         finished = True
     finally:
-        # Once every chunk is done there is nothing to wait for: workers still starting exit
-        # by themselves (the interpreter joins them at exit).
+        if finished and probe is not None and not probe.done():
+            # Every chunk is done and no worker has started: a worker stuck while starting
+            # (an import that hangs) would keep the interpreter from exiting. It holds nothing.
+            _stop_processes(pool)
+        # Once every chunk is done there is nothing to wait for: workers exit by themselves
+        # (the interpreter joins them at exit).
         pool.shutdown(wait=not finished, cancel_futures=True)
     return outcomes
+
+
+def _stop_processes(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes (killed if still there after a second)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # CPython's pool
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=1.0)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def _run_dask(
