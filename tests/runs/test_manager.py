@@ -122,3 +122,34 @@ def test_split_archive_name():
         "tar.xz",
     )
     assert split_archive_name("data.tar.gz") is None
+
+
+def test_archived_runs_are_listed_with_their_exit_status_pid_and_times(tmp_path):
+    from labsession.runs import archive_session_dir
+
+    out = tmp_path / "fit_out" / "FINISHED_ERROR"
+    run = _run_dir(
+        out,
+        "2026Y-01M-01D-00h00m02s_fail",
+        EXIT_STATUS=3,
+        PID=4321,
+        HOST="node7",
+        END_DATETIME="2026-01-01T00:05:00",
+    )
+    (run / "logs").mkdir()
+    (run / "logs" / "stdout.log").write_text("output\n")
+    archive_session_dir(run)
+    # one whose CONFIG.json lies behind 17 MiB of data: not looked for that far
+    late = _run_dir(out, "2026Y-01M-01D-00h00m03s_late", EXIT_STATUS=0, PID=99)
+    with open(late / "AAA_big.bin", "wb") as f:  # sorts before CONFIGS/
+        f.write(bytes(17 << 20))
+    archive_session_dir(late)
+
+    records = SessionManager().list_sessions(tmp_path / "fit_out")
+    record = records["2026Y-01M-01D-00h00m02s_fail"]
+    assert record.archived
+    assert (record.status, record.exit_code, record.pid, record.host) == ("error", 3, 4321, "node7")
+    assert record.end_time.minute == 5
+    late_record = records["2026Y-01M-01D-00h00m03s_late"]
+    assert late_record.archived
+    assert (late_record.exit_code, late_record.pid) == (None, None)

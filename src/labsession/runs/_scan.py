@@ -2,8 +2,9 @@
 
 ``<script>_out/`` (or any of its status folders, or a folder above several of them) is read
 without importing or running anything: each run's status comes from the folder it sits in, and
-its process, host and times from its ``CONFIGS/CONFIG.json``. A folder left in ``RUNNING/`` whose
-process no longer exists on this host has status ``"interrupted"``.
+its process, host, times and exit status from its ``CONFIGS/CONFIG.json`` (read from near the
+start of an archive, within bounds). A folder left in ``RUNNING/`` whose process no longer
+exists on this host has status ``"interrupted"``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labsession.core.archive import TAR_FORMATS
+from labsession.core.archive import TAR_FORMATS, read_leading_member
 from labsession.runs._ids import (
     FINISHED,
     FINISHED_ERROR,
@@ -122,9 +123,25 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
     try:
         if not stat.S_ISREG(config.lstat().st_mode):  # a pipe or a link is never opened
             return {}
-        return json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return _as_config(config.read_bytes())
+    except OSError:
         return {}
+
+
+def _read_archived_config(archive: Path, session_id: str) -> dict[str, Any]:
+    # CONFIGS/ sorts before the logs and lower-case names: near the start of the archive
+    data = read_leading_member(
+        archive, {f"{session_id}/CONFIGS/CONFIG.json", "CONFIGS/CONFIG.json"}
+    )
+    return {} if data is None else _as_config(data)
+
+
+def _as_config(data: bytes) -> dict[str, Any]:
+    try:
+        config = json.loads(data.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def _parse_time(value: Any) -> dt.datetime | None:
@@ -143,7 +160,7 @@ def _record_from_disk(path: Path, folder: str, this_host: str) -> SessionRecord 
     else:
         return None
     status = _FOLDER_STATUS.get(folder, "unknown")
-    config = _read_config(path) if not archived else {}
+    config = _read_archived_config(path, session_id) if archived else _read_config(path)
     pid = config.get("PID")
     host = config.get("HOST")
     if status == "running" and not archived:

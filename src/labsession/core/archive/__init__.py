@@ -39,6 +39,7 @@ from labsession.core.archive._names import (
     check_member_name,
     link_target_inside,
 )
+from labsession.core.archive._read import read_leading_member
 from labsession.core.archive._tar import (
     PACK_IN_MEMORY_BYTES,
     TAR_FORMATS,
@@ -65,6 +66,7 @@ __all__ = [
     "link_target_inside",
     "pack_tar",
     "pack_zip",
+    "read_leading_member",
     "remove_packed",
     "safe_extract",
     "staged_extract",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import lzma
+import os
 import tarfile
 import zipfile
+import zlib
 from typing import IO
 
 __all__ = [
@@ -12,6 +15,7 @@ __all__ = [
     "CheckedTarInfo",
     "CorruptTar",
     "archive_kind",
+    "read_leading_member",
 ]
 
 
@@ -100,3 +104,55 @@ def _is_tar_header(block: bytes) -> bool:
     except tarfile.HeaderError:
         return False
     return True
+
+
+def read_leading_member(
+    archive: str | os.PathLike[str],
+    names: set[str],
+    *,
+    max_members: int = 64,
+    max_bytes: int = 16 << 20,
+    max_size: int = 1 << 20,
+) -> bytes | None:
+    """The bytes of the first regular file named in ``names`` near the start of a tar archive.
+
+    For a small file an archive's writer puts first (a run's ``CONFIGS/CONFIG.json``): the
+    archive is read from its start, strictly (:class:`CheckedTarInfo`), through at most
+    ``max_members`` members and ``max_bytes`` of their data, so a listing of many archives
+    stays fast and bounded however large or hostile they are.
+
+    Parameters
+    ----------
+    archive
+        A tar archive (plain, gz, bz2 or xz).
+    names
+        Member names to look for (a leading ``./`` is ignored).
+    max_members, max_bytes
+        How far to look.
+    max_size
+        Largest member returned (bytes).
+
+    Returns
+    -------
+    bytes or None
+        None if no such member was found within those bounds, or the file is not a readable
+        tar archive.
+    """
+    seen = 0
+    try:
+        with open(archive, "rb") as file:
+            kind = archive_kind(file)
+            if kind == "zip":
+                return None
+            with tarfile.open(fileobj=file, mode=f"r:{kind}", tarinfo=CheckedTarInfo) as tf:
+                for count, member in enumerate(tf):
+                    name = member.name.removeprefix("./")
+                    if name in names and member.isfile() and member.size <= max_size:
+                        data = tf.extractfile(member)
+                        return data.read() if data is not None else None
+                    seen += member.size
+                    if count + 1 >= max_members or seen > max_bytes:
+                        return None
+    except (CorruptTar, tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError):
+        return None
+    return None
