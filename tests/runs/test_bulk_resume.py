@@ -454,10 +454,46 @@ def test_restore_keeps_an_archive_whose_folder_s_file_modes_or_times_changed(tmp
     restore_existing(tmp_path, dry_run=False, progress=False)
     target = run / "result.csv"
     if change == "mode":
-        target.chmod(0o600 if target.stat().st_mode & 0o044 else 0o644)
+        target.chmod(0o400)  # owner write taken away (group and other follow the umask)
     else:
         os.utime(target, ns=(0, target.stat().st_mtime_ns + 1_000_000_000))
     summary = restore_existing(tmp_path, dry_run=False, remove_archive=True, progress=False)
     assert (summary["resumed"], summary["restored"], summary["failed"]) == (1, 0, 1)
     assert "differs" in summary["errors"][0]["error"]
     assert archive.exists()
+
+
+def test_restore_finishes_a_folder_restored_under_another_umask(tmp_path):
+    # group and other permission bits follow each restore's umask: not a change of the folder
+    (run,) = make_run_dirs(tmp_path, 1)
+    before = _contents(run)
+    archive_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    old = os.umask(0o077)
+    try:
+        restore_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    finally:
+        os.umask(old)
+    assert (run / "result.csv").stat().st_mode & 0o077 == 0
+    summary = restore_existing(tmp_path, dry_run=False, remove_archive=True, progress=False)
+    assert (summary["resumed"], summary["restored"], summary["failed"]) == (1, 1, 0)
+    assert _contents(run) == before
+
+
+def test_restore_finishes_a_folder_whose_archive_holds_a_time_the_system_cannot_set(tmp_path):
+    # each extraction then gives the file its own time: not a change of the folder
+    (run,) = make_run_dirs(tmp_path, 1, n_files=1)
+    archive = archive_path_for(run, "tar.gz")
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info = _member(f"{run.name}/far_future.txt")
+        info.size, info.mtime = 4, 1e20
+        tf.addfile(info, io.BytesIO(b"data"))
+    archive.write_bytes(gzip.compress(out.getvalue()))
+    for path in sorted(run.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    run.rmdir()
+    restore_existing(tmp_path, dry_run=False, jobs=1, progress=False)
+    assert (run / "far_future.txt").read_bytes() == b"data"
+    summary = restore_existing(tmp_path, dry_run=False, remove_archive=True, progress=False)
+    assert (summary["resumed"], summary["restored"], summary["failed"]) == (1, 1, 0)
+    assert not archive.exists()

@@ -52,6 +52,11 @@ CHUNK_FUNCS = textwrap.dedent(
                 f.write(ran_by() + " ")
         return by_pid(part)
 
+    def fails_here(part):
+        if not in_worker():
+            raise RuntimeError("a chunk failed in the calling process")
+        return by_pid(part)
+
     def dies_on_first_chunk(part, flag_dir):
         worker_started_or_wait(flag_dir)
         if in_worker() and 0 in part:
@@ -114,6 +119,18 @@ def test_a_worker_stuck_while_starting_is_stopped_once_every_chunk_is_done(
     chunks = [list(range(i, i + 5)) for i in range(0, 20, 5)]
     outcomes = _run(chunk_funcs.by_pid, chunks)
     assert {_pid(o.error) for o in outcomes} == {os.getpid()}
+    assert wait_until(lambda: not multiprocessing.active_children(), timeout=10)
+
+
+def test_an_error_here_is_raised_at_once_while_a_worker_is_stuck_starting(
+    chunk_funcs, spawned_workers, monkeypatch
+):
+    monkeypatch.setenv("CHUNK_TEST_START_DELAY", "600")
+    chunks = [list(range(i, i + 5)) for i in range(0, 20, 5)]
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="failed in the calling process"):
+        _run(chunk_funcs.fails_here, chunks)
+    assert time.monotonic() - t0 < 30
     assert wait_until(lambda: not multiprocessing.active_children(), timeout=10)
 
 

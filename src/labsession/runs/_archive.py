@@ -215,8 +215,9 @@ def check_restored(archive: Path, dest: Path, *, max_bytes: int | None = None) -
 
     For a restore that stopped after the folder was renamed into place but before its archive
     was removed: the archive is restored again into a private folder beside ``dest`` and the
-    two compared, path by path and byte for byte, with each file's permission bits and
-    modification time (which only the archive would keep otherwise).
+    two compared, path by path and byte for byte, with each file's owner permission bits and
+    modification time (which only the archive would keep otherwise; group and other bits follow
+    the umask of each restore, and a time the system could not set is not compared).
 
     Raises
     ------

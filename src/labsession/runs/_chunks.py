@@ -13,8 +13,9 @@ lost worker held are run again. Three ways:
   other threads, spawn and import labsession, a few hundred ms) this process is already
   packing, and no chunk waits in a worker that is still starting; on a small root this process
   may do all the work before they are ready, and the pool is then left to exit on its own
-  without being waited for (a spawned worker still starting then, perhaps stuck in an import,
-  is terminated: it holds nothing, and would keep the interpreter from exiting). Should the
+  without being waited for (a spawned worker still starting then, or when the call fails,
+  perhaps stuck in an import, is terminated: it holds nothing, and would keep the call or the
+  interpreter from ending). Should the
   pool break (a worker killed: CPython then fails every chunk in flight and stops the other
   workers too), or a hand-over or a result be lost, the chunks concerned are run again here,
   once every worker has exited (never two processes on one chunk at once); those not yet
@@ -223,9 +224,10 @@ def _run_local(
                 advance(len(part))
         finished = True
     finally:
-        if finished and probe is not None and not probe.done():
-            # Every chunk is done and no worker has started: a worker stuck while starting
-            # (an import that hangs) would keep the interpreter from exiting. It holds nothing.
+        if probe is not None and not probe.done():
+            # No worker has started, so none holds a chunk: one stuck while starting (an import
+            # that hangs) would keep the interpreter from exiting, or this call (on an error)
+            # from returning.
             _stop_processes(pool)
         # Once every chunk is done there is nothing to wait for: workers exit by themselves
         # (the interpreter joins them at exit).
@@ -242,7 +244,9 @@ def _stop_processes(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=1.0)
         if process.is_alive():
             process.kill()
-            process.join()
+            process.join(timeout=5.0)
+            if process.is_alive():  # stuck in the kernel (a hung network file system)
+                logger.warning("worker process %s did not exit when killed", process.pid)
 
 
 def _run_dask(

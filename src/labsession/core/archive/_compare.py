@@ -94,8 +94,11 @@ def compare_folders(
     other
         The folder to compare with (listed here, links kept as links).
     file_metadata
-        Also compare each file's permission bits and modification time (ns), for two folders
-        extracted from one archive (a packed folder's times are finer than a tar's).
+        Also compare each file's owner permission bits and modification time (ns), for two
+        folders extracted from one archive (a packed folder's times are finer than a tar's;
+        the group and other bits follow each extraction's umask). A time in ``other`` equal
+        to its status change time was never set (one the system cannot set, as a year
+        beyond 2262): not compared.
 
     Returns
     -------
@@ -126,10 +129,9 @@ def compare_folders(
                     mine, their_files, rel, st, other_st
                 )
                 if file_metadata:
-                    same = same and (stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (
-                        stat.S_IMODE(other_st.st_mode),
-                        other_st.st_mtime_ns,
-                    )
+                    same = same and st.st_mode & stat.S_IRWXU == other_st.st_mode & stat.S_IRWXU
+                    if other_st.st_mtime_ns != other_st.st_ctime_ns:
+                        same = same and st.st_mtime_ns == other_st.st_mtime_ns
             if not same:
                 changed.append(rel)
     listed = {rel for rel, _st, _link in entries}
