@@ -35,7 +35,7 @@ from labsession.core.archive import (
 )
 from labsession.core.atomic import flush_trees, fsync_dir, rename_no_replace
 from labsession.errors import ArchiveError
-from labsession.runs._hold import ArchiveHold, same_file
+from labsession.runs._hold import ArchiveHold, same_file, still_at
 from labsession.runs._ids import is_run_id
 
 __all__ = [
@@ -145,14 +145,6 @@ def pack_verified(
     entries = walk_folder(src, links=True, settled=True)  # see remove_packed
     pack_tar(src, target, compresslevel=compresslevel, fsync=fsync, entries=entries)
     return target, entries
-
-
-def _still(path: Path, status: os.stat_result) -> bool:
-    """Whether ``path`` is still the very file of ``status``."""
-    try:
-        return same_file(os.stat(path), status)
-    except FileNotFoundError:
-        return False
 
 
 @contextlib.contextmanager
@@ -339,7 +331,7 @@ def restore_session_archive(
                 flush_trees([root])
         except OSError as exc:
             raise ArchiveError(f"{arc}: cannot flush the restored files to disk ({exc})") from exc
-        if remove_archive and (held is None or not _still(arc, held)):
+        if remove_archive and (held is None or not still_at(arc, held)):
             raise ArchiveError(f"{arc}: removed or replaced while being restored")
         try:
             rename_no_replace(root, dest)  # never onto a folder that appeared meanwhile

@@ -15,11 +15,10 @@ lost worker held are run again. Three ways:
   may do all the work before they are ready, and the pool is then left to exit on its own
   without being waited for (a spawned worker still starting then, or when the call fails,
   perhaps stuck in an import, is terminated: it holds nothing, and would keep the call or the
-  interpreter from ending). Should the
-  pool break (a worker killed: CPython then fails every chunk in flight and stops the other
-  workers too), or a hand-over or a result be lost, the chunks concerned are run again here,
-  once every worker has exited (never two processes on one chunk at once); those not yet
-  handed over are done here too;
+  interpreter from ending). Should the pool break (a worker killed: CPython then fails every
+  chunk in flight and stops the other workers too), or a hand-over or a result be lost, the
+  chunks concerned are run again here, once every worker has exited (never two processes on
+  one chunk at once); those not yet handed over are done here too;
 * a Dask ``distributed.Client``: each chunk is one task on the cluster's workers, which must
   see the same file system (a cluster's shared scratch). Dask runs a task again elsewhere when
   its worker is lost (up to its ``allowed-failures``); a task that fails for good fails its

@@ -24,7 +24,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["ArchiveHold", "same_file"]
+__all__ = ["ArchiveHold", "same_file", "still_at"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,14 @@ logger = logging.getLogger(__name__)
 def same_file(a: os.stat_result, b: os.stat_result) -> bool:
     """Whether two statuses are of the very same file (device and inode)."""
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def still_at(path: Path, status: os.stat_result) -> bool:
+    """Whether the file at ``path`` is still the very file of ``status``."""
+    try:
+        return same_file(os.stat(path), status)
+    except FileNotFoundError:
+        return False
 
 
 class ArchiveHold:
@@ -77,11 +85,7 @@ class ArchiveHold:
             except OSError as exc:  # a file system without flock (some network shares)
                 logger.warning("%s: cannot be locked (%s); going on without", self.archive, exc)
         held = os.fstat(fd)
-        try:
-            now = os.stat(self.archive)
-        except FileNotFoundError:
-            return None
-        return held if same_file(now, held) else None
+        return held if still_at(self.archive, held) else None
 
     def release(self) -> None:
         """Unlock (close) the archive; nothing if not held."""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from labsession.core.archive._manifest import FolderEntry, walk_folder
 from labsession.core.archive._tar import _ListedFiles
+from labsession.core.paths import read_at_most
 from labsession.errors import ArchiveError
 
 __all__ = ["FolderDifference", "compare_folders"]
@@ -56,22 +57,14 @@ def _same_bytes(
 ) -> bool:
     try:
         with mine.open(rel, listed) as fd, theirs.open(rel, other) as other_fd:
-            while True:
-                block = _read_full(fd, _BLOCK)
-                if block != _read_full(other_fd, _BLOCK):
+            while True:  # blocks of _BLOCK bytes (read_at_most reads one more than its limit)
+                block = read_at_most(fd, _BLOCK - 1)
+                if block != read_at_most(other_fd, _BLOCK - 1):
                     return False
                 if not block:
                     return True
     except (ArchiveError, OSError):  # replaced since the listing, or unreadable: not the same
         return False
-
-
-def _read_full(fd: int, size: int) -> bytes:
-    parts, got = [], 0
-    while got < size and (block := os.read(fd, size - got)):
-        parts.append(block)
-        got += len(block)
-    return b"".join(parts)
 
 
 def compare_folders(
