@@ -1,8 +1,10 @@
 """Shared pytest configuration: deterministic hypothesis profile for CI, the X display, a
-pseudo-terminal."""
+pseudo-terminal, a small file system that fills up."""
 
 import os
 import pty
+import shutil
+import subprocess
 import threading
 
 import pytest
@@ -73,3 +75,53 @@ def pseudo_terminal():
     terminal = PseudoTerminal()
     yield terminal
     terminal.close()
+
+
+class SmallDisk:
+    """A folder on which a child process sees a tmpfs of its own size: a real file system that
+    fills up, without root (``unshare -rm``: a user and a mount namespace of the child's own).
+
+    Only the child (and what it starts) sees the tmpfs; outside it the folder stays empty.
+    """
+
+    def __init__(self, folder: os.PathLike) -> None:
+        self.folder = folder
+
+    def run(self, size: str, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+        """Mount a tmpfs of ``size`` (``"4m"``) on :attr:`folder` and run ``args`` there."""
+        script = 'mount -t tmpfs -o size="$1" none "$0" && shift && cd "$0" && exec "$@"'
+        return subprocess.run(
+            ["unshare", "-rm", "sh", "-c", script, str(self.folder), size, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+def _unshare_problem() -> str | None:
+    """Why ``unshare -rm`` cannot mount a tmpfs here, or None when it can."""
+    if shutil.which("unshare") is None:
+        return "the 'unshare' program (util-linux) is not installed"
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=1m none "$0"', "/tmp"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        return f"'unshare -rm' cannot mount a tmpfs here: {probe.stderr.strip()}"
+    return None
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A :class:`SmallDisk` on ``tmp_path / "small_disk"``; fails (never skips) where user and
+    mount namespaces are not available, saying why."""
+    problem = _unshare_problem()
+    if problem:
+        pytest.fail(
+            f"this test needs a real full file system: {problem}. It mounts a small tmpfs in a "
+            "user and mount namespace of its own ('unshare -rm')"
+        )
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    return SmallDisk(folder)

@@ -6,8 +6,6 @@ fail, then checks, from inside, what a user would see; it prints its findings as
 """
 
 import json
-import shutil
-import subprocess
 import sys
 
 import pytest
@@ -143,45 +141,9 @@ print(json.dumps(out), flush=True)
 FS = 4000.0
 
 
-def _unshare_works():
-    """``unshare -rm`` with a tmpfs mount, or a message saying why it cannot run here."""
-    if shutil.which("unshare") is None:
-        return "the 'unshare' program (util-linux) is not installed"
-    probe = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=1m none "$0"', "/tmp"],
-        capture_output=True,
-        text=True,
-    )
-    if probe.returncode != 0:
-        return f"'unshare -rm' cannot mount a tmpfs here: {probe.stderr.strip()}"
-    return None
-
-
 @pytest.mark.slow
-def test_full_disk_under_a_live_app_keeps_acquiring_and_the_session_recoverable(tmp_path):
-    problem = _unshare_works()
-    if problem:
-        pytest.fail(
-            f"this test needs a real full file system: {problem}. It runs the recorder with "
-            "'unshare -rm' (user and mount namespaces) to mount a 4 MiB tmpfs"
-        )
-    mount = tmp_path / "small_disk"
-    mount.mkdir()
-    proc = subprocess.run(
-        [
-            "unshare",
-            "-rm",
-            "sh",
-            "-c",
-            'mount -t tmpfs -o size=4m none "$0" && exec "$1" -c "$2" "$0"',
-            str(mount),
-            sys.executable,
-            CHILD,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
+def test_full_disk_under_a_live_app_keeps_acquiring_and_the_session_recoverable(small_disk):
+    proc = small_disk.run("4m", [sys.executable, "-c", CHILD, str(small_disk.folder)], timeout=110)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -69,3 +69,21 @@ def test_write_log_only_skips_terminal(tmp_path):
     tee.close()
     assert terminal.getvalue() == ""
     assert (tmp_path / "err.log").read_text().startswith("Traceback")
+
+
+def test_a_log_that_cannot_be_written_never_fails_the_writes(tmp_path):
+    # /dev/full refuses every write with ENOSPC, as a full disk does.
+    terminal, warnings = io.StringIO(), io.StringIO()
+    tee = Tee(terminal, "/dev/full", warn_to=warnings)
+    tee.write("one\ntwo\n")
+    tee.write_log_only("a traceback\n")
+    tee.write("three")
+    tee.flush()
+    assert terminal.getvalue() == "one\ntwo\nthree"  # the terminal got everything
+    assert warnings.getvalue().count("cannot write /dev/full (No space left on device)") == 1
+    assert tee.lost_lines == 3
+    tee.close()  # the partial line is the fourth
+    assert tee.closed
+    assert warnings.getvalue().endswith(
+        "labsession: 4 line(s) of output are missing from /dev/full (No space left on device)\n"
+    )

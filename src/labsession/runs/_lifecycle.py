@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from labsession.errors import SessionError
-from labsession.runs._archive import archive_path_for
+from labsession.errors import ArchiveError, SessionError
+from labsession.runs._archive import archive_path_for, archive_session_dir
 from labsession.runs._finish import finished_destination, out_dir_of, running2finished
 from labsession.runs._ids import (
     FINISHED,
@@ -394,6 +394,20 @@ def _format_duration(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
+def _archive_finished(CONFIG: dict[str, Any], archive_format: str) -> None:
+    """Pack the finished run folder ``CONFIG["SDIR_RUN"]`` into one archive, in place.
+
+    A run that cannot be packed (a full disk) stays a folder, with an error logged: its files
+    are all there, and ``archive_existing`` packs it later."""
+    folder = Path(CONFIG["SDIR_RUN"])
+    try:
+        CONFIG["SDIR_RUN"] = archive_session_dir(folder, format=archive_format, remove_src=True)
+    except (ArchiveError, OSError) as exc:
+        logger.error(
+            "run %s stays a folder, %s: it could not be archived: %s", CONFIG["ID"], folder, exc
+        )
+
+
 def close(
     CONFIG: dict[str, Any],
     message: str = ":)",
@@ -444,6 +458,7 @@ def close(
         MESSAGE=message,
     )
     log = logger.info if status == "success" else logger.error
+    unrecorded: OSError | None = None
     try:
         close_figures()
         run_dir = Path(CONFIG["SDIR_RUN"])
@@ -451,7 +466,10 @@ def close(
         if archive_format is not None:
             dest = archive_path_for(dest, archive_format)
         CONFIG["SDIR_FINAL"] = dest
-        write_configs(CONFIG, run_dir / "CONFIGS")
+        try:
+            write_configs(CONFIG, run_dir / "CONFIGS")
+        except OSError as exc:  # a full disk: the run still moves to its status folder
+            unrecorded = exc
         if verbose:
             log(
                 "run %s %s after %s (%s); moving it to %s",
@@ -463,8 +481,21 @@ def close(
             )
     finally:
         release(state)  # the terminal gets its streams back whatever happens
+    if unrecorded is not None:
+        logger.error(
+            "run %s: its end (status %s, exit status %s, %s) could not be written to %s: %s; "
+            "the folder it is moved to still tells its status",
+            CONFIG["ID"],
+            status,
+            exit_status,
+            CONFIG["RUN_DURATION"],
+            run_dir / "CONFIGS",
+            unrecorded,
+        )
     try:
-        running2finished(CONFIG, exit_status=exit_status, archive_format=archive_format)
+        running2finished(CONFIG, exit_status=exit_status)
+        if archive_format is not None:
+            _archive_finished(CONFIG, archive_format)
     finally:
         final = Path(CONFIG["SDIR_RUN"])
         get_session_manager().close_session(

@@ -5,6 +5,10 @@ terminal, so libraries keep colouring). The log receives complete lines with ANS
 removed, written and flushed to the operating system as each line ends, so a process killed with
 SIGKILL loses no finished line. Progress bars that redraw with ``\\r`` keep only their last state
 in the log.
+
+A log that cannot be written (a full disk, a vanished network share) never fails the script's
+own writes: the terminal still gets every line, a warning says once that the log falls behind,
+and the log, as soon as it can be written again, records how many lines it is missing and why.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class Tee(io.TextIOBase):
         The terminal stream (``sys.stdout`` or ``sys.stderr`` before the swap).
     log_path
         The log file; created (truncated) on open.
+    warn_to
+        Where the one warning about a log that cannot be written goes (default: ``stream``).
 
     Notes
     -----
@@ -53,13 +59,27 @@ class Tee(io.TextIOBase):
     Python's ``sys.stdout`` and reaches the terminal only.
     """
 
-    def __init__(self, stream: TextIO, log_path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        log_path: str | os.PathLike[str],
+        *,
+        warn_to: TextIO | None = None,
+    ) -> None:
         super().__init__()
         self._stream = stream
         self.log_path = Path(log_path)
-        self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(self.log_path, flags, 0o666)
+        self._closed = False
         self._pending = ""
         self._lock = threading.Lock()
+        # Lines that could not be written, the first reason, and whether a line was cut short.
+        self._lost_lines = 0
+        self._lost_reason = ""
+        self._torn = False
+        self._warned = False
+        self._warn_to = warn_to if warn_to is not None else stream
 
     # --- the stream interface -------------------------------------------------------------
     @property
@@ -101,11 +121,9 @@ class Tee(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        # Each line is written to the operating system as it ends: only the terminal buffers.
         with contextlib.suppress(ValueError):
             self._stream.flush()
-        with self._lock:
-            if not self._log.closed:
-                self._log.flush()
 
     def write_log_only(self, text: str) -> None:
         """Append ``text`` to the log without showing it on the terminal (e.g. a traceback
@@ -115,23 +133,36 @@ class Tee(io.TextIOBase):
     def close(self) -> None:
         """Write a pending partial line, flush and close the log (the terminal stays open)."""
         with self._lock:
-            if self._log.closed:
+            if self._closed:
                 return
             if self._pending:
-                self._log.write(strip_ansi(_last_carriage_state(self._pending)) + "\n")
+                self._append(strip_ansi(_last_carriage_state(self._pending)) + "\n")
                 self._pending = ""
-            self._log.flush()
-            self._log.close()
+            self._closed = True
+            try:
+                os.close(self._fd)
+            except OSError as exc:  # a network file system reports late write errors here
+                self._fell_behind(exc, 0)
+            if self._lost_lines:
+                self._say(
+                    f"labsession: {self._lost_lines} line(s) of output are missing from "
+                    f"{self.log_path} ({self._lost_reason})\n"
+                )
         super().close()
 
     @property
     def closed(self) -> bool:  # type: ignore[override]
-        return self._log.closed
+        return self._closed
+
+    @property
+    def lost_lines(self) -> int:
+        """Lines shown on the terminal that the log could not record (and has not noted yet)."""
+        return self._lost_lines
 
     # --- the log side ---------------------------------------------------------------------
     def _write_log(self, text: str) -> None:
         with self._lock:
-            if self._log.closed:
+            if self._closed:
                 return
             data = self._pending + text
             if "\n" not in data:
@@ -139,8 +170,61 @@ class Tee(io.TextIOBase):
                 return
             head, _, self._pending = data.rpartition("\n")
             lines = (strip_ansi(_last_carriage_state(line)) for line in head.split("\n"))
-            self._log.write("\n".join(lines) + "\n")
-            self._log.flush()  # to the OS: survives SIGKILL of this process
+            self._append("\n".join(lines) + "\n")
+
+    def _append(self, text: str) -> None:
+        """Write whole lines to the log's file (to the OS: they survive SIGKILL of this process);
+        on failure count them as lost instead of raising (the lock is held)."""
+        if self._lost_lines:
+            note = (
+                f"{chr(10) if self._torn else ''}[labsession: {self._lost_lines} line(s) of "
+                f"output could not be written to this log here ({self._lost_reason})]\n"
+            )
+            try:
+                self._write_all(note.encode())
+            except _PartlyWritten as part:
+                self._fell_behind(part.error, text.count("\n"))
+                self._torn = self._torn or part.written > 0
+                return
+            self._lost_lines, self._torn = 0, False
+        payload = text.encode("utf-8", "replace")
+        try:
+            self._write_all(payload)
+        except _PartlyWritten as part:
+            self._fell_behind(part.error, payload.count(b"\n", part.written))
+            self._torn = self._torn or part.written > 0
+
+    def _write_all(self, data: bytes) -> None:
+        written = 0
+        while written < len(data):
+            try:
+                written += os.write(self._fd, data[written:])
+            except OSError as exc:
+                raise _PartlyWritten(exc, written) from exc
+
+    def _fell_behind(self, error: OSError, lines: int) -> None:
+        if not self._lost_lines:
+            self._lost_reason = error.strerror or str(error)
+        self._lost_lines += lines
+        if not self._warned:
+            self._warned = True
+            self._say(
+                f"labsession: cannot write {self.log_path} ({error.strerror or error}); output "
+                f"still reaches the terminal, and the log will say how many lines it misses\n"
+            )
+
+    def _say(self, text: str) -> None:
+        with contextlib.suppress(Exception):  # a closed or broken terminal: nothing to tell
+            self._warn_to.write(text)
+            self._warn_to.flush()
+
+
+class _PartlyWritten(OSError):
+    """A write that failed after ``written`` bytes of the data went out."""
+
+    def __init__(self, error: OSError, written: int) -> None:
+        super().__init__(error.errno, error.strerror)
+        self.error, self.written = error, written
 
 
 def swap_streams(log_dir: str | os.PathLike[str]) -> tuple[Tee, Tee]:
@@ -153,7 +237,7 @@ def swap_streams(log_dir: str | os.PathLike[str]) -> tuple[Tee, Tee]:
     log_dir.mkdir(parents=True, exist_ok=True)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    out = Tee(sys.stdout, log_dir / "stdout.log")
+    out = Tee(sys.stdout, log_dir / "stdout.log", warn_to=sys.stderr)
     err = Tee(sys.stderr, log_dir / "stderr.log")
     _retarget_handlers({id(sys.stdout): out, id(sys.stderr): err})
     sys.stdout, sys.stderr = out, err
