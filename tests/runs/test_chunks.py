@@ -8,6 +8,7 @@ import textwrap
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import _ExecutorManagerThread
 
 import pytest
 
@@ -109,6 +110,18 @@ def test_no_chunk_waits_for_a_worker_still_starting(chunk_funcs, spawned_workers
     assert sorted(int(o.source) for o in outcomes) == list(range(40))
     assert {_pid(o.error) for o in outcomes} == {os.getpid()}
     assert elapsed < 4, elapsed
+
+
+def test_a_call_returns_with_its_pool_gone(chunk_funcs, tmp_path):
+    # A pool still shutting down when the interpreter exits races CPython's exit hook: a
+    # script ending right after a bulk call printed "Exception ignored ... Bad file descriptor"
+    # about one run in twenty. The call returns with its workers and pool thread gone.
+    (tmp_path / "log").mkdir()
+    chunks = [list(range(i, i + 5)) for i in range(0, 40, 5)]
+    outcomes = _run(chunk_funcs.logged, chunks, (str(tmp_path),))  # waits for a worker here
+    assert any(_pid(o.error) != os.getpid() for o in outcomes)  # a worker took chunks
+    assert multiprocessing.active_children() == []
+    assert not [t for t in threading.enumerate() if isinstance(t, _ExecutorManagerThread)]
 
 
 def test_a_worker_stuck_while_starting_is_stopped_once_every_chunk_is_done(

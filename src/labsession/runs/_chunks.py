@@ -177,7 +177,6 @@ def _run_local(
                 continue
             advance(len(part))
 
-    finished = False
     probe: Future[list[Outcome]] | None = None
     try:
         # This process takes chunks from the end, the workers from the start, two each in hand
@@ -221,16 +220,16 @@ def _run_local(
                 except Exception as exc:  # noqa: BLE001 - its runs fail, the others go on
                     outcomes += _failed(part, exc)
                 advance(len(part))
-        finished = True
     finally:
         if probe is not None and not probe.done():
             # No worker has started, so none holds a chunk: one stuck while starting (an import
             # that hangs) would keep the interpreter from exiting, or this call (on an error)
             # from returning.
             _stop_processes(pool)
-        # Once every chunk is done there is nothing to wait for: workers exit by themselves
-        # (the interpreter joins them at exit).
-        pool.shutdown(wait=not finished, cancel_futures=True)
+        # Idle workers exit within milliseconds. Waiting for them matters: a pool still
+        # shutting down when the interpreter exits races CPython's exit hook, which then
+        # prints "Exception ignored ... Bad file descriptor" after the call (3.11).
+        pool.shutdown(wait=True, cancel_futures=True)
     return outcomes
 
 
