@@ -4,7 +4,8 @@
 without importing or running anything: each run's status comes from the folder it sits in, and
 its process, host, times and exit status from its ``CONFIGS/CONFIG.json`` (read from near the
 start of an archive, within bounds). A folder left in ``RUNNING/`` whose process no longer
-exists on this host has status ``"interrupted"``.
+exists on this host has status ``"interrupted"``; so has one whose PID now belongs to a process
+that started after the run (on Linux, by the process start time in ``/proc``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import os
 import socket
 import stat
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,14 @@ from labsession.runs._ids import (
     is_run_id,
 )
 
-__all__ = ["MAX_SCAN_DEPTH", "SessionRecord", "pid_alive", "scan_runs", "split_archive_name"]
+__all__ = [
+    "MAX_SCAN_DEPTH",
+    "PID_START_SLACK",
+    "SessionRecord",
+    "pid_alive",
+    "scan_runs",
+    "split_archive_name",
+]
 
 #: Status of a run by the folder it sits in (RUNNING is refined by whether its process lives).
 _FOLDER_STATUS = {
@@ -95,8 +105,33 @@ class SessionRecord:
         }
 
 
-def pid_alive(pid: int) -> bool:
-    """Return True if a process with this id exists on this host (signal 0 probe)."""
+#: Seconds a process may seem to have started after its run's ``START_DATETIME`` and still be
+#: the run's. A run records its start after its process started, and the process start time is
+#: read to 10 ms (the boot time to the microsecond), so only a small step of the system clock
+#: since then can make the run's own process seem later. A ``START_DATETIME`` given in whole
+#: seconds (no fraction) gets one second more.
+PID_START_SLACK = 0.5
+
+
+def pid_alive(pid: int, *, started: dt.datetime | None = None) -> bool:
+    """Return True if process ``pid`` exists on this host (and can be the run started then).
+
+    Parameters
+    ----------
+    pid
+        The process id.
+    started
+        When the run whose process this was started (its ``START_DATETIME``, naive local time).
+        On Linux, a process that started more than :data:`PID_START_SLACK` seconds after it
+        (a second more for a time in whole seconds) holds a reused PID and is not the run's,
+        and a zombie (killed, not yet reaped) is dead: both give False. Elsewhere, or when
+        ``/proc`` cannot tell, only whether a process has the PID counts (a signal 0 probe).
+
+    Returns
+    -------
+    bool
+        Whether the process lives (and, with ``started``, can be the run's).
+    """
     if pid <= 0:
         return False
     try:
@@ -104,10 +139,68 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
-        return True
+        pass
     except OSError:
         return False
-    return True
+    if started is None or not sys.platform.startswith("linux"):
+        return True
+    found = _linux_process(pid)
+    if found is None:  # no /proc, or the process ended meanwhile: the probe's answer stands
+        return True
+    state, process_start = found
+    if state == "Z":
+        return False
+    slack = PID_START_SLACK + (1.0 if started.microsecond == 0 else 0.0)
+    return process_start <= _local_timestamp(started) + slack
+
+
+def _linux_process(pid: int) -> tuple[str, float] | None:
+    """State and start time (seconds since the epoch) of process ``pid`` from ``/proc``.
+
+    The start time is field 22 of ``/proc/<pid>/stat``, in clock ticks since boot. None if it
+    cannot be read.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+        # The command name (field 2) is in parentheses and may hold spaces or ")".
+        fields = data.rpartition(b")")[2].split()
+        state, ticks = fields[0].decode("ascii"), int(fields[19])
+        return state, _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
+
+
+def _boot_time() -> float:
+    """When this host booted, in seconds since the epoch (by today's system clock).
+
+    ``CLOCK_BOOTTIME``, which the kernel counts process start times in, gives it to the
+    microsecond; ``btime`` of ``/proc/stat`` (whole seconds) where that clock is missing.
+
+    Raises
+    ------
+    OSError
+        If neither can be read.
+    """
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is not None:
+        try:
+            return time.time() - time.clock_gettime(boottime)
+        except OSError:
+            pass
+    with open("/proc/stat", "rb") as file:
+        for line in file:
+            if line.startswith(b"btime "):
+                return float(line.split()[1])  # a ValueError if it is not a number
+    raise OSError("/proc/stat: no btime line")
+
+
+def _local_timestamp(when: dt.datetime) -> float:
+    """Seconds since the epoch of ``when``; a naive local time repeated at a clock change
+    (the hour that is lived twice) is read as its later instance."""
+    if when.tzinfo is not None:
+        return when.timestamp()
+    return max(when.replace(fold=0).timestamp(), when.replace(fold=1).timestamp())
 
 
 def split_archive_name(name: str) -> tuple[str, str] | None:
@@ -163,11 +256,12 @@ def _record_from_disk(path: Path, folder: str, this_host: str) -> SessionRecord 
     config = _read_archived_config(path, session_id) if archived else _read_config(path)
     pid = config.get("PID")
     host = config.get("HOST")
+    recorded_start = _parse_time(config.get("START_DATETIME"))
     if status == "running" and not archived:
         same_host = host in (None, this_host)
-        if same_host and (not isinstance(pid, int) or not pid_alive(pid)):
+        if same_host and (not isinstance(pid, int) or not pid_alive(pid, started=recorded_start)):
             status = "interrupted"
-    start = _parse_time(config.get("START_DATETIME"))
+    start = recorded_start
     if start is None:
         try:
             start = id_start_time(session_id)

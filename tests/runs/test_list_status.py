@@ -1,0 +1,189 @@
+"""The status ``runs list`` gives a run left in ``RUNNING/``: running or interrupted.
+
+Real processes and run folders: a run killed with SIGKILL, its PID then taken by another process;
+a killed run not yet reaped by its parent (a zombie).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labsession.runs import SessionManager
+from labsession.runs._scan import pid_alive, scan_runs
+
+from .conftest import script_env, wait_for, write_script
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="process start times are read from /proc"
+)
+
+_NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
+
+
+def _run_dir(folder: Path, name: str, **config) -> Path:
+    run = folder / name
+    (run / "CONFIGS").mkdir(parents=True)
+    (run / "CONFIGS" / "CONFIG.json").write_text(json.dumps(config))
+    return run
+
+
+def _sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.kill()
+    proc.wait(timeout=30)
+
+
+def _status(out: Path) -> dict[str, str]:
+    return {r.session_id[-4:]: r.status for r in scan_runs(out)}
+
+
+@linux_only
+def test_a_run_whose_pid_a_later_process_holds_is_interrupted(tmp_path):
+    """A PID is reused once its run died: the process holding it now started after the run."""
+    out = tmp_path / "fit_out" / "RUNNING"
+    host = socket.gethostname()
+    before = dt.datetime.now() - dt.timedelta(seconds=5)
+    proc = _sleeper()
+    try:
+        after = dt.datetime.now() + dt.timedelta(seconds=1)
+        for name, started in (("reus", before), ("live", after)):
+            _run_dir(
+                out,
+                f"2026Y-01M-01D-00h00m01s_{name}",
+                PID=proc.pid,
+                HOST=host,
+                START_DATETIME=started.isoformat(),
+            )
+        assert pid_alive(proc.pid)  # some process has the PID: the old check said "running"
+        assert _status(out.parent) == {"reus": "interrupted", "live": "running"}
+    finally:
+        _stop(proc)
+
+
+@linux_only
+def test_a_killed_runs_reused_pid_shows_interrupted(tmp_path):
+    """A real run killed with SIGKILL; its very PID is then given to a new process."""
+    if not os.access(_NS_LAST_PID, os.W_OK):
+        pytest.skip(f"{_NS_LAST_PID} is not writable (needs root in the PID namespace)")
+    script = write_script(
+        tmp_path,
+        "victim.py",
+        """
+        import os
+        import signal
+
+        from labsession.runs import session
+
+
+        @session
+        def main():
+            print("working", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    victim = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=script_env(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert victim.returncode == -signal.SIGKILL, victim.stderr
+    (run,) = (tmp_path / "victim_out" / "RUNNING").iterdir()
+    config = json.loads((run / "CONFIGS" / "CONFIG.json").read_text())
+    pid = config["PID"]
+    assert _status(tmp_path / "victim_out") == {run.name[-4:]: "interrupted"}
+    started = dt.datetime.fromisoformat(config["START_DATETIME"])
+    # the process taking the PID starts clearly later than the run did
+    wait_for(lambda: dt.datetime.now() > started + dt.timedelta(seconds=1), timeout=10)
+    reused = None
+    for _ in range(50):  # another process may take the PID first: try again
+        _NS_LAST_PID.write_text(str(pid - 1))
+        proc = _sleeper()
+        if proc.pid == pid:
+            reused = proc
+            break
+        _stop(proc)
+    if reused is None:
+        pytest.skip(f"PID {pid} could not be given to a new process")
+    try:
+        assert pid_alive(pid)  # the PID is in use again
+        records = SessionManager().list_sessions(tmp_path / "victim_out")
+        assert records[run.name].status == "interrupted"
+        assert records[run.name].pid == pid
+    finally:
+        _stop(reused)
+
+
+@linux_only
+def test_a_killed_run_not_yet_reaped_is_interrupted(tmp_path):
+    """A run killed while its parent has not waited for it yet (a zombie) is dead."""
+    script = write_script(
+        tmp_path,
+        "victim.py",
+        """
+        import os
+        import signal
+
+        from labsession.runs import session
+
+
+        @session
+        def main():
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=script_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    stat = Path(f"/proc/{proc.pid}/stat")
+    try:
+        # not proc.poll(): that would reap it
+        wait_for(
+            lambda: stat.read_bytes().rpartition(b")")[2].split()[0] == b"Z",
+            timeout=120,
+            what="the run to be killed",
+        )
+        (run,) = (tmp_path / "victim_out" / "RUNNING").iterdir()
+        assert _status(tmp_path / "victim_out") == {run.name[-4:]: "interrupted"}
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_a_live_run_of_this_host_is_running(tmp_path):
+    """The run's own process, started before the run's recorded start, still counts."""
+    started = dt.datetime.now()
+    _run_dir(
+        tmp_path / "RUNNING",
+        "2026Y-01M-01D-00h00m01s_self",
+        PID=os.getpid(),
+        HOST=socket.gethostname(),
+        START_DATETIME=started.isoformat(),
+    )
+    assert _status(tmp_path) == {"self": "running"}
