@@ -244,6 +244,90 @@ def test_pages_written_one_by_one_read_as_frames(tmp_path):
     np.testing.assert_array_equal(picked[..., 0], frames[[4, 0]])
 
 
+def _write_in_a_loop(path, blocks, **kwargs):
+    with tifffile.TiffWriter(path) as writer:  # one tifffile series per write call
+        for block in blocks:
+            writer.write(block, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "expected"),
+    [
+        ("frame by frame", lambda p, v: _write_in_a_loop(p, v[..., 0]), lambda v: v[..., :1]),
+        (
+            "frame by frame, zlib",
+            lambda p, v: _write_in_a_loop(p, v[..., 0], compression="zlib"),
+            lambda v: v[..., :1],
+        ),
+        (
+            "blocks of 4 frames",
+            lambda p, v: _write_in_a_loop(
+                p, [v[i : i + 4, ..., 0] for i in (0, 4, 8)], photometric="minisblack"
+            ),
+            lambda v: v[..., :1],
+        ),
+        ("(H, W, C) frames", lambda p, v: _write_in_a_loop(p, v), lambda v: v),
+        (
+            "(H, W, C) frames with axes",
+            lambda p, v: _write_in_a_loop(p, v, metadata={"axes": "YXC"}),
+            lambda v: v,
+        ),
+    ],
+)
+def test_a_tiff_written_in_a_loop_reads_every_frame(tmp_path, name, write, expected):
+    """tifffile stores one series per write call: only the first frame was read."""
+    video = np.random.default_rng(7).integers(0, 60000, (12, 20, 24, 2), dtype=np.uint16)
+    path = tmp_path / "loop.tif"
+    write(path, video)
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.series) > 1, name
+    want = expected(video).astype(np.float32)
+    shape, frames, picked = _frames_read(path, picked=[11, 0, 5, 5])
+    assert shape == want.shape, name
+    np.testing.assert_array_equal(frames, want)
+    np.testing.assert_array_equal(picked, want[[11, 0, 5, 5]])
+    with open_video(path) as reader:
+        np.testing.assert_array_equal(reader[4:9:2], want[4:9:2])
+
+
+def test_a_tiff_written_in_a_loop_is_read_lazily(tmp_path):
+    """Reading two frames of a frame-by-frame TIFF reads those pages, not the whole file."""
+    import tracemalloc
+
+    video = np.random.default_rng(8).integers(0, 60000, (300, 128, 128), dtype=np.uint16)
+    path = tmp_path / "long.tif"
+    _write_in_a_loop(path, video)  # 9.8 MB of pixels, 39 MB as float32
+    with open_video(path) as reader:
+        assert reader.shape == (300, 128, 128, 1)
+        tracemalloc.start()
+        try:
+            picked = reader.read_frames([299, 3])
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    np.testing.assert_array_equal(picked[..., 0], video[[299, 3]])
+    assert peak < 2_000_000, peak  # two frames are 131 kB as float32
+
+
+def test_tiff_series_that_form_no_video_are_refused_naming_them(tmp_path):
+    path = tmp_path / "mixed.tif"
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(np.zeros((16, 16), np.uint16))
+        writer.write(np.zeros((8, 8), np.uint16))  # e.g. a thumbnail
+    with pytest.raises(
+        ValueError,
+        match=r"mixed\.tif: the TIFF file holds 2 image series of "
+        r"different shapes or dtypes \(\(16, 16\) uint16, \(8, 8\) uint16\)",
+    ):
+        open_video(path)
+    dtypes = tmp_path / "dtypes.tif"
+    with tifffile.TiffWriter(dtypes) as writer:
+        writer.write(np.zeros((16, 16), np.uint16))
+        writer.write(np.zeros((16, 16), np.float32))
+    with pytest.raises(ValueError, match=r"dtypes\.tif: .* 2 image series .*float32"):
+        open_video(dtypes)
+
+
 def test_tiff_whose_frames_cannot_be_told_is_refused_saying_how_to_save_it(tmp_path):
     video = np.random.default_rng(0).random((7, 12, 10, 2)).astype(np.float32)
     no_shape = tmp_path / "rows.tif"

@@ -1,6 +1,7 @@
 """Frames of a TIFF file as ``(T, H, W, C)``, read on demand (:class:`TiffFrames`).
 
-Layouts read: plain multi-page stacks (one ``H x W`` page per frame), ImageJ hyperstacks
+Layouts read: plain multi-page stacks (one ``H x W`` page per frame, also written one
+``TiffWriter.write`` call per frame or per block of frames), ImageJ hyperstacks
 (``TZCYX``), OME-TIFF, RGB pages, and tifffile's shaped files: ``tifffile.imwrite(path, video)``
 of a ``(T, H, W)`` or ``(T, H, W, C)`` array stores the array's shape but not its axes, and its
 pages may be rows of a frame (``(W, C)`` pages for ``C`` other than 3 or 4); such a file is read
@@ -64,8 +65,81 @@ def _named_axes(path: Path, tif: object, axes: str, shape: tuple[int, ...]) -> s
     )
 
 
+#: Series kinds of files without format metadata: tifffile makes one series per ``write`` call.
+_PLAIN_KINDS = frozenset({"shaped", "generic", "uniform"})
+
+
+def _describe(series: list[object]) -> str:
+    shown = ", ".join(
+        f"{tuple(s.shape)} {s.dtype}"  # type: ignore[attr-defined]
+        for s in series[:4]
+    )
+    return shown + (f", ... ({len(series)} in all)" if len(series) > 4 else "")
+
+
+def _rows_of_a_frame(series: object) -> bool:
+    """Whether a 3-D series saved without axes holds one ``(H, W, C)`` frame as ``(W, C)`` rows.
+
+    ``TiffWriter.write(frame)`` of an ``(H, W, C)`` frame with ``C`` other than 3 or 4 stores
+    ``H`` pages of ``W x C``; a block of ``(T, H, W)`` frames stores ``T`` pages of ``H x W``.
+    Narrow pages (at most ``MAX_UNNAMED_CHANNELS`` wide, at least twice as tall) are read as rows.
+    """
+    _, width, n_ch = (int(n) for n in series.shape)  # type: ignore[attr-defined]
+    page = tuple(int(n) for n in series.keyframe.shape)  # type: ignore[attr-defined]
+    return page == (width, n_ch) and n_ch <= MAX_UNNAMED_CHANNELS and width >= 2 * n_ch
+
+
+def _video_series(tif: object, path: Path) -> tuple[object, str]:
+    """The series holding the video and its named axes.
+
+    A file written frame by frame (``for frame in video: writer.write(frame)``) holds one
+    tifffile series per ``write`` call; series of the same shape, dtype and axes in a file
+    without format metadata are joined along a leading time axis, in file order. Several series
+    that cannot form one video are refused, naming their shapes.
+    """
+    import tifffile
+
+    all_series = list(tif.series)  # type: ignore[attr-defined]
+    if not all_series:
+        raise ValueError(f"{path}: the TIFF file holds no image")
+    first = all_series[0]
+    shape = tuple(int(n) for n in first.shape)
+    axes = _named_axes(path, tif, first.axes, shape)
+    if len(all_series) == 1:
+        return first, axes
+    kinds = {s.kind for s in all_series}
+    same = all(
+        tuple(s.shape) == tuple(first.shape) and s.dtype == first.dtype and s.axes == first.axes
+        for s in all_series
+    )
+    if not (same and kinds <= _PLAIN_KINDS):
+        what = "of different shapes or dtypes" if not same else f"of kind {sorted(kinds)}"
+        raise ValueError(
+            f"{path}: the TIFF file holds {len(all_series)} image series {what} "
+            f"({_describe(all_series)}), which do not form one video; save one video per file, "
+            f"e.g. {_HOW_TO_SAVE}"
+        )
+    if "Q" in first.axes and axes == "TYX" and _rows_of_a_frame(first):
+        axes = "YXC"  # one (H, W, C) frame per write call, stored as rows (W, C)
+    pages = [page for s in all_series for page in s]
+    series_axis = next(a for a in "IJKLMNOP" if a not in axes and a not in first.axes)
+    joined = tifffile.TiffPageSeries(
+        pages,
+        (len(all_series), *first.shape),
+        first.dtype,
+        series_axis + first.axes,
+        parent=tif,
+        kind=first.kind,
+        squeeze=False,
+    )
+    return joined, series_axis + axes
+
+
 class TiffFrames:
-    """Frame access to the first series of an open ``tifffile.TiffFile``.
+    """Frame access to the video of an open ``tifffile.TiffFile``.
+
+    The video is the file's one series, or its series joined along time when the file was
+    written frame by frame (one tifffile series per ``write`` call, all of one shape).
 
     Attributes
     ----------
@@ -82,9 +156,8 @@ class TiffFrames:
 
     def __init__(self, tif: object, path: str | Path = "TIFF") -> None:
         path = Path(path)
-        series = tif.series[0]  # type: ignore[attr-defined]
-        shape = tuple(int(n) for n in series.shape)
-        axes = _named_axes(path, tif, series.axes, shape)
+        series, axes = _video_series(tif, path)
+        shape = tuple(int(n) for n in series.shape)  # type: ignore[attr-defined]
         if "Y" not in axes or "X" not in axes:
             raise ValueError(f"{path}: TIFF series has axes {axes!r} without Y and X")
         # Axes of one element do not move any data: leave them out (but keep Y and X).
@@ -112,6 +185,7 @@ class TiffFrames:
         if self._channel:
             self._to_yxc.append(frame_axes.index(self._channel))
         self._frame_axes = frame_axes
+        self._series = series
         self._view = self._memory_map(series)
         self._page_elems = math.prod(int(n) for n in series.keyframe.shape)
         if self._view is None:
@@ -210,11 +284,11 @@ class TiffFrames:
             else:  # the file's one frame
                 block = np.repeat(np.asarray(self._view)[None], len(frames), axis=0)
         elif self._pages_per_frame:
-            data = self._tif.asarray(key=self._page_keys(frames), series=0)  # type: ignore[attr-defined]
+            data = self._tif.asarray(key=self._page_keys(frames), series=self._series)  # type: ignore[attr-defined]
             frame_shape = [self._sizes[self._axes.index(a)] for a in self._frame_axes]
             block = np.asarray(data).reshape(len(frames), *frame_shape)
         else:  # one page per plane: (n, C, H, W) in page order
-            data = self._tif.asarray(key=self._page_keys(frames), series=0)  # type: ignore[attr-defined]
+            data = self._tif.asarray(key=self._page_keys(frames), series=self._series)  # type: ignore[attr-defined]
             planes = np.asarray(data).reshape(len(frames), -1, *self.shape[1:3])
             out[:] = np.moveaxis(planes, 1, -1)
             return out
