@@ -187,3 +187,43 @@ def test_a_live_run_of_this_host_is_running(tmp_path):
         START_DATETIME=started.isoformat(),
     )
     assert _status(tmp_path) == {"self": "running"}
+
+
+SCITEX_LIKE_RUN = """
+import sys
+import time
+from pathlib import Path
+
+# What a live scitex-session run holds: its logs, and no CONFIGS/ until close.
+logs = Path(sys.argv[1]) / "RUNNING" / "2026Y-01M-01D-00h00m01s_sxLv" / "logs"
+logs.mkdir(parents=True)
+(logs / "stderr.log").write_text("")
+with open(logs / "stdout.log", "w") as out:
+    out.write("scitex run started\\n")
+    out.flush()
+    time.sleep(120)
+"""
+
+
+def test_a_live_run_without_a_recorded_pid_is_running(tmp_path):
+    """A live scitex-session run records no PID before it closes: it cannot be probed."""
+    out = tmp_path / "sx_out"
+    proc = subprocess.Popen([sys.executable, "-c", SCITEX_LIKE_RUN, str(out)])
+    try:
+        log = out / "RUNNING" / "2026Y-01M-01D-00h00m01s_sxLv" / "logs" / "stdout.log"
+        wait_for(lambda: log.is_file() and log.stat().st_size > 0, what="the run to start")
+        result = subprocess.run(
+            [sys.executable, "-m", "labsession", "runs", "list", str(out), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)
+        assert [(r["status"], r["pid"]) for r in rows] == [("running", None)]
+        assert proc.poll() is None  # the run is alive indeed
+    finally:
+        _stop(proc)
+    # still "running" once its process is gone: without a PID no one can tell
+    assert _status(out) == {"sxLv": "running"}

@@ -5,7 +5,9 @@ without importing or running anything: each run's status comes from the folder i
 its process, host, times and exit status from its ``CONFIGS/CONFIG.json`` (read from near the
 start of an archive, within bounds). A folder left in ``RUNNING/`` whose process no longer
 exists on this host has status ``"interrupted"``; so has one whose PID now belongs to a process
-that started after the run (on Linux, by the process start time in ``/proc``).
+that started after the run (on Linux, by the process start time in ``/proc``). A run whose
+process cannot be probed (of another host, or with no PID recorded, as a live scitex-session run)
+stays ``"running"``.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class SessionRecord:
     session_id
         The run ID (the folder name).
     status
-        ``"running"``, ``"interrupted"`` (left in RUNNING by a dead process), ``"success"``,
+        ``"running"`` (in RUNNING, its process alive or not to be probed: another host's, or
+        none recorded), ``"interrupted"`` (left in RUNNING by a dead process), ``"success"``,
         ``"error"``, ``"finished"`` (closed without a status by another tool) or ``"closed"``.
     path
         The run folder or archive, if known.
@@ -257,10 +260,11 @@ def _record_from_disk(path: Path, folder: str, this_host: str) -> SessionRecord 
     pid = config.get("PID")
     host = config.get("HOST")
     recorded_start = _parse_time(config.get("START_DATETIME"))
-    if status == "running" and not archived:
-        same_host = host in (None, this_host)
-        if same_host and (not isinstance(pid, int) or not pid_alive(pid, started=recorded_start)):
-            status = "interrupted"
+    # A run whose process cannot be probed stays "running": one of another host, or one with no
+    # PID recorded (scitex-session writes its config only at close).
+    probed = status == "running" and not archived and host in (None, this_host)
+    if probed and isinstance(pid, int) and not pid_alive(pid, started=recorded_start):
+        status = "interrupted"
     start = recorded_start
     if start is None:
         try:
