@@ -14,6 +14,8 @@ import pytest
 
 from labsession.errors import SessionError
 from labsession.recording import (
+    Session,
+    StreamInfo,
     TrainingData,
     iter_aligned_windows,
     iter_labeled_windows,
@@ -313,19 +315,28 @@ def test_a_timestamp_chunk_missing_below_the_last_is_refused(intact, kind, tmp_p
     prefix_of(got, expected)
 
 
-def test_a_missing_sample_chunk_reads_as_fill_only_where_its_timestamps_exist(
+def unmarked(folder):
+    """The sample array as earlier labsession versions and MyoGestic write it: without the
+    mark that every chunk was written (Zarr leaves out a chunk that is all fill value)."""
+    meta = folder / "emg.zarr" / "zarr.json"
+    data = json.loads(meta.read_text())
+    assert data.pop("attributes") == {"labsession": {"every_chunk_written": True}}
+    meta.write_text(json.dumps(data))
+
+
+def test_a_missing_sample_chunk_of_an_unmarked_array_reads_as_fill_where_its_timestamps_exist(
     intact, kind, tmp_path
 ):
-    """Zarr leaves out a chunk that is all fill value, so a missing sample chunk reads as its
+    """In an array not marked as written chunk by chunk, a missing sample chunk reads as its
     fill value (0) as in Zarr, but not when the timestamp chunk of its rows is missing too."""
     data, ts = get_continuous(intact[kind])
-    broken = without(intact, kind, [DATA_CHUNK], tmp_path / "a")
+    broken = without(intact, kind, [DATA_CHUNK], tmp_path / "a", unmarked)
     got, got_ts = get_continuous(broken)
     expected = data.copy()
     expected[2000:2500] = 0
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(got_ts, ts)
-    both = without(intact, kind, [DATA_CHUNK, TS_CHUNK], tmp_path / "b")
+    both = without(intact, kind, [DATA_CHUNK, TS_CHUNK], tmp_path / "b", unmarked)
     with open_session_store(both) as store:
         np.testing.assert_array_equal(store.read_rows("emg", 0, 2000), data[:2000])
         with pytest.raises(
@@ -334,6 +345,52 @@ def test_a_missing_sample_chunk_reads_as_fill_only_where_its_timestamps_exist(
             rf"\({TS_CHUNK}\)",
         ):
             store.read_rows("emg", 2100, 2200)
+
+
+def test_a_missing_sample_chunk_of_a_labsession_session_is_refused(intact, kind, tmp_path):
+    """labsession writes every chunk and marks its sample arrays so: a sample chunk lost later
+    (an interrupted copy or sync) is refused by every reader, naming the chunk, never read as
+    rows of zeros; the rows before it read as they were."""
+    data, _ = get_continuous(intact[kind])
+    broken = without(intact, kind, [DATA_CHUNK], tmp_path)
+    message = rf"chunk {DATA_CHUNK} is missing, but this array's writer wrote every chunk"
+    with open_session_store(broken) as store:
+        with pytest.raises(SessionError, match=message) as error:
+            store.get_continuous("emg")
+        assert str(broken) in str(error.value)
+        with pytest.raises(SessionError, match=message):
+            store.get_trials("emg")
+        np.testing.assert_array_equal(store.read_rows("emg", 0, 2000), data[:2000])
+    expected = list(iter_labeled_windows(intact[kind], "emg", 0.2, 0.05, copy=True))
+    got, error = collect(iter_labeled_windows(broken, "emg", 0.2, 0.05, copy=True))
+    assert DATA_CHUNK in str(error)
+    prefix_of(got, expected)
+    with pytest.raises(SessionError, match=message):
+        TrainingData([broken]).to_arrays("emg", 0.2, 0.1, features=["rms"])
+
+
+def test_a_second_of_zeros_is_written_and_read_back(tmp_path):
+    """A chunk that is all zeros (the fill value) is written too, so it reads back as
+    recorded, and losing it is caught like losing any other chunk."""
+    session = Session(tmp_path, class_names=["Rest"])
+    session.init_stream("emg", StreamInfo(n_channels=2, fs=100.0))
+    values = np.full((300, 2), 7.0, np.float32)
+    values[100:200] = 0
+    session.append("emg", values, np.arange(300) / 100)
+    session.close()
+    with Session.attach(session.path) as attached:  # goes on writing every chunk
+        attached.append("emg", np.zeros((100, 2), np.float32), 3 + np.arange(100) / 100)
+    values = np.concatenate([values, np.zeros((100, 2), np.float32)])
+    assert (session.path / "emg.zarr" / "c" / "1" / "0").is_file()
+    assert (session.path / "emg.zarr" / "c" / "3" / "0").is_file()
+    with open_session_store(session.path) as store:
+        np.testing.assert_array_equal(store.get_continuous("emg")[0], values)
+    (session.path / "emg.zarr" / "c" / "1" / "0").unlink()
+    with (
+        open_session_store(session.path) as store,
+        pytest.raises(SessionError, match=r"chunk emg.zarr/c/1/0 is missing"),
+    ):
+        store.get_continuous("emg")
 
 
 # -- the archive's directory: one flipped bit in a name or an offset ------------------------------

@@ -6,7 +6,10 @@ zstd's content checksum on (plain zstd frames any Zarr reads, MyoGestic included
 lets every read of a folder verify its chunks). The timestamp array's fill value is NaN: a
 sample slot that was allocated but never written (a crash between growing the array and writing
 its chunk) reads as NaN and is cut off by :func:`valid_length`, so a crashed recording never
-shows invented samples.
+shows invented samples. Every chunk is written, also one that is all fill value (Zarr leaves
+those out by default), and the sample array says so in its ``zarr.json`` attributes
+(:data:`~labsession.recording._chunks.EVERY_CHUNK_WRITTEN`): a sample chunk lost later (an
+interrupted copy) is then refused on read, never read as zeros.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 import zarr
 import zarr.codecs
 
-from labsession.recording._chunks import ArrayChunks, valid_rows
+from labsession.recording._chunks import EVERY_CHUNK_WRITTEN, ArrayChunks, valid_rows
 from labsession.recording._layout import data_array_name, timestamps_array_name
 from labsession.recording._records import StreamInfo
 
@@ -93,6 +96,11 @@ def _default_pipeline() -> str | None:
     return None
 
 
+#: Array configuration of the arrays a session writes: no chunk is left out for being all fill
+#: value (an all-zero chunk compresses to a few bytes).
+WRITE_EVERY_CHUNK: dict[str, Any] = {"write_empty_chunks": True}
+
+
 def _codecs() -> dict[str, Any]:
     # As MyoGestic writes them, plus zstd's content checksum (a flag in each frame, which any
     # zstd reader verifies), so a folder's chunks are verified on every read.
@@ -105,7 +113,11 @@ def _codecs() -> dict[str, Any]:
 def create_stream_arrays(
     folder: Path, name: str, info: StreamInfo
 ) -> tuple[zarr.Array, zarr.Array]:
-    """Create the empty sample and timestamp arrays of stream ``name`` in ``folder``."""
+    """Create the empty sample and timestamp arrays of stream ``name`` in ``folder``.
+
+    Both write every chunk, also one that is all fill value; the sample array is marked so
+    (:data:`~labsession.recording._chunks.EVERY_CHUNK_WRITTEN` in its attributes).
+    """
     chunk = info.chunk_samples
     data = zarr.create_array(
         store=str(folder / data_array_name(name)),
@@ -114,6 +126,8 @@ def create_stream_arrays(
         dtype=info.dtype,
         fill_value=0,
         zarr_format=3,
+        attributes=EVERY_CHUNK_WRITTEN,
+        config=WRITE_EVERY_CHUNK,
         **_codecs(),
     )
     ts = zarr.create_array(
@@ -123,6 +137,7 @@ def create_stream_arrays(
         dtype=np.float64,
         fill_value=np.nan,
         zarr_format=3,
+        config=WRITE_EVERY_CHUNK,
         **_codecs(),
     )
     return data, ts

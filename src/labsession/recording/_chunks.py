@@ -15,9 +15,11 @@ Every read of samples or timestamps goes through :class:`ArrayChunks`, which
   directory), never by walking the shape ``zarr.json`` declares (:func:`valid_rows`);
 - where ``zarr.json`` says ``checksum: true``, refuses a zstd frame without its content
   checksum (one re-encoded without it would otherwise come back unverified);
-- refuses a timestamp chunk missing below the last one present (writers write them in order),
-  and reads a missing sample chunk as the fill value (Zarr skips writing a chunk that is all
-  fill value) only where the timestamp chunks of its rows are present.
+- refuses a timestamp chunk missing below the last one present (writers write them in order);
+  refuses a missing sample chunk of an array marked as written chunk by chunk
+  (:data:`EVERY_CHUNK_WRITTEN`, as labsession writes them); reads a missing sample chunk of an
+  unmarked array (MyoGestic's, earlier labsession's: Zarr skips writing a chunk that is all
+  fill value) as the fill value, only where the timestamp chunks of its rows are present.
 
 Sharded arrays (valid Zarr v3, though neither MyoGestic nor labsession writes them) are read
 through Zarr one shard at a time; a shard is one chunk file, the unit of every listing and
@@ -59,9 +61,30 @@ from labsession.recording._chunkfiles import (
 from labsession.recording._schema import MAX_CHUNK_BYTES, brief
 from labsession.recording._zstdframes import check_zstd_frames, zstd_content_size
 
-__all__ = ["ArrayChunks", "valid_rows", "zstd_content_size"]
+__all__ = [
+    "EVERY_CHUNK_WRITTEN",
+    "ArrayChunks",
+    "every_chunk_written",
+    "valid_rows",
+    "zstd_content_size",
+]
 
 log = logging.getLogger(__name__)
+
+#: The ``attributes`` labsession puts into the ``zarr.json`` of each sample array it writes:
+#: every chunk is written, also one that is all fill value (Zarr leaves those out by default),
+#: so a sample chunk missing where its timestamps exist is damage (a file lost in a copy), not
+#: rows of zeros. Arrays without it (MyoGestic's, earlier labsession's) keep Zarr's reading.
+EVERY_CHUNK_WRITTEN: dict[str, Any] = {"labsession": {"every_chunk_written": True}}
+
+
+def every_chunk_written(meta: dict[str, Any]) -> bool:
+    """Whether an array's metadata (``zarr.json`` as a dict) carries
+    :data:`EVERY_CHUNK_WRITTEN`; anything else there (another tool's attributes, a damaged
+    value) means no."""
+    attributes = meta.get("attributes")
+    ours = attributes.get("labsession") if isinstance(attributes, dict) else None
+    return isinstance(ours, dict) and ours.get("every_chunk_written") is True
 
 
 def _raw_layout(meta: dict[str, Any], shape: tuple[int, ...], dtype: np.dtype) -> bool:
@@ -110,6 +133,9 @@ class ArrayChunks:
         True for a stream's timestamp array: a chunk missing below the last one present is
         then an error, not rows of fill value.
 
+    A sample array whose ``zarr.json`` carries :data:`EVERY_CHUNK_WRITTEN` has no chunk left
+    out: a missing one is an error, never rows of fill value.
+
     Attributes
     ----------
     chunk_rows
@@ -136,6 +162,7 @@ class ArrayChunks:
         self.timestamps_of_rows: ArrayChunks | None = None
         meta = array.metadata.to_dict()
         self.keys = ChunkKeys.from_metadata(meta)
+        self.every_chunk_written = not timestamps and every_chunk_written(meta)
         self.dtype = np.dtype(array.dtype).newbyteorder("<")  # as the bytes codec stores it
         shards = getattr(array, "shards", None)
         self.sharded = shards is not None
@@ -227,6 +254,13 @@ class ArrayChunks:
                     f"is missing, but a later timestamp chunk ({self.key(last)}) exists: "
                     f"timestamp chunks are written in order, so the session is damaged",
                 )
+        elif self.every_chunk_written:
+            raise self.error(
+                index,
+                "is missing, but this array's writer wrote every chunk (zarr.json attributes "
+                "labsession.every_chunk_written): the file was lost (an interrupted copy?), "
+                "the session is damaged",
+            )
         elif self.timestamps_of_rows is not None:
             absent = self.timestamps_of_rows.missing_chunks(start, stop)
             if absent:
@@ -262,7 +296,8 @@ class ArrayChunks:
 
         A chunk never written reads as the fill value, as in Zarr (Zarr does not write a chunk
         that is all fill value), except where that cannot be so: a timestamp chunk missing
-        below the last one present, or a sample chunk missing together with the timestamp
+        below the last one present, a sample chunk of an array marked
+        :data:`EVERY_CHUNK_WRITTEN`, or a sample chunk missing together with the timestamp
         chunk of its rows (when :attr:`timestamps_of_rows` is set), raises.
 
         Raises

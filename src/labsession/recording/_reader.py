@@ -140,7 +140,8 @@ class SessionReader:
             )
             cache[name, timestamps] = reader
         if not timestamps:
-            # A missing sample chunk reads as fill value only where its timestamps exist.
+            # A missing sample chunk of an unmarked array reads as fill value only where its
+            # timestamps exist (see ArrayChunks).
             reader.timestamps_of_rows = self._array_chunks(name, timestamps=True)
         return reader
 

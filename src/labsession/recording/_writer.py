@@ -66,8 +66,12 @@ IDLE_HOUSEKEEPING_S = 1.0
 
 @contextlib.contextmanager
 def atomic_chunk_writes() -> Iterator[None]:
-    """Arrays created or opened inside write each chunk atomically (see ``_WRITE_PIPELINE``)."""
-    with zarr.config.set({"codec_pipeline.path": _WRITE_PIPELINE}):
+    """Arrays created or opened inside write each chunk atomically (see ``_WRITE_PIPELINE``),
+    and write every chunk, also one that is all fill value (which Zarr leaves out by default):
+    a sample chunk missing from an array marked so is then damage, not zeros."""
+    with zarr.config.set(
+        {"codec_pipeline.path": _WRITE_PIPELINE, "array.write_empty_chunks": True}
+    ):
         yield
 
 
