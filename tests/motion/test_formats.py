@@ -267,3 +267,53 @@ def test_per_channel_hdf5_datasets_read_as_channels(tmp_path, video):
     with open_video(tmp_path / "mixed.h5") as reader:
         assert reader.shape == (*video.shape[:3], 1)  # the largest dataset, as before
         np.testing.assert_array_equal(reader[0:9][..., 0], video[..., 0])
+
+
+def test_a_name_holding_ch_and_a_digit_is_no_channel_and_the_video_is_taken(tmp_path):
+    """``patch0``, ``epoch1`` matched the channel pattern and a tiny dataset beat the video."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    video = rng.random((30, 64, 64, 2), dtype=np.float32)
+    path = tmp_path / "recording.h5"
+    with h5py.File(path, "w") as f:
+        f["mov"] = video
+        f["stim/epoch1"] = rng.random((3, 4, 5), dtype=np.float32)
+        f["rois/patch0"] = rng.random((10, 8, 8), dtype=np.float32)
+        f["batch2"] = rng.random((4, 6, 6), dtype=np.float32)
+    with open_video(path) as reader:
+        assert reader.name.endswith(":mov")
+        assert reader.shape == video.shape
+        np.testing.assert_array_equal(reader[0:30], video)
+
+
+def test_per_channel_datasets_smaller_than_the_video_are_not_the_video(tmp_path):
+    import h5py
+
+    rng = np.random.default_rng(1)
+    video = rng.random((20, 32, 32, 2), dtype=np.float32)
+    path = tmp_path / "with-channel-previews.h5"
+    with h5py.File(path, "w") as f:
+        f["mov"] = video
+        f["preview/ch1"] = video[:3, ..., 0]  # same-shaped channel datasets, but small
+        f["preview/ch2"] = video[:3, ..., 1]
+    with open_video(path) as reader:
+        assert reader.name.endswith(":mov")
+        assert reader.shape == video.shape
+
+
+@pytest.mark.parametrize(
+    "names",
+    [("ch1", "ch2"), ("mov_ch1", "mov_ch2"), ("raw/channel_1", "raw/channel_2"), ("Ch 1", "Ch 2")],
+)
+def test_channel_datasets_named_as_a_token_read_as_channels(tmp_path, video, names):
+    import h5py
+
+    path = tmp_path / "channels.h5"
+    with h5py.File(path, "w") as f:
+        f[names[1]] = video[..., 1]
+        f[names[0]] = video[..., 0]
+        f["epoch1"] = video[:2, ..., 0]  # a 3-D side dataset whose name holds ch + a digit
+    with open_video(path) as reader:
+        assert reader.shape == video.shape
+        np.testing.assert_array_equal(reader[0 : len(reader)], video)

@@ -124,8 +124,13 @@ class VideoReader:
         self.close()
 
 
-#: Per-channel dataset names as pyflowreg and Flow-Registration write them (``ch1``, ``ch2``...).
-_CHANNEL_NAME = re.compile(r"^(.*?)(?:ch|channel|chan)[_.\s]*(\d+)", re.IGNORECASE)
+#: Per-channel dataset names as pyflowreg and Flow-Registration write them (``ch1``, ``ch2``...):
+#: the last name component holds ``ch``, ``chan`` or ``channel`` and a number as a token of its
+#: own (``mov_ch1``, ``channel_2``, ``Ch 3``, ``ch1_raw``), never inside a word (``patch0``).
+_CHANNEL_NAME = re.compile(
+    r"^(?P<prefix>(?:.*[_.\s-])?)(?:ch|chan|channel)[_.\s-]*(?P<number>\d+)(?P<suffix>[_.\s-].*)?$",
+    re.IGNORECASE,
+)
 
 
 class _ChannelStack:
@@ -153,15 +158,25 @@ def _videos(h5file: object) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def _channel_group(videos: list[tuple[str, tuple[int, ...]]]) -> list[str]:
-    """The largest group of same-shaped 3-D ``<prefix>ch<N>`` datasets, in channel order."""
-    groups: dict[str, list[tuple[int, str]]] = {}
+    """The largest group of same-shaped 3-D ``ch<N>`` datasets, in channel order.
+
+    Datasets group by their folder and the name around the channel token (``mov_ch1`` and
+    ``mov_ch2``; ``raw/ch1`` and ``raw/ch2``); a group whose shapes differ is no group.
+    """
+    groups: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
     for name, shape in videos:
-        match = _CHANNEL_NAME.match(name)
+        folder, _, leaf = name.rpartition("/")
+        match = _CHANNEL_NAME.match(leaf)
         if match and len(shape) == 3:
-            groups.setdefault(match.group(1), []).append((int(match.group(2)), name))
+            key = (folder, match["prefix"].lower(), (match["suffix"] or "").lower())
+            groups.setdefault(key, []).append((int(match["number"]), name))
     shapes = dict(videos)
     valid = [sorted(g) for g in groups.values() if len({shapes[n] for _, n in g}) == 1]
-    return [name for _, name in max(valid, key=len)] if valid else []
+    valid = [g for g in valid if len({number for number, _ in g}) == len(g)]  # ch1 twice: no
+    if not valid:
+        return []
+    best = max(valid, key=lambda g: (len(g) * int(np.prod(shapes[g[0][1]])), len(g)))
+    return [name for _, name in best]
 
 
 def _largest_dataset(h5file: object, path: Path) -> str:
@@ -200,8 +215,11 @@ def _read_h5(
         hint = " (only MAT v7.3 files, which are HDF5, are supported)" if matlab else ""
         raise ValueError(f"{path}: cannot open as HDF5{hint}: {exc}") from exc
     try:
-        channels = [] if matlab or dataset_name else _channel_group(_videos(h5))
-        if channels:  # pyflowreg's HDF5 files: one (T, H, W) dataset per channel
+        videos = [] if matlab or dataset_name else _videos(h5)
+        channels = _channel_group(videos)
+        largest = max((int(np.prod(shape)) for _, shape in videos), default=0)
+        if channels and len(channels) * int(np.prod(h5[channels[0]].shape)) >= largest:
+            # pyflowreg's HDF5 files: one (T, H, W) dataset per channel, together the largest
             stack = _ChannelStack([h5[n] for n in channels])
             name = f"{path}:{'+'.join(channels)}"
             return VideoReader(stack, name=name, channel_idx=channel_idx, closer=h5)
@@ -221,7 +239,8 @@ def read_hdf5(
     path: Path, *, dataset_name: str | None = None, channel_idx: list[int] | None = None
 ) -> VideoReader:
     """HDF5 dataset ``(T, H, W[, C])``: ``dataset_name``; else per-channel ``(T, H, W)`` datasets
-    ``ch1``, ``ch2``... (pyflowreg's HDF5 output) read as channels; else the largest 3-D/4-D one."""
+    ``ch1``, ``ch2``... (pyflowreg's HDF5 output) of one shape read as channels, when together
+    they are at least as large as any other dataset; else the largest 3-D/4-D dataset."""
     return _read_h5(path, dataset_name, channel_idx, matlab=False)
 
 
@@ -289,8 +308,8 @@ def open_video(
         ``.npy`` (memory-mapped), ``.npz`` and ``.zarr``.
     dataset_name
         HDF5/MAT dataset or NPZ key; ``None`` takes the largest 3-D or 4-D one (for HDF5,
-        per-channel ``(T, H, W)`` datasets ``ch1``, ``ch2``..., as pyflowreg writes them, first:
-        read as the channels of one video).
+        same-shaped per-channel ``(T, H, W)`` datasets ``ch1``, ``ch2``..., as pyflowreg writes
+        them, count as one video of their channels: taken when together they are the largest).
     channel_idx
         Channels to keep (0-based).
 
