@@ -2,11 +2,16 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pytest
 
 from labsession.runs._argparse import build_parser, docstring_params
+
+from .conftest import run_script, write_script
+
+if TYPE_CHECKING:  # never imported at run time: its annotations cannot be resolved then
+    import pandas as pd
 
 
 class Mode(enum.Enum):
@@ -108,3 +113,57 @@ def test_var_args_are_refused():
 
     with pytest.raises(TypeError, match="'values'"):
         build_parser(bad)
+
+
+def fit(
+    n_epochs: int = 3,
+    verbose: bool = False,
+    table: pd.DataFrame | None = None,
+    rate: UnknownName = 0.5,  # noqa: F821 - a name that exists nowhere
+) -> int:
+    """Train."""
+    return 0
+
+
+def test_an_unresolvable_annotation_costs_only_its_own_parameter():
+    """With string annotations, one that cannot be evaluated kept every other option a str."""
+    parser = build_parser(fit)
+    ns = parser.parse_args(["--n-epochs", "5", "--verbose", "--table", "t.csv", "--rate", "2"])
+    assert (ns.n_epochs, ns.verbose, ns.table, ns.rate) == (5, True, "t.csv", 2.0)
+    assert vars(parser.parse_args([])) == {
+        "n_epochs": 3,
+        "verbose": False,
+        "table": None,
+        "rate": 0.5,
+    }
+
+
+def test_a_script_with_type_checking_imports_gets_typed_options(tmp_path):
+    script = write_script(
+        tmp_path,
+        "train.py",
+        """
+        from __future__ import annotations
+
+        from typing import TYPE_CHECKING
+
+        from labsession.runs import session
+
+        if TYPE_CHECKING:
+            import pandas as pd
+
+
+        @session
+        def main(n_epochs: int = 3, verbose: bool = False, table: pd.DataFrame | None = None):
+            \"\"\"Train.\"\"\"
+            print(repr(n_epochs), repr(verbose), repr(table))
+            return 0
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    result = run_script(script, "--n-epochs", "5", "--verbose")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "5 True None"

@@ -1,11 +1,13 @@
 """Build a command line from a function's signature and docstring.
 
 Each parameter becomes an option ``--name-with-dashes``: its type comes from the annotation (or
-the default's type), a parameter without default is required, ``bool`` becomes
-``--flag/--no-flag``, ``Literal[...]`` and ``Enum`` become choices, ``list[int]`` takes several
-values. The help text comes from the numpy-style ``Parameters`` section of the docstring and the
-summary from its first paragraph. Parameters named like the injected globals (``CONFIG``, ``plt``,
-``COLORS``, ``rngg``, ``logger``) are not options: the session passes them.
+the default's type, when there is no annotation or it cannot be resolved: each string annotation
+is resolved on its own, so a name imported only under ``TYPE_CHECKING`` costs only its own
+parameter), a parameter without default is required, ``bool`` becomes ``--flag/--no-flag``,
+``Literal[...]`` and ``Enum`` become choices, ``list[int]`` takes several values. The help text
+comes from the numpy-style ``Parameters`` section of the docstring and the summary from its first
+paragraph. Parameters named like the injected globals (``CONFIG``, ``plt``, ``COLORS``, ``rngg``,
+``logger``) are not options: the session passes them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import enum
 import inspect
+import logging
 import re
 import types
 import typing
@@ -24,6 +27,8 @@ __all__ = ["INJECTED_NAMES", "build_parser", "docstring_params"]
 
 #: Globals the session puts in the script's module (and passes to parameters of these names).
 INJECTED_NAMES = ("CONFIG", "plt", "COLORS", "rngg", "logger")
+
+logger = logging.getLogger(__name__)
 
 _HEADER = re.compile(r"^([\w, ]+?)\s*(?::.*)?$")
 
@@ -68,6 +73,34 @@ def _unwrap_optional(tp: Any) -> Any:
         if len(args) == 1:
             return args[0]
     return tp
+
+
+def _annotation(func: Callable[..., Any], param: inspect.Parameter) -> Any:
+    """Return ``param``'s annotation of ``func``, resolved on its own.
+
+    A string annotation (``from __future__ import annotations``) is evaluated in the function's
+    module, so one that cannot be (a name imported only under ``TYPE_CHECKING``) costs only its
+    own parameter's type: that parameter gets ``inspect.Parameter.empty``, and its type then comes
+    from its default.
+    """
+    annotation = param.annotation
+    if not isinstance(annotation, str):
+        return annotation
+    holder = types.SimpleNamespace(__annotations__={param.name: annotation})
+    module_globals = getattr(inspect.unwrap(func), "__globals__", {})
+    try:
+        return typing.get_type_hints(holder, globalns=module_globals)[param.name]
+    except Exception as exc:  # noqa: BLE001 - evaluating an annotation may raise anything
+        logger.debug(
+            "%s: annotation %r of parameter %r cannot be resolved (%s: %s); its type comes "
+            "from its default",
+            getattr(func, "__qualname__", func),
+            annotation,
+            param.name,
+            type(exc).__name__,
+            exc,
+        )
+        return inspect.Parameter.empty
 
 
 def _add_option(
@@ -126,10 +159,6 @@ def build_parser(func: Callable[..., Any], *, prog: str | None = None) -> argpar
         For ``*args`` or ``**kwargs`` parameters, which have no option form.
     """
     summary, helps = docstring_params(func.__doc__)
-    try:
-        hints = typing.get_type_hints(func)
-    except (NameError, TypeError):
-        hints = {}
     parser = argparse.ArgumentParser(
         prog=prog,
         description=summary or f"Run {func.__name__}.",
@@ -146,7 +175,5 @@ def build_parser(func: Callable[..., Any], *, prog: str | None = None) -> argpar
                 f"{func.__name__}: parameter {param.name!r} ({param.kind.description}) cannot be "
                 "a command-line option; use named parameters"
             )
-        _add_option(
-            parser, param, hints.get(param.name, param.annotation), helps.get(param.name, "")
-        )
+        _add_option(parser, param, _annotation(func, param), helps.get(param.name, ""))
     return parser
