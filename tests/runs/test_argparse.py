@@ -167,3 +167,47 @@ def test_a_script_with_type_checking_imports_gets_typed_options(tmp_path):
     result = run_script(script, "--n-epochs", "5", "--verbose")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "5 True None"
+
+
+def detect(use_gpu: bool | None = None, cache: bool | None = True) -> int:
+    """Use the GPU when asked; None = detect automatically."""
+    return 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], None),
+        (["--use-gpu"], True),
+        (["--no-use-gpu"], False),
+    ],
+)
+def test_an_optional_bool_stays_none_unless_given(argv, expected):
+    ns = build_parser(detect).parse_args(argv)
+    assert ns.use_gpu is expected
+    assert ns.cache is True
+
+
+def test_a_script_receives_none_for_an_optional_bool_not_given(tmp_path):
+    script = write_script(
+        tmp_path,
+        "detect.py",
+        """
+        from labsession.runs import session
+
+
+        @session
+        def main(use_gpu: bool | None = None) -> int:
+            \"\"\"Use the GPU when asked; None = detect automatically.\"\"\"
+            print(repr(use_gpu))
+            return 0
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    for argv, shown in (([], "None"), (["--use-gpu"], "True"), (["--no-use-gpu"], "False")):
+        result = run_script(script, *argv)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1] == shown

@@ -3,7 +3,8 @@
 Each parameter becomes an option ``--name-with-dashes``: its type comes from the annotation (or
 the default's type, when there is no annotation or it cannot be resolved: each string annotation
 is resolved on its own, so a name imported only under ``TYPE_CHECKING`` costs only its own
-parameter), a parameter without default is required, ``bool`` becomes ``--flag/--no-flag``,
+parameter), a parameter without default is required, ``bool`` becomes ``--flag/--no-flag``
+(a ``bool | None = None`` parameter receives None unless one of them is given),
 ``Literal[...]`` and ``Enum`` become choices, ``list[int]`` takes several values. The help text
 comes from the numpy-style ``Parameters`` section of the docstring and the summary from its first
 paragraph. Parameters named like the injected globals (``CONFIG``, ``plt``, ``COLORS``, ``rngg``,
@@ -116,7 +117,10 @@ def _add_option(
     origin = typing.get_origin(tp)
     if tp is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
-        kwargs["default"] = bool(default) if has_default else False
+        # None (``bool | None = None``) stays None unless --flag or --no-flag is given
+        kwargs["default"] = (
+            (default if default is None else bool(default)) if has_default else False
+        )
         kwargs["help"] = f"{help_text} (default: {kwargs['default']})".strip()
         parser.add_argument(flag, **kwargs)
         return
