@@ -11,6 +11,8 @@ from labsession.errors import ArchiveError, SessionError
 from labsession.recording import LabelEvent, Session, StreamInfo, open_session_store
 from labsession.recording._arrays import valid_length
 from labsession.recording._integrity_record import KEEP_EACH_END, StreamIntegrity
+from labsession.recording._layout import write_labels
+from labsession.recording._schema import MAX_LABELS
 from labsession.testing import wait_until
 
 FOLDER_NAME = re.compile(r"^\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[0-9a-f]{8}$")
@@ -157,6 +159,100 @@ def test_save_meta_and_closed_session(tmp_path):
     session.close()
     with pytest.raises(SessionError, match="closed"):
         session.append("emg", np.zeros((1, 1)), [0.0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"class_names": range(3)}, r"class_names\[0\] must be a string, got 0"),
+        ({"class_names": "Rest,Fist"}, r"class_names must be a list of strings, got the string"),
+        ({"class_names": ["Rest", "\udcff"]}, r"class_names\[1\] must be valid Unicode text"),
+        ({"class_names": 3}, r"class_names must be a list of strings, got 3"),
+        ({"app_name": 5}, r"app_name must be a string, got 5"),
+        ({"app_name": "x\ud800"}, r"app_name must be valid Unicode text"),
+    ],
+    ids=["range", "one string", "lone surrogate", "a number", "int app_name", "surrogate app"],
+)
+def test_meta_values_its_readers_refuse_are_refused_before_the_folder_exists(
+    tmp_path, kwargs, message
+):
+    """A session that could not be opened or packed afterwards is never started."""
+    with pytest.raises(SessionError, match=message) as error:
+        Session(tmp_path / "base", **kwargs)
+    assert str(tmp_path / "base") in str(error.value)
+    assert not (tmp_path / "base").exists()
+
+
+def test_class_names_and_app_name_changed_later_are_checked_too(tmp_path):
+    session = Session(tmp_path, app_name="rig", class_names=("Rest", "Fist"))
+    session.init_stream("emg", StreamInfo(1, 10.0))
+    before = (session.path / "meta.json").read_bytes()
+    with pytest.raises(SessionError, match=r"meta.json: class_names must be a list of strings"):
+        session.save_meta("other", "Rest,Fist", control_space={"dofs": ["grip"]})
+    assert (session.path / "meta.json").read_bytes() == before
+    assert (session.app_name, session.class_names, session.control_space) == (
+        "rig",
+        ["Rest", "Fist"],
+        None,
+    )
+    with pytest.raises(SessionError, match=r"class_names\[0\] must be a string, got 1"):
+        session.class_names = [1, 2]
+    with pytest.raises(SessionError, match=r"app_name must be a string, got None"):
+        session.app_name = None
+    session.class_names = ("Rest", "Open")  # a tuple is a list of names
+    session.app_name = "rig-2"
+    zip_path = session.pack_to_zip()
+    with open_session_store(zip_path) as store:
+        assert (store.app_name, store.class_names) == ("rig-2", ["Rest", "Open"])
+
+
+def test_a_label_its_readers_refuse_is_not_added(tmp_path):
+    session = Session(tmp_path, class_names=["Rest", "Fist"])
+    session.init_stream("emg", StreamInfo(2, 100.0))
+    session.append("emg", np.zeros((300, 2), np.float32), np.arange(300) / 100)
+    highest = session.add_label(2**31 - 1, timestamp=1.0)  # the highest a reader accepts
+    for index, value in [(2**31, "2147483648"), (1.5, "1.5"), ("1", "'1'"), (True, "True")]:
+        with pytest.raises(
+            SessionError,
+            match=rf"labels.json: label class_index must be an integer in \[-1, 2147483647\], "
+            rf"got {value}; the label is not added",
+        ) as error:
+            session.add_label(index, timestamp=2.0)
+        assert str(session.path) in str(error.value)
+    with pytest.raises(SessionError, match=r"label timestamp must be a finite number, got nan"):
+        session.add_label(0, timestamp=float("nan"))
+    assert session.add_label(np.float64(1.0), timestamp=2.0) == LabelEvent(2.0, 1)
+    assert session.label_track == [highest, LabelEvent(2.0, 1)]
+    with open_session_store(session.pack_to_zip()) as store:
+        assert store.label_track == [LabelEvent(1.0, 2**31 - 1), LabelEvent(2.0, 1)]
+
+
+def test_a_label_beyond_the_most_its_readers_accept_is_not_added(tmp_path):
+    """labels.json holds at most 50,000 labels (readers refuse more): the next is refused, and
+    the session still packs and opens."""
+    session = Session(tmp_path)
+    session.close()
+    full = [LabelEvent(float(i), i % 3) for i in range(MAX_LABELS)]
+    write_labels(session.path, full)
+    with Session.attach(session.path) as attached:
+        with pytest.raises(SessionError, match=r"has 50000 labels, the most its readers accept"):
+            attached.add_label(1, timestamp=1e6)
+        zip_path = attached.pack_to_zip()
+    with open_session_store(zip_path) as store:
+        assert len(store.label_track) == MAX_LABELS
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ("ab", r"channel_names must be a list of 2 strings, got the string 'ab'"),
+        (["a", "\ud800"], r"channel_names\[1\] must be valid Unicode text"),
+    ],
+)
+def test_channel_names_its_readers_refuse_are_refused(names, message):
+    with pytest.raises(SessionError, match=message):
+        StreamInfo(2, 100.0, channel_names=names)
+    assert StreamInfo(2, 100.0, channel_names=[0, 1]).channel_names == ("0", "1")
 
 
 def test_pack_verifies_and_removes_folder(tmp_path):

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from labsession.errors import SessionError
 from labsession.recording._schema import (
     MAX_CHANNELS,
     MAX_CHUNK_BYTES,
@@ -20,6 +21,7 @@ from labsession.recording._schema import (
     check_dtype,
     check_int,
     check_number,
+    check_str,
     check_str_list,
     field_message,
     shown,
@@ -50,21 +52,33 @@ class LabelEvent:
     Parameters
     ----------
     timestamp
-        Seconds on the LSL clock (``labsession.core.clock.local_clock``).
+        Seconds on the LSL clock (``labsession.core.clock.local_clock``), finite.
     class_index
-        Index into the session's ``class_names``; ``-1`` (``UNLABELLED``) marks a pause.
+        Index into the session's ``class_names``; ``-1`` (``UNLABELLED``) marks a pause. An
+        integer in ``[-1, 2**31 - 1]`` (an integral float such as ``2.0`` is taken as ``2``).
+
+    Raises
+    ------
+    SessionError
+        For a value ``labels.json`` could not hold (its readers refuse it), naming the key and
+        the value: ``label class_index must be an integer in [-1, 2147483647], got 2147483648``.
     """
 
     timestamp: float
     class_index: int
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.timestamp):
-            raise ValueError(f"label timestamp must be finite, got {self.timestamp!r}")
-        if int(self.class_index) != self.class_index or self.class_index < UNLABELLED:
-            raise ValueError(f"class_index must be an integer >= -1, got {self.class_index!r}")
-        object.__setattr__(self, "timestamp", float(self.timestamp))
-        object.__setattr__(self, "class_index", int(self.class_index))
+        # The checks labels.json gets when read: a label made here can always be read back.
+        index = self.class_index
+        if isinstance(index, float | np.floating) and float(index).is_integer():
+            index = int(index)  # 2.0 is class 2
+        try:
+            timestamp = check_number(self.timestamp, "timestamp")
+            index = check_int(index, "class_index", UNLABELLED, MAX_CLASS_INDEX)
+        except FieldError as exc:
+            raise SessionError(f"label {exc}") from None
+        object.__setattr__(self, "timestamp", timestamp)
+        object.__setattr__(self, "class_index", index)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the ``labels.json`` form ``{"timestamp": ..., "class_index": ...}``."""
@@ -178,7 +192,15 @@ class StreamInfo:
     dtype
         NumPy dtype of a sample (integer or float); stored in the Zarr array as is.
     channel_names
-        Optional one name per channel.
+        Optional one name per channel (a list or tuple; each entry is saved as its ``str``).
+
+    Raises
+    ------
+    SessionError
+        For a value ``meta.json`` could not hold (its readers refuse it), naming the value: a
+        channel count outside ``[1, 65536]``, a rate outside ``(0, 1e7]`` Hz, a non-numeric
+        dtype, a second of samples over a chunk's limit, or channel names that are a plain
+        string, of the wrong count, or not valid Unicode (a lone surrogate).
     """
 
     n_channels: int
@@ -192,17 +214,17 @@ class StreamInfo:
             or int(self.n_channels) != self.n_channels
             or not 1 <= self.n_channels <= MAX_CHANNELS
         ):
-            raise ValueError(
+            raise SessionError(
                 f"n_channels must be an integer in [1, {MAX_CHANNELS}], got {self.n_channels!r}"
             )
         if not (math.isfinite(self.fs) and 0 < self.fs <= MAX_FS):
-            raise ValueError(f"fs must be a finite rate in (0, {MAX_FS:g}] Hz, got {self.fs!r}")
+            raise SessionError(f"fs must be a finite rate in (0, {MAX_FS:g}] Hz, got {self.fs!r}")
         dtype = np.dtype(self.dtype)
         if dtype.kind not in _SUPPORTED_KINDS:
-            raise ValueError(f"dtype must be a numeric type (int or float), got {dtype}")
+            raise SessionError(f"dtype must be a numeric type (int or float), got {dtype}")
         chunk_bytes = max(1, int(self.fs)) * int(self.n_channels) * dtype.itemsize
         if chunk_bytes > MAX_CHUNK_BYTES:
-            raise ValueError(
+            raise SessionError(
                 f"one second of this stream ({int(self.n_channels)} channels at {self.fs:g} Hz, "
                 f"{dtype}) is {chunk_bytes} bytes, more than the {MAX_CHUNK_BYTES} bytes of a "
                 f"chunk that readers accept"
@@ -211,12 +233,27 @@ class StreamInfo:
         object.__setattr__(self, "fs", float(self.fs))
         object.__setattr__(self, "dtype", dtype)
         if self.channel_names is not None:
-            names = tuple(str(n) for n in self.channel_names)
-            if len(names) != self.n_channels:
-                raise ValueError(
-                    f"channel_names has {len(names)} entries for {self.n_channels} channels"
-                )
-            object.__setattr__(self, "channel_names", names)
+            object.__setattr__(self, "channel_names", self._checked_names(self.channel_names))
+
+    def _checked_names(self, given: Any) -> tuple[str, ...]:
+        """``channel_names`` as a tuple of text that ``meta.json`` can hold (each entry as
+        ``str``), one per channel; a string is refused, not split into characters."""
+        if isinstance(given, str | bytes):
+            raise SessionError(
+                f"channel_names must be a list of {self.n_channels} strings, got the string "
+                f"{shown(given)}: give a list, one name per channel"
+            )
+        names = tuple(str(n) for n in given)
+        if len(names) != self.n_channels:
+            raise SessionError(
+                f"channel_names has {len(names)} entries for {self.n_channels} channels"
+            )
+        try:
+            for i, name in enumerate(names):
+                check_str(name, f"channel_names[{i}]")
+        except FieldError as exc:
+            raise SessionError(str(exc)) from None
+        return names
 
     @property
     def chunk_samples(self) -> int:

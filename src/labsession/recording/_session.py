@@ -44,7 +44,7 @@ from labsession.recording._packed import (
     verify_packed,
 )
 from labsession.recording._records import StreamInfo, check_append
-from labsession.recording._upkeep import SessionUpkeep
+from labsession.recording._upkeep import SessionUpkeep, checked_app_name, checked_class_names
 from labsession.recording._writer import SessionWriter, atomic_chunk_writes, describe_error
 
 __all__ = ["Session"]
@@ -81,7 +81,8 @@ class Session(SessionUpkeep):
     app_name
         Written to ``meta.json``; :meth:`save_meta` can change it.
     class_names
-        Names of the label classes; :meth:`save_meta` can change them.
+        Names of the label classes, a list of text (``class_names[i]`` names class ``i``);
+        :meth:`save_meta` can change them.
     name
         The session's name (:attr:`name`): ``meta.json`` ``name``, and as a slug the zip's file
         name, ``<folder>_<slug>.session.zip``.
@@ -95,8 +96,10 @@ class Session(SessionUpkeep):
     Raises
     ------
     SessionError
-        If ``name`` or ``extras`` cannot be saved (naming the key), or the folder or its first
-        files cannot be written, naming the folder and the cause.
+        If ``app_name``, ``class_names``, ``name`` or ``extras`` cannot be saved as its readers
+        read them (naming the key and the value: a plain string or numbers as
+        ``class_names``, text with a lone surrogate, ...), before the folder is created; or if
+        the folder or its first files cannot be written, naming the folder and the cause.
 
     Examples
     --------
@@ -125,6 +128,11 @@ class Session(SessionUpkeep):
         _lock: SessionLock | None = None,
     ):
         name = check_session_name(name)
+        if _folder is None:  # checked before the folder exists: nothing to undo
+            where = f"{base_path}: no session started: meta.json: "
+            app_name = checked_app_name(app_name, where)
+            if class_names is not None:
+                class_names = checked_class_names(class_names, where)
         extras = {} if extras is None else extras
         encoded = encode_facts(extras, None)  # before the folder exists: nothing to undo
         if _folder is None:
@@ -245,18 +253,23 @@ class Session(SessionUpkeep):
         Raises
         ------
         SessionError
-            If ``control_space`` or :attr:`extras` is not JSON (naming the key; nothing is
-            changed then), writing samples failed (:attr:`error`), or ``meta.json`` cannot be
-            written.
+            If ``app_name`` or ``class_names`` cannot be saved as readers read them (a plain
+            string or numbers as ``class_names``, ...), or ``control_space`` or :attr:`extras`
+            is not JSON (naming the key and the value; nothing is changed then), writing
+            samples failed (:attr:`error`), or ``meta.json`` cannot be written.
         """
         self._check_open()
+        where = f"{self.path}: meta.json: "
+        if app_name is not None:
+            app_name = checked_app_name(app_name, where)
+        if class_names is not None:
+            class_names = checked_class_names(class_names, where)
         if control_space is not None:
             self.control_space = control_space
         if app_name is not None:
             self.app_name = app_name
         if class_names is not None:
-            self.class_names = list(class_names)
-            self._has_class_names = True
+            self.class_names = class_names
         self.flush()
         self._save_meta_or_raise(strict=True)
 

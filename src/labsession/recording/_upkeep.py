@@ -30,9 +30,16 @@ from labsession.recording._layout import build_meta, write_labels, write_meta
 from labsession.recording._live import LiveArrays
 from labsession.recording._reader import SessionReader
 from labsession.recording._records import LabelEvent
+from labsession.recording._schema import (
+    MAX_LABELS,
+    FieldError,
+    check_str,
+    check_str_list,
+    shown,
+)
 from labsession.recording._writer import LostSamples, SessionWriter
 
-__all__ = ["SessionUpkeep"]
+__all__ = ["SessionUpkeep", "checked_app_name", "checked_class_names"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,50 @@ _INTEGRITY_S = 5.0
 
 #: ``(extras, control_space)`` as JSON values.
 _Facts = tuple[dict[str, Any], Any]
+
+
+def checked_app_name(value: object, where: str) -> str:
+    """``value`` if ``meta.json`` can hold it as ``app_name``: text of valid Unicode.
+
+    Raises
+    ------
+    SessionError
+        ``where`` (e.g. ``"<folder>: meta.json: "``), then the key and the value found.
+    """
+    try:
+        return check_str(value, "app_name")
+    except FieldError as exc:
+        raise SessionError(f"{where}{exc}") from None
+
+
+def checked_class_names(value: object, where: str) -> list[str]:
+    """``value`` as a new list if ``meta.json`` can hold it as ``class_names``: a sequence of
+    text of valid Unicode (``class_names[i]`` names class ``i``).
+
+    A string is refused rather than split into characters (``"Rest,Fist"`` would be nine
+    classes), and so are numbers (``range(3)`` gives no names: give ``["0", "1", "2"]``).
+
+    Raises
+    ------
+    SessionError
+        ``where`` (e.g. ``"<folder>: meta.json: "``), then the key and the value found, e.g.
+        ``class_names[0] must be a string, got 0``.
+    """
+    if isinstance(value, str | bytes):
+        raise SessionError(
+            f"{where}class_names must be a list of strings, got the string {shown(value)}: "
+            "give a list, one name per class, e.g. ['Rest', 'Fist']"
+        )
+    try:
+        items = list(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise SessionError(
+            f"{where}class_names must be a list of strings, got {shown(value)}"
+        ) from None
+    try:
+        return check_str_list(items, "class_names")
+    except FieldError as exc:
+        raise SessionError(f"{where}{exc}") from None
 
 
 class SessionUpkeep(SessionReader):
@@ -79,8 +130,7 @@ class SessionUpkeep(SessionReader):
     ):
         self.path = folder
         self.app_name = app_name
-        self.class_names = list(class_names) if class_names is not None else []
-        self._has_class_names = class_names is not None
+        self.class_names = class_names
         self.created = time.strftime("%Y-%m-%dT%H:%M:%S")
         self._infos = {}
         self._labels: list[LabelEvent] = []
@@ -102,6 +152,42 @@ class SessionUpkeep(SessionReader):
         self._good_facts: _Facts = encoded  # the latest facts that are valid JSON
         self._facts_on_disk: _Facts | None = None  # those in meta.json
         self._facts_error: str | None = None  # why the current facts are not JSON, or None
+
+    # -- what meta.json says -------------------------------------------------------------------
+    @property
+    def app_name(self) -> str:
+        """The recording program's name, ``meta.json`` ``app_name``.
+
+        Assigning checks it (text of valid Unicode, or :class:`~labsession.errors.SessionError`
+        naming the value); the change reaches ``meta.json`` within seconds while recording, and
+        at :meth:`save_meta` and :meth:`close`.
+        """
+        return self._app_name
+
+    @app_name.setter
+    def app_name(self, value: str) -> None:
+        self._app_name = checked_app_name(value, f"{self.path}: meta.json: ")
+        self._meta_dirty = True
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the label classes (``class_names[i]`` names class ``i``), ``meta.json``
+        ``class_names``; ``[]`` without any.
+
+        Assigning checks them (a list or tuple of text; a plain string, numbers or a lone
+        surrogate raise :class:`~labsession.errors.SessionError` naming the value); None
+        means no names (the key is left out of ``meta.json``).
+        """
+        return self._class_names
+
+    @class_names.setter
+    def class_names(self, value: Sequence[str] | None) -> None:
+        if value is None:
+            self._class_names, self._has_class_names = [], False
+        else:
+            self._class_names = checked_class_names(value, f"{self.path}: meta.json: ")
+            self._has_class_names = True
+        self._meta_dirty = True
 
     # -- name and facts ------------------------------------------------------------------------
     @property
@@ -202,10 +288,25 @@ class SessionUpkeep(SessionReader):
         the same: it stays in memory and is written with the next label, by the writer thread
         (within about a second of the disk taking data again) or at :meth:`close`. The failure
         is reported through :attr:`error` and the error listeners.
+
+        Raises
+        ------
+        SessionError
+            Naming the value, for a label ``labels.json`` could not hold: a ``class_index``
+            outside ``[-1, 2**31 - 1]`` or not an integer, a timestamp that is not a finite
+            number, or a label beyond the 50,000 a session may hold. Nothing is added then.
         """
         self._check_open()
-        event = LabelEvent(local_clock() if timestamp is None else timestamp, class_index)
+        try:
+            event = LabelEvent(local_clock() if timestamp is None else timestamp, class_index)
+        except SessionError as exc:
+            raise SessionError(f"{self.path}: labels.json: {exc}; the label is not added") from None
         with self._label_lock:
+            if len(self._labels) >= MAX_LABELS:
+                raise SessionError(
+                    f"{self.path}: labels.json: the session has {MAX_LABELS} labels, the most "
+                    f"its readers accept; label {event} is not added (start a new session)"
+                )
             keys = [e.timestamp for e in self._labels]
             self._labels.insert(bisect.bisect_right(keys, event.timestamp), event)
             try:
