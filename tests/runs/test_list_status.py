@@ -227,3 +227,43 @@ def test_a_live_run_without_a_recorded_pid_is_running(tmp_path):
         _stop(proc)
     # still "running" once its process is gone: without a PID no one can tell
     assert _status(out) == {"sxLv": "running"}
+
+
+def _labsession(*args: str, cwd: Path) -> list[dict]:
+    result = subprocess.run(
+        [sys.executable, "-m", "labsession", *args, "--json"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_status_folder_given_as_dot_or_dotdot_keeps_its_status(tmp_path, monkeypatch):
+    """``runs list .`` inside ``RUNNING/`` read the folder's name as "" (status "unknown")."""
+    out = tmp_path / "fit_out"
+    dead = _run_dir(
+        out / "RUNNING",
+        "2026Y-01M-01D-00h00m01s_dead",
+        PID=2**22 + 1,
+        HOST=socket.gethostname(),
+        START_DATETIME="2026-01-01T00:00:01.5",
+    )  # above the largest PID Linux hands out, so no process has it
+    _run_dir(out / "FINISHED_SUCCESS", "2026Y-01M-01D-00h00m02s_done", EXIT_STATUS=0)
+    (dead / "logs").mkdir()
+    (tmp_path / "latest").symlink_to(out / "RUNNING", target_is_directory=True)
+    for cwd, root, expected in (
+        (tmp_path, "latest", {"dead": "interrupted"}),
+        (out / "RUNNING", ".", {"dead": "interrupted"}),
+        (dead / "logs", "../..", {"dead": "interrupted"}),
+        (out / "FINISHED_SUCCESS" / "2026Y-01M-01D-00h00m02s_done", "..", {"done": "success"}),
+    ):
+        rows = _labsession("runs", "list", root, cwd=cwd)
+        assert {r["session_id"][-4:]: r["status"] for r in rows} == expected, (cwd, root)
+    monkeypatch.chdir(out / "RUNNING")
+    assert {sid[-4:]: r.status for sid, r in SessionManager().list_sessions(".").items()} == {
+        "dead": "interrupted"
+    }

@@ -292,8 +292,8 @@ MAX_SCAN_DEPTH = 3
 def _runs_here(root: Path, host: str) -> list[SessionRecord]:
     """The runs of ``root`` as an output folder (its status folders) or as one status folder."""
     folders = [(root / name, name) for name in STATUS_FOLDERS if (root / name).is_dir()]
-    if not folders:
-        folders = [(root, root.name)]
+    if not folders:  # resolved: "." or ".." (or a link) is named by the folder it is
+        folders = [(root, root.resolve().name)]
     records = []
     for folder, name in folders:
         for entry in folder.iterdir():
