@@ -9,7 +9,8 @@ The name sorts by start time, and the suffix (62**4 choices, drawn from the oper
 entropy, never from the seeded ``random`` module) makes two runs started in one second differ.
 :func:`make_run_dir` creates the folder with ``exist_ok=False`` and draws a new suffix on a clash,
 so even concurrent starts never share a folder. Folders written by the established tools, including
-ones with a ``-<suffix>`` appended (``sdir_suffix``), are recognised by :func:`is_run_id`.
+ones with a ``-<suffix>`` appended (``sdir_suffix``) and scitex-session's debug runs
+(``DEBUG_<ID>``, never written here), are recognised by :func:`is_run_id`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import string
 from pathlib import Path
 
 __all__ = [
+    "DEBUG_PREFIX",
     "FINISHED",
     "FINISHED_ERROR",
     "FINISHED_SUCCESS",
@@ -48,9 +50,14 @@ STATUS_FOLDERS = (RUNNING, FINISHED_SUCCESS, FINISHED_ERROR, FINISHED)
 _TIME_FORMAT = "%YY-%mM-%dD-%Hh%Mm%Ss"
 _ALPHABET = string.ascii_letters + string.digits
 
-#: A run folder name: the ID, optionally followed by ``-<sdir_suffix>``.
+#: What scitex-session puts before the ID of a run in its debug mode (``IS_DEBUG: true`` in
+#: ``./config/IS_DEBUG.yaml``): ``DEBUG_2026Y-05M-17D-14h23m05s_a1B2``.
+DEBUG_PREFIX = "DEBUG_"
+
+#: A run folder name: the ID, optionally after ``DEBUG_`` and followed by ``-<sdir_suffix>``.
 ID_PATTERN = re.compile(
-    r"^(?P<stamp>\d{4}Y-\d{2}M-\d{2}D-\d{2}h\d{2}m\d{2}s)_(?P<rand>[A-Za-z0-9]+)"
+    r"^(?P<debug>" + DEBUG_PREFIX + r")?"
+    r"(?P<stamp>\d{4}Y-\d{2}M-\d{2}D-\d{2}h\d{2}m\d{2}s)_(?P<rand>[A-Za-z0-9]+)"
     r"(?:-(?P<suffix>[A-Za-z0-9_.-]+))?$"
 )
 
@@ -77,7 +84,8 @@ def generate_id(*, now: dt.datetime | None = None, n_random: int = 4) -> str:
 
 
 def is_run_id(name: str) -> bool:
-    """Return True if ``name`` is a run folder name (an ID, optionally ``-<suffix>``)."""
+    """Return True if ``name`` is a run folder name (an ID, optionally ``DEBUG_<ID>``, optionally
+    followed by ``-<suffix>``)."""
     return ID_PATTERN.match(name) is not None
 
 
