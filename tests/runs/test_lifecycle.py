@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labsession.errors import SessionError
+from labsession.errors import ConfigError, SessionError
 from labsession.runs import (
     close,
     get_session_manager,
@@ -238,6 +238,47 @@ def test_bad_settings_fail_before_any_folder(script, monkeypatch):
     with pytest.raises(ValueError, match=r"broken\.yaml"):
         start(file=script, verbose=False)
     assert not (script.parent / "analysis_out").exists()
+
+
+@pytest.mark.parametrize("seed", [2**32, -1, 1.5, True, "42"])
+def test_a_seed_numpy_cannot_take_fails_before_any_folder(script, monkeypatch, seed):
+    # 2**32 and -1 gave NumPy's traceback and left a run behind, listed as interrupted.
+    monkeypatch.chdir(script.parent)
+    with pytest.raises(ConfigError, match=rf"seed must be an integer from 0 to {2**32 - 1}"):
+        start(file=script, seed=seed, verbose=False)
+    assert not (script.parent / "analysis_out").exists()
+
+
+def test_config_files_that_cannot_be_merged_fail_before_any_folder(script, monkeypatch):
+    monkeypatch.chdir(script.parent)
+    folder = script.parent / "config"
+    folder.mkdir()
+    (folder / "paths.yaml").write_bytes(b"name: caf\xe9\n")  # Latin-1, not UTF-8
+    with pytest.raises(ConfigError, match=r"paths\.yaml: not UTF-8 text"):
+        start(file=script, verbose=False)
+    (folder / "paths.yaml").write_text("name: cafe\n")
+    (folder / "plot.yaml").write_text("colormap: viridis\n")  # was silently replaced
+    with pytest.raises(ConfigError, match=r"config/plot\.yaml -> CONFIG\['PLOT'\]"):
+        start(file=script, verbose=False)
+    (folder / "plot.yaml").rename(folder / "host.yaml")  # collect_environment's HOST
+    with pytest.raises(ConfigError, match=r"CONFIG\['HOST'\]"):
+        start(file=script, verbose=False)
+    assert not (script.parent / "analysis_out").exists()
+    (folder / "host.yaml").rename(folder / "figures.yaml")
+    CONFIG, *_ = start(file=script, verbose=False)
+    close(CONFIG, verbose=False)
+    assert CONFIG.FIGURES == {"colormap": "viridis"}
+
+
+def test_a_run_that_cannot_be_archived_records_where_it_stayed(script, caplog):
+    CONFIG, *_ = start(file=script, verbose=False)
+    (CONFIG.SDIR_RUN / "outside").symlink_to("/etc/hostname")  # packing refuses it
+    close(CONFIG, verbose=False, archive_format="tar.gz")
+    folder = CONFIG.SDIR_RUN
+    assert folder.is_dir()
+    assert folder.parent.name == "FINISHED_SUCCESS"
+    assert _config_json(folder)["SDIR_FINAL"] == str(folder)  # not the archive never made
+    assert "could not be archived" in caplog.text
 
 
 def test_move_across_file_systems_is_a_verified_copy(script, tmp_path):

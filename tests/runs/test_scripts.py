@@ -195,3 +195,77 @@ def test_plain_call_and_run(tmp_path, mode):
         assert done.returncode == 5
         run = _only_run(tmp_path / "api_out" / "FINISHED_ERROR")
         assert (run / "logs" / "stdout.log").read_text() == "k 5\n"
+
+
+RETURNS_SCRIPT = '''
+import sys
+import numpy as np
+from labsession.runs import session
+
+@session
+def main(kind: str = "numpy-zero") -> int:
+    """Return what ``kind`` names."""
+    if kind == "numpy-zero":
+        return np.int64(0)
+    if kind == "numpy-true":
+        return np.bool_(True)
+    if kind == "exit-message":
+        sys.exit("the input folder is empty")
+    if kind == "exit-numpy":
+        sys.exit(np.int64(4))
+    if kind == "exit-512":
+        sys.exit(512)
+    return 256
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "status", "recorded"),
+    [
+        ("numpy-zero", 0, "FINISHED_SUCCESS", 0),  # np.int64(0) was recorded as an error
+        ("numpy-true", 1, "FINISHED_ERROR", 1),
+        ("exit-numpy", 4, "FINISHED_ERROR", 4),  # Python would print it and exit with 1
+        ("too-large", 1, "FINISHED_ERROR", 256),  # the process exited with 0: a success
+        ("exit-512", 1, "FINISHED_ERROR", 512),
+        ("exit-message", 1, "FINISHED_ERROR", 1),
+    ],
+)
+def test_recorded_status_and_process_exit_code_agree(tmp_path, kind, code, status, recorded):
+    script = write_script(tmp_path, "returns.py", RETURNS_SCRIPT)
+    done = run_script(script, "--kind", kind)
+    assert done.returncode == code, done.stderr
+    run = _only_run(tmp_path / "returns_out" / status)
+    assert json.loads((run / "CONFIGS" / "CONFIG.json").read_text())["EXIT_STATUS"] == recorded
+    if kind == "exit-message":  # shown once on the terminal, and kept in the run's log
+        assert done.stderr.count("the input folder is empty") == 1
+        assert (run / "logs" / "stderr.log").read_text() == "the input folder is empty\n"
+
+
+LOGGING_SCRIPT = """
+import logging
+from labsession.runs import session
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+log = logging.getLogger("analysis")
+
+@session
+def main() -> int:
+    log.info("epoch 1 loss 0.5")
+    return 0
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_script_that_set_up_logging_itself_logs_each_message_once(tmp_path):
+    script = write_script(tmp_path, "logs_itself.py", LOGGING_SCRIPT)
+    done = run_script(script)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("epoch 1 loss 0.5") == 1
+    assert "INFO epoch 1 loss 0.5" in done.stderr  # in the script's own format
+    run = _only_run(tmp_path / "logs_itself_out" / "FINISHED_SUCCESS")
+    assert (run / "logs" / "stderr.log").read_text().count("epoch 1 loss 0.5") == 1

@@ -87,3 +87,20 @@ def test_a_log_that_cannot_be_written_never_fails_the_writes(tmp_path):
     assert warnings.getvalue().endswith(
         "labsession: 4 line(s) of output are missing from /dev/full (No space left on device)\n"
     )
+
+
+def test_lines_ending_in_carriage_return_newline_keep_their_text(tmp_path):
+    # csv writes "row\r\n"; a terminal shows "row": so does the log (it was an empty line).
+    tee = Tee(io.StringIO(), tmp_path / "out.log")
+    tee.write("subject,accuracy\r\nS01,0.93\r\n")
+    tee.write("10%\r50%\r\r\n")
+    tee.close()
+    assert (tmp_path / "out.log").read_text() == "subject,accuracy\nS01,0.93\n50%\n"
+
+
+def test_osc_sequences_are_stripped_whole():
+    link = "\x1b]8;;https://example.org/report\x1b\\the report\x1b]8;;\x1b\\"
+    title = "\x1b]0;training epoch 3\x07epoch 3 done"
+    assert strip_ansi(f"see {link} for details") == "see the report for details"
+    assert strip_ansi(title) == "epoch 3 done"
+    assert strip_ansi("\x1b[1;32mok\x1b[0m \x1b]2;t\x1b\\x") == "ok x"

@@ -14,6 +14,7 @@ import argparse
 import functools
 import inspect
 import logging
+import operator
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -31,11 +32,23 @@ _CLOSE_KEYS = ("notify", "archive_format", "message")
 
 
 def _exit_code(value: object) -> int:
+    """The exit status a return value or ``SystemExit.code`` stands for (NumPy integers too)."""
     if value is None or isinstance(value, bool):
-        return 0 if not value else 1
-    if isinstance(value, int):
-        return value
+        return 1 if value else 0
+    try:
+        return operator.index(value)  # type: ignore[call-overload]
+    except TypeError:
+        pass
+    if getattr(getattr(value, "dtype", None), "kind", "") == "b":  # a NumPy bool
+        return 1 if value else 0
     return 1  # SystemExit("message") exits with 1
+
+
+def _process_code(exit_status: int) -> int:
+    """What the process exits with: the status itself where the system can carry it (0-255),
+    else 1, so that no failure reads as success (the system keeps only the low 8 bits: 256
+    would exit with 0)."""
+    return exit_status if 0 <= exit_status <= 255 else 1
 
 
 def _call_in_session(
@@ -76,6 +89,10 @@ def _call_in_session(
         exit_status = _exit_code(call(injected))
     except SystemExit as exc:
         exit_status = _exit_code(exc.code)
+        if isinstance(exc.code, str) and hasattr(err, "write_log_only"):
+            err.write_log_only(exc.code + "\n")  # the interpreter prints it on the terminal
+        if exit_status != _process_code(exit_status) or not isinstance(exc.code, (int, str)):
+            raise SystemExit(_process_code(exit_status)) from None
         raise
     except BaseException as exc:
         exit_status = 130 if isinstance(exc, KeyboardInterrupt) else 1
@@ -191,7 +208,7 @@ def session(
                 message=None,
                 start_kwargs=start_kwargs,
             )
-            raise SystemExit(code)
+            raise SystemExit(_process_code(code))
 
         wrapper.__wrapped__ = f  # type: ignore[attr-defined]
         wrapper.is_session = True  # type: ignore[attr-defined]

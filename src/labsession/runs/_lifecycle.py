@@ -16,6 +16,7 @@ streams, logging handler and clock live in a private registry keyed by the run I
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from labsession.errors import ArchiveError, SessionError
+from labsession.errors import ArchiveError, ConfigError, SessionError
 from labsession.runs._archive import archive_path_for, archive_session_dir
 from labsession.runs._finish import finished_destination, out_dir_of, running2finished
 from labsession.runs._ids import (
@@ -197,8 +198,12 @@ def start_run(
     Raises
     ------
     ValueError
-        For a bad ``sdir_suffix``, both ``run_dir`` and ``out_dir``, or a bad ``config/*.yaml``
-        (before any folder is made).
+        For a bad ``sdir_suffix``, or both ``run_dir`` and ``out_dir`` (before any folder is
+        made).
+    ConfigError
+        For a seed NumPy cannot take (not an integer in ``[0, 2**32 - 1]``), or a
+        ``config/*.yaml`` that is not UTF-8 YAML or whose name is one labsession sets itself
+        (``config/plot.yaml`` would become ``CONFIG["PLOT"]``), before any folder is made.
     SessionError
         If ``run_dir`` holds another run's record or logs, or other runs below it (nothing is
         created then).
@@ -211,7 +216,10 @@ def start_run(
     if run_dir is not None and out_dir is not None:
         raise ValueError(f"give run_dir ({run_dir}) or out_dir ({out_dir}), not both")
     style = style or PlotStyle()
+    _check_seed(seed)
     user_configs = load_user_configs("config")  # a bad file fails before any folder is made
+    environment = collect_environment(script)
+    _check_config_names(user_configs, environment)
     if run_dir is not None:
         run_dir = Path(run_dir).resolve()
         _claim_run_dir(run_dir)
@@ -241,7 +249,7 @@ def start_run(
         SEED=seed,
         ARGS=(dict(args) if isinstance(args, dict) else vars(args)) if args is not None else {},
     )
-    config.update(collect_environment(script))
+    config.update(environment)
 
     state = RunState(t0=t0)
     stdout = stderr = None
@@ -394,6 +402,36 @@ def _format_duration(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
+#: ``CONFIG`` keys that :func:`start_run` and :func:`close` set (besides ``collect_environment``'s).
+_RUN_KEYS = frozenset(
+    {
+        "ID", "PID", "FILE", "SDIR_OUT", "SDIR_RUN", "SDIR_FINAL", "START_DATETIME", "STATUS",
+        "SEED", "ARGS", "SEEDED", "PLOT", "EXIT_STATUS", "END_DATETIME", "RUN_DURATION",
+        "RUN_SECONDS", "MESSAGE",
+    }
+)  # fmt: skip
+_MAX_SEED = 2**32 - 1  # what np.random.seed takes
+
+
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _MAX_SEED:
+        raise ConfigError(
+            f"seed must be an integer from 0 to {_MAX_SEED} (what NumPy's global generator "
+            f"takes), got {seed!r}"
+        )
+
+
+def _check_config_names(user_configs: dict[str, Any], environment: dict[str, Any]) -> None:
+    """Refuse a ``config/<name>.yaml`` whose key labsession sets itself (it would be lost)."""
+    taken = sorted(set(user_configs) & (_RUN_KEYS | set(environment)))
+    if taken:
+        files = ", ".join(f"config/{name.lower()}.yaml -> CONFIG[{name!r}]" for name in taken)
+        raise ConfigError(
+            f"{files}: labsession records the run itself under that key, so the file's "
+            f"content would be lost; rename the file"
+        )
+
+
 def _archive_finished(CONFIG: dict[str, Any], archive_format: str) -> None:
     """Pack the finished run folder ``CONFIG["SDIR_RUN"]`` into one archive, in place.
 
@@ -406,6 +444,9 @@ def _archive_finished(CONFIG: dict[str, Any], archive_format: str) -> None:
         logger.error(
             "run %s stays a folder, %s: it could not be archived: %s", CONFIG["ID"], folder, exc
         )
+        CONFIG["SDIR_FINAL"] = folder
+        with contextlib.suppress(OSError):  # the disk may still be full: the log says where
+            write_configs(CONFIG, folder / "CONFIGS")
 
 
 def close(

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from labsession.core.atomic import atomic_write_text
+from labsession.errors import ConfigError
 
 __all__ = ["RunConfig", "collect_environment", "git_state", "load_user_configs", "write_configs"]
 
@@ -152,18 +153,26 @@ def load_user_configs(config_dir: str | os.PathLike[str] = "config") -> dict[str
 
     Raises
     ------
-    ValueError
-        If a file is not valid YAML, naming the file.
+    ConfigError
+        If a file is not valid UTF-8 YAML, or two files give one key (``paths.yaml`` and
+        ``PATHS.yaml``), naming the files.
     """
     folder = Path(config_dir)
     if not folder.is_dir():
         return {}
     loaded: dict[str, Any] = {}
+    read_from: dict[str, Path] = {}
     for path in sorted(folder.glob("*.yaml")):
+        key = path.stem.upper()
+        if key in read_from:
+            raise ConfigError(f"{read_from[key]} and {path} would both become CONFIG[{key!r}]")
         try:
-            loaded[path.stem.upper()] = yaml.safe_load(path.read_text(encoding="utf-8"))
+            loaded[key] = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc})") from None
         except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        read_from[key] = path
     return loaded
 
 

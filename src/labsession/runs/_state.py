@@ -74,13 +74,19 @@ def pop_state(run_id: str) -> RunState | None:
 
 
 def attach_streams(state: RunState, log_dir: str | os.PathLike[str]) -> tuple[Tee, Tee]:
-    """Tee stdout and stderr into ``log_dir`` and show INFO logging on stderr until release."""
+    """Tee stdout and stderr into ``log_dir`` and show INFO logging on stderr until release.
+
+    A script that set up logging to the terminal itself (``logging.basicConfig`` at import)
+    keeps its own handler and level: its messages reach the tee, so the logs, once each."""
     state.streams = swap_streams(log_dir)
+    root = logging.getLogger()
+    state.root_level = root.level
+    if any(getattr(h, "stream", None) in state.streams for h in root.handlers):
+        return state.streams
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
-    root = logging.getLogger()
-    state.log_handler, state.root_level = handler, root.level
+    state.log_handler = handler
     root.addHandler(handler)
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)

@@ -27,8 +27,12 @@ __all__ = ["ANSI_PATTERN", "Tee", "strip_ansi"]
 
 logger = logging.getLogger(__name__)
 
-#: CSI and other escape sequences (colours, cursor moves) as terminals interpret them.
-ANSI_PATTERN = re.compile(r"\x1b(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])")
+#: Escape sequences as terminals interpret them: OSC strings (window titles, hyperlinks), ended
+#: by BEL or ST (or cut short by the next escape), CSI sequences (colours, cursor moves), and
+#: the other two-character escapes.
+ANSI_PATTERN = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])"
+)
 
 
 def strip_ansi(text: str) -> str:
@@ -37,7 +41,9 @@ def strip_ansi(text: str) -> str:
 
 
 def _last_carriage_state(line: str) -> str:
-    # "50%\r100%" shows "100%" on a terminal; keep what the reader saw last.
+    # "50%\r100%" shows "100%" on a terminal; keep what the reader saw last. A carriage return
+    # ending the line ("row\r\n", as csv and Windows text end lines) moves the cursor only.
+    line = line.rstrip("\r")
     return line.rsplit("\r", 1)[-1] if "\r" in line else line
 
 
