@@ -150,6 +150,32 @@ def test_labels_on_disk_in_time_order_before_return(tmp_path):
     assert session.label_track[:3] == [LabelEvent(2.0, 0), LabelEvent(5.0, 1), LabelEvent(9.0, -1)]
 
 
+def test_every_read_of_a_live_session_sees_every_sample_appended(tmp_path):
+    """Reads flush first (the writer holds a part chunk back for up to a second), as
+    MyoGestic's reads do; after close they read what is on disk."""
+    with Session(tmp_path, class_names=["Rest", "Fist"]) as session:
+        session.init_stream("emg", StreamInfo(n_channels=2, fs=1000.0))  # chunks of 1 s
+        session.add_label(0, timestamp=0.0)
+        session.add_label(1, timestamp=0.25)
+        data, ts = ramp(0, 500, 2)
+        session.append("emg", data, ts - 100.0)  # half a chunk: not written for a second
+        trials = session.get_trials("emg")
+        assert [(t.class_name, t.data.shape) for t in trials] == [
+            ("Rest", (2, 250)),
+            ("Fist", (2, 250)),
+        ]
+        session.append("emg", *ramp(500, 100, 2))
+        np.testing.assert_array_equal(
+            session.get_timestamps("emg")[500:], 100.0 + 0.5 + np.arange(100) / 1000
+        )
+        session.append("emg", *ramp(600, 100, 2))
+        assert session.n_samples("emg") == 700
+        session.append("emg", *ramp(700, 100, 2))
+        np.testing.assert_array_equal(session.read_rows("emg", 700, 800), ramp(700, 100, 2)[0])
+    assert session.n_samples("emg") == 800
+    np.testing.assert_array_equal(session.get_continuous("emg")[0][:500], data)
+
+
 def test_save_meta_and_closed_session(tmp_path):
     session = Session(tmp_path)
     session.init_stream("emg", StreamInfo(1, 10.0))

@@ -43,7 +43,7 @@ from labsession.recording._packed import (
     remove_earlier_packs,
     verify_packed,
 )
-from labsession.recording._records import StreamInfo, check_append
+from labsession.recording._records import Recording, StreamInfo, check_append
 from labsession.recording._upkeep import SessionUpkeep, checked_app_name, checked_class_names
 from labsession.recording._writer import SessionWriter, atomic_chunk_writes, describe_error
 
@@ -277,14 +277,42 @@ class Session(SessionUpkeep):
     def _stored_array(self, name: str, *, timestamps: bool) -> zarr.Array:
         return (self.ts_stores if timestamps else self.stores).peek(name)
 
+    # Every read flushes first, so it sees every sample appended so far, as MyoGestic's reads
+    # do (its append writes before returning). After a write error they raise SessionError (as
+    # flush does) rather than show fewer samples; once closed they read what is on disk.
     def n_samples(self, name: str) -> int:
-        """Samples of stream ``name`` on disk (call :meth:`flush` first to include queued ones)."""
+        """Flush, then return the samples of stream ``name``: every one appended so far."""
+        self.flush()
         return super().n_samples(name)
+
+    def read_rows(self, name: str, start: int, stop: int, **options: Any) -> np.ndarray:
+        """Flush, then read rows ``[start, stop)`` (see :meth:`SessionReader.read_rows
+        <labsession.recording._reader.SessionReader.read_rows>` for ``options``)."""
+        self.flush()
+        return super().read_rows(name, start, stop, **options)
+
+    def get_timestamps(self, name: str) -> np.ndarray:
+        """Flush, then return the ``(n_samples,)`` float64 timestamps of stream ``name``."""
+        self.flush()
+        return super().get_timestamps(name)
 
     def get_continuous(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Flush, then return ``(data (n_samples, n_channels), ts (n_samples,))``."""
         self.flush()
         return super().get_continuous(name)
+
+    def get_trials(
+        self,
+        stream_name: str,
+        pre: float = 0.0,
+        post: float = 0.0,
+        class_names: list[str] | None = None,
+    ) -> list[Recording]:
+        """Flush, then cut stream ``stream_name`` into one trial per label (see
+        :meth:`SessionReader.get_trials <labsession.recording._reader.SessionReader.get_trials>`).
+        """
+        self.flush()
+        return super().get_trials(stream_name, pre, post, class_names)
 
     # -- finishing -----------------------------------------------------------------------------
     def close(self) -> None:
