@@ -155,6 +155,49 @@ def test_status_table_reports_everything_done(finished_session) -> None:
     assert state["session"] == {"stage3": "done", "valid_pixels": int(final.sum())}
 
 
+def test_status_verifies_the_final_mask_files(finished_copy) -> None:
+    """`motion status` said the final mask was done from its status.json alone."""
+    config = finished_copy
+    assert session_state(config)["session"]["stage3"] == "done"
+    npz = config.final_dir / "final_valid_idx.npz"
+    npz.write_bytes(npz.read_bytes()[:100])  # truncated
+    assert session_state(config)["session"]["stage3"].startswith(
+        "pending: final_valid_idx.npz missing or unreadable"
+    )
+    for path in config.final_dir.glob("final_valid_idx.*"):
+        path.unlink()
+    state = session_state(config)["session"]
+    assert state["stage3"].startswith("pending: final_valid_idx.npz missing")
+    assert "valid_pixels" not in state
+    run_stage3(config, progress=False)  # the files are made again
+    assert session_state(config)["session"]["stage3"] == "done"
+    (config.final_dir / "final_valid_idx.png").write_bytes(b"")
+    assert session_state(config)["session"]["stage3"].startswith(
+        "pending: final_valid_idx.png missing or unreadable"
+    )
+
+
+def test_status_says_a_final_mask_of_earlier_results_is_pending(finished_copy) -> None:
+    """Stage 1 or 2 redone since stage 3 ran: the final mask on disk is of the old results."""
+    config = finished_copy
+    path = config.root / "rec_0.tif"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert session_state(config)["session"] == {
+        "stage3": "pending: stage 3 of rec_0.tif is not done for the current results"
+    }
+    run_stage1(config, progress=False)
+    run_stage2(config, progress=False)
+    assert session_state(config)["session"]["stage3"].startswith("pending: stage 3 of rec_0.tif")
+    run_stage3(config, progress=False)
+    assert session_state(config)["session"]["stage3"] == "done"
+    final = _status(config.final_dir)
+    final["inputs"][0]["w"] = "0" * 40  # a final mask made from another displacement
+    (config.final_dir / "status.json").write_text(json.dumps(final))
+    assert session_state(config)["session"]["stage3"] == (
+        "pending: made from other stage-1 or stage-2 results than the current ones"
+    )
+
+
 def test_resume_skips_verified_work(finished_copy) -> None:
     config = finished_copy
     folders = [recording_dir(config, p) for p in sorted(config.root.glob("*.tif"))]

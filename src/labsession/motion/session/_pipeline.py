@@ -17,6 +17,7 @@ from labsession.motion.session._resume import (
     AVERAGE_NAME,
     W_NAME,
     aligned_complete,
+    final_complete,
     read_status,
     stage1_complete,
     stage1_options_record,
@@ -103,7 +104,10 @@ def session_state(config: SessionConfig) -> dict[str, Any]:
         ``recordings``: one row per recording with ``recording``, ``center`` (bool),
         ``frames``, ``stage1``, ``stage2``, ``stage3`` (each ``done``, ``pending``,
         ``running``, ``incomplete: <reason>`` or ``stale``); ``session``: the stage-3 state
-        of the final results (``done`` with ``valid_pixels``, or ``pending``/``running``).
+        of the final results: ``done`` with ``valid_pixels`` only when the final mask files
+        are complete and were made from the current results of every recording
+        (:func:`~labsession.motion.session._resume.final_complete`), ``running`` while stage 3
+        runs (or was interrupted), else ``pending`` or ``pending: <reason>``.
     """
     from labsession.motion.session._stage3 import _digest, aligned_video_path
 
@@ -114,6 +118,7 @@ def session_state(config: SessionConfig) -> dict[str, Any]:
     if (center_folder / AVERAGE_NAME).is_file():
         reference = np.load(center_folder / AVERAGE_NAME, allow_pickle=False)
     rows = []
+    inputs: list[dict[str, Any] | None] = []  # each recording's stage-3 record, when done
     for idx, path in enumerate(files):
         folder = recording_dir(config, path)
         status = read_status(folder)
@@ -134,6 +139,7 @@ def session_state(config: SessionConfig) -> dict[str, Any]:
             _stage2_state(config, folder, center_folder) if row["stage1"] == "done" else "pending"
         )
         row["stage3"] = "pending"
+        record = None
         if row["stage2"] == "done" and reference is not None:
             with np.load(folder / W_NAME, allow_pickle=False) as data:
                 w = np.stack([data["u"], data["v"]], axis=-1).astype(np.float32)
@@ -147,11 +153,25 @@ def session_state(config: SessionConfig) -> dict[str, Any]:
             ok, reason = aligned_complete(target, folder, expected, frames or -1)
             if ok:
                 row["stage3"] = "done"
+                record = expected
             elif status.get("stage3_aligned") is not None:
                 row["stage3"] = f"stale: {reason}"
+        inputs.append(record)
         rows.append(row)
+    names = [path.name for path in files]
+    return {"recordings": rows, "session": _final_state(config, names, middle_idx, inputs)}
+
+
+def _final_state(
+    config: SessionConfig, names: list[str], middle_idx: int, inputs: list[dict[str, Any] | None]
+) -> dict[str, Any]:
+    """The session row of ``motion status``: the final mask files, verified."""
     final = read_status(config.final_dir)
-    session = {"stage3": final.get("stage3", "pending")}
-    if final.get("stage3") == "done":
-        session["valid_pixels"] = final.get("valid_pixels")
-    return {"recordings": rows, "session": session}
+    if final.get("stage3") == "running":
+        return {"stage3": "running"}
+    if final.get("stage3") != "done":
+        return {"stage3": "pending"}
+    ok, reason = final_complete(config.final_dir, names, middle_idx, inputs)
+    if not ok:
+        return {"stage3": f"pending: {reason}"}
+    return {"stage3": "done", "valid_pixels": final.get("valid_pixels")}

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "aligned_complete",
     "clean_partial_files",
     "file_digest",
+    "final_complete",
     "input_fingerprint",
     "read_status",
     "stage1_complete",
@@ -43,6 +45,8 @@ COMPENSATED_NAME = "compensated.hdf5"
 VALID_NAME = "idx.hdf"
 AVERAGE_NAME = "temporal_average.npy"
 W_NAME = "w_to_reference.npz"
+#: The session's final mask files in ``final_results`` (stage 3).
+FINAL_NAMES = ("final_valid_idx.npz", "final_valid_idx.mat", "final_valid_idx.png")
 #: Names of the temporaries writers make beside a target (``core.atomic._temp_names``).
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.(?:tmp|npy)")
 #: An old output ``replace_dir`` set aside (``.<name>.<8 hex>.old``); group 1 is its name.
@@ -262,4 +266,59 @@ def aligned_complete(
         return False, f"{path.name} missing or unreadable"
     if shape[0] != n_frames:
         return False, f"{path.name} has {shape[0]} frames, expected {n_frames}"
+    return True, "complete"
+
+
+def final_complete(
+    final_dir: Path, recordings: list[str], middle_idx: int, inputs: list[dict[str, Any] | None]
+) -> tuple[bool, str]:
+    """Whether the session's final mask files are complete and made from the current results.
+
+    Complete means: ``final_results/status.json`` says ``stage3 == "done"`` for the same
+    recordings, center and per-recording inputs (``inputs``: each recording's
+    ``stage3_aligned`` record as stage 3 would compute it now, ``None`` where its stage 3 is not
+    done); ``final_valid_idx.npz`` loads with an ``(H, W)`` ``final_valid`` mask of
+    ``valid_pixels`` pixels, ``final_valid_idx.mat`` holds ``final_valid`` and
+    ``final_valid_idx.png`` decodes to the mask's size. A status written before the inputs
+    were recorded (labsession before 2026-12) is checked against the rest.
+    """
+    status = read_status(final_dir)
+    if status.get("stage3") != "done":
+        return False, f"status stage3 is {status.get('stage3')!r}"
+    if status.get("recordings") != recordings:
+        return False, f"made from the recordings {status.get('recordings')}, now {recordings}"
+    if status.get("middle_idx") != middle_idx:
+        return False, f"made with center {status.get('middle_idx')}, now {middle_idx}"
+    undone = [name for name, record in zip(recordings, inputs, strict=True) if record is None]
+    if undone:
+        return False, f"stage 3 of {', '.join(undone)} is not done for the current results"
+    recorded = status.get("inputs")
+    if recorded is not None and recorded != inputs:
+        return False, "made from other stage-1 or stage-2 results than the current ones"
+    npz, mat, png = (Path(final_dir) / name for name in FINAL_NAMES)
+    try:
+        with open(npz, "rb") as f, np.load(f, allow_pickle=False) as data:
+            mask = data["final_valid"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        return False, f"{npz.name} missing or unreadable ({exc})"
+    if mask.ndim != 2 or int(np.count_nonzero(mask)) != status.get("valid_pixels"):
+        return False, f"{npz.name} holds a mask of shape {mask.shape}, not the one recorded"
+    try:
+        import scipy.io
+
+        names = [name for name, _, _ in scipy.io.whosmat(mat)]
+    except (OSError, ValueError) as exc:
+        return False, f"{mat.name} missing or unreadable ({exc})"
+    if "final_valid" not in names:
+        return False, f"{mat.name} holds no final_valid"
+    try:
+        from PIL import Image
+
+        with Image.open(png) as image:
+            image.load()
+            size = image.size
+    except (OSError, ValueError) as exc:
+        return False, f"{png.name} missing or unreadable ({exc})"
+    if size != (mask.shape[1], mask.shape[0]):
+        return False, f"{png.name} is {size[0]}x{size[1]}, the mask {mask.shape[1]}x{mask.shape[0]}"
     return True, "complete"

@@ -326,6 +326,7 @@ def run_stage3(
         recordings=[p.name for p in files],
         middle_idx=middle_idx,
         valid_pixels=int(final_valid.sum()),
+        inputs=[expected[idx] for idx in range(len(files))],  # what `motion status` checks
     )
     return final_valid
 
