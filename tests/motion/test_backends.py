@@ -89,6 +89,30 @@ def test_diso_recovers_a_shift_and_checks_params():
         )
 
 
+def test_flowreg_refuses_unknown_backend_params_as_diso_does(tmp_path):
+    """A typo in backend_params was ignored by flowreg (the default), refused by diso."""
+    video = np.random.default_rng(0).random((3, 32, 32), dtype=np.float32)
+    options = OFOptions(quality_setting="fast", backend_params={"batch_sise": 64})
+    assert options.flow_backend == "flowreg"
+    message = r"unknown backend_params for flowreg: \['batch_sise'\]; flowreg takes none"
+    with pytest.raises(ConfigError, match=message):
+        compensate_arr(video, video[0], options)
+    path = tmp_path / "rec.npy"
+    np.save(path, video)
+    recording = OFOptions(
+        input_file=path,
+        output_path=tmp_path / "out",
+        quality_setting="fast",
+        backend_params={"batch_sise": 64},
+    )
+    with pytest.raises(ConfigError, match=message):
+        compensate_recording(recording)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    diso = OFOptions(flow_backend="diso", backend_params={"batch_sise": 64})
+    with pytest.raises(ConfigError, match=r"unknown backend_params for diso: \['batch_sise'\]"):
+        compensate_arr(video, video[0], diso)
+
+
 @pytest.mark.parametrize("interpolation", ["nearest", "linear", "cubic"])
 def test_warp_inverts_a_known_shift(interpolation):
     ref = textured_image(seed=1)

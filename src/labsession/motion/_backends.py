@@ -21,6 +21,7 @@ from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 from labsession.errors import ConfigError
+from labsession.motion._checks import check_backend_params
 from labsession.motion._options import BACKEND_ALIASES, OFOptions, canonical_backend
 
 _T = TypeVar("_T")
@@ -170,6 +171,8 @@ class FlowregBackend:
     """
 
     def __init__(self, options: OFOptions) -> None:
+        # every parameter of the model is an OFOptions field: backend_params take no key
+        check_backend_params("flowreg", options.backend_params, ())
         self.options = options
 
     def __call__(
@@ -321,12 +324,7 @@ class DisoBackend:
                 f"backend_params.preset {preset!r} unknown for diso; use one of "
                 f"{sorted(_DIS_PRESETS)}"
             )
-        unknown = sorted(set(params) - set(self._SETTERS))
-        if unknown:
-            raise ConfigError(
-                f"unknown backend_params for diso: {unknown}; known: "
-                f"{['preset', *sorted(self._SETTERS)]}"
-            )
+        check_backend_params("diso", params, ("preset", *self._SETTERS))
         self.preset = _DIS_PRESETS[preset]
         self.params = params
 

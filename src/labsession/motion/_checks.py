@@ -1,10 +1,15 @@
-"""Validation of arrays at the public boundary: shapes, emptiness, finiteness."""
+"""Validation at the public boundary: arrays (shapes, emptiness, finiteness), backend_params."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import numpy as np
 
-__all__ = ["as_image", "as_video"]
+from labsession.core._config_errors import suggest_key
+from labsession.errors import ConfigError
+
+__all__ = ["as_image", "as_video", "check_backend_params"]
 
 
 def _finite(array: np.ndarray, name: str) -> None:
@@ -67,3 +72,29 @@ def as_image(image: np.ndarray, *, name: str = "image") -> np.ndarray:
     array = array.astype(np.float32, copy=False)
     _finite(array, name)
     return array
+
+
+def check_backend_params(backend: str, params: Mapping[str, object], known: Iterable[str]) -> None:
+    """Refuse ``backend_params`` keys that the flow backend ``backend`` does not take.
+
+    Parameters
+    ----------
+    backend
+        The backend's name, for the message.
+    params
+        ``OFOptions.backend_params``.
+    known
+        The keys the backend reads.
+
+    Raises
+    ------
+    ConfigError
+        Naming the unknown keys, the known ones and the closest known key.
+    """
+    known = sorted(known)
+    unknown = sorted(str(key) for key in set(params) - set(known))
+    if not unknown:
+        return
+    takes = f"known: {', '.join(known)}" if known else f"{backend} takes none"
+    hint = suggest_key(unknown[0], known) if known else " (its settings are OFOptions fields)"
+    raise ConfigError(f"unknown backend_params for {backend}: {unknown}; {takes}{hint}")

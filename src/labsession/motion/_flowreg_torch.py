@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from labsession.errors import ConfigError
+from labsession.motion._checks import check_backend_params
 from labsession.motion._flowreg_kernels import _CENSUS_OFFSETS, _EPS_CS, pyramid_depth
 from labsession.motion._options import OFOptions
 from labsession.motion._weight_maps import data_weight, level_weight
@@ -48,11 +49,7 @@ class TorchFlowregBackend:
     def __init__(self, options: OFOptions) -> None:
         self.torch = _import_torch()
         params = dict(options.backend_params)
-        unknown = sorted(set(params) - {"device", "batch_size"})
-        if unknown:
-            raise ConfigError(
-                f"unknown backend_params for flowreg_torch: {unknown}; known: batch_size, device"
-            )
+        check_backend_params("flowreg_torch", params, ("batch_size", "device"))
         torch = self.torch
         default = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(params.get("device", default))
