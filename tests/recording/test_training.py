@@ -1,6 +1,7 @@
 """TrainingData: arrays for scikit-learn, grouped by session; the docs and example scripts run."""
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,33 @@ def test_links_in_a_parent_are_left_out_and_a_linked_session_opens_by_its_own_pa
     assert find_sessions(parent) == [real]
     assert TrainingData(parent).paths == [real]
     assert TrainingData(parent / elsewhere.name).paths == [parent / elsewhere.name]
+
+
+def test_a_folder_beside_its_own_pack_is_one_recording(tmp_path, caplog):
+    """A pack stopped between putting the zip in place and removing the folder leaves both: a
+    parent lists the recording once (the folder, the source, as pack takes it), so its windows
+    are not trained on twice in two groups; another recording's look-alike zip stays listed."""
+    from labsession.recording import find_sessions
+
+    parent = tmp_path / "sessions"
+    folder = record_synthetic_session(parent, fs=1000.0, phase_seconds=0.8, seed=4, pack=False)
+    shutil.copytree(folder, tmp_path / "kept")
+    zip_path = Session.attach(folder).pack_to_zip()
+    shutil.move(tmp_path / "kept", folder)  # the state the stopped pack left
+    assert sorted(p.name for p in parent.iterdir()) == [folder.name, zip_path.name]
+
+    assert find_sessions(parent) == [folder]
+    assert f"{zip_path}: left out, an earlier pack of {folder.name}" in caplog.text
+    X, y, groups = TrainingData(parent).to_arrays("emg", 0.2, 0.1)
+    X1, y1, _ = TrainingData(zip_path).to_arrays("emg", 0.2, 0.1)
+    np.testing.assert_array_equal(X, X1)
+    np.testing.assert_array_equal(y, y1)
+    assert set(groups.tolist()) == {0}
+
+    other = record_synthetic_session(tmp_path / "other", fs=1000.0, phase_seconds=0.8, seed=5)
+    look_alike = parent / f"{folder.name}_other.session.zip"  # another recording, a pack's name
+    shutil.move(other, look_alike)
+    assert find_sessions(parent) == [folder, look_alike]
+    assert sorted(p.name for p in parent.iterdir()) == sorted(
+        [folder.name, zip_path.name, look_alike.name]
+    )  # nothing is removed by listing

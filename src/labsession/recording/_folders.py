@@ -2,16 +2,21 @@
 
 A session is a folder holding ``meta.json`` or a ``.session.zip`` file; a *parent* is a folder
 that is not a session itself. :func:`find_sessions` lists the sessions directly inside a parent,
-sorted by name (session names start with their start time, so this is also time order).
+sorted by name (session names start with their start time, so this is also time order), each
+recording once: a folder beside its own pack (what a pack stopped between putting the zip in
+place and removing the folder leaves) is one recording, not two.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from labsession.errors import SessionError
-from labsession.recording._layout import LABELS_FILE, META_FILE, ZIP_SUFFIX
+from labsession.recording._layout import LABELS_FILE, META_FILE, ZIP_SUFFIX, folders_of_pack
+
+log = logging.getLogger(__name__)
 
 __all__ = ["find_sessions", "is_session_folder", "sessions_of"]
 
@@ -60,6 +65,15 @@ def find_sessions(folder: str | os.PathLike[str]) -> list[Path]:
         lead anywhere) are left out: give a linked session by its own path. Empty if there are
         none.
 
+        Each recording is listed once. A folder beside a zip named as its pack
+        (``<folder>.session.zip``, ``<folder>_<slug>.session.zip``) that is an earlier pack of
+        the folder's recording, held in full by the folder (what a pack stopped between
+        putting the zip in place and removing the folder leaves), is listed as the folder
+        alone, with a warning: the folder is the source, as for :meth:`Session.pack_to_zip
+        <labsession.recording.Session.pack_to_zip>`, which replaces that zip by a pack of the
+        folder. A zip the folder does not hold in full (another recording of a look-alike
+        name, a fuller copy, one that cannot be read) is listed beside it, as pack keeps it.
+
     Raises
     ------
     SessionError
@@ -75,7 +89,34 @@ def find_sessions(folder: str | os.PathLike[str]) -> list[Path]:
         raise SessionError(f"{folder}: not a folder") from None
     except OSError as exc:
         raise SessionError(f"{folder}: cannot be listed ({exc.strerror})") from exc
-    return sorted(found, key=lambda p: p.name)
+    return _one_per_recording(sorted(found, key=lambda p: p.name))
+
+
+def _one_per_recording(found: list[Path]) -> list[Path]:
+    """``found`` without the zips that are earlier packs of a folder beside them, held there in
+    full (see :func:`find_sessions`); only pairs named so are read (a few small files and
+    chunks each)."""
+    from labsession.recording._packed import pack_held_by
+
+    folders = {p.name: p for p in found if not p.name.endswith(ZIP_SUFFIX) or p.is_dir()}
+    if not folders:
+        return found
+    left_out: set[Path] = set()
+    for zip_path in found:
+        if folders.get(zip_path.name) == zip_path:
+            continue
+        for folder in (folders[n] for n in folders_of_pack(zip_path.name) if n in folders):
+            if pack_held_by(folder, zip_path) is None:
+                left_out.add(zip_path)
+                log.warning(
+                    "%s: left out, an earlier pack of %s beside it, which holds all of it "
+                    "(a pack stopped before it removed the folder; "
+                    "Session.attach(folder).pack_to_zip() finishes it)",
+                    zip_path,
+                    folder.name,
+                )
+                break
+    return [p for p in found if p not in left_out]
 
 
 def sessions_of(path: str | os.PathLike[str]) -> list[Path]:

@@ -164,6 +164,23 @@ def packed_zip_path(folder: Path, name: str | None) -> Path:
     )
 
 
+def folders_of_pack(zip_name: str) -> list[str]:
+    """The folder names a zip named ``zip_name`` is named as a pack of (the inverse of
+    :func:`packed_zip_path`): ``<folder>.session.zip`` gives ``<folder>``,
+    ``<folder>_<slug>.session.zip`` also ``<folder>`` without the slug; ``[]`` for no pack.
+
+    As with :func:`zips_of_folder`, a name alone proves nothing: callers check the content.
+    """
+    if not zip_name.endswith(ZIP_SUFFIX):
+        return []
+    stem = zip_name[: -len(ZIP_SUFFIX)]
+    names = [stem] if stem else []
+    for i, char in enumerate(stem):
+        if char == "_" and i and re.fullmatch(_SLUG, stem[i + 1 :]):
+            names.append(stem[:i])
+    return names
+
+
 def zips_of_folder(base: Path, folder_name: str) -> list[Path]:
     """The regular files in ``base`` named as packs of folder ``folder_name`` would be
     (``<folder>.session.zip``, ``<folder>_<slug>.session.zip``), the unnamed one first.
