@@ -269,3 +269,35 @@ def test_a_script_that_set_up_logging_itself_logs_each_message_once(tmp_path):
     assert "INFO epoch 1 loss 0.5" in done.stderr  # in the script's own format
     run = _only_run(tmp_path / "logs_itself_out" / "FINISHED_SUCCESS")
     assert (run / "logs" / "stderr.log").read_text().count("epoch 1 loss 0.5") == 1
+
+
+VERIFY_SCRIPT = """
+import os
+from labsession.runs import session
+
+@session(seed=42, archive_format="tar.gz")
+def main() -> int:
+    y = rngg("noise").normal(size=5)
+    if os.environ.get("CHANGE"):
+        y = y + 1e-9  # not what the earlier run computed
+    rngg.verify(y, "y")
+    return 0
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_verify_compares_with_an_earlier_archived_run(tmp_path):
+    # Archived runs were skipped: archiving turned the check off without a word.
+    script = write_script(tmp_path, "verified.py", VERIFY_SCRIPT)
+    assert run_script(script).returncode == 0
+    archives = list((tmp_path / "verified_out" / "FINISHED_SUCCESS").glob("*.tar.gz"))
+    assert len(archives) == 1
+    env = dict(os.environ, CHANGE="1")
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "ReproducibilityError" in done.stderr
+    assert archives[0].name.removesuffix(".tar.gz") in done.stderr  # names the earlier run

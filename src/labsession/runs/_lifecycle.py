@@ -46,6 +46,7 @@ from labsession.runs._provenance import (
     load_user_configs,
     write_configs,
 )
+from labsession.runs._scan import split_archive_name
 from labsession.runs._seeds import RandomStateManager, fix_seeds
 from labsession.runs._state import RunState, attach_streams, pop_state, put_state, release
 
@@ -63,11 +64,17 @@ def _script_path(file: str | os.PathLike[str] | None) -> Path | None:
 
 
 def _history(out_dir: Path, run_id: str) -> list[Path]:
+    """The earlier successful runs of ``out_dir``, folders and archives, newest first."""
     folder = out_dir / FINISHED_SUCCESS
-    runs = []
+    runs: dict[Path, str] = {}
     if folder.is_dir():
-        runs = [p for p in folder.iterdir() if p.is_dir() and ID_PATTERN.match(p.name)]
-    return sorted((p for p in runs if p.name != run_id), key=lambda p: p.name, reverse=True)
+        for path in folder.iterdir():
+            if path.is_dir() and ID_PATTERN.match(path.name):
+                runs[path] = path.name
+            elif path.is_file() and (split := split_archive_name(path.name)) is not None:
+                runs[path] = split[0]
+    earlier = [path for path, name in runs.items() if name != run_id]
+    return sorted(earlier, key=lambda path: runs[path], reverse=True)
 
 
 def _runs_below(run_dir: Path) -> str | None:

@@ -30,9 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from labsession.core.archive import read_leading_member
 from labsession.core.atomic import atomic_write_json
 from labsession.errors import ReproducibilityError
 from labsession.runs._provenance import to_plain
+from labsession.runs._scan import split_archive_name
 
 __all__ = ["CHECKSUM_FILE", "RandomStateManager", "args_fingerprint", "fix_seeds"]
 
@@ -163,6 +165,17 @@ def _checksum(array: Any) -> dict[str, Any]:
     return {"sha256": digest.hexdigest(), "dtype": arr.dtype.str, "shape": list(arr.shape)}
 
 
+def _read_checksums(run: Path) -> bytes | None:
+    """The bytes of an earlier run's :data:`CHECKSUM_FILE`: from its folder, or from near the
+    start of its archive (``CONFIGS/`` sorts before the logs and lower-case names)."""
+    if run.is_dir():
+        return (run / CHECKSUM_FILE).read_bytes()
+    split = split_archive_name(run.name)
+    if split is None:
+        return None
+    return read_leading_member(run, {f"{split[0]}/{CHECKSUM_FILE}", CHECKSUM_FILE})
+
+
 class RandomStateManager:
     """Named reproducible NumPy generators for one run, plus cross-run checksum verification.
 
@@ -174,9 +187,10 @@ class RandomStateManager:
         The run folder; :meth:`verify` stores checksums in ``run_dir/CONFIGS/rng_checksums.json``.
         Without it, :meth:`verify` compares within this process only.
     history_dirs
-        Earlier run folders to compare with, newest first, or a function returning them (called
-        on the first :meth:`verify`). :func:`start` passes the successful runs of the same
-        script; the newest :data:`MAX_HISTORY` are searched.
+        Earlier run folders or run archives (``<ID>.tar.gz``, read from near their start) to
+        compare with, newest first, or a function returning them (called on the first
+        :meth:`verify`). :func:`start` passes the successful runs of the same script, archived
+        or not; the newest :data:`MAX_HISTORY` are searched.
     args
         The run's arguments (a mapping or ``argparse.Namespace``; :func:`start` passes
         ``CONFIG["ARGS"]``). :meth:`verify` compares only with earlier runs whose arguments had
@@ -288,10 +302,11 @@ class RandomStateManager:
         if callable(self._history):  # found on first use: listing earlier runs costs a scan
             self._history = self._history()
         for run in (self._history or [])[:MAX_HISTORY]:
-            path = run / CHECKSUM_FILE
             try:
-                stored = json.loads(path.read_text(encoding="utf-8"))
+                stored = json.loads(_read_checksums(Path(run)) or b"null")
             except (OSError, ValueError):
+                continue
+            if not isinstance(stored, dict):
                 continue
             if (
                 stored.get("seed") == self.seed
