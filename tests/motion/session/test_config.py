@@ -137,6 +137,7 @@ def test_wrong_suffix_for_from_toml(tmp_path: Path) -> None:
 
 
 def test_stage1_options_precedence(tmp_path: Path) -> None:
+    """As pyflowreg: session settings < flow_options < of_options_override (--of-params)."""
     config = SessionConfig(
         root=tmp_path,
         flow_backend="diso",
@@ -145,11 +146,52 @@ def test_stage1_options_precedence(tmp_path: Path) -> None:
     )
     options = config.stage1_options(tmp_path / "a.tif", tmp_path / "out")
     assert options.alpha == (4.0, 4.0)  # from flow_options
-    assert options.flow_backend == "diso"  # session setting wins
-    assert options.quality_setting.value == "fast"
+    assert options.flow_backend == "flowreg"  # flow_options wins over the session's key
+    assert options.quality_setting.value == "quality"
     assert options.save_valid_idx is True
     assert options.output_format.value == "HDF5"
     assert options.output_path == tmp_path / "out"
+    assert config.stage2_options().flow_backend == "diso"  # stage 2 keeps the session's
+    overridden = config.with_flow_overrides({"flow_backend": "torch", "quality_setting": "fast"})
+    options = overridden.stage1_options(tmp_path / "a.tif", tmp_path / "out")
+    assert options.flow_backend == "flowreg_torch"
+    assert options.quality_setting.value == "fast"
+    plain = SessionConfig(root=tmp_path, stage1_quality_setting="fast")  # nothing set twice
+    assert plain.stage1_options(tmp_path / "a.tif", tmp_path / "out").quality_setting.value == (
+        "fast"
+    )
+    assert plain.stage1_options(tmp_path / "a.tif", tmp_path / "out").flow_backend == "flowreg"
+
+
+def test_stage1_settings_given_twice_and_disagreeing_are_named(tmp_path: Path, caplog) -> None:
+    """A value set in two places that disagree is not silently dropped: it is named."""
+    config = SessionConfig(
+        root=tmp_path,
+        stage1_quality_setting="balanced",
+        flow_options={"quality_setting": "fast", "flow_backend": "diso", "alpha": 2.0},
+    )
+    # flow_backend: the session's default, not written: no disagreement
+    assert config.stage1_disagreements() == [
+        "stage-1 option quality_setting = 'fast' (flow_options or --of-params) overrides the "
+        "session's stage1_quality_setting = 'balanced', as in pyflowreg; set it in one place"
+    ]
+    with caplog.at_level("WARNING", logger="labsession.motion.session._config"):
+        overridden = config.with_flow_overrides({"alpha": 3.0, "flow_backend": "DISO"})
+    assert [r.getMessage() for r in caplog.records] == [
+        "--of-params alpha = 3.0 overrides flow_options alpha = 2.0"
+    ]  # DISO is diso: no disagreement
+    same = SessionConfig(
+        root=tmp_path, flow_backend="torch", flow_options={"flow_backend": "flowreg_torch"}
+    )
+    assert same.stage1_disagreements() == []
+    backend = SessionConfig(root=tmp_path, flow_backend="diso").with_flow_overrides(
+        {"flow_backend": "flowreg"}
+    )
+    assert backend.stage1_disagreements() == [
+        "stage-1 option flow_backend = 'flowreg' (flow_options or --of-params) overrides the "
+        "session's flow_backend = 'diso', as in pyflowreg; set it in one place"
+    ]
+    assert overridden.stage1_options(tmp_path / "a.tif", tmp_path / "o").alpha == (3.0, 3.0)
 
 
 def test_flow_overrides_from_the_cli_are_validated(tmp_path: Path) -> None:

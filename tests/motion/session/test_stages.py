@@ -273,6 +273,26 @@ def test_resume_redoes_stage1_when_its_options_changed(finished_copy) -> None:
     assert session_state(config)["recordings"][0]["stage1"].startswith("incomplete:")
 
 
+def test_a_backend_given_by_of_params_redoes_stage1(finished_copy, caplog) -> None:
+    """--of-params flow_backend=... lost to the session's flow_backend: nothing was redone."""
+    config = finished_copy  # flow_backend = "diso" in the session config
+    assert session_state(config)["recordings"][0]["stage1"] == "done"
+    changed = config.with_flow_overrides({"flow_backend": "flowreg"})  # what --of-params builds
+    assert [r["stage1"] for r in session_state(changed)["recordings"]] == [
+        "incomplete: the stage-1 options changed since it ran: flow_backend"
+    ] * 3
+    quality = config.with_flow_overrides({"quality_setting": "balanced"})  # session: "fast"
+    assert session_state(quality)["recordings"][0]["stage1"] == (
+        "incomplete: the stage-1 options changed since it ran: quality_setting"
+    )
+    # the same value as the session's: still done
+    same = config.with_flow_overrides({"flow_backend": "diso"})
+    assert session_state(same)["recordings"][0]["stage1"] == "done"
+    with caplog.at_level("WARNING"):
+        run_stage1(config, {"flow_backend": "diso", "quality_setting": "fast"}, progress=False)
+    assert not [r for r in caplog.records if "overrides" in r.getMessage()]
+
+
 def test_resume_keeps_a_stage1_done_before_options_were_recorded(finished_copy) -> None:
     """A status.json of an earlier labsession has no options: its results are kept."""
     config = finished_copy

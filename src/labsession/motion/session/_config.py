@@ -12,6 +12,7 @@ working directory). A relative ``flow_options`` file is looked for in the config
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,25 @@ from labsession.motion._options import (
 
 __all__ = ["DaskClusterSpec", "SessionConfig"]
 
+logger = logging.getLogger(__name__)
+
 #: OFOptions fields the session sets per recording; a user may not override them.
 ROUTED_FIELDS = ("input_file", "output_path")
+#: Session keys that set a stage-1 option, and the option each sets.
+SESSION_FLOW_KEYS = {
+    "flow_backend": "flow_backend",
+    "backend_params": "backend_params",
+    "stage1_quality_setting": "quality_setting",
+}
+
+
+def _same_option(name: str, a: Any, b: Any) -> bool:
+    """Whether two values of the OFOptions field ``name`` mean the same (``torch`` is
+    ``flowreg_torch``, ``"fast"`` is ``QualitySetting.FAST``)."""
+    try:
+        return bool(getattr(OFOptions(**{name: a}), name) == getattr(OFOptions(**{name: b}), name))
+    except (ValidationError, ValueError):
+        return a == b
 
 
 class DaskClusterSpec(BaseModel):
@@ -94,14 +112,18 @@ class SessionConfig(FileConfig):
     flow_backend, backend_params
         Flow backend of every stage (``labsession.motion.available_backends()``, or the alias
         ``"torch"``). ``"flowreg_cuda"`` is accepted anywhere and needs a CUDA GPU where the
-        stages run.
+        stages run. In stage 1, ``flow_options`` and ``of_options_override`` / ``--of-params``
+        setting ``flow_backend`` or ``backend_params`` win (as in pyflowreg); stage 2 keeps
+        these.
     flow_options
         Stage-1 :class:`~labsession.motion.OFOptions` overrides: a mapping, or the path of an
         options file (TOML/YAML/JSON, or pyflowreg's ``save_options`` JSON); a relative path is
-        looked for in the config file's folder, then under ``root``.
+        looked for in the config file's folder, then under ``root``. They win over the session
+        keys above and below; a value that disagrees with a session key set too is logged as a
+        warning naming both.
     stage1_quality_setting
         Quality preset of stage 1 (``fast``, ``balanced``, ``quality``); ``None`` keeps
-        ``flow_options``'s.
+        ``flow_options``'s, and a ``quality_setting`` in ``flow_options`` wins over it.
     cc_upsample
         Sub-pixel factor of the phase cross-correlation that pre-aligns the averages.
     sigma_smooth
@@ -235,6 +257,36 @@ class SessionConfig(FileConfig):
             raise KeyedConfigError(text) from None
         return value
 
+    def stage1_disagreements(self) -> list[str]:
+        """Each stage-1 option that ``flow_options`` (or ``--of-params``) sets against a session
+        key set too, as one sentence; :func:`run_stage1` logs them as warnings.
+
+        The session's own defaults (``flow_backend = "flowreg"`` when not written) never count.
+        """
+        overrides = self.flow_overrides() if self.flow_options is not None else {}
+        session = self._session_flow_settings()
+        found = []
+        for key, option in SESSION_FLOW_KEYS.items():
+            if key not in self.model_fields_set or option not in overrides:
+                continue
+            if option not in session or _same_option(option, overrides[option], session[option]):
+                continue
+            found.append(
+                f"stage-1 option {option} = {_shown(overrides[option])!r} (flow_options or "
+                f"--of-params) overrides the session's {key} = {_shown(getattr(self, key))!r}, "
+                "as in pyflowreg; set it in one place"
+            )
+        return found
+
+    def _session_flow_settings(self) -> dict[str, Any]:
+        """The stage-1 options the session's own keys give (``SESSION_FLOW_KEYS``)."""
+        data: dict[str, Any] = {"flow_backend": self.flow_backend}
+        if self.backend_params:
+            data["backend_params"] = dict(self.backend_params)
+        if self.stage1_quality_setting is not None:
+            data["quality_setting"] = self.stage1_quality_setting
+        return data
+
     @classmethod
     def _prepare(cls, data: dict[str, Any], *, base_dir: Path) -> dict[str, Any]:
         """Resolve a relative ``root`` (and a ``flow_options`` file found there) against the
@@ -323,22 +375,31 @@ class SessionConfig(FileConfig):
             If an override is not a valid OFOptions field or value.
         """
         data = self.model_dump(exclude_unset=True, by_alias=True)
-        data["flow_options"] = {**self.flow_overrides(), **overrides}
+        current = self.flow_overrides()
+        for key, value in overrides.items():
+            if key in current and not _same_option(key, value, current[key]):
+                logger.warning(
+                    "--of-params %s = %r overrides flow_options %s = %r",
+                    key,
+                    _shown(value),
+                    key,
+                    _shown(current[key]),
+                )
+        data["flow_options"] = {**current, **overrides}
         return type(self).from_mapping(data, source="--of-params")
 
     def stage1_options(self, input_file: Path, output_path: Path) -> OFOptions:
         """The :class:`OFOptions` of one recording in stage 1.
 
-        Precedence: OFOptions defaults < ``flow_options`` < session settings
-        (``flow_backend``, non-empty ``backend_params``, ``stage1_quality_setting``) < the routing
-        the session needs (input, output folder, HDF5 output, valid masks saved).
+        Precedence, as pyflowreg's: OFOptions defaults < session settings (``flow_backend``,
+        non-empty ``backend_params``, ``stage1_quality_setting``) < ``flow_options`` <
+        ``of_options_override`` / ``--of-params`` (merged into ``flow_options`` by
+        :meth:`with_flow_overrides`) < the routing the session needs (input, output folder,
+        HDF5 output, valid masks saved). :meth:`stage1_disagreements` names the values that
+        disagree.
         """
-        data = self.flow_overrides()
-        data["flow_backend"] = self.flow_backend
-        if self.backend_params:
-            data["backend_params"] = dict(self.backend_params)
-        if self.stage1_quality_setting is not None:
-            data["quality_setting"] = self.stage1_quality_setting
+        data = self._session_flow_settings()
+        data.update(self.flow_overrides())
         data.update(
             input_file=Path(input_file),
             output_path=Path(output_path),
@@ -359,3 +420,8 @@ class SessionConfig(FileConfig):
             "weight": self.flow_overrides().get("weight", [0.5, 0.5]),
         }
         return OFOptions.from_mapping(data, source="stage-2 options")
+
+
+def _shown(value: Any) -> Any:
+    """A value as a config file writes it (an enum by its value)."""
+    return getattr(value, "value", value)

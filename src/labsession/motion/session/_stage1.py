@@ -200,8 +200,10 @@ def run_stage1(
     config
         The session configuration.
     of_options_override
-        OFOptions values for every recording, over ``flow_options`` (pyflowreg's argument;
-        the command line's ``--of-params``). ``input_file`` and ``output_path`` are refused.
+        OFOptions values for every recording, over ``flow_options`` and over the session's
+        ``flow_backend``, ``backend_params`` and ``stage1_quality_setting`` (pyflowreg's
+        argument and order; the command line's ``--of-params``); a value that disagrees with
+        one of those is logged as a warning. ``input_file`` and ``output_path`` are refused.
     task_index
         0-based index of the one recording to process, in sorted order (pyflowreg's; array
         task ids are 1-based: ``task_index = task_id - 1``).
@@ -227,6 +229,8 @@ def run_stage1(
     """
     if of_options_override:
         config = config.with_flow_overrides(dict(of_options_override))
+    for message in config.stage1_disagreements():
+        logger.warning("%s", message)
     if task_index is not None:
         files = discover_recordings(config)
         if not 0 <= task_index < len(files):
@@ -357,6 +361,8 @@ def run_stage1_array(
     """
     if of_options_override:
         config = config.with_flow_overrides(dict(of_options_override))
+    for message in config.stage1_disagreements():
+        logger.warning("%s", message)
     files = discover_recordings(config)
     task = get_array_task_id(environ) if task_id is None else task_id
     if task is None:
