@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -210,3 +213,37 @@ def test_a_call_without_a_bar_never_imports_rich(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["3", "3", "False"]
+
+
+def test_archiving_a_running_folder_skips_runs_whose_process_may_live(tmp_path):
+    # Pointed at RUNNING/ to clean up interrupted runs, the call removed a live run's files.
+    running = tmp_path / "analysis_out" / "RUNNING"
+    live, dead, unknown, elsewhere = make_run_dirs(running, 4)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    started = (dt.datetime.now() - dt.timedelta(seconds=1)).isoformat()
+    for run, pid, host in (
+        (live, os.getpid(), socket.gethostname()),  # this process: alive, started before
+        (dead, int(ended.stdout), socket.gethostname()),  # exited: interrupted
+        (elsewhere, os.getpid(), "another-host"),  # cannot be probed from here
+    ):
+        record = {
+            "ID": run.name,
+            "PID": pid,
+            "HOST": host,
+            "START_DATETIME": started,
+            "STATUS": "running",
+        }
+        (run / "CONFIGS" / "CONFIG.json").write_text(json.dumps(record))
+    (unknown / "CONFIGS" / "CONFIG.json").unlink()  # as scitex-session's, until its close
+    summary = archive_existing(running, dry_run=False, progress=False, jobs=1)
+    assert (summary["archived"], summary["skipped"]) == (1, 3), summary
+    assert not dead.exists()
+    assert (running / f"{dead.name}.tar.gz").is_file()
+    for run in (live, unknown, elsewhere):
+        assert (run / "result.csv").is_file(), run
+        assert not (running / f"{run.name}.tar.gz").exists()

@@ -46,7 +46,8 @@ from labsession.runs._archive import (
 )
 from labsession.runs._chunks import Outcome, run_chunks
 from labsession.runs._hold import ArchiveHold
-from labsession.runs._ids import is_run_id
+from labsession.runs._ids import RUNNING, is_run_id
+from labsession.runs._scan import may_still_run
 
 __all__ = ["archive_existing", "restore_existing"]
 
@@ -328,6 +329,10 @@ def archive_existing(
 ) -> dict[str, Any]:
     """Archive every run folder directly under ``root`` (one archive each, sources removed).
 
+    When ``root`` is a ``RUNNING/`` folder, a run whose process may still live (alive on this
+    host, or one that cannot be probed: another host's, or with no PID recorded) is skipped;
+    interrupted runs (their process gone) are archived.
+
     A folder whose archive exists already is what a stopped call left (killed, a crash, the
     machine down): the archive is restored into a private folder beside it and compared with
     what is left of the folder, byte for byte (:func:`check_archived`); if it gives back all
@@ -378,6 +383,8 @@ def archive_existing(
     summary = _new_summary("archived")
     cutoff = time.time() - older_than_days * 86400.0 if older_than_days is not None else None
     todo: list[str] = []
+    # A run in RUNNING/ is packed only once its process is gone: its script may still write.
+    in_running = base.resolve().name == RUNNING
     with os.scandir(base) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
@@ -395,6 +402,10 @@ def archive_existing(
             continue
         if max_dirs is not None and len(todo) >= max_dirs:
             break
+        if in_running and may_still_run(entry.path):
+            summary["skipped"] += 1
+            logger.info("skipped (may still be running): %s", entry.path)
+            continue
         if os.path.isfile(archive_path_for(entry.path, format)):
             summary["resumed"] += 1
             logger.info("resuming (archive exists, folder left): %s", entry.path)

@@ -247,6 +247,17 @@ def _parse_time(value: Any) -> dt.datetime | None:
         return None
 
 
+def may_still_run(run_dir: str | os.PathLike[str]) -> bool:
+    """Whether the run folder ``run_dir``, in a ``RUNNING/`` folder, may have a live process.
+
+    True when its process lives on this host (and can be the run's: see :func:`pid_alive`), or
+    cannot be probed (another host's run, or no PID recorded, as scitex-session runs until
+    their close); False for a run whose process is gone (listed ``interrupted``).
+    """
+    record = _record_from_disk(Path(run_dir), RUNNING, socket.gethostname())
+    return record is not None and record.status == "running"
+
+
 def _record_from_disk(path: Path, folder: str, this_host: str) -> SessionRecord | None:
     split = split_archive_name(path.name) if path.is_file() else None
     if path.is_dir() and is_run_id(path.name):
