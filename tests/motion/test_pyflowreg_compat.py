@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from labsession.errors import ConfigError
-from labsession.motion import OFOptions, compensate_arr, get_displacement
+from labsession.motion import OFOptions, compensate_arr, compensate_recording, get_displacement
 from labsession.motion.synthetic import shift_image, textured_image
 from labsession.motion.warping import (
     align_sequence,
@@ -180,6 +181,83 @@ def test_save_options_writes_pyflowregs_dated_json_and_load_options_reads_it(tmp
     np.testing.assert_array_equal(tifffile.imread(loaded.reference_frames), reference)
 
 
+def test_save_options_round_trip_gives_back_the_same_files(tmp_path, monkeypatch):
+    """Relative paths came back under the options file's folder: results/rec.tif, ..."""
+    import tifffile
+
+    monkeypatch.chdir(tmp_path)
+    video = np.random.default_rng(0).random((6, 32, 32), dtype=np.float32)
+    tifffile.imwrite("rec.tif", video)
+    reference = video.mean(axis=0)
+    options = OFOptions(
+        input_file="rec.tif",
+        output_path="results",
+        reference_frames=reference,
+        flow_backend="diso",
+        quality_setting="fast",
+    )
+    saved = options.save_options()
+    assert saved == Path("results") / "options.json"
+    data = json.loads("\n".join(saved.read_text().splitlines()[2:]))
+    assert data["input_file"] == str(tmp_path / "rec.tif")  # absolute: pyflowreg reads it too
+    assert data["output_path"] == str(tmp_path / "results")
+    assert data["reference_frames"] == str(tmp_path / "results" / "reference_frames.tif")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # another working directory: the same files
+    back = OFOptions.load_options(tmp_path / saved)
+    assert Path(back.input_file) == tmp_path / "rec.tif"
+    assert back.output_path == tmp_path / "results"
+    np.testing.assert_array_equal(tifffile.imread(back.reference_frames), reference)
+    result = compensate_recording(back)
+    assert result.files["compensated"].parent == tmp_path / "results"
+    # to_file / from_file: the same
+    written = OFOptions(input_file="../rec.tif", output_path="out").to_file("opts.toml")
+    monkeypatch.chdir(tmp_path)
+    again = OFOptions.from_file(elsewhere / written)
+    assert Path(again.input_file) == tmp_path / "rec.tif"
+    assert again.output_path == elsewhere / "out"
+
+
+def test_a_file_pyflowreg_saved_keeps_its_paths_as_written(tmp_path, monkeypatch):
+    """pyflowreg writes paths as given and reads them against the working directory."""
+    import tifffile
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pfr" / "out").mkdir(parents=True)
+    video = np.random.default_rng(1).random((5, 16, 16), dtype=np.float32)
+    tifffile.imwrite("pfr/vid.tif", video)
+    tifffile.imwrite("pfr/out/reference_frames.tif", video[0])
+    data = {  # what pyflowreg 0.1's save_options("pfr/out/options.json") writes, cut short
+        "input_file": "pfr/vid.tif",
+        "output_path": "pfr/out",
+        "output_format": "HDF5",
+        "output_file_name": None,
+        "channel_idx": None,
+        "alpha": [2.0, 2.0],
+        "weight": [0.5, 0.5],
+        "quality_setting": "balanced",
+        "reference_frames": "pfr/out/reference_frames.tif",
+        "verbose": False,
+        "flow_backend": "flowreg",
+        "backend_params": {},
+    }
+    path = tmp_path / "pfr" / "out" / "options.json"
+    path.write_text("Compensation options 2026-12-02\n\n" + json.dumps(data, indent=2))
+    loaded = OFOptions.load_options(path)
+    assert Path(loaded.input_file) == Path("pfr/vid.tif")
+    assert loaded.output_path == Path("pfr/out")
+    assert Path(loaded.reference_frames) == Path("pfr/out/reference_frames.tif")
+    with loaded.get_video_reader() as reader:  # the file pyflowreg meant
+        np.testing.assert_array_equal(reader[0:5][..., 0], video)
+    assert OFOptions.from_file(path).output_path == Path("pfr/out")  # the same by either name
+    # a hand-written file (no saved-form header) resolves against its folder, as before
+    path.write_text(json.dumps({"input_file": "../vid.tif", "output_path": "."}))
+    written = OFOptions.from_file(path)
+    assert Path(written.input_file) == tmp_path / "pfr" / "vid.tif"
+    assert written.output_path == tmp_path / "pfr" / "out"
+
+
 def test_a_file_pyflowreg_saved_loads(tmp_path):
     """pyflowreg's save_options writes every field, some with no counterpart here."""
     data = {
@@ -204,7 +282,7 @@ def test_a_file_pyflowreg_saved_loads(tmp_path):
     loaded = OFOptions.load_options(path)
     assert loaded.alpha == (4.0, 4.0)
     assert loaded.output_typename == "double"
-    assert loaded.output_path == tmp_path / "results"
+    assert loaded.output_path == Path("results")  # as written, as pyflowreg reads it
     data["n_references"] = 3  # a setting that would change the result: named, not ignored
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="unknown key 'n_references'"):

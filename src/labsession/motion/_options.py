@@ -372,22 +372,31 @@ class OFOptions(FileConfig):
     def from_file(cls, path: str | Path) -> OFOptions:
         """Read TOML, YAML or JSON (by suffix), including pyflowreg's ``save_options`` files.
 
-        Relative paths resolve against the file's folder. Keys pyflowreg writes that have no
-        field here are accepted when they hold pyflowreg's default (``verbose`` always).
+        Relative paths (``input_file``, ``output_path``, a ``reference_frames`` image) of a
+        hand-written file resolve against the file's folder. A file in ``save_options``' form
+        (a ``Compensation options <date>`` line, then JSON: written by pyflowreg, MATLAB or
+        :meth:`save_options`) is read as pyflowreg reads it: paths exactly as written, a
+        relative one relative to the working directory (labsession writes absolute ones). Keys
+        pyflowreg writes that have no field here are accepted when they hold pyflowreg's default
+        (``verbose`` always).
         """
-        from labsession.motion._options_io import read_options_mapping
+        from labsession.motion._options_io import is_saved_form, read_options_mapping
 
         path = Path(path)
-        data = cls._prepare(read_options_mapping(path), base_dir=path.parent)
+        data = read_options_mapping(path)
+        if not is_saved_form(path):
+            data = cls._prepare(data, base_dir=path.parent)
         return cls.from_mapping(data, source=str(path))
 
     @classmethod
     def load_options(cls, filepath: str | Path) -> OFOptions:
-        """pyflowreg's name for :meth:`from_file` (reads its dated-header JSON too)."""
+        """pyflowreg's name for :meth:`from_file` (reads its dated-header JSON too, paths as
+        written, as pyflowreg)."""
         return cls.from_file(filepath)
 
     def to_file(self, path: str | Path) -> Path:
-        """Write the options as TOML, YAML or JSON (by suffix); in-memory arrays are left out."""
+        """Write the options as TOML, YAML or JSON (by suffix), paths made absolute (so
+        :meth:`from_file` gives back the same files); in-memory arrays are left out."""
         from labsession.core.config import dump_mapping
         from labsession.motion._options_io import options_data
 
@@ -404,9 +413,11 @@ class OFOptions(FileConfig):
         Returns
         -------
         pathlib.Path
-            The file written (atomically). An in-memory ``reference_frames`` image is saved
+            The file written (atomically), its paths absolute (pyflowreg writes them as
+            given), so :meth:`load_options`, here or in pyflowreg, gives back the same files
+            from any working directory. An in-memory ``reference_frames`` image is saved
             beside it as ``reference_frames.tif`` and named by path; an in-memory
-            ``input_file`` is left out (with a warning). :meth:`load_options` reads it back.
+            ``input_file`` is left out (with a warning).
         """
         from labsession.motion._options_io import write_options_json
 

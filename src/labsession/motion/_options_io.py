@@ -3,6 +3,13 @@
 pyflowreg (and MATLAB Flow-Registration) write options as a header line
 ``Compensation options YYYY-MM-DD``, a blank line, then JSON. These helpers write that form and
 read it back, as well as plain JSON, TOML and YAML.
+
+Paths: files written here (``save_options``, ``to_file``) hold absolute paths (``input_file``,
+``output_path``, a ``reference_frames`` image), so loading one gives back the same files from
+any working directory and with either reader, labsession's or pyflowreg's. A file in the saved
+form (:func:`is_saved_form`) keeps its relative paths as written, relative to the working
+directory, as pyflowreg reads them; ``OFOptions.from_file`` resolves the relative paths of
+other (hand-written) files against the file's folder.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +30,7 @@ from labsession.errors import ConfigError
 if TYPE_CHECKING:
     from labsession.motion._options import OFOptions
 
-__all__ = ["options_data", "read_options_mapping", "write_options_json"]
+__all__ = ["is_saved_form", "options_data", "read_options_mapping", "write_options_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +47,10 @@ PYFLOWREG_ONLY_DEFAULTS: dict[str, Any] = {
 #: pyflowreg keys that never change a result (printing only): dropped whatever their value.
 _PYFLOWREG_IGNORED = ("verbose",)
 _ARRAY_KEYS = ("input_file", "reference_frames", "weight")
+#: Fields that may hold a path: written absolute to options files.
+PATH_KEYS = ("input_file", "output_path", "reference_frames")
+#: The first line of a file written by ``save_options`` (pyflowreg, MATLAB, labsession).
+SAVED_HEADER = "Compensation options"
 
 
 def _summary(array: np.ndarray) -> str:
@@ -53,10 +65,11 @@ def options_data(options: OFOptions, *, for_file: bool, target: Path | None = No
     options
         The options.
     for_file
-        ``True``: values to write to an options file; an in-memory ``input_file`` is left out
-        (with a warning), an in-memory ``reference_frames`` too unless ``target`` is given, a
-        spatial ``weight`` map is written as nested lists. ``False``: metadata stored with
-        outputs; arrays are summarised as ``"<array shape=... dtype=...>"``.
+        ``True``: values to write to an options file; paths made absolute (against the
+        working directory), an in-memory ``input_file`` left out (with a warning), an in-memory
+        ``reference_frames`` too unless ``target`` is given, a spatial ``weight`` map written
+        as nested lists. ``False``: metadata stored with outputs; paths as given, arrays
+        summarised as ``"<array shape=... dtype=...>"``.
     target
         The options file being written: an in-memory ``reference_frames`` image is then saved
         beside it as ``reference_frames.tif`` and named by its path (pyflowreg's way).
@@ -82,14 +95,27 @@ def options_data(options: OFOptions, *, for_file: bool, target: Path | None = No
             logger.warning("%s is an in-memory array and is not written to the options file", key)
     if for_file:
         data = {k: v for k, v in data.items() if v is not None}
+        for key in PATH_KEYS:  # a list of frame indices stays as it is
+            if isinstance(data.get(key), str) and data[key].strip():
+                data[key] = os.path.abspath(Path(data[key]).expanduser())  # `..` folded
     return data
+
+
+def is_saved_form(path: Path) -> bool:
+    """Whether ``path`` starts with ``save_options``' header line (``Compensation options``)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = next((line for line in f if line.strip()), "")
+    except OSError:
+        return False
+    return first.lstrip().startswith(SAVED_HEADER)
 
 
 def write_options_json(options: OFOptions, path: Path) -> Path:
     """Write ``path`` as pyflowreg's ``save_options`` does: a dated header line, then JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = options_data(options, for_file=True, target=path)
-    header = f"Compensation options {datetime.date.today().isoformat()}\n\n"
+    header = f"{SAVED_HEADER} {datetime.date.today().isoformat()}\n\n"
     return atomic_write_text(path, header + json.dumps(data, indent=2) + "\n")
 
 
