@@ -94,3 +94,23 @@ def test_missing_session_exits_1_with_one_line(tmp_path):
     assert len(lines) == 1, result.stderr
     assert "nope.session.zip" in lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_session_whose_clock_was_reset_plots(tmp_path):
+    """Timestamps that start over mid-recording (stored as given) are drawn on the range they
+    span; this was a raw TypeError."""
+    from labsession.recording import Session, StreamInfo
+
+    with Session(tmp_path / "s", class_names=["Rest"]) as session:
+        session.init_stream("emg", StreamInfo(n_channels=2, fs=100.0))
+        session.add_label(0, timestamp=5000.0)
+        session.append("emg", np.ones((200, 2), np.float32), 5000 + np.arange(200) / 100)
+        session.append("emg", np.ones((200, 2), np.float32), 10 + np.arange(200) / 100)
+    out = tmp_path / "reset.png"
+    result = _labsession("plot", session.path, "-o", out)
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as image:
+        assert image.size[0] > 0
+    result = _labsession("plot", session.path, "-o", out, "--start", "6000")
+    assert result.returncode == 2
+    assert "is at or past the end" in result.stderr

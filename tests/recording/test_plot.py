@@ -200,6 +200,44 @@ def test_gaps_found_in_the_timestamps_without_a_saved_record(tmp_path):
     assert "from the timestamps" in ax.get_legend().get_texts()[0].get_text()
 
 
+def _clock_reset_session(base, fs=100.0):
+    """2 s of ones stamped from 5000 s, then 2 s of twos from 10 s: the device's clock started
+    over (a step back deeper than the repair moves, stored as given)."""
+    with Session(base, class_names=["Rest", "Fist"]) as session:
+        session.init_stream("emg", StreamInfo(n_channels=2, fs=fs))
+        session.add_label(0, timestamp=5000.0)
+        session.add_label(1, timestamp=10.5)
+        n = round(2 * fs)
+        session.append("emg", np.ones((n, 2), np.float32), 5000 + np.arange(n) / fs)
+        session.append("emg", np.full((n, 2), 2, np.float32), 10 + np.arange(n) / fs)
+    assert session.integrity("emg").n_unrepaired == 1
+    return session.path
+
+
+@pytest.mark.parametrize("fs", [100.0, 10_000.0], ids=["samples", "envelope"])
+def test_a_clock_reset_is_plotted_on_the_time_range_the_stamps_span(tmp_path, fs):
+    """Each sample is drawn at its own stamp, from the earliest to the latest, with a note;
+    a window keeps the samples stamped inside it."""
+    path = _clock_reset_session(tmp_path, fs)
+    n = round(2 * fs)
+    with open_session_store(path) as store:
+        traces = read_traces(store, "emg", [0], start=None, end=None, columns=500)
+        assert (traces.t0, traces.n_back, traces.rows) == (10.0, 1, 2 * n)
+        assert traces.duration == pytest.approx(4990 + (n - 1) / fs)
+        finite = np.isfinite(traces.low[0])
+        assert set(traces.low[0][finite]) == {1.0, 2.0}
+        assert traces.t[finite].min() < traces.duration / 100  # a pixel column or less
+        assert traces.t[finite].max() > traces.duration * 0.99
+        window = read_traces(store, "emg", [0], start=0.5, end=1.5, columns=500)
+        assert window.rows == round(fs) + 1
+        assert set(window.low[0][np.isfinite(window.low[0])]) == {2.0}
+        late = read_traces(store, "emg", [0], start=4990.5, end=None, columns=500)
+        assert set(late.low[0][np.isfinite(late.low[0])]) == {1.0}
+    ax = plot_session(path).axes[0]
+    assert "timestamps go back 1 time(s)" in ax.get_xlabel()
+    assert ax.get_xlim()[1] == pytest.approx(traces.duration)
+
+
 def test_open_store_other_stream_and_given_axes(recorded):
     path, _, _ = recorded
     other = Figure(figsize=(6, 3), dpi=100)

@@ -51,6 +51,11 @@ def plot_session(
     not shaded. The gaps of the stream's integrity record are hatched red. Without a record in
     ``meta.json`` (MyoGestic's and older sessions), gaps are found in the window's timestamps.
 
+    Timestamps that go back (a device whose clock started over mid-recording, stored as given)
+    are drawn as they are: time 0 is the earliest stamp, the axis runs to the latest, each
+    sample (and label) sits at its own stamp, and the axis label says how often the stamps go
+    back. ``start`` and ``end`` then count from the earliest stamp.
+
     Parameters
     ----------
     session
@@ -142,7 +147,13 @@ def _plot(
     _draw_labels(ax, store, traces)
     _draw_gaps(ax, traces)
     ax.set_xlim(traces.start, max(traces.end, traces.start + 1.0 / info.fs))
-    ax.set_xlabel("time (s) from the stream's first sample")
+    if traces.n_back:
+        ax.set_xlabel(
+            f"time (s) from the stream's earliest timestamp: its timestamps go back "
+            f"{traces.n_back:,} time(s) (a clock reset?), each sample is drawn at its own"
+        )
+    else:
+        ax.set_xlabel("time (s) from the stream's first sample")
     shown = _describe(chosen)
     ax.set_title(
         f"{Path(store.path).name}: {name} ({info.fs:g} Hz, channels {shown}, "

@@ -4,6 +4,10 @@ The rows of a time window are found by bisection on the stored timestamps (a few
 then read block by block with the verified reader (:meth:`SessionReader.read_rows`); for more
 samples than pixel columns each block is folded into a per-column minimum and maximum, so the
 memory used is one block plus ``2 x channels x columns`` numbers, whatever the session's length.
+
+Timestamps that go back (a device whose clock started over, stored as given) make bisection
+meaningless: then every sample is drawn at its own stamp, on the time range the stamps span
+(earliest to latest), and the rows of a window are those whose stamps fall in it.
 """
 
 from __future__ import annotations
@@ -134,11 +138,15 @@ class Traces:
     envelope
         Whether ``low``/``high`` are a per-column envelope.
     t0
-        The stream's first timestamp (stream clock, s): time 0 of the plot.
+        The stream's earliest timestamp (stream clock, s): time 0 of the plot (its first
+        sample's, unless the stamps go back).
     start, end
         The window, in seconds from ``t0``.
     duration
-        Time of the stream's last sample, in seconds from ``t0``.
+        Time of the stream's latest timestamp, in seconds from ``t0``.
+    n_back
+        How many times the stored timestamps go back (a clock reset), ``0`` when they are in
+        order; then samples are drawn at their own stamps.
     integrity
         The stream's integrity record: the one saved in ``meta.json``, or one computed from the
         window's stored timestamps for sessions without one (``computed`` True).
@@ -159,6 +167,7 @@ class Traces:
     integrity: StreamIntegrity
     computed: bool
     rows: int
+    n_back: int = 0
 
 
 def _stamp(store: SessionReader, name: str, row: int) -> float:
@@ -176,6 +185,18 @@ def _first_row_after(store: SessionReader, name: str, n: int, t: float, *, inclu
         else:
             hi = mid
     return lo
+
+
+def _time_range(store: SessionReader, name: str, n: int, block: int) -> tuple[float, float, int]:
+    """``(earliest, latest, n_back)`` of stream ``name``'s ``n`` stored stamps: one pass,
+    block by block; ``n_back`` counts the steps back (0: in order)."""
+    lo, hi, n_back, previous = np.inf, -np.inf, 0, -np.inf
+    for first in range(0, n, block):
+        ts = store.read_rows(name, first, min(n, first + block), timestamps=True, dtype=np.float64)
+        lo, hi = min(lo, float(ts.min())), max(hi, float(ts.max()))
+        n_back += int(np.count_nonzero(np.diff(ts) < 0)) + int(ts[0] < previous)
+        previous = float(ts[-1])
+    return lo, hi, n_back
 
 
 def _fold(low: np.ndarray, high: np.ndarray, col: np.ndarray, values: np.ndarray) -> None:
@@ -214,24 +235,35 @@ def read_traces(
     where = f"{store.path}: stream {name!r}"
     if n == 0:
         raise SessionError(f"{where} has no samples to plot")
-    t0 = _stamp(store, name, 0)
-    duration = _stamp(store, name, n - 1) - t0
+    info = store.stream_info(name)
+    block = max(1024, BLOCK_BYTES // (info.n_channels * info.dtype.itemsize))
+    saved = store.integrity(name)
+    t0, latest, n_back = _stamp(store, name, 0), _stamp(store, name, n - 1), 0
+    if saved is None or saved.n_unrepaired or latest < t0:
+        # Stamps stored as given may go back: find their real range (one pass over them).
+        t0, latest, n_back = _time_range(store, name, n, block)
+    duration = latest - t0
     lo_s = 0.0 if start is None else float(start)
     hi_s = duration if end is None else min(float(end), duration)
     if start is not None and lo_s > 0 and lo_s >= duration:
         raise ValueError(f"start {lo_s:g} s is at or past the end of {where} ({duration:.3f} s)")
     if hi_s < lo_s or (end is not None and hi_s <= lo_s):
-        raise ValueError(f"the window [{lo_s:g}, {end:g}] s of {where} is empty (need start < end)")
-    row_lo = _first_row_after(store, name, n, t0 + lo_s, inclusive=True) if lo_s > 0 else 0
-    row_hi = _first_row_after(store, name, n, t0 + hi_s, inclusive=False) if hi_s < duration else n
-    info = store.stream_info(name)
-    saved = store.integrity(name)
+        shown_end = hi_s if end is None else float(end)
+        raise ValueError(
+            f"the window [{lo_s:g}, {shown_end:g}] s of {where} is empty (need start < end)"
+        )
+    if n_back:  # rows in time order cannot be bisected: read all, keep those in the window
+        row_lo, row_hi = 0, n
+    else:
+        row_lo = _first_row_after(store, name, n, t0 + lo_s, inclusive=True) if lo_s > 0 else 0
+        row_hi = (
+            _first_row_after(store, name, n, t0 + hi_s, inclusive=False) if hi_s < duration else n
+        )
     tracker = IntegrityTracker(info.fs, repair=False) if saved is None else None
     rows = row_hi - row_lo
     span = max(hi_s - lo_s, 1e-12)
     n_ch = len(channels)
     envelope = rows > columns
-    block = max(1024, BLOCK_BYTES // (info.n_channels * info.dtype.itemsize))
     if envelope:
         low = np.full((n_ch, columns), np.inf)
         high = np.full((n_ch, columns), -np.inf)
@@ -239,12 +271,19 @@ def read_traces(
     else:
         parts: list[np.ndarray] = []
         stamps: list[np.ndarray] = []
+    kept = 0  # samples in the window
     for first in range(row_lo, row_hi, block):
         last = min(row_hi, first + block)
         ts = store.read_rows(name, first, last, timestamps=True, dtype=np.float64)
         if tracker is not None:
             tracker.on_chunk(ts)
         values = store.read_rows(name, first, last)[:, channels]  # stored dtype
+        if n_back:
+            inside = (ts >= t0 + lo_s) & (ts <= t0 + hi_s)
+            ts, values = ts[inside], values[inside]
+            if not ts.size:
+                continue
+        kept += ts.size
         if envelope:
             col = np.clip(((ts - t0 - lo_s) * scale).astype(np.int64), 0, columns - 1)
             _fold(low, high, col, values)
@@ -259,6 +298,12 @@ def read_traces(
     else:
         t = np.concatenate(stamps) if stamps else np.empty(0)
         low = high = np.concatenate(parts, axis=1) if parts else np.empty((n_ch, 0))
+        if n_back:  # a line through time, not back and forth, broken where samples are apart
+            order = np.argsort(t, kind="stable")
+            t, low = t[order], low[:, order]
+            apart = np.flatnonzero(np.diff(t) > max(3.0 / info.fs, 0.02)) + 1
+            t = np.insert(t, apart, np.nan)
+            low = high = np.insert(low, apart, np.nan, axis=1)
     record = saved if tracker is None else tracker.snapshot()
     return Traces(
         t=t,
@@ -271,5 +316,6 @@ def read_traces(
         duration=duration,
         integrity=record,
         computed=saved is None,
-        rows=rows,
+        rows=kept,
+        n_back=n_back,
     )
