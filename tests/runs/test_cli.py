@@ -42,6 +42,7 @@ def test_list_archive_restore(tmp_path):
     refused = runner.invoke(app, too_small)
     assert refused.exit_code == 1, refused.output
     assert "failed 3" in refused.output
+    assert "--max-bytes on the command line" in refused.output  # how to allow more, here
     assert not any(r.exists() for r in runs)  # nothing half-restored
 
     back = runner.invoke(app, ["runs", "restore", str(finished), "--no-dry-run", "--jobs", "1"])

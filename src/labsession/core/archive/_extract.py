@@ -149,7 +149,8 @@ class _Extraction:
             raise ArchiveError(
                 f"{self.archive}: member {name!r} declares {size} bytes, which brings the "
                 f"archive to {self.total} bytes (with 512 per member), over the limit of "
-                f"{self.limit} bytes; refused (pass max_bytes to allow more)"
+                f"{self.limit} bytes; refused (a larger max_bytes, --max-bytes on the command "
+                f"line, allows more)"
             )
         if self.total > self.free:
             raise ArchiveError(
