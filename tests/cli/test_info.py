@@ -241,3 +241,25 @@ def test_info_shows_a_sessions_name_as_written(tmp_path):
     assert "name '[pilot] 3', app" in result.output
     summary = json.loads(CliRunner().invoke(app, ["info", str(zip_path), "--json"]).output)
     assert summary["name"] == "[pilot] 3"
+
+
+def test_info_shows_class_names_and_created_as_written_never_as_markup(tmp_path):
+    import numpy as np
+
+    from labsession.recording import Session, StreamInfo
+
+    names = ["Pinch [thumb]", "[/]", "Fist [bold]big[/bold]"]
+    with Session(tmp_path, class_names=names) as session:
+        session.init_stream("emg", StreamInfo(2, 100.0))
+        for i in range(3):
+            session.add_label(i, timestamp=i * 0.3)
+        session.append("emg", np.zeros((100, 2), np.float32), np.arange(100) / 100)
+    meta_file = session.path / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["created"] = "[/][red]2026"  # a hand-edited file: any string is read
+    meta_file.write_text(json.dumps(meta))
+    result = CliRunner().invoke(app, ["info", str(session.path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in names:
+        assert name in result.output
+    assert "created [/][red]2026" in result.output

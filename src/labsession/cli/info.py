@@ -256,12 +256,12 @@ def print_summary(summary: dict, console: Console) -> None:
     named = f"name {escape(repr(summary['name']))}, " if summary.get("name") else ""
     console.print(
         f"[bold]{escape(summary['path'])}[/bold]\n{state}, {format_bytes(summary['size_bytes'])}, "
-        f"{named}app {escape(repr(summary['app_name']))}, created {summary['created']}"
+        f"{named}app {escape(repr(summary['app_name']))}, created {escape(str(summary['created']))}"
     )
     table = Table("stream", "fs (Hz)", "channels", "dtype", "samples", "duration (s)")
     for name, s in summary["streams"].items():
         table.add_row(
-            name,
+            Text(name),  # Text: shown as written, never read as markup
             f"{s['fs']:g}",
             str(s["n_channels"]),
             s["dtype"],
@@ -271,5 +271,5 @@ def print_summary(summary: dict, console: Console) -> None:
     console.print(table)
     labels = Table("class", "labels")
     for name, count in summary["labels"].items():
-        labels.add_row(name, str(count))
+        labels.add_row(Text(name), str(count))  # a class named "[/]" is shown as written
     console.print(labels if summary["labels"] else "no labels")
