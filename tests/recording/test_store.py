@@ -141,3 +141,19 @@ def test_a_named_pipe_is_refused_at_once(tmp_path, name):
     assert isinstance(error, SessionError)
     assert "named pipe" in str(error)
     assert str(fifo) in str(error)
+
+
+@pytest.mark.parametrize(
+    ("pre", "post"),
+    [(float("nan"), 0.0), (0.0, float("nan")), (0.0, float("inf")), (-0.1, 0.0), ("1", 0.0)],
+)
+def test_get_trials_refuses_pre_or_post_that_is_no_finite_length(myogestic_session, pre, post):
+    """NaN and infinity gave wrong trials silently (NaN before the first label: one trial)."""
+    key, value = ("pre", pre) if pre != 0.0 else ("post", post)
+    with open_session_store(myogestic_session) as store:
+        with pytest.raises(
+            SessionError, match=rf"get_trials\('emg'\): {key} must be a finite number of seconds"
+        ) as error:
+            store.get_trials("emg", pre=pre, post=post)
+        assert repr(value) in str(error.value)
+        assert len(store.get_trials("emg", pre=1e9)) == len(store.get_trials("emg"))

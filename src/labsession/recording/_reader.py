@@ -15,6 +15,7 @@ from labsession.errors import SessionError
 from labsession.recording._chunks import ArrayChunks, valid_rows
 from labsession.recording._integrity_record import StreamIntegrity
 from labsession.recording._records import LabelEvent, Recording, StreamInfo
+from labsession.recording._schema import FieldError, check_number
 from labsession.recording._segments import label_segments
 
 __all__ = ["SessionReader"]
@@ -271,13 +272,27 @@ class SessionReader:
         stream_name
             The stream to cut.
         pre, post
-            Seconds (>= 0) before each label and after the last one.
+            Seconds (finite, >= 0) before each label and after the last one.
         class_names
             Names for the trials' ``class_name`` (default: the session's ``class_names``; with
             neither, the class index as text).
+
+        Raises
+        ------
+        SessionError
+            A ``pre`` or ``post`` that is negative, NaN, infinite or no number (naming it):
+            checked before anything is read.
         """
-        if pre < 0 or post < 0:
-            raise ValueError(f"pre and post must be >= 0 seconds, got pre={pre}, post={post}")
+        for key, value in (("pre", pre), ("post", post)):
+            try:
+                ok = check_number(value, key) >= 0
+            except FieldError:
+                ok = False
+            if not ok:
+                raise SessionError(
+                    f"{self.path}: get_trials({stream_name!r}): {key} must be a finite number "
+                    f"of seconds >= 0, got {value!r}"
+                )
         ts = self.get_timestamps(stream_name)
         trials = []
         for seg in label_segments(ts, self._labels, pre=pre, post=post):
