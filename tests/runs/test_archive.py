@@ -6,6 +6,7 @@ import tarfile
 
 import pytest
 
+from labsession.core.archive import remove_packed, walk_folder
 from labsession.errors import ArchiveError, UnsafeArchiveMemberError
 from labsession.runs import archive_session_dir, restore_session_archive
 
@@ -394,3 +395,26 @@ def test_a_dangling_link_inside_the_run_is_restored_and_the_archive_removed(tmp_
     restored = restore_session_archive(archive, remove_archive=True)
     assert os.readlink(restored / "latest") == "results/not_yet_written.csv"
     assert not archive.exists()
+
+
+def test_a_folder_with_hard_linked_files_is_removed_whole(tmp_path):
+    # Removing one name of a hard-linked file changes the other's status change time: the
+    # other was kept as "changed since packing" and the folder stayed beside its archive.
+    (run,) = make_run_dirs(tmp_path, 1)
+    os.link(run / "result.csv", run / "result-copy.csv")
+    data = (run / "result.csv").read_bytes()
+    archive = archive_session_dir(run)
+    assert not run.exists()
+    restored = restore_session_archive(archive)
+    assert (restored / "result.csv").read_bytes() == data
+    assert (restored / "result-copy.csv").read_bytes() == data
+
+
+def test_a_hard_linked_file_rewritten_after_packing_is_kept(tmp_path):
+    (run,) = make_run_dirs(tmp_path, 1)
+    os.link(run / "result.csv", run / "result-copy.csv")
+    entries = walk_folder(run, links=True)
+    (run / "result.csv").write_bytes(b"rewritten")  # both names see the new bytes
+    kept = remove_packed(run, entries)
+    assert sorted(kept) == [".", "result-copy.csv", "result.csv"]
+    assert (run / "result-copy.csv").read_bytes() == b"rewritten"

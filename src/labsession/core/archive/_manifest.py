@@ -242,6 +242,9 @@ def remove_packed(src_dir: str | os.PathLike[str], entries: list[FolderEntry]) -
     """
     src = Path(src_dir)
     kept: list[str] = []
+    # Hard-linked files: each name removed here changes the file's link count and status change
+    # time, which the file's other names, still to come, must not be taken for a rewrite by.
+    unlinked: dict[tuple[int, int], int] = {}
     with ListedFolders(src, entries, follow_top=False) as folders:
         for rel, before, _ in reversed(entries):  # children before their folders
             parent, _, name = rel.rpartition("/")
@@ -266,10 +269,21 @@ def remove_packed(src_dir: str | os.PathLike[str], entries: list[FolderEntry]) -
                 now = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            if identity(now) != identity(before):
+            inode = (before.st_dev, before.st_ino)
+            ours = unlinked.get(inode, 0)
+            if ours:  # the very file, less the names removed here (its ctime moved with them)
+                same = (
+                    identity(now)[:-1] == identity(before)[:-1]
+                    and now.st_nlink == before.st_nlink - ours
+                )
+            else:
+                same = identity(now) == identity(before)
+            if not same:
                 kept.append(rel)
                 continue
             os.unlink(name, dir_fd=parent_fd)
+            if before.st_nlink > 1:
+                unlinked[inode] = ours + 1
     try:
         os.rmdir(src)
     except OSError:
