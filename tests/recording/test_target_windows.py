@@ -233,6 +233,31 @@ def test_unusable_target_streams_are_skipped_with_the_reason(tmp_path, edit, rea
     assert "target stream 'force'" in skipped.reason
 
 
+@pytest.mark.parametrize(
+    ("bad", "shown"),
+    [
+        (np.inf, "inf"),
+        (-np.inf, "-inf"),
+        (np.nan, "nan"),
+        (1e30, "1.0000000150474662e+30"),  # as float32 holds it
+        (2.0**31, "2147483648.0"),
+    ],
+)
+def test_a_phase_that_is_no_int32_index_makes_the_session_skipped(tmp_path, bad, shown):
+    """Infinity raised a raw OverflowError, and 1e30 was yielded as a phase."""
+    rows = np.zeros((300, 2))
+    rows[:, 1] = np.repeat([0, 1, 2], 100)
+    rows[40:60, 1] = bad
+    path = _session_with_target(tmp_path, rows, np.arange(300) / 100)
+    it = iter_target_windows(path, "emg", "force", 0.1, 0.05)
+    assert list(it) == []
+    (skipped,) = it.skipped
+    assert (
+        f"has phase {shown} at sample 40: the last channel must hold whole-number phase "
+        "indices in [-2147483648, 2147483647]"
+    ) in skipped.reason
+
+
 def test_a_corrupt_target_chunk_raises_naming_it(ramp_session, tmp_path):
     """A flipped byte in the target's second chunk: SessionError naming it, never a changed
     target (the whole target stream is checked before the first window)."""

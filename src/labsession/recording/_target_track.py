@@ -7,7 +7,9 @@ path) as a stream of its own, one sample per target sample at its rate ``fs``. I
 the target value(s) (one for a force, two for a cursor's x and y, ...) followed by the **phase
 index** in the last channel: an integer stored in the stream's dtype (float32 holds it exactly),
 telling which part of the protocol (which ramp, which hold) the sample belongs to; a negative
-phase (:data:`IDLE_PHASE`, -1) means no target was shown. If the stream names its channels,
+phase (:data:`IDLE_PHASE`, -1, as :class:`~labsession.sources.TargetSource` writes it) means
+no target was shown. Phases are whole numbers within an int32 (:data:`MIN_PHASE` to
+:data:`MAX_PHASE`). If the stream names its channels,
 the last is named :data:`PHASE_CHANNEL` (``"phase"``). :class:`~labsession.sources.TargetSource`
 writes such streams, and so does MyoGestic's ``TargetSource`` (``["target_pct", "phase"]``).
 
@@ -35,6 +37,7 @@ import numpy as np
 from labsession.errors import SessionError
 from labsession.recording import _blocks
 from labsession.recording._reader import SessionReader
+from labsession.recording._schema import MAX_CLASS_INDEX
 
 __all__ = [
     "GAP",
@@ -51,6 +54,9 @@ PHASE_CHANNEL = "phase"
 #: Phase index of samples during which no target is shown (before a protocol starts, after
 #: it ends); any negative phase means the same.
 IDLE_PHASE = -1
+#: Lowest and highest phase index (an int32, as class indices are). A phase outside
+#: ``[MIN_PHASE, MAX_PHASE]``, not a whole number, NaN or infinite makes the stream unusable.
+MIN_PHASE, MAX_PHASE = -MAX_CLASS_INDEX - 1, MAX_CLASS_INDEX
 #: Default: samples further apart than this many sample periods leave a gap between them.
 GAP_PERIODS = 3.0
 #: :meth:`TargetTrack.lookup` results when no value is defined at the time asked for.
@@ -143,11 +149,12 @@ class TargetTrack:
                     if np.isfinite(now)
                     else f"{where} has timestamp {now!r} at sample {lo + i}"
                 )
-            if (odd := np.flatnonzero(~(phase == np.rint(phase)))).size:
+            whole = (phase == np.rint(phase)) & (phase >= MIN_PHASE) & (phase <= MAX_PHASE)
+            if (odd := np.flatnonzero(~whole)).size:  # NaN and infinity too
                 i = int(odd[0])
                 raise UnusableTarget(
                     f"{where} has phase {float(phase[i])!r} at sample {lo + i}: the last "
-                    f"channel must hold whole-number phase indices"
+                    f"channel must hold whole-number phase indices in [{MIN_PHASE}, {MAX_PHASE}]"
                 )
             starts.append(ts[0])
             previous = ts[-1]
