@@ -335,6 +335,31 @@ def test_errors_are_clear(recording, source_of, tmp_path):
         manual.read()
 
 
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("speed", [0, 1.0])
+def test_a_timestamp_that_is_not_finite_is_refused_naming_the_file(tmp_path, source_of, bad, speed):
+    """A stamp written by another tool or by hand (its chunk re-encoded: every check passes)
+    broke labels (a raw ValueError) and pacing (all-NaN stamps)."""
+    import zarr
+
+    with Session(tmp_path, class_names=["Rest", "Fist"]) as session:
+        session.init_stream("emg", StreamInfo(n_channels=2, fs=100.0))
+        session.add_label(0, timestamp=0.0)
+        session.add_label(1, timestamp=1.0)
+        session.append("emg", np.ones((300, 2), np.float32), np.arange(300) / 100)
+    stamps = zarr.open_array(str(session.path / "emg_timestamps.zarr"), mode="r+")
+    edited = stamps[:]
+    edited[150] = bad
+    stamps[:] = edited
+    source = source_of(session.path, "emg", speed=speed, replay_labels=True)
+    with pytest.raises(
+        SessionError,
+        match=rf"stream 'emg' has timestamp {bad!r} at sample 150 \(1 not finite\)",
+    ) as error:
+        source.connect()
+    assert str(session.path) in str(error.value)
+
+
 class TestReplayConformance(SourceTests):
     """The behaviour every source shares, on a zip replayed in real time."""
 

@@ -116,7 +116,9 @@ class ReplaySource(Source):
         Raises
         ------
         SessionError
-            The session cannot be opened, or the stream has no samples.
+            The session cannot be opened, the stream has no samples, or one of its timestamps
+            is NaN or infinite (naming the first; labsession never writes one, other writers
+            or a hand-edited file may).
         ValueError
             The session has no stream ``stream_name`` (the message lists its streams).
         """
@@ -135,6 +137,12 @@ class ReplaySource(Source):
                     f"{self.session_path}: stream {self.stream_name!r} has no samples to replay"
                 )
             ts = store.get_timestamps(self.stream_name)
+            if (bad := np.flatnonzero(~np.isfinite(ts))).size:  # hand-edited, another writer
+                raise SessionError(
+                    f"{self.session_path}: stream {self.stream_name!r} has timestamp "
+                    f"{float(ts[bad[0]])!r} at sample {int(bad[0])} ({bad.size} not finite): "
+                    f"replay paces and stamps by the recorded times, which must be finite"
+                )
         except BaseException:
             store.close()
             raise
