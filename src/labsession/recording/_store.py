@@ -95,14 +95,14 @@ class SessionStore(SessionReader):
             meta_raw, labels_raw, opener, prefix = self._open_folder()
         elif zipfile.is_zipfile(self.path):
             meta_raw, labels_raw, opener, prefix = self._open_zip()
-        else:
-            kind = (
-                "a .session.zip that is corrupt or truncated"
-                if self.path.name.endswith(ZIP_SUFFIX)
-                else "a session"
-            )
+        elif self.path.name.endswith(ZIP_SUFFIX):
             raise SessionError(
-                f"{self.path}: not {kind} (expected a session folder or a .session.zip)"
+                f"{self.path}: this .session.zip is corrupt or truncated: it does not read as a "
+                "zip archive (an interrupted copy or download?)"
+            )
+        else:
+            raise SessionError(
+                f"{self.path}: not a session (expected a session folder or a .session.zip)"
             )
         where = str(self.path)
         try:
