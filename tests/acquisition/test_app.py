@@ -11,6 +11,7 @@ import pytest
 
 from labsession import App, Stream
 from labsession.core.clock import local_clock
+from labsession.errors import SessionError
 from labsession.recording import Session, StreamInfo, open_session_store
 from labsession.sources import LSLSource, Source, SyntheticSource
 from labsession.testing import wait_until
@@ -54,6 +55,22 @@ def test_recording_lifecycle_skips_unconnected_and_loses_nothing(tmp_path, caplo
     # Contiguous: not one sample missing between first and last, and nothing after stop.
     np.testing.assert_allclose(np.diff(ts), 1 / 500.0, atol=1e-9)
     assert len(ts) <= recorded_while_attached
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"class_names": "Rest,Fist"}, "class_names must be a list of strings, got the string"),
+        ({"class_names": range(3)}, r"class_names\[0\] must be a string, got 0"),
+        ({"name": 5}, "app_name must be"),
+    ],
+)
+def test_what_no_session_could_hold_is_refused_when_the_app_is_made(tmp_path, kwargs, message):
+    # "Rest,Fist" was nine classes of one letter each, found out at the first recording.
+    arguments = {"name": "demo", "base_path": tmp_path, **kwargs}
+    with pytest.raises(SessionError, match=message):
+        App(**arguments)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cannot_label_when_idle(tmp_path):

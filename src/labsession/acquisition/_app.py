@@ -16,6 +16,7 @@ from labsession.acquisition._stream import Stream
 from labsession.acquisition._write_faults import WriteFaults
 from labsession.recording import LabelEvent, Session
 from labsession.recording._preflight import find_unfinished_sessions
+from labsession.recording._upkeep import checked_app_name, checked_class_names
 
 if TYPE_CHECKING:
     from labsession.acquisition._pipeline import Pipeline
@@ -49,6 +50,13 @@ class App:
     refuse_low_space
         Refuse to start a recording with less room than ``min_free_minutes`` (default: warn).
 
+    Raises
+    ------
+    SessionError
+        If ``name`` or ``class_names`` cannot be written to a session's ``meta.json`` (not text;
+        a plain string for ``class_names``, which would be split into letters), here rather
+        than at the first recording.
+
     Examples
     --------
     >>> from labsession import App, Stream
@@ -69,11 +77,13 @@ class App:
     ):
         if not min_free_minutes >= 0:
             raise ValueError(f"min_free_minutes must be >= 0, got {min_free_minutes!r}")
-        self.name = name
+        # What each recording's meta.json must hold: refused now, not at the first Record.
+        self.name = checked_app_name(name, "App: ")
+        class_names = checked_class_names(class_names, f"App {name!r}: ")
         self.base_path = Path(base_path)
         self.min_free_minutes = float(min_free_minutes)
         self.refuse_low_space = bool(refuse_low_space)
-        self.ctx = AppContext(class_names=list(class_names))
+        self.ctx = AppContext(class_names=class_names)
         #: Called with the app after the streams start and before the run loop.
         self.before_run_hooks: list[Callable[[App], None]] = []
         #: Called with the app when a :meth:`run` ends (also one that failed to start), after
