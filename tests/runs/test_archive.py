@@ -418,3 +418,45 @@ def test_a_hard_linked_file_rewritten_after_packing_is_kept(tmp_path):
     kept = remove_packed(run, entries)
     assert sorted(kept) == [".", "result-copy.csv", "result.csv"]
     assert (run / "result-copy.csv").read_bytes() == b"rewritten"
+
+
+def test_a_hard_linked_file_rewritten_between_its_names_removals_is_kept(tmp_path, monkeypatch):
+    # The second name was compared without its status change time: a rewrite that put the
+    # modification time back (as rsync -t or cp -p do) was removed, new bytes lost.
+    import labsession.core.archive._manifest as manifest
+
+    (run,) = make_run_dirs(tmp_path, 1)
+    os.link(run / "result.csv", run / "result-copy.csv")
+    real = manifest._unlink_keeping_identity
+
+    def unlink_then_rewrite(name, parent_fd, checked):
+        left = real(name, parent_fd, checked)
+        (other,) = {"result.csv", "result-copy.csv"} - {name}
+        before = os.stat(run / other)
+        (run / other).write_bytes(b"X" * before.st_size)  # same size, same times
+        os.utime(run / other, ns=(before.st_atime_ns, before.st_mtime_ns))
+        return left
+
+    monkeypatch.setattr(manifest, "_unlink_keeping_identity", unlink_then_rewrite)
+    entries = walk_folder(run, links=True)
+    kept = remove_packed(run, entries)
+    (left,) = [p for p in run.iterdir() if p.name.startswith("result")]
+    assert left.name in kept
+    assert left.read_bytes().startswith(b"XXX")
+
+
+def test_a_runs_record_is_at_the_start_of_its_archive(tmp_path):
+    # Readers look for CONFIGS/CONFIG.json and rng_checksums.json near the start (runs list,
+    # rngg.verify): 70 files sorting before CONFIGS/ hid them.
+    (run,) = make_run_dirs(tmp_path, 1)
+    (run / "0_frames").mkdir()
+    for i in range(70):
+        (run / "0_frames" / f"{i:03d}.png").write_bytes(b"png")
+    archive = archive_session_dir(run)
+    with tarfile.open(archive) as tf:
+        names = tf.getnames()
+    top = run.name
+    assert names[:3] == [top, f"{top}/CONFIGS", f"{top}/CONFIGS/CONFIG.json"]
+    assert len(names) == len(set(names)) == 1 + 3 + 6 + 1 + 70  # each member once
+    restored = restore_session_archive(archive)
+    assert len(list((restored / "0_frames").iterdir())) == 70

@@ -247,3 +247,48 @@ def test_archiving_a_running_folder_skips_runs_whose_process_may_live(tmp_path):
     for run in (live, unknown, elsewhere):
         assert (run / "result.csv").is_file(), run
         assert not (running / f"{run.name}.tar.gz").exists()
+
+
+LIVE_RUN = """
+import sys, time
+from pathlib import Path
+from labsession.runs import session
+
+@session
+def main() -> int:
+    (CONFIG["SDIR_RUN"] / "ready").write_text("ok")
+    stop = Path(sys.argv[0]).with_name("stop")
+    while not stop.exists():
+        time.sleep(0.01)
+    return 0
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.parametrize("how", ["other time zone", "RUNNING is a link"])
+def test_a_live_run_is_never_archived_from_its_running_folder(tmp_path, how):
+    # A run started in another time zone looked hours old, its live PID taken for a reused
+    # one; a RUNNING/ that is a link to a job's scratch was not seen as RUNNING/.
+    script = tmp_path / "live.py"
+    script.write_text(LIVE_RUN)
+    env = dict(os.environ, TZ="America/New_York" if how == "other time zone" else "UTC")
+    if how == "RUNNING is a link":
+        (tmp_path / "scratch").mkdir()
+        (tmp_path / "live_out").mkdir()
+        (tmp_path / "live_out" / "RUNNING").symlink_to(tmp_path / "scratch")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env)
+    try:
+        running = tmp_path / "live_out" / "RUNNING"
+        deadline = time.monotonic() + 60
+        while not list(running.glob("*/ready")):
+            assert time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.01)
+        summary = archive_existing(running, dry_run=False, progress=False, jobs=1)
+        assert (summary["archived"], summary["skipped"]) == (0, 1), summary
+        assert not list(running.glob("*.tar.gz"))
+    finally:
+        (tmp_path / "stop").write_text("")
+        assert proc.wait(timeout=60) == 0
+    assert len(list((tmp_path / "live_out" / "FINISHED_SUCCESS").iterdir())) == 1

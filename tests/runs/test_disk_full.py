@@ -198,3 +198,39 @@ def test_bulk_archive_and_restore_on_a_full_disk_lose_nothing(small_disk):
             "No space left on device" in error or "free in" in error for error in result["errors"]
         ), result["errors"]
     assert out["archived_after"] == 40 - out["archive"]["summary"]["archived"]
+
+
+TAIL = (
+    FILL
+    + r"""
+import io, os
+from labsession.runs._tee import Tee
+
+warnings = io.StringIO()
+tee = Tee(io.StringIO(), "log.txt", warn_to=warnings)
+tee.write("first\n")
+fill("filler")
+for i in range(3):
+    tee.write(f"last {i} " + "y" * 70_000 + "\n")
+os.unlink("filler")  # space is back before the close
+tee.close()
+print(open("log.txt").read()[-200:])
+print("WARNINGS", warnings.getvalue())
+"""
+)
+
+
+def test_lines_lost_just_before_the_close_are_noted_in_the_log(small_disk):
+    # The note was written only before a later line: a log ending on lost lines ended on a
+    # line cut short, with no note, although the close could have written it.
+    proc = small_disk.run("2m", [sys.executable, "-c", TAIL], timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        proc.stdout.split("WARNINGS")[0]
+        .rstrip()
+        .endswith(
+            "[labsession: 3 line(s) of output could not be written to this log here "
+            "(No space left on device)]"
+        )
+    ), proc.stdout[-600:]
+    assert "missing from" not in proc.stdout  # the log said it itself

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import threading
 
 import pytest
@@ -139,11 +141,14 @@ def test_archived_runs_are_listed_with_their_exit_status_pid_and_times(tmp_path)
     (run / "logs").mkdir()
     (run / "logs" / "stdout.log").write_text("output\n")
     archive_session_dir(run)
-    # one whose CONFIG.json lies behind 17 MiB of data: not looked for that far
+    # one whose CONFIG.json lies behind 17 MiB of data (packed by another tool, in name
+    # order; labsession puts CONFIGS/ first): not looked for that far
     late = _run_dir(out, "2026Y-01M-01D-00h00m03s_late", EXIT_STATUS=0, PID=99)
     with open(late / "AAA_big.bin", "wb") as f:  # sorts before CONFIGS/
         f.write(bytes(17 << 20))
-    archive_session_dir(late)
+    with tarfile.open(out / f"{late.name}.tar.gz", "w:gz", compresslevel=1) as tf:
+        tf.add(late, arcname=late.name, filter=lambda info: info)
+    shutil.rmtree(late)
 
     records = SessionManager().list_sessions(tmp_path / "fit_out")
     record = records["2026Y-01M-01D-00h00m02s_fail"]

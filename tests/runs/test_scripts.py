@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from labsession.runs import SessionManager, is_run_id
+from labsession.runs import SessionManager, is_run_id, session
 
 from .conftest import run_script, script_env, wait_for, write_script
 
@@ -215,6 +215,14 @@ def main(kind: str = "numpy-zero") -> int:
         sys.exit(np.int64(4))
     if kind == "exit-512":
         sys.exit(512)
+    if kind == "exit-error":
+        try:
+            open("missing.csv")
+        except OSError as error:
+            sys.exit(error)  # Python prints the error and exits with 1
+    if kind == "array-in-config":
+        CONFIG["weights"] = np.array([1.0, 2.0, 3.0])  # failed the end's record: left RUNNING
+        return 0
     return 256
 
 if __name__ == "__main__":
@@ -231,6 +239,8 @@ if __name__ == "__main__":
         ("too-large", 1, "FINISHED_ERROR", 256),  # the process exited with 0: a success
         ("exit-512", 1, "FINISHED_ERROR", 512),
         ("exit-message", 1, "FINISHED_ERROR", 1),
+        ("exit-error", 1, "FINISHED_ERROR", 1),
+        ("array-in-config", 0, "FINISHED_SUCCESS", 0),
     ],
 )
 def test_recorded_status_and_process_exit_code_agree(tmp_path, kind, code, status, recorded):
@@ -242,13 +252,24 @@ def test_recorded_status_and_process_exit_code_agree(tmp_path, kind, code, statu
     if kind == "exit-message":  # shown once on the terminal, and kept in the run's log
         assert done.stderr.count("the input folder is empty") == 1
         assert (run / "logs" / "stderr.log").read_text() == "the input folder is empty\n"
+    if kind == "exit-error":  # was shown nowhere once the exit status was replaced
+        message = "[Errno 2] No such file or directory: 'missing.csv'"
+        assert done.stderr.count(message) == 1
+        assert (run / "logs" / "stderr.log").read_text() == message + "\n"
+    if kind == "array-in-config":
+        config = json.loads((run / "CONFIGS" / "CONFIG.json").read_text())
+        assert config["weights"] == [1.0, 2.0, 3.0]
 
 
 LOGGING_SCRIPT = """
-import logging
+import logging, sys
 from labsession.runs import session
 
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+if sys.argv[1:] == ["--bare"]:
+    sys.argv.pop()
+    logging.basicConfig(format="%(levelname)s %(message)s")  # the root level stays WARNING
+else:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 log = logging.getLogger("analysis")
 
 @session
@@ -261,9 +282,10 @@ if __name__ == "__main__":
 """
 
 
-def test_a_script_that_set_up_logging_itself_logs_each_message_once(tmp_path):
+@pytest.mark.parametrize("bare", [False, True])
+def test_a_script_that_set_up_logging_itself_logs_each_message_once(tmp_path, bare):
     script = write_script(tmp_path, "logs_itself.py", LOGGING_SCRIPT)
-    done = run_script(script)
+    done = run_script(script, *(["--bare"] if bare else []))
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("epoch 1 loss 0.5") == 1
     assert "INFO epoch 1 loss 0.5" in done.stderr  # in the script's own format
@@ -301,3 +323,81 @@ def test_verify_compares_with_an_earlier_archived_run(tmp_path):
     assert done.returncode == 1
     assert "ReproducibilityError" in done.stderr
     assert archives[0].name.removesuffix(".tar.gz") in done.stderr  # names the earlier run
+
+
+RUN_SCRIPT = """
+import sys
+from labsession.runs import run
+
+def main():
+    return 256
+
+if __name__ == "__main__":
+    code = run(main)
+    print("run returned", code, file=sys.__stderr__)
+    sys.exit(code)
+"""
+
+
+def test_run_returns_the_code_the_process_can_exit_with(tmp_path):
+    # run() returned 256: sys.exit(run(main)) then exited with 0 for a FINISHED_ERROR run.
+    script = write_script(tmp_path, "with_run.py", RUN_SCRIPT)
+    done = run_script(script)
+    assert done.returncode == 1, done.stderr
+    assert "run returned 1" in done.stderr
+    run = _only_run(tmp_path / "with_run_out" / "FINISHED_ERROR")
+    assert json.loads((run / "CONFIGS" / "CONFIG.json").read_text())["EXIT_STATUS"] == 256
+
+
+def test_an_unknown_archive_format_fails_before_any_run():
+    with pytest.raises(ValueError, match="zip"):
+        session(archive_format="zip")
+
+
+SIGNAL_SCRIPT = """
+import signal, time
+from labsession.runs import session
+
+def on_signal(signum, frame):
+    print("got signal")
+
+@session
+def main() -> int:
+    signal.signal(signal.SIGUSR1, on_signal)
+    (CONFIG["SDIR_RUN"] / "ready").write_text("ok")
+    end = time.monotonic() + 4
+    while time.monotonic() < end:
+        print("working on a line that the signal handler may interrupt")
+    return 0
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_signal_handler_that_prints_never_hangs_the_run(tmp_path):
+    # The tee held a lock while writing; a handler printing on the same thread waited for it
+    # forever.
+    script = write_script(tmp_path, "signals.py", SIGNAL_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=script_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    running = tmp_path / "signals_out" / "RUNNING"
+    wait_for(lambda: any(running.glob("*/ready")), what="the run to start")
+    for _ in range(300):
+        if proc.poll() is not None:
+            break
+        os.kill(proc.pid, signal.SIGUSR1)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 0, stderr[-2000:]
+    run = _only_run(tmp_path / "signals_out" / "FINISHED_SUCCESS")
+    assert "got signal" in (run / "logs" / "stdout.log").read_text()

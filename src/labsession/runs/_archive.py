@@ -142,9 +142,17 @@ def pack_verified(
         raise NotADirectoryError(f"{src}: not a folder; only run folders can be archived")
     if target.exists():
         raise FileExistsError(f"{target}: archive already exists; refusing to overwrite it")
-    entries = walk_folder(src, links=True, settled=True)  # see remove_packed
+    entries = _records_first(walk_folder(src, links=True, settled=True))  # see remove_packed
     pack_tar(src, target, compresslevel=compresslevel, fsync=fsync, entries=entries)
     return target, entries
+
+
+def _records_first(entries: list[FolderEntry]) -> list[FolderEntry]:
+    """The listing with ``CONFIGS/`` (the run's record) first, each folder still before what
+    it holds: readers find ``CONFIG.json`` and ``rng_checksums.json`` at the start of the
+    archive however many files sort before them (``runs list``, ``rngg.verify``)."""
+    records = [e for e in entries if e[0] == "CONFIGS" or e[0].startswith("CONFIGS/")]
+    return records + [e for e in entries if e[0] != "CONFIGS" and not e[0].startswith("CONFIGS/")]
 
 
 @contextlib.contextmanager

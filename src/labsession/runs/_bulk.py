@@ -384,7 +384,8 @@ def archive_existing(
     cutoff = time.time() - older_than_days * 86400.0 if older_than_days is not None else None
     todo: list[str] = []
     # A run in RUNNING/ is packed only once its process is gone: its script may still write.
-    in_running = base.resolve().name == RUNNING
+    # (named so as given, or where a link leads: RUNNING/ may be a link to a job's scratch)
+    in_running = RUNNING in (Path(os.path.abspath(root)).name, base.resolve().name)
     with os.scandir(base) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:

@@ -18,8 +18,10 @@ import operator
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
+from labsession.runs._archive import archive_path_for
 from labsession.runs._argparse import INJECTED_NAMES, build_parser
 from labsession.runs._lifecycle import close, start
 
@@ -89,9 +91,14 @@ def _call_in_session(
         exit_status = _exit_code(call(injected))
     except SystemExit as exc:
         exit_status = _exit_code(exc.code)
-        if isinstance(exc.code, str) and hasattr(err, "write_log_only"):
-            err.write_log_only(exc.code + "\n")  # the interpreter prints it on the terminal
-        if exit_status != _process_code(exit_status) or not isinstance(exc.code, (int, str)):
+        code = exc.code
+        if code is not None and not isinstance(code, int):  # a message: the interpreter
+            if isinstance(code, str):  # prints a str on the terminal itself
+                if hasattr(err, "write_log_only"):
+                    err.write_log_only(code + "\n")
+            elif _exit_code(code) == 1:  # sys.exit(error): printed here, as Python would
+                sys.stderr.write(f"{code}\n")
+        if exit_status != _process_code(exit_status) or not isinstance(code, int | str | None):
             raise SystemExit(_process_code(exit_status)) from None
         raise
     except BaseException as exc:
@@ -189,6 +196,9 @@ def session(
     0
     """
 
+    if archive_format is not None:
+        archive_path_for(Path("run"), archive_format)  # an unknown format fails here, not at close
+
     def decorate(f: F) -> F:
         @functools.wraps(f)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -242,13 +252,16 @@ def run(
     Returns
     -------
     int
-        The exit status (``None`` returned by ``func`` gives 0). Unlike ``@session``, the
-        process does not exit: ``sys.exit(run(main))``.
+        The process exit code: the exit status (``None`` returned by ``func`` gives 0), or 1
+        for a status the system cannot carry (outside 0-255; ``EXIT_STATUS`` records it as it
+        is). Unlike ``@session``, the process does not exit: ``sys.exit(run(main))``.
     """
     func = inspect.unwrap(func)  # a @session-decorated function runs as its plain self
     options = {"verbose": False, "agg": True, "notify": False, "sdir_suffix": None}
     options.update({k: kwargs.pop(k) for k in list(kwargs) if k in options})
     close_options = {k: kwargs.pop(k, None) for k in _CLOSE_KEYS if k != "notify"}
+    if close_options["archive_format"] is not None:
+        archive_path_for(Path("run"), close_options["archive_format"])  # before the run starts
     if callable(parse_args):
         args = parse_args()
 
@@ -265,7 +278,7 @@ def run(
             return func(**_kwargs_for(func, vars(namespace), injected))
 
     try:
-        return _call_in_session(
+        code = _call_in_session(
             func,
             call,
             args,
@@ -278,4 +291,5 @@ def run(
             start_kwargs=kwargs,
         )
     except SystemExit as exc:
-        return _exit_code(exc.code)
+        return _process_code(_exit_code(exc.code))
+    return _process_code(code)

@@ -252,6 +252,7 @@ def start_run(
         SDIR_OUT=out,
         SDIR_RUN=run_dir,
         START_DATETIME=started,
+        START_TIMESTAMP=started.timestamp(),
         STATUS="running",
         SEED=seed,
         ARGS=(dict(args) if isinstance(args, dict) else vars(args)) if args is not None else {},
@@ -412,7 +413,8 @@ def _format_duration(seconds: float) -> str:
 #: ``CONFIG`` keys that :func:`start_run` and :func:`close` set (besides ``collect_environment``'s).
 _RUN_KEYS = frozenset(
     {
-        "ID", "PID", "FILE", "SDIR_OUT", "SDIR_RUN", "SDIR_FINAL", "START_DATETIME", "STATUS",
+        "ID", "PID", "FILE", "SDIR_OUT", "SDIR_RUN", "SDIR_FINAL", "START_DATETIME",
+        "START_TIMESTAMP", "STATUS",
         "SEED", "ARGS", "SEEDED", "PLOT", "EXIT_STATUS", "END_DATETIME", "RUN_DURATION",
         "RUN_SECONDS", "MESSAGE",
     }
@@ -506,18 +508,22 @@ def close(
         MESSAGE=message,
     )
     log = logger.info if status == "success" else logger.error
-    unrecorded: OSError | None = None
+    unrecorded: Exception | None = None
+    run_dir = Path(CONFIG["SDIR_RUN"])
     try:
         close_figures()
-        run_dir = Path(CONFIG["SDIR_RUN"])
         dest = finished_destination(run_dir, exit_status) or run_dir
         if archive_format is not None:
-            dest = archive_path_for(dest, archive_format)
+            try:
+                dest = archive_path_for(dest, archive_format)
+            except ValueError as exc:  # checked by @session and run(); start/close callers
+                logger.error("run %s stays a folder: %s", CONFIG["ID"], exc)
+                archive_format = None
         CONFIG["SDIR_FINAL"] = dest
         try:
             write_configs(CONFIG, run_dir / "CONFIGS")
-        except OSError as exc:  # a full disk: the run still moves to its status folder
-            unrecorded = exc
+        except Exception as exc:  # noqa: BLE001 - a full disk, or a value YAML cannot hold:
+            unrecorded = exc  # the run still moves to its status folder
         if verbose:
             log(
                 "run %s %s after %s (%s); moving it to %s",

@@ -60,7 +60,8 @@ class RunConfig(dict):
 
 
 def to_plain(obj: Any) -> Any:
-    """Convert paths, times, tuples, NumPy scalars and namespaces into JSON-ready data."""
+    """Convert paths, times, tuples, NumPy scalars and arrays (as nested lists) and namespaces
+    into JSON-ready data."""
     if isinstance(obj, Mapping):
         return {str(k): to_plain(v) for k, v in obj.items() if not str(k).startswith("_")}
     if isinstance(obj, list | tuple | set | frozenset):
@@ -73,6 +74,8 @@ def to_plain(obj: Any) -> Any:
         return obj.total_seconds()
     if obj is None or isinstance(obj, bool | int | float | str):
         return obj
+    if hasattr(obj, "tolist") and getattr(obj, "ndim", 0) > 0:  # a NumPy array: its values
+        return to_plain(obj.tolist())
     if hasattr(obj, "item") and callable(obj.item):  # NumPy scalar
         return obj.item()
     if hasattr(obj, "__dict__"):  # argparse.Namespace and friends

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import socket
 import stat
@@ -116,7 +117,7 @@ class SessionRecord:
 PID_START_SLACK = 0.5
 
 
-def pid_alive(pid: int, *, started: dt.datetime | None = None) -> bool:
+def pid_alive(pid: int, *, started: dt.datetime | float | None = None) -> bool:
     """Return True if process ``pid`` exists on this host (and can be the run started then).
 
     Parameters
@@ -124,11 +125,13 @@ def pid_alive(pid: int, *, started: dt.datetime | None = None) -> bool:
     pid
         The process id.
     started
-        When the run whose process this was started (its ``START_DATETIME``, naive local time).
-        On Linux, a process that started more than :data:`PID_START_SLACK` seconds after it
-        (a second more for a time in whole seconds) holds a reused PID and is not the run's,
-        and a zombie (killed, not yet reaped) is dead: both give False. Elsewhere, or when
-        ``/proc`` cannot tell, only whether a process has the PID counts (a signal 0 probe).
+        When the run whose process this was started: seconds since the epoch (its
+        ``START_TIMESTAMP``), or a naive local time (its ``START_DATETIME``, as runs before
+        ``START_TIMESTAMP`` recorded it; read in this process's time zone). On Linux, a process
+        that started more than :data:`PID_START_SLACK` seconds after it (a second more for a
+        local time in whole seconds) holds a reused PID and is not the run's, and a zombie
+        (killed, not yet reaped) is dead: both give False. Elsewhere, or when ``/proc`` cannot
+        tell, only whether a process has the PID counts (a signal 0 probe).
 
     Returns
     -------
@@ -153,8 +156,10 @@ def pid_alive(pid: int, *, started: dt.datetime | None = None) -> bool:
     state, process_start = found
     if state == "Z":
         return False
-    slack = PID_START_SLACK + (1.0 if started.microsecond == 0 else 0.0)
-    return process_start <= _local_timestamp(started) + slack
+    if isinstance(started, dt.datetime):
+        slack = PID_START_SLACK + (1.0 if started.microsecond == 0 else 0.0)
+        return process_start <= _local_timestamp(started) + slack
+    return process_start <= started + PID_START_SLACK
 
 
 def _linux_process(pid: int) -> tuple[str, float] | None:
@@ -250,15 +255,30 @@ def _parse_time(value: Any) -> dt.datetime | None:
 def may_still_run(run_dir: str | os.PathLike[str]) -> bool:
     """Whether the run folder ``run_dir``, in a ``RUNNING/`` folder, may have a live process.
 
-    True when its process lives on this host (and can be the run's: see :func:`pid_alive`), or
-    cannot be probed (another host's run, or no PID recorded, as scitex-session runs until
-    their close); False for a run whose process is gone (listed ``interrupted``).
+    True when its process lives on this host, or cannot be probed (another host's run, or no
+    PID recorded, as scitex-session runs until their close); False for a run whose process is
+    gone. A reused PID is told only by the run's ``START_TIMESTAMP`` (seconds since the epoch),
+    never by its naive local ``START_DATETIME``, which reads hours off in another time zone:
+    an answer that leads to removing files errs on the side of a live run.
     """
-    record = _record_from_disk(Path(run_dir), RUNNING, socket.gethostname())
+    record = _record_from_disk(
+        Path(run_dir), RUNNING, socket.gethostname(), local_start_counts=False
+    )
     return record is not None and record.status == "running"
 
 
-def _record_from_disk(path: Path, folder: str, this_host: str) -> SessionRecord | None:
+def _start_of(config: dict[str, Any], *, local_start_counts: bool) -> float | dt.datetime | None:
+    """When the run started, for :func:`pid_alive`: its ``START_TIMESTAMP``, or else (when
+    ``local_start_counts``) its naive local ``START_DATETIME``."""
+    stamp = config.get("START_TIMESTAMP")
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool) and math.isfinite(stamp):
+        return float(stamp)
+    return _parse_time(config.get("START_DATETIME")) if local_start_counts else None
+
+
+def _record_from_disk(
+    path: Path, folder: str, this_host: str, *, local_start_counts: bool = True
+) -> SessionRecord | None:
     split = split_archive_name(path.name) if path.is_file() else None
     if path.is_dir() and is_run_id(path.name):
         session_id, archived = path.name, False
@@ -274,7 +294,8 @@ def _record_from_disk(path: Path, folder: str, this_host: str) -> SessionRecord 
     # A run whose process cannot be probed stays "running": one of another host, or one with no
     # PID recorded (scitex-session writes its config only at close).
     probed = status == "running" and not archived and host in (None, this_host)
-    if probed and isinstance(pid, int) and not pid_alive(pid, started=recorded_start):
+    started = _start_of(config, local_start_counts=local_start_counts)
+    if probed and isinstance(pid, int) and not pid_alive(pid, started=started):
         status = "interrupted"
     start = recorded_start
     if start is None:

@@ -77,17 +77,17 @@ def attach_streams(state: RunState, log_dir: str | os.PathLike[str]) -> tuple[Te
     """Tee stdout and stderr into ``log_dir`` and show INFO logging on stderr until release.
 
     A script that set up logging to the terminal itself (``logging.basicConfig`` at import)
-    keeps its own handler and level: its messages reach the tee, so the logs, once each."""
+    keeps its own handler (no second one is added): its messages reach the tee, so the logs,
+    once each. The root level is lowered to INFO for the run either way."""
     state.streams = swap_streams(log_dir)
     root = logging.getLogger()
     state.root_level = root.level
-    if any(getattr(h, "stream", None) in state.streams for h in root.handlers):
-        return state.streams
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    state.log_handler = handler
-    root.addHandler(handler)
+    if not any(getattr(h, "stream", None) in state.streams for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
+        state.log_handler = handler
+        root.addHandler(handler)
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     return state.streams
@@ -97,11 +97,11 @@ def release(state: RunState | None) -> None:
     """Remove the logging handler and put the terminal streams back (idempotent)."""
     if state is None:
         return
+    root = logging.getLogger()
     if state.log_handler is not None:
-        root = logging.getLogger()
         root.removeHandler(state.log_handler)
-        root.setLevel(state.root_level)
         state.log_handler = None
-    if state.streams is not None:
+    if state.streams is not None:  # the root level goes back once, with the streams
+        root.setLevel(state.root_level)
         streams, state.streams = state.streams, None
         restore_streams(*streams)

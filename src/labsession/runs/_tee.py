@@ -79,7 +79,8 @@ class Tee(io.TextIOBase):
         self._fd = os.open(self.log_path, flags, 0o666)
         self._closed = False
         self._pending = ""
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler that prints runs on a thread that may hold it already.
+        self._lock = threading.RLock()
         # Lines that could not be written, the first reason, and whether a line was cut short.
         self._lost_lines = 0
         self._lost_reason = ""
@@ -144,6 +145,8 @@ class Tee(io.TextIOBase):
             if self._pending:
                 self._append(strip_ansi(_last_carriage_state(self._pending)) + "\n")
                 self._pending = ""
+            elif self._lost_lines:
+                self._append("")  # the gap, noted in the log if it can be written now
             self._closed = True
             try:
                 os.close(self._fd)

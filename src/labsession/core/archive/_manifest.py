@@ -229,6 +229,26 @@ class ListedFolders:
         return fd
 
 
+def _unlink_keeping_identity(
+    name: str, parent_fd: int | None, checked: tuple[int, ...]
+) -> tuple[int, ...] | None:
+    """Unlink ``name``, one name of a hard-linked file still as ``checked``, and return the
+    file's identity right after, read through a descriptor opened before the removal; None,
+    with nothing removed, if it cannot be opened or is no longer as checked."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(name, flags, dir_fd=parent_fd)
+    except OSError:
+        return None
+    try:
+        if identity(os.fstat(fd)) != checked:
+            return None
+        os.unlink(name, dir_fd=parent_fd)
+        return identity(os.fstat(fd))
+    finally:
+        os.close(fd)
+
+
 def remove_packed(src_dir: str | os.PathLike[str], entries: list[FolderEntry]) -> list[str]:
     """Remove exactly what ``entries`` (the listing packed) holds, then the folder if empty.
 
@@ -243,8 +263,8 @@ def remove_packed(src_dir: str | os.PathLike[str], entries: list[FolderEntry]) -
     src = Path(src_dir)
     kept: list[str] = []
     # Hard-linked files: each name removed here changes the file's link count and status change
-    # time, which the file's other names, still to come, must not be taken for a rewrite by.
-    unlinked: dict[tuple[int, int], int] = {}
+    # time; its other names, still to come, are compared with the file as that removal left it.
+    unlinked: dict[tuple[int, int], tuple[int, ...]] = {}
     with ListedFolders(src, entries, follow_top=False) as folders:
         for rel, before, _ in reversed(entries):  # children before their folders
             parent, _, name = rel.rpartition("/")
@@ -270,20 +290,17 @@ def remove_packed(src_dir: str | os.PathLike[str], entries: list[FolderEntry]) -
             except FileNotFoundError:
                 continue
             inode = (before.st_dev, before.st_ino)
-            ours = unlinked.get(inode, 0)
-            if ours:  # the very file, less the names removed here (its ctime moved with them)
-                same = (
-                    identity(now)[:-1] == identity(before)[:-1]
-                    and now.st_nlink == before.st_nlink - ours
-                )
-            else:
-                same = identity(now) == identity(before)
-            if not same:
+            expected = unlinked.get(inode)  # the file as our last removal of a name left it
+            if identity(now) != (identity(before) if expected is None else expected):
                 kept.append(rel)
                 continue
+            if now.st_nlink > 1 and stat.S_ISREG(now.st_mode):
+                left = _unlink_keeping_identity(name, parent_fd, identity(now))
+                if left is None:  # not opened, or changed meanwhile: kept, and its other names
+                    kept.append(rel)
+                unlinked[inode] = left or ()
+                continue
             os.unlink(name, dir_fd=parent_fd)
-            if before.st_nlink > 1:
-                unlinked[inode] = ours + 1
     try:
         os.rmdir(src)
     except OSError:
