@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from labsession.errors import SessionError
+from labsession.errors import ArchiveError, SessionError
 from labsession.recording import (
     Session,
     StreamInfo,
@@ -367,6 +367,17 @@ def test_a_missing_sample_chunk_of_a_labsession_session_is_refused(intact, kind,
     prefix_of(got, expected)
     with pytest.raises(SessionError, match=message):
         TrainingData([broken]).to_arrays("emg", 0.2, 0.1, features=["rms"])
+
+
+def test_a_folder_that_lost_a_sample_chunk_is_never_packed(intact, tmp_path):
+    """attach + pack of such a folder packed it, removed the folder and left a zip that every
+    reader refuses: the only copy left was unreadable."""
+    broken = without(intact, "folder", [DATA_CHUNK], tmp_path)
+    files = sorted(p.relative_to(broken) for p in broken.rglob("*"))
+    with pytest.raises(ArchiveError, match=rf"sample chunk {DATA_CHUNK} is missing from the"):
+        Session.attach(broken).pack_to_zip()
+    assert sorted(p.relative_to(broken) for p in broken.rglob("*")) == files  # kept whole
+    assert not list(tmp_path.glob("*.session.zip"))
 
 
 def test_a_second_of_zeros_is_written_and_read_back(tmp_path):

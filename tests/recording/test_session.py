@@ -223,8 +223,10 @@ def test_class_names_and_app_name_changed_later_are_checked_too(tmp_path):
     )
     with pytest.raises(SessionError, match=r"class_names\[0\] must be a string, got 1"):
         session.class_names = [1, 2]
-    with pytest.raises(SessionError, match=r"app_name must be a string, got None"):
-        session.app_name = None
+    with pytest.raises(SessionError, match=r"app_name must be a string, got 7"):
+        session.app_name = 7
+    session.app_name = None  # no name, as the readers take a null app_name
+    assert session.app_name == ""
     session.class_names = ("Rest", "Open")  # a tuple is a list of names
     session.app_name = "rig-2"
     zip_path = session.pack_to_zip()
@@ -554,3 +556,15 @@ def test_append_racing_close_is_refused_never_silently_dropped(tmp_path):
     thread.join(10)
     with open_session_store(session.path) as store:
         assert store.n_samples("emg") == sum(accepted)  # every accepted sample is on disk
+
+
+def test_what_its_readers_accept_is_accepted(tmp_path):
+    # Refused when the writer's checks came: a 0-d array (what NumPy reductions give) and an
+    # app_name of None, which earlier versions wrote and every reader reads.
+    with Session(tmp_path, app_name=None, class_names=["Rest", "Fist"]) as session:
+        session.init_stream("emg", StreamInfo(n_channels=1, fs=10.0))
+        session.append("emg", np.ones((5, 1), np.float32), np.arange(5.0))
+        session.add_label(np.array(1), timestamp=np.array(4.0))
+    with open_session_store(session.path) as store:
+        assert store.label_track == [LabelEvent(4.0, 1)]
+        assert store.app_name == ""

@@ -259,6 +259,8 @@ class ArrayChunks:
                 index,
                 "is missing, but this array's writer wrote every chunk (zarr.json attributes "
                 "labsession.every_chunk_written): the file was lost (an interrupted copy?), "
+                "or the array was written since by a tool that skips chunks of the fill value "
+                "(Zarr's default, write_empty_chunks=False; its zeros are gone from the file); "
                 "the session is damaged",
             )
         elif self.timestamps_of_rows is not None:

@@ -72,7 +72,7 @@ def verify_packed(
     ------
     ArchiveError
         Naming the zip and the first difference (labels, stream names, a stream's info or
-        shape).
+        shape), or a sample chunk missing from an array whose writer wrote every chunk.
     SessionError
         If the zip does not open as a session.
     """
@@ -88,6 +88,14 @@ def verify_packed(
                     f"{zip_path}: stream {name!r} is {got.n_channels} channels at {got.fs:g} Hz "
                     f"({got.dtype}) in the archive, recorded as {info.n_channels} channels at "
                     f"{info.fs:g} Hz ({info.dtype})"
+                )
+            chunks = packed._array_chunks(name, timestamps=False)
+            lost = chunks.missing_chunks(0, n_samples[name]) if chunks.every_chunk_written else []
+            if lost:  # every reader would refuse the zip: the folder stays, for another copy
+                raise ArchiveError(
+                    f"{zip_path}: stream {name!r}: sample chunk {chunks.key(lost[0])} is missing "
+                    f"from the folder ({len(lost)} in all), though its writer wrote every chunk: "
+                    f"the folder is damaged (an interrupted copy?); not packed"
                 )
             data, ts = packed.stores[name], packed.ts_stores[name]
             shape = (n_samples[name], info.n_channels)

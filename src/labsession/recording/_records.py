@@ -69,11 +69,15 @@ class LabelEvent:
 
     def __post_init__(self) -> None:
         # The checks labels.json gets when read: a label made here can always be read back.
-        index = self.class_index
+        index, timestamp = self.class_index, self.timestamp
+        if isinstance(timestamp, np.ndarray) and timestamp.ndim == 0:
+            timestamp = timestamp.item()  # np.array(4.0), as NumPy reductions give
+        if isinstance(index, np.ndarray) and index.ndim == 0:
+            index = index.item()
         if isinstance(index, float | np.floating) and float(index).is_integer():
             index = int(index)  # 2.0 is class 2
         try:
-            timestamp = check_number(self.timestamp, "timestamp")
+            timestamp = check_number(timestamp, "timestamp")
             index = check_int(index, "class_index", UNLABELLED, MAX_CLASS_INDEX)
         except FieldError as exc:
             raise SessionError(f"label {exc}") from None

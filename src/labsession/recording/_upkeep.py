@@ -54,13 +54,16 @@ _Facts = tuple[dict[str, Any], Any]
 
 
 def checked_app_name(value: object, where: str) -> str:
-    """``value`` if ``meta.json`` can hold it as ``app_name``: text of valid Unicode.
+    """``value`` if ``meta.json`` can hold it as ``app_name``: text of valid Unicode (None,
+    which the readers take for no name, is ``""``).
 
     Raises
     ------
     SessionError
         ``where`` (e.g. ``"<folder>: meta.json: "``), then the key and the value found.
     """
+    if value is None:
+        return ""
     try:
         return check_str(value, "app_name")
     except FieldError as exc:
