@@ -328,6 +328,28 @@ def test_tiff_series_that_form_no_video_are_refused_naming_them(tmp_path):
         open_video(dtypes)
 
 
+@pytest.mark.parametrize("metadata", [{}, None], ids=["tifffile metadata", "plain pages"])
+def test_a_tiff_in_blocks_of_frames_or_with_a_preview_reads_every_frame(tmp_path, caplog, metadata):
+    # A last block shorter than the others, and a thumbnail after the video, were refused
+    # (the first had been read as its first block, the second read right before).
+    video = np.arange(25 * 32 * 32, dtype=np.uint32).reshape(25, 32, 32).astype(np.uint16)
+    blocks = tmp_path / "blocks.tif"
+    with tifffile.TiffWriter(blocks) as writer:
+        for start in range(0, 25, 10):
+            writer.write(video[start : start + 10], metadata=metadata)
+    preview = tmp_path / "preview.tif"
+    with tifffile.TiffWriter(preview) as writer:
+        for frame in video:
+            writer.write(frame, metadata=metadata)
+        writer.write(video[0, ::4, ::4], metadata=metadata)  # a thumbnail
+    for path in (blocks, preview):
+        with open_video(path) as reader:
+            assert reader.shape == (25, 32, 32, 1), path
+            np.testing.assert_array_equal(reader[0:25][..., 0], video)
+            np.testing.assert_array_equal(reader[7:13][..., 0], video[7:13])
+    assert "preview.tif: 1 small image(s) beside the video ((8, 8) uint16) left out" in caplog.text
+
+
 def test_tiff_whose_frames_cannot_be_told_is_refused_saying_how_to_save_it(tmp_path):
     video = np.random.default_rng(0).random((7, 12, 10, 2)).astype(np.float32)
     no_shape = tmp_path / "rows.tif"

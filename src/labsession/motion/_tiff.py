@@ -14,6 +14,7 @@ others are read page by page.
 
 from __future__ import annotations
 
+import logging
 import math
 import zlib
 from pathlib import Path
@@ -24,6 +25,8 @@ from labsession.core.messages import brief
 from labsession.core.units import format_bytes
 
 __all__ = ["MAX_UNNAMED_CHANNELS", "TiffFrames"]
+
+logger = logging.getLogger(__name__)
 
 #: A 4-D TIFF saved without axes is read as (T, H, W, C) only up to this many channels.
 MAX_UNNAMED_CHANNELS = 8
@@ -89,6 +92,72 @@ def _rows_of_a_frame(series: object) -> bool:
     return page == (width, n_ch) and n_ch <= MAX_UNNAMED_CHANNELS and width >= 2 * n_ch
 
 
+def _without_previews(series: list[object], path: Path) -> list[object]:
+    """``series`` less the previews beside a video: single pages smaller than its frames (a
+    thumbnail a writer added), left out with a warning. Without a video of several frames,
+    nothing is left out."""
+    largest = max(series, key=lambda s: math.prod(s.shape))  # type: ignore[attr-defined]
+    frame = tuple(int(n) for n in largest.keyframe.shape)  # type: ignore[attr-defined]
+    frames = sum(
+        len(s)  # type: ignore[arg-type]
+        for s in series
+        if tuple(s.keyframe.shape) == frame  # type: ignore[attr-defined]
+    )
+    if frames < 2:
+        return series
+
+    def preview(s: object) -> bool:
+        page = tuple(int(n) for n in s.keyframe.shape)  # type: ignore[attr-defined]
+        return (
+            len(s) == 1  # type: ignore[arg-type]
+            and len(page) == len(frame)
+            and all(a <= b for a, b in zip(page, frame, strict=True))
+            and math.prod(page) < math.prod(frame)
+        )
+
+    previews = [s for s in series if preview(s)]
+    if previews:
+        logger.warning(
+            "%s: %d small image(s) beside the video (%s) left out, as previews",
+            path,
+            len(previews),
+            _describe(previews),
+        )
+    return [s for s in series if not any(s is p for p in previews)]
+
+
+def _joined_blocks(tif: object, series: list[object], path: Path) -> tuple[object, str] | None:
+    """Series written one block of frames per ``write`` call, the last block shorter, joined
+    along time (None unless every series is frames of one shape and dtype, a page each)."""
+    import tifffile
+
+    first = series[0]
+    rest = tuple(first.shape[1:])  # type: ignore[attr-defined]
+    if (
+        len(rest) < 2
+        or any(
+            s.dtype != first.dtype  # type: ignore[attr-defined]
+            or s.axes != first.axes  # type: ignore[attr-defined]
+            or tuple(s.shape[1:]) != rest  # type: ignore[attr-defined]
+            or len(s) != int(s.shape[0])  # type: ignore[arg-type, attr-defined]
+            for s in series
+        )
+    ):
+        return None
+    pages = [page for s in series for page in s]  # type: ignore[attr-defined]
+    shape = (len(pages), *rest)
+    joined = tifffile.TiffPageSeries(
+        pages,
+        shape,
+        first.dtype,  # type: ignore[attr-defined]
+        first.axes,  # type: ignore[attr-defined]
+        parent=tif,
+        kind=first.kind,  # type: ignore[attr-defined]
+        squeeze=False,
+    )
+    return joined, _named_axes(path, tif, first.axes, shape)  # type: ignore[attr-defined]
+
+
 def _video_series(tif: object, path: Path) -> tuple[object, str]:
     """The series holding the video and its named axes.
 
@@ -102,16 +171,22 @@ def _video_series(tif: object, path: Path) -> tuple[object, str]:
     all_series = list(tif.series)  # type: ignore[attr-defined]
     if not all_series:
         raise ValueError(f"{path}: the TIFF file holds no image")
+    kinds = {s.kind for s in all_series}
+    if len(all_series) > 1 and kinds <= _PLAIN_KINDS:
+        all_series = _without_previews(all_series, path)
     first = all_series[0]
     shape = tuple(int(n) for n in first.shape)
     axes = _named_axes(path, tif, first.axes, shape)
     if len(all_series) == 1:
         return first, axes
-    kinds = {s.kind for s in all_series}
     same = all(
         tuple(s.shape) == tuple(first.shape) and s.dtype == first.dtype and s.axes == first.axes
         for s in all_series
     )
+    if not same and kinds <= _PLAIN_KINDS:
+        blocks = _joined_blocks(tif, all_series, path)
+        if blocks is not None:
+            return blocks
     if not (same and kinds <= _PLAIN_KINDS):
         what = "of different shapes or dtypes" if not same else f"of kind {sorted(kinds)}"
         raise ValueError(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from labsession.errors import ConfigError
+from labsession.motion._backends import get_backend
 from labsession.motion.session import (
     SessionConfig,
     discover_recordings,
@@ -265,3 +266,26 @@ def test_missing_root_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         SessionConfig.from_file(path)
     assert str(info.value) == f"{path}: missing key 'root' (a path)"
+
+
+def test_another_backend_from_of_params_runs_without_the_sessions_backend_params(
+    tmp_path: Path,
+) -> None:
+    # The session's diso preset went to flowreg, which refuses it: every recording failed.
+    config = SessionConfig(
+        root=tmp_path, flow_backend="diso", backend_params={"preset": "fast"}
+    ).with_flow_overrides({"flow_backend": "flowreg"})
+    options = config.stage1_options(tmp_path / "a.tif", tmp_path / "o")
+    assert options.flow_backend == "flowreg"
+    assert options.backend_params == {}
+    assert config.stage1_disagreements()[-1] == (
+        "the session's backend_params {'preset': 'fast'} are for its flow_backend = 'diso': "
+        "stage 1 runs 'flowreg' without them"
+    )
+    get_backend(options)  # accepted by the backend it names
+    both = SessionConfig(
+        root=tmp_path, flow_backend="diso", backend_params={"preset": "fast"}
+    ).with_flow_overrides({"flow_backend": "diso", "backend_params": {"preset": "medium"}})
+    assert both.stage1_options(tmp_path / "a.tif", tmp_path / "o").backend_params == {
+        "preset": "medium"
+    }

@@ -175,6 +175,15 @@ def test_status_verifies_the_final_mask_files(finished_copy) -> None:
     assert session_state(config)["session"]["stage3"].startswith(
         "pending: final_valid_idx.png missing or unreadable"
     )
+    run_stage3(config, progress=False)
+    mat = config.final_dir / "final_valid_idx.mat"
+    whole = mat.read_bytes()
+    # Half a .mat still listed its variables (done); an empty one crashed status.
+    for damaged in (whole[: len(whole) // 2], b""):
+        mat.write_bytes(damaged)
+        assert session_state(config)["session"]["stage3"].startswith(
+            "pending: final_valid_idx.mat missing or unreadable"
+        ), len(damaged)
 
 
 def test_status_says_a_final_mask_of_earlier_results_is_pending(finished_copy) -> None:

@@ -276,7 +276,24 @@ class SessionConfig(FileConfig):
                 f"--of-params) overrides the session's {key} = {_shown(getattr(self, key))!r}, "
                 "as in pyflowreg; set it in one place"
             )
+        if self._backend_params_left_behind(session, overrides):
+            found.append(
+                f"the session's backend_params {session['backend_params']} are for its "
+                f"flow_backend = {self.flow_backend!r}: stage 1 runs "
+                f"{_shown(overrides['flow_backend'])!r} without them"
+            )
         return found
+
+    @staticmethod
+    def _backend_params_left_behind(session: dict[str, Any], overrides: dict[str, Any]) -> bool:
+        """Whether ``flow_options`` / ``--of-params`` pick another backend than the session's
+        without backend_params of their own: the session's are then not passed on."""
+        return (
+            "backend_params" in session
+            and "backend_params" not in overrides
+            and "flow_backend" in overrides
+            and not _same_option("flow_backend", overrides["flow_backend"], session["flow_backend"])
+        )
 
     def _session_flow_settings(self) -> dict[str, Any]:
         """The stage-1 options the session's own keys give (``SESSION_FLOW_KEYS``)."""
@@ -399,7 +416,10 @@ class SessionConfig(FileConfig):
         disagree.
         """
         data = self._session_flow_settings()
-        data.update(self.flow_overrides())
+        overrides = self.flow_overrides()
+        if self._backend_params_left_behind(data, overrides):
+            del data["backend_params"]  # they are for the session's backend, not the other one
+        data.update(overrides)
         data.update(
             input_file=Path(input_file),
             output_path=Path(output_path),

@@ -278,7 +278,7 @@ def final_complete(
     recordings, center and per-recording inputs (``inputs``: each recording's
     ``stage3_aligned`` record as stage 3 would compute it now, ``None`` where its stage 3 is not
     done); ``final_valid_idx.npz`` loads with an ``(H, W)`` ``final_valid`` mask of
-    ``valid_pixels`` pixels, ``final_valid_idx.mat`` holds ``final_valid`` and
+    ``valid_pixels`` pixels, ``final_valid_idx.mat`` loads whole with that ``final_valid`` and
     ``final_valid_idx.png`` decodes to the mask's size. A status written before the inputs
     were recorded (labsession before 2026-12) is checked against the rest.
     """
@@ -306,11 +306,13 @@ def final_complete(
     try:
         import scipy.io
 
-        names = [name for name, _, _ in scipy.io.whosmat(mat)]
-    except (OSError, ValueError) as exc:
+        stored = scipy.io.loadmat(mat).get("final_valid")  # whole: a cut file is caught
+    except Exception as exc:  # noqa: BLE001 - scipy raises MatReadError and others on damage
         return False, f"{mat.name} missing or unreadable ({exc})"
-    if "final_valid" not in names:
+    if stored is None:
         return False, f"{mat.name} holds no final_valid"
+    if not np.array_equal(np.asarray(stored).astype(bool), mask.astype(bool)):
+        return False, f"{mat.name} holds another mask than {npz.name}"
     try:
         from PIL import Image
 
