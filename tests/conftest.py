@@ -84,6 +84,22 @@ class SmallDisk:
     Only the child (and what it starts) sees the tmpfs; outside it the folder stays empty.
     """
 
+    #: Python source of ``fill(path, leave=0)``, for a child's script: write ``path`` until
+    #: the file system refuses (ENOSPC), then give back ``leave`` bytes.
+    FILL = r"""
+import errno, os
+
+def fill(path, leave=0):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while True:
+            os.write(fd, b"\xff" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    os.ftruncate(fd, max(0, os.fstat(fd).st_size - leave))
+    os.close(fd)
+"""
+
     def __init__(self, folder: os.PathLike) -> None:
         self.folder = folder
 

@@ -35,18 +35,6 @@ logging.getLogger("labsession").addHandler(Keep())
 logging.getLogger("labsession").setLevel(logging.INFO)
 
 
-def fill(path, leave=0):
-    # Write until the file system refuses, then give back `leave` bytes.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        while True:
-            os.write(fd, b"\xff" * 65536)
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC, exc
-    size = os.fstat(fd).st_size
-    os.ftruncate(fd, max(0, size - leave))
-    os.close(fd)
-
 
 def free(path):
     os.unlink(path)
@@ -143,7 +131,8 @@ FS = 4000.0
 
 @pytest.mark.slow
 def test_full_disk_under_a_live_app_keeps_acquiring_and_the_session_recoverable(small_disk):
-    proc = small_disk.run("4m", [sys.executable, "-c", CHILD, str(small_disk.folder)], timeout=110)
+    child = small_disk.FILL + CHILD
+    proc = small_disk.run("4m", [sys.executable, "-c", child, str(small_disk.folder)], timeout=110)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -13,24 +13,7 @@ import pytest
 
 from labsession.runs import scan_runs
 
-FILL = r"""
-import errno, os
-
-def fill(path, leave=0):
-    # Write until the file system refuses, then give back `leave` bytes.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        while True:
-            os.write(fd, b"\xff" * 4096)
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC, exc
-    os.ftruncate(fd, max(0, os.fstat(fd).st_size - leave))
-    os.close(fd)
-"""
-
-SCRIPT = (
-    FILL
-    + r'''
+SCRIPT = r'''
 from labsession.runs import session
 
 
@@ -52,11 +35,10 @@ def main(recover: bool = False) -> int:
 if __name__ == "__main__":
     main()
 '''
-)
 
 
 def _run_script(small_disk, *args):
-    (small_disk.folder.parent / "fill_disk.py").write_text(SCRIPT)
+    (small_disk.folder.parent / "fill_disk.py").write_text(small_disk.FILL + SCRIPT)
     # The script is copied onto the small disk so that its runs (fill_disk_out/) are there too.
     driver = (
         "import shutil, subprocess, sys; "
@@ -117,9 +99,7 @@ def test_a_log_that_fell_behind_says_how_many_lines_it_misses(small_disk):
     assert "Traceback" not in proc.stderr
 
 
-BULK = (
-    FILL
-    + r"""
+BULK = r"""
 import hashlib, json, sys
 from pathlib import Path
 
@@ -173,13 +153,13 @@ summary = restore_existing(runs, dry_run=False, progress=False, jobs=2, remove_a
 result["restore"] = check(summary)
 print(json.dumps(result))
 """
-)
 
 
 @pytest.mark.slow
 def test_bulk_archive_and_restore_on_a_full_disk_lose_nothing(small_disk):
     # About 10 runs' archives fit when archiving; 4 runs' files when restoring.
-    proc = small_disk.run("2m", [sys.executable, "-c", BULK, "12000", "20000"], timeout=90)
+    child = [sys.executable, "-c", small_disk.FILL + BULK, "12000", "20000"]
+    proc = small_disk.run("2m", child, timeout=90)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     for step, archived_state in (("archive", "archive"), ("restore", "folder")):
@@ -200,9 +180,7 @@ def test_bulk_archive_and_restore_on_a_full_disk_lose_nothing(small_disk):
     assert out["archived_after"] == 40 - out["archive"]["summary"]["archived"]
 
 
-TAIL = (
-    FILL
-    + r"""
+TAIL = r"""
 import io, os
 from labsession.runs._tee import Tee
 
@@ -217,13 +195,12 @@ tee.close()
 print(open("log.txt").read()[-200:])
 print("WARNINGS", warnings.getvalue())
 """
-)
 
 
 def test_lines_lost_just_before_the_close_are_noted_in_the_log(small_disk):
     # The note was written only before a later line: a log ending on lost lines ended on a
     # line cut short, with no note, although the close could have written it.
-    proc = small_disk.run("2m", [sys.executable, "-c", TAIL], timeout=60)
+    proc = small_disk.run("2m", [sys.executable, "-c", small_disk.FILL + TAIL], timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (
         proc.stdout.split("WARNINGS")[0]
