@@ -13,7 +13,7 @@ from labsession.core.clock import local_clock
 from labsession.recording import open_session_store
 from labsession.sources import SyntheticSource
 from labsession.testing import GuiScript, ImguiFrames, wait_until
-from labsession.widgets import RecordingControls, recording_controls
+from labsession.widgets import RecordingControls, SessionManager, recording_controls
 from labsession.widgets._recording_controls import cue_class
 
 CLASSES = ["Rest", "Fist", "Open"]
@@ -181,3 +181,11 @@ def test_a_record_click_still_starting_when_the_window_closes_is_saved(tmp_path,
     (zip_path,) = app.ctx.packed
     assert [e.class_index for e in _labels(zip_path)] == [1]
     assert not [p for p in (tmp_path / "sessions").iterdir() if p.is_dir()]
+
+
+def test_a_plain_string_of_class_names_is_refused():
+    # "Rest,Fist" showed nine buttons, one per letter.
+    with pytest.raises(ValueError, match=r"got the string 'Rest,Fist': give a list, e\.g\."):
+        RecordingControls("Rest,Fist", on_record=lambda: None, on_stop=lambda: None)
+    with pytest.raises(ValueError, match="class_names must be a list of names"):
+        SessionManager(class_names="Rest,Fist")

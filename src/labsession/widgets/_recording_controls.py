@@ -43,6 +43,17 @@ def cue_class(step: int, n_classes: int) -> int:
     return 0 if step % 2 == 0 else 1 + (step // 2) % (n_classes - 1)
 
 
+def class_name_list(class_names: Sequence[object]) -> list[str]:
+    """``class_names`` as a list of text, one name per class; a plain string is refused (it
+    would be one class per letter)."""
+    if isinstance(class_names, str | bytes):
+        raise ValueError(
+            f"class_names must be a list of names, got the string {class_names!r}: "
+            f"give a list, e.g. {class_names.split(',') if isinstance(class_names, str) else []!r}"
+        )
+    return [str(name) for name in class_names]
+
+
 class RecordingControls:
     """Record / Stop buttons, one button per class, cue mode; state per instance.
 
@@ -83,7 +94,7 @@ class RecordingControls:
         on_gesture: Callable[[int], Any] | None = None,
         cue_seconds: float = 3.0,
     ):
-        self.class_names = [str(name) for name in class_names]
+        self.class_names = class_name_list(class_names)
         self.on_record = on_record
         self.on_stop = on_stop
         self.on_gesture = on_gesture
@@ -363,7 +374,7 @@ def recording_controls(
         lambda: RecordingControls(class_names, on_record=on_record, on_stop=on_stop),
         ctx,
     )
-    controls.class_names = [str(name) for name in class_names]
+    controls.class_names = class_name_list(class_names)
     controls.on_record, controls.on_stop, controls.on_gesture = on_record, on_stop, on_gesture
     controls.ui(ctx)
     return controls

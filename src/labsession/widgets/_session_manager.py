@@ -15,6 +15,7 @@ from imgui_bundle import imgui
 from labsession.core.units import format_bytes
 from labsession.recording import Session, TrainingData
 from labsession.widgets._instances import widget_instance
+from labsession.widgets._recording_controls import class_name_list
 from labsession.widgets._session_index import RECENT_SECONDS, AppFolders, SessionIndex, SessionRow
 from labsession.widgets._tasks import TaskQueue
 
@@ -107,7 +108,7 @@ class SessionManager:
     ):
         self.base_path = Path(base_path)
         self.title = title
-        self.class_names = None if class_names is None else [str(n) for n in class_names]
+        self.class_names = None if class_names is None else class_name_list(class_names)
         self.ctx = ctx
         self.index = SessionIndex(self.base_path)
         self._closed = False
@@ -492,6 +493,6 @@ def session_manager(
         lambda: SessionManager(base_path, class_names=class_names, ctx=ctx),
         ctx,
     )
-    manager.class_names = None if class_names is None else [str(n) for n in class_names]
+    manager.class_names = None if class_names is None else class_name_list(class_names)
     manager.ctx = ctx
     return manager.ui()
