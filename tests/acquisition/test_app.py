@@ -31,6 +31,7 @@ def test_recording_lifecycle_skips_unconnected_and_loses_nothing(tmp_path, caplo
     assert app.ctx.state == "recording"
     assert app.ctx.session is session
     assert any("absent" in r.getMessage() for r in caplog.records)
+    assert app.ctx.status_message.startswith("recording without absent: not connected yet")
     app.add_label(0)
     assert wait_until(lambda: app.ctx.streams["emg"].n_samples > 300)
     synth.set_class(1)
@@ -55,6 +56,22 @@ def test_recording_lifecycle_skips_unconnected_and_loses_nothing(tmp_path, caplo
     # Contiguous: not one sample missing between first and last, and nothing after stop.
     np.testing.assert_allclose(np.diff(ts), 1 / 500.0, atol=1e-9)
     assert len(ts) <= recorded_while_attached
+
+
+def test_record_with_no_stream_connected_is_refused_before_any_folder(tmp_path):
+    # The take was packed as a verified zip holding no stream while the window counted samples.
+    app = App("late", class_names=["Rest", "Fist"], base_path=tmp_path)
+    app.streams(Stream("absent", LSLSource("no-such-lsl-stream", timeout=0.1), connect_retry=0.2))
+    app.start()
+    try:
+        assert app.wait_connected(1) == ["absent"]
+        with pytest.raises(SessionError, match=r"no stream has connected yet \(absent\)"):
+            app.start_recording()
+        assert app.ctx.state == "idle"
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        for stream in app.ctx.streams.values():
+            stream.stop()
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from labsession import App, Stream
 from labsession.errors import DisplayError
 from labsession.sources import SyntheticSource
 from labsession.testing import GuiScript
+from labsession.widgets import Grid
 
 pytestmark = pytest.mark.gui
 
@@ -100,6 +101,37 @@ def test_a_ui_error_closes_the_window_and_still_saves_the_recording(tmp_path, di
 
     with pytest.raises(ZeroDivisionError, match="user's ui"):
         app.run()
+    assert app.ctx.state == "idle"
+    assert len(app.ctx.packed) == 1
+
+
+@pytest.mark.parametrize("where", ["in a window", "in a grid cell"])
+def test_a_ui_error_under_the_test_engine_is_raised_not_an_abort(tmp_path, display, where):
+    # A missing End() aborted the whole process (imgui's assert under the test engine): the
+    # recording stayed unpacked and the test run died with it.
+    app = App("broken ui")
+    app.streams(Stream("emg", SyntheticSource(2, 500.0)))
+    app.before_run_hooks.append(lambda a: a.start_recording(tmp_path))
+    frames = []
+
+    @app.ui
+    def ui(ctx):
+        frames.append(ctx.state)
+        if len(frames) < 5:
+            return
+        if where == "in a window":
+            imgui.begin("user window")
+            imgui.push_id("open")
+            raise ZeroDivisionError("bug in the user's ui")
+        with Grid(1, 1)[0, 0]:
+            raise ZeroDivisionError("bug in the user's ui")
+
+    def script(ctx):
+        ctx.sleep_no_skip(10.0, 0.05)  # the error ends the window long before
+
+    gui = GuiScript(script)
+    with pytest.raises(ZeroDivisionError, match="user's ui"):
+        app.run(runner_params=gui.runner_params)
     assert app.ctx.state == "idle"
     assert len(app.ctx.packed) == 1
 

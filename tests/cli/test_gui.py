@@ -42,3 +42,21 @@ def test_gui_needs_two_classes(tmp_path):
     out = _gui(tmp_path, "--classes", "Rest")
     assert out.returncode == 2
     assert "give at least 2" in out.stderr
+
+
+def test_the_windows_classifier_learns_a_class_clicked_once_first(tmp_path):
+    # Record, Fist, Open, Rest, Stop: Train skipped the first segment, so Fist was never learnt.
+    import numpy as np
+
+    from labsession.cli._classifier import train_lda
+    from labsession.recording import Session, StreamInfo, TrainingData
+
+    fs, rng = 500.0, np.random.default_rng(0)
+    with Session(tmp_path, class_names=["Rest", "Fist", "Open"]) as session:
+        session.init_stream("emg", StreamInfo(n_channels=2, fs=fs))
+        for second, (label, level) in enumerate([(1, 3.0), (2, 6.0), (0, 0.5)]):
+            session.add_label(label, timestamp=float(second))
+            samples = rng.normal(scale=level, size=(int(fs), 2)).astype(np.float32)
+            session.append("emg", samples, second + np.arange(int(fs)) / fs)
+    model = train_lda(TrainingData([session.path]), "emg")
+    assert list(model.classes_) == [0, 1, 2]

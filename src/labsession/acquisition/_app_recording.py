@@ -45,11 +45,21 @@ def start(app: App, base_path: str | Path | None) -> Session:
             )
             return current
         base_path = app.base_path if base_path is None else base_path
+        skipped = [name for name, s in app.ctx.streams.items() if s.info is None]
+        if app.ctx.streams and len(skipped) == len(app.ctx.streams):
+            # A session of no stream would be packed as a take holding nothing.
+            raise SessionError(
+                f"not recording: no stream has connected yet ({', '.join(skipped)}); start "
+                f"the device or its LSL outlet, wait for it to connect, then record"
+            )
         _check_space(app, base_path)
         session = Session(base_path, app_name=app.name, class_names=app.ctx.class_names)
-        skipped = [name for name, s in app.ctx.streams.items() if s.info is None]
         if skipped:
-            log.warning("not recording streams that have not connected yet: %s", ", ".join(skipped))
+            app.ctx.status_message = (
+                f"recording without {', '.join(skipped)}: not connected yet when the recording "
+                f"started (a stream that connects later is not added to this session)"
+            )
+            log.warning("%s", app.ctx.status_message)
         try:
             for name, stream in app.ctx.streams.items():
                 if stream.info is not None:

@@ -85,7 +85,7 @@ def run_window(
     The window closes when the user closes it, when ``app.request_stop()`` is called (Ctrl-C,
     SIGTERM), after ``duration`` seconds, or when the runner's ``app_shall_exit`` is set.
     """
-    from imgui_bundle import hello_imgui, immapp
+    from imgui_bundle import hello_imgui, imgui, immapp
 
     params = runner_params if runner_params is not None else hello_imgui.RunnerParams()
     params.app_window_params.window_geometry.size = tuple(window_size)
@@ -100,13 +100,24 @@ def run_window(
     params.fps_idling.fps_idle = FPS_IDLE
     deadline = None if duration is None else time.monotonic() + duration
     frames = 0
+    failed: list[BaseException] = []
 
     def show_gui() -> None:
         nonlocal frames
         frames += 1
+        runner = hello_imgui.get_runner_params()
         if app.stop_requested or (deadline is not None and time.monotonic() >= deadline):
-            hello_imgui.get_runner_params().app_shall_exit = True
-        app.draw_ui()
+            runner.app_shall_exit = True
+        if failed:  # the frames until the window closes draw nothing
+            return
+        state = imgui.internal.ErrorRecoveryState()
+        imgui.internal.error_recovery_store_state(state)
+        try:
+            app.draw_ui()
+        except BaseException as exc:  # noqa: BLE001 - raised from run_window once closed
+            failed.append(exc)
+            runner.app_shall_exit = True
+            _recover(state)
 
     params.callbacks.show_gui = show_gui
     try:
@@ -118,3 +129,22 @@ def run_window(
                 f"{_HEADLESS_HINT}"
             ) from exc
         raise
+    if failed:
+        raise failed[0]
+
+
+def _recover(state: Any) -> None:
+    """End what a ``@app.ui`` that raised left open (windows, ids, styles), as imgui's error
+    recovery does, so the frame ends cleanly: a missing ``End()`` would otherwise abort the
+    process under imgui's test engine. Its messages go to the debug log, not to an assert."""
+    from imgui_bundle import imgui
+
+    io = imgui.get_io()
+    asserting = io.config_error_recovery_enable_assert
+    io.config_error_recovery_enable_assert = False
+    try:
+        imgui.internal.error_recovery_try_to_recover_state(state)
+        # A cursor moved (a layout cell) with no item after it fails the window's End().
+        imgui.dummy(imgui.ImVec2(0, 0))
+    finally:
+        io.config_error_recovery_enable_assert = asserting

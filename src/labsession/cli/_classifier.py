@@ -20,6 +20,10 @@ WIN, HOP = 0.2, 0.05
 def train_lda(data: Any, stream: str) -> Any:
     """Fit an LDA on the labelled windows of ``stream`` in ``data`` (a ``TrainingData``).
 
+    Every labelled segment counts, the first of each session too: in the window each class
+    click is deliberate (``TrainingData``'s default skips the first, a set-up segment in cued
+    recordings, so a class clicked once, first, was never learnt).
+
     Raises
     ------
     ValueError
@@ -27,7 +31,7 @@ def train_lda(data: Any, stream: str) -> Any:
     """
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-    x, y, _ = data.to_arrays(stream, WIN, HOP, features=list(FEATURES))
+    x, y, _ = data.to_arrays(stream, WIN, HOP, features=list(FEATURES), skip_first=False)
     if len(np.unique(y)) < 2:
         raise ValueError(
             f"stream {stream!r}: the ticked sessions hold {len(y)} labelled windows of "

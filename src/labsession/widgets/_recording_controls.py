@@ -185,7 +185,11 @@ class RecordingControls:
 
     def _begin(self, ctx: AppContext, session: Any) -> None:
         self._session, self._started = session, time.monotonic()
-        self._sample_base = {name: s.n_samples for name, s in ctx.streams.items()}
+        # Only the streams the session records count (one not connected at Record is not).
+        recorded = set(getattr(session, "stream_names", ctx.streams))
+        self._sample_base = {
+            name: s.n_samples for name, s in ctx.streams.items() if name in recorded
+        }
         self._label_counts, self._size, self._size_due = Counter(), 0, 0.0
 
     def _stop(self, ctx: AppContext) -> None:
@@ -324,12 +328,14 @@ class RecordingControls:
         if self._phase == "recording" and self._session is not None:
             elapsed = time.monotonic() - self._started
             samples = sum(
-                stream.n_samples - self._sample_base.get(name, 0)
+                stream.n_samples - self._sample_base[name]
                 for name, stream in ctx.streams.items()
+                if name in self._sample_base
             )
             self._refresh_size()
+            minutes, seconds = divmod(round(elapsed, 1), 60)  # 59.96 s is 01:00.0, not 00:60.0
             imgui.text(
-                f"{elapsed // 60:02.0f}:{elapsed % 60:04.1f}  {samples:,} samples  "
+                f"{int(minutes):02d}:{seconds:04.1f}  {samples:,} samples  "
                 f"{format_bytes(self._size)} on disk"
             )
             counts = ", ".join(
