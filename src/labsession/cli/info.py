@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -36,16 +36,12 @@ def info(
     its integrity: samples, nominal vs effective rate, gaps, backward timestamps, disconnects
     and source errors (computed from the stored timestamps for sessions without a record).
     Given a folder of sessions, list them: one line each (name, duration, streams, labels, size)."""
-    from labsession.recording import open_session_store, session_summary
     from labsession.recording._folders import sessions_of
 
     if path.is_dir() and sessions_of(path) != [path]:  # a folder of sessions
         list_sessions(path, as_json=as_json)
         return
-    summary = session_summary(path)  # a SessionError is reported in one line by the root group
-    with open_session_store(path) as store:
-        records = {name: load_integrity(store, name) for name in store.stream_names}
-        writer = store.meta.get("writer")
+    summary, records, writer = _session_facts(path)  # a SessionError: one line (root group)
     if as_json:
         summary["integrity"] = {
             name: {"recorded": recorded, **record.to_meta()}
@@ -53,11 +49,32 @@ def info(
         }
         typer.echo(json.dumps(summary, indent=2))
         return
-    console = cli_console()
+    print_session(summary, records, writer, cli_console())
+
+
+def print_session(summary: dict, records: dict, writer: Any, console: Console) -> None:
+    """What ``labsession info`` prints of one session: its summary, then each stream's
+    integrity (``records``: ``{stream: (record, recorded)}`` from :func:`load_integrity`)."""
     print_summary(summary, console)
     for name, (record, recorded) in records.items():
         source = None if recorded else _no_record(writer)
         console.print(Text(format_integrity(name, record, computed_note=source)))
+
+
+def print_info(path: Path, console: Console) -> None:
+    """Print ``labsession info``'s text for the session ``path`` (a zip or a folder)."""
+    print_session(*_session_facts(path), console)
+
+
+def _session_facts(path: Path) -> tuple[dict, dict, Any]:
+    """``(session_summary, {stream: (integrity record, recorded)}, meta.json writer)``."""
+    from labsession.recording import open_session_store, session_summary
+
+    summary = session_summary(path)
+    with open_session_store(path) as store:
+        records = {name: load_integrity(store, name) for name in store.stream_names}
+        writer = store.meta.get("writer")
+    return summary, records, writer
 
 
 def list_sessions(folder: Path, *, as_json: bool = False) -> None:

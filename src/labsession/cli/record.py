@@ -46,9 +46,8 @@ def record(
     from labsession.acquisition import App, Stream, cue_schedule, run_cued_recording
     from labsession.cli._console import cli_console
     from labsession.cli._lsl_log import quiet_liblsl
-    from labsession.cli.info import print_summary
+    from labsession.cli.info import print_info
     from labsession.core.progress import make_progress
-    from labsession.recording import session_summary
     from labsession.sources import SyntheticSource
 
     console = cli_console()
@@ -62,51 +61,76 @@ def record(
         if isinstance(src, SyntheticSource):
             synthetic.append(src)
         app.streams(Stream(name, src))
-    app.start()
-    missing = app.wait_connected(connect_timeout)
-    if len(missing) == len(source):
-        for stream in app.ctx.streams.values():
-            stream.stop()
-        raise TimeoutError(
-            f"no source connected within {connect_timeout:g} s (--connect-timeout): "
-            f"{', '.join(missing)}"
-        )
+    # From here to the end, Ctrl-C and SIGTERM stop the recording, which is then saved and
+    # packed; one arriving while it is being saved is noted, not obeyed.
+    stop, saving, ignored = threading.Event(), threading.Event(), []
 
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    schedule = cue_schedule(len(class_names), repeats)
-    session = app.start_recording(out)
-    console.print(f"recording to {session.path} ({len(schedule)} cues of {cycle:g} s)")
+    def on_signal(signum: int, frame: object) -> None:
+        if saving.is_set():
+            ignored.append(signal.Signals(signum).name)
+            return
+        stop.set()
+        app.request_stop()  # also ends a wait for the sources
 
-    progress = make_progress(unit="cues")  # on stderr, when it is a terminal
-    task = progress.add_task("recording", total=len(schedule))
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:  # the handlers stay until the command returns: the summary is printed too
+        session, completed, started = None, False, time.monotonic()
+        try:
+            app.start()
+            waited = time.monotonic()
+            missing = app.wait_connected(min(1.0, connect_timeout))
+            if missing and not stop.is_set():
+                console.print(
+                    f"waiting up to {connect_timeout:g} s for {', '.join(missing)} to connect"
+                )
+                left = connect_timeout - (time.monotonic() - waited)
+                missing = app.wait_connected(max(0.0, left))
+            if stop.is_set():
+                console.print("stopped while waiting for the sources: nothing was recorded")
+                return
+            if len(missing) == len(source):
+                raise TimeoutError(
+                    f"no source connected within {connect_timeout:g} s (--connect-timeout): "
+                    f"{', '.join(missing)}"
+                )
+            schedule = cue_schedule(len(class_names), repeats)
+            session = app.start_recording(out)
+            console.print(f"recording to {session.path} ({len(schedule)} cues of {cycle:g} s)")
 
-    def on_cue(step: int, class_index: int) -> None:
-        for src in synthetic:
-            src.set_class(class_index)
-        progress.update(task, completed=step)
-        console.print(  # above the bar on a terminal (rich redirects stdout there)
-            f"[{step + 1:>3}/{len(schedule)}] cue: [bold]{class_names[class_index]}[/bold]"
-        )
+            progress = make_progress(unit="cues")  # on stderr, when it is a terminal
+            task = progress.add_task("recording", total=len(schedule))
 
-    started = time.monotonic()
-    try:
-        with progress:
-            completed = run_cued_recording(app, schedule, cycle, on_cue=on_cue, stop=stop)
-            if completed:
-                progress.update(task, completed=len(schedule))
+            def on_cue(step: int, class_index: int) -> None:
+                for src in synthetic:
+                    src.set_class(class_index)
+                progress.update(task, completed=step)
+                console.print(  # above the bar on a terminal (rich redirects stdout there)
+                    f"[{step + 1:>3}/{len(schedule)}] cue: [bold]{class_names[class_index]}[/bold]"
+                )
+
+            started = time.monotonic()
+            with progress:
+                completed = run_cued_recording(app, schedule, cycle, on_cue=on_cue, stop=stop)
+                if completed:
+                    progress.update(task, completed=len(schedule))
+        finally:
+            saving.set()
+            if session is not None:
+                app.stop_recording()
+                app.wait_idle()
+            for stream in app.ctx.streams.values():
+                stream.stop()
+        if not completed:
+            console.print(f"stopped after {time.monotonic() - started:.1f} s; the session is saved")
+        zip_path = app.ctx.packed[-1]
+        console.print(f"packed: {zip_path}")
+        print_info(zip_path, console)  # what `labsession info` says: summary and integrity
+        if ignored:
+            names = ", ".join(dict.fromkeys(ignored))
+            console.print(f"received {names} while saving: the session was saved first")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        app.stop_recording()
-        app.wait_idle()
-        for stream in app.ctx.streams.values():
-            stream.stop()
-    if not completed:
-        console.print(f"stopped after {time.monotonic() - started:.1f} s; the session is saved")
-    zip_path = app.ctx.packed[-1]
-    console.print(f"packed: {zip_path}")
-    print_summary(session_summary(zip_path), console)
 
 
 #: Seconds between two pushes of ``synth``: whole chunks (~41 samples at 2048 Hz), never single
