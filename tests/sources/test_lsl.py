@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from labsession import App, Stream
+from labsession.core.clock import local_clock
 from labsession.recording import open_session_store
 from labsession.sources import LSLSource, SyntheticSource
 from labsession.testing import wait_until
@@ -77,6 +78,71 @@ def test_outlet_lost_and_back_while_other_stream_records(tmp_path, lsl_name, out
         counter = store.get_continuous("emg")[0][:, 0].astype(np.int64)
         assert store.n_samples("synth") > 0
     np.testing.assert_array_equal(counter, np.arange(1000))
+
+
+def test_a_recording_started_while_the_outlet_is_down_records_the_outage(
+    tmp_path, lsl_name, outlet_factory
+):
+    # The session's integrity record said nothing of the seconds without data at its start.
+    source_id = "src-" + lsl_name
+    first = outlet_factory(lsl_name, source_id, 200, 1000.0)
+    lsl = LSLSource(lsl_name, processing_flags=(), retry_interval=0.2)
+    app = App("lsl-down-at-start")
+    app.streams(Stream("emg", lsl))
+    app.start()
+    assert app.wait_connected(10) == []
+    first.go()
+    first.wait_done()
+    first.close(kill=True)
+    assert wait_until(lambda: lsl.state == "disconnected")
+    assert wait_until(lambda: not app.ctx.streams["emg"].health.connected)
+    app.start_recording(tmp_path)
+    second = outlet_factory(lsl_name, source_id, 300, 1000.0, start=200)
+    assert wait_until(lambda: lsl.state == "connected")
+    second.go()
+    second.wait_done()
+    assert wait_until(lambda: app.ctx.streams["emg"].n_samples >= 500)
+    app.stop_recording()
+    app.wait_idle()
+    app.ctx.streams["emg"].stop()
+    second.close()
+    with open_session_store(app.ctx.packed[-1]) as store:
+        record = store.integrity("emg")
+        counter = store.get_continuous("emg")[0][:, 0]
+    assert counter[0] == 200  # nothing from before the outage
+    assert record.n_disconnects == 1
+    ((lost, back),) = record.disconnects
+    assert back is not None  # the outage, closed by the reconnection
+    assert back > lost
+
+
+def test_a_source_silent_when_the_recording_stops_is_recorded(tmp_path, lsl_name, outlet_factory):
+    # A device that stops sending without closing (hung) left a clean record: no gap, no
+    # disconnect, the effective rate of the seconds it did send.
+    outlet = outlet_factory(lsl_name, "src-" + lsl_name, 200, 1000.0)
+    lsl = LSLSource(lsl_name, processing_flags=(), retry_interval=0.2)
+    app = App("lsl-silent")
+    app.streams(Stream("emg", lsl))
+    app.start()
+    assert app.wait_connected(10) == []
+    app.start_recording(tmp_path)
+    outlet.go()
+    outlet.wait_done()  # the outlet stays open, and sends nothing more
+    stream = app.ctx.streams["emg"]
+    assert wait_until(lambda: stream.n_samples >= 200)
+    assert wait_until(lambda: (stream.health.last_sample_age() or 0.0) > 2.2, timeout=10)
+    assert stream.health.connected
+    stopped = local_clock()
+    app.stop_recording()
+    app.wait_idle()
+    stream.stop()
+    outlet.close()
+    with open_session_store(app.ctx.packed[-1]) as store:
+        record = store.integrity("emg")
+    assert record.n_disconnects == 1
+    ((lost, back),) = record.disconnects
+    assert back is None  # still silent at the end of the take
+    assert stopped - 10 < lost < stopped - 2  # from its last sample on (LSL clock, as faults)
 
 
 class TestLSLConformance(SourceTests):

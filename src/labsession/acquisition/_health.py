@@ -23,6 +23,9 @@ __all__ = ["StreamHealth", "StreamHealthSnapshot"]
 #: Seconds of arrivals over which the effective rate is measured (at least the last
 #: ``MIN_ARRIVALS`` chunks are kept, for sources that deliver rarely).
 RATE_WINDOW_S = 2.0
+#: Seconds without a sample after which a stream still connected counts as having stopped
+#: sending when a recording stops (noted in the session as a disconnect from its last sample).
+SILENT_S = 2.0
 MIN_ARRIVALS = 3
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import DTypeLike
 
-from labsession.acquisition._health import StreamHealth
+from labsession.acquisition._health import SILENT_S, StreamHealth
 from labsession.acquisition._ring import RingBuffer
 from labsession.core.clock import local_clock
 from labsession.errors import SessionError
@@ -134,11 +134,28 @@ class Stream:
             raise RuntimeError(f"stream {self.name!r} is not connected")
         with self._session_lock:
             self._session, self._on_append_error = session, on_error
+            if not self.health.connected:  # its reconnection, later, ends this one
+                self._note(session, "disconnected", "not delivering when the recording started")
 
     def detach_session(self) -> Session | None:
-        """Stop appending; returns after any append in progress has been handed to the session."""
+        """Stop appending; returns after any append in progress has been handed to the session.
+
+        A source still connected but silent for more than :data:`SILENT_S` (a device that
+        stopped sending without closing) is noted in the session as disconnected from its
+        last sample on: its integrity record shows the end of the take without data.
+        """
         with self._session_lock:
             session, self._session, self._on_append_error = self._session, None, None
+            age = self.health.last_sample_age()
+            silent = session is not None and self.health.connected and (age or 0.0) > SILENT_S
+            if silent:
+                self._note(
+                    session,
+                    "disconnected",
+                    f"no sample for {age:.1f} s when the recording stopped (the source "
+                    f"stopped sending)",
+                    at=local_clock() - age,
+                )
         return session
 
     # -- reading -------------------------------------------------------------------------------
@@ -290,9 +307,9 @@ class Stream:
             if self._session is not None:
                 self._note(self._session, kind, message)
 
-    def _note(self, session: Session, kind: str, message: str) -> None:
+    def _note(self, session: Session, kind: str, message: str, *, at: float | None = None) -> None:
         try:
-            session.record_fault(self.name, kind, local_clock(), message)
+            session.record_fault(self.name, kind, local_clock() if at is None else at, message)
         except Exception:
             log.exception("stream %r: could not note a %s in %s", self.name, kind, session.path)
 
