@@ -173,3 +173,23 @@ def test_a_pipeline_window_of_twice_the_streams_is_whole(fs, ws):
         assert p.predict_once() == s.window_samples(2 * ws) == s.ring.capacity
     finally:
         s.stop()
+
+
+def test_a_pipeline_whose_stream_is_added_later_predicts_once_it_connects(caplog):
+    # Its thread died with a KeyError, and a stream added later never got predictions.
+    app = App("late stream")
+    app.streams(Stream("emg", SyntheticSource(2, 200.0), window_seconds=0.5))
+    pipeline = Pipeline(app, stream="eeg", rate=20.0, window_seconds=0.1)
+    pipeline.predict(lambda model, window: 1)
+    app.start()
+    pipeline.start()
+    try:
+        assert wait_until(lambda: "no stream 'eeg' in the app (emg)" in caplog.text)
+        assert pipeline.n_predictions == 0
+        app.add_stream(Stream("eeg", SyntheticSource(2, 200.0), window_seconds=0.5))
+        assert wait_until(lambda: pipeline.n_predictions > 0, timeout=20)
+    finally:
+        pipeline.stop()
+        for stream in app.ctx.streams.values():
+            stream.stop()
+    assert "Traceback" not in caplog.text

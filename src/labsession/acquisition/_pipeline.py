@@ -212,9 +212,22 @@ class Pipeline:
             self._thread.join(5.0)
 
     def _loop(self) -> None:
-        stream = self.app.ctx.streams[self.stream]
-        while not self._stop.is_set() and not stream.wait_connected(0.1):
-            pass
+        # A stream not added yet (or removed) is waited for: predictions start once it connects.
+        said = False
+        while not self._stop.is_set():
+            stream = self.app.ctx.streams.get(self.stream)
+            if stream is not None and stream.wait_connected(0.1):
+                break
+            if stream is None:
+                if not said:
+                    log.warning(
+                        "pipeline: no stream %r in the app (%s): predictions start once it is "
+                        "added and connects",
+                        self.stream,
+                        ", ".join(self.app.ctx.streams) or "no stream",
+                    )
+                    said = True
+                self._stop.wait(0.1)
         if self._stop.is_set():
             return
         try:
