@@ -383,3 +383,24 @@ def test_a_failing_disk_puts_the_app_in_error_and_acquisition_goes_on(tmp_path):
     finally:
         for s in app.ctx.streams.values():
             s.stop()
+
+
+def test_stopping_while_waiting_for_a_device_does_not_wait_for_the_lsl_resolve(tmp_path):
+    # Ctrl-C while run waited for a device took ~5 s: the stream's thread sat in one LSL
+    # resolve of the source's whole timeout, and stop() joined it.
+    app = App("waiting", base_path=tmp_path)
+    app.streams(Stream("emg", LSLSource("labsession-test-never-there", timeout=30.0)))
+    asked = []
+
+    def stop_soon():
+        asked.append(time.monotonic())
+        app.request_stop()
+
+    timer = threading.Timer(1.0, stop_soon)
+    timer.start()
+    try:
+        app.run(mode="headless", duration=None, connect_timeout=60)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - asked[0] < 2.0
+    assert list(tmp_path.iterdir()) == []

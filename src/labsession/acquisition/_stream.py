@@ -96,8 +96,9 @@ class Stream:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread and close the source."""
+        """Stop the thread and close the source (a connect still waiting is interrupted)."""
         self._stop.set()
+        self.source.interrupt()
         if self._thread is not None:
             self._thread.join(timeout)
         self.source.close()

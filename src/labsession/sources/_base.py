@@ -51,6 +51,11 @@ class Source(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release the device (idempotent)."""
 
+    def interrupt(self) -> None:  # noqa: B027 - optional hook, nothing to interrupt by default
+        """Ask a :meth:`connect` waiting on another thread to give up soon (raising); called
+        from any thread, before :meth:`close`. A source whose ``connect`` can wait long (for a
+        device to appear) implements it, so that stopping does not wait for that."""
+
     def __enter__(self) -> Source:
         self.connect()
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -10,6 +11,9 @@ import numpy as np
 
 from labsession.recording import StreamInfo
 from labsession.sources._base import Chunk, Source
+
+#: Seconds of one resolve call while connecting: how soon :meth:`LSLSource.interrupt` is heard.
+_RESOLVE_SLICE = 0.25
 
 __all__ = ["LSLSource"]
 
@@ -78,6 +82,7 @@ class LSLSource(Source):
         self.state = "idle"
         self._inlet = None
         self._next_retry = 0.0
+        self._interrupted = threading.Event()
 
     def _resolve(self, timeout: float):
         from mne_lsl.lsl import resolve_streams
@@ -116,7 +121,15 @@ class LSLSource(Source):
         ValueError
             If the stream is irregular (rate 0), which sessions cannot record yet.
         """
-        sinfo = self._resolve(self.timeout)
+        # In slices, so that interrupt() ends the wait within one (stopping never waits it out).
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if self._interrupted.is_set():
+                raise TimeoutError(f"connecting to LSL stream {self.name!r} was interrupted")
+            left = deadline - time.monotonic()
+            sinfo = self._resolve(max(0.0, min(_RESOLVE_SLICE, left)))
+            if sinfo is not None or left <= _RESOLVE_SLICE:
+                break
         if sinfo is None:
             raise TimeoutError(f"no LSL stream named {self.name!r} found within {self.timeout} s")
         if sinfo.sfreq <= 0:
@@ -188,7 +201,13 @@ class LSLSource(Source):
             except Exception:
                 log.debug("closing inlet of %r", self.name, exc_info=True)
 
+    def interrupt(self) -> None:
+        """Make a :meth:`connect` waiting for the stream on another thread give up within a
+        fraction of a second (it raises :class:`TimeoutError`); :meth:`close` clears it."""
+        self._interrupted.set()
+
     def close(self) -> None:
-        """Close the inlet (idempotent)."""
+        """Close the inlet (idempotent); a later :meth:`connect` waits for the stream again."""
         self._drop_inlet()
         self.state = "idle"
+        self._interrupted.clear()
