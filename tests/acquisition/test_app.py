@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from labsession import App, Stream
+from labsession.acquisition._health import StreamHealth
 from labsession.core.clock import local_clock
 from labsession.errors import SessionError
 from labsession.recording import Session, StreamInfo, open_session_store
@@ -404,3 +405,72 @@ def test_stopping_while_waiting_for_a_device_does_not_wait_for_the_lsl_resolve(t
         timer.cancel()
     assert time.monotonic() - asked[0] < 2.0
     assert list(tmp_path.iterdir()) == []
+
+
+def _disconnects(zip_path, name):
+    with open_session_store(zip_path) as store:
+        return store.integrity(name).disconnects
+
+
+def test_a_slow_regular_source_is_not_taken_for_a_silent_one(tmp_path):
+    # A sample every 2.5 s, stopped 2.2 s after the last: "disconnected" was noted (a fixed
+    # 2 s, whatever the source's rate).
+    app = App("slow", base_path=tmp_path)
+    app.streams(Stream("slow", SyntheticSource(1, 0.4), window_seconds=10))
+    app.start()
+    stream = app.ctx.streams["slow"]
+    try:
+        assert app.wait_connected(5) == []
+        app.start_recording()
+        assert wait_until(lambda: stream.n_samples >= 2, timeout=15)
+        assert wait_until(lambda: (stream.health.last_sample_age() or 0.0) > 2.2, timeout=5)
+        app.stop_recording()
+        app.wait_idle()
+    finally:
+        stream.stop()
+    assert _disconnects(app.ctx.packed[-1], "slow") == ()
+
+
+def test_a_recording_started_as_the_source_connects_notes_no_outage(tmp_path, monkeypatch):
+    # The stream's info was published before its health said connected: a recording started
+    # in between noted a disconnect that nothing ever closed.
+    original = StreamHealth.on_connected
+
+    def slowly(self, fs):
+        time.sleep(0.3)
+        original(self, fs)
+
+    monkeypatch.setattr(StreamHealth, "on_connected", slowly)
+    app = App("race", base_path=tmp_path)
+    stream = Stream("emg", SyntheticSource(2, 500.0))
+    app.streams(stream)
+    app.start()
+    try:
+        assert wait_until(lambda: stream.info is not None, timeout=10)
+        app.start_recording()
+        assert wait_until(lambda: stream.n_samples > 200)
+        app.stop_recording()
+        app.wait_idle()
+    finally:
+        stream.stop()
+    assert _disconnects(app.ctx.packed[-1], "emg") == ()
+
+
+def test_low_space_and_an_unconnected_stream_are_both_said(tmp_path):
+    app = App("both", base_path=tmp_path, min_free_minutes=10**9)  # any disk is low for it
+    app.streams(
+        Stream("emg", SyntheticSource(2, 500.0)),
+        Stream("glove", LSLSource("labsession-test-absent", timeout=0.3), connect_retry=0.2),
+    )
+    app.start()
+    try:
+        assert app.wait_connected(2) == ["glove"]
+        app.start_recording()
+        message = app.ctx.status_message
+        app.stop_recording()
+        app.wait_idle()
+    finally:
+        for stream in app.ctx.streams.values():
+            stream.stop()
+    assert message.startswith("low disk space: ")
+    assert "; recording without glove: not connected yet" in message

@@ -248,3 +248,11 @@ def test_chunks_pushed_without_timestamps_are_stored_strictly_increasing(lsl_nam
     assert shift.max() <= depth + raw.size * REPAIR_STEP_PERIODS / fs
     assert record.n_repaired == np.count_nonzero(shift) < raw.size // 4
     assert record.effective_fs == pytest.approx(fs, rel=0.02)
+
+
+@pytest.mark.parametrize("timeout", [0.2502, 0.2508, 0.5004, 0.7506])
+def test_a_stream_not_found_in_time_is_always_a_timeout_error(timeout):
+    # A last resolve slice overrunning the time left asked liblsl for a timeout of 0, which it
+    # refuses with ValueError (that type means an irregular stream).
+    with pytest.raises(TimeoutError, match="found within"):
+        LSLSource("labsession-test-never-there", timeout=timeout).connect()

@@ -52,14 +52,17 @@ def start(app: App, base_path: str | Path | None) -> Session:
                 f"not recording: no stream has connected yet ({', '.join(skipped)}); start "
                 f"the device or its LSL outlet, wait for it to connect, then record"
             )
+        before = app.ctx.status_message
         _check_space(app, base_path)
+        low_space = app.ctx.status_message if app.ctx.status_message != before else ""
         session = Session(base_path, app_name=app.name, class_names=app.ctx.class_names)
         if skipped:
-            app.ctx.status_message = (
+            without = (
                 f"recording without {', '.join(skipped)}: not connected yet when the recording "
                 f"started (a stream that connects later is not added to this session)"
             )
-            log.warning("%s", app.ctx.status_message)
+            log.warning("%s", without)
+            app.ctx.status_message = "; ".join(m for m in (low_space, without) if m)
         try:
             for name, stream in app.ctx.streams.items():
                 if stream.info is not None:

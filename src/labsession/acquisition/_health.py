@@ -24,7 +24,8 @@ __all__ = ["StreamHealth", "StreamHealthSnapshot"]
 #: ``MIN_ARRIVALS`` chunks are kept, for sources that deliver rarely).
 RATE_WINDOW_S = 2.0
 #: Seconds without a sample after which a stream still connected counts as having stopped
-#: sending when a recording stops (noted in the session as a disconnect from its last sample).
+#: sending when a recording stops (noted in the session as a disconnect from its last sample);
+#: longer for a source whose samples or chunks come further apart (3 of its periods).
 SILENT_S = 2.0
 MIN_ARRIVALS = 3
 
@@ -171,6 +172,14 @@ class StreamHealth:
         if arrival is None:
             return None
         return max(0.0, (time.monotonic() if now is None else now) - arrival)
+
+    def arrival_interval(self) -> float | None:
+        """Mean seconds between the latest chunk arrivals (None before two arrived)."""
+        with self._lock:
+            if len(self._arrivals) < 2:
+                return None
+            (first, _), last = self._arrivals[0], self._arrivals[-1][0]
+            return (last - first) / (len(self._arrivals) - 1)
 
     def _arrival_rate(self, now: float) -> float:
         rate = 0.0

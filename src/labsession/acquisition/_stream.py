@@ -21,6 +21,12 @@ __all__ = ["Stream"]
 log = logging.getLogger(__name__)
 
 
+def _whole_samples(seconds: float, fs: float) -> int:
+    """Samples in ``seconds`` at ``fs`` Hz, rounded, at least one (a window shorter than half
+    a sample period is still one sample: never an empty "whole" window)."""
+    return max(1, round(seconds * fs))
+
+
 class Stream:
     """A source, the latest ``window_seconds`` of its samples, and (while recording) a session.
 
@@ -98,7 +104,9 @@ class Stream:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread and close the source (a connect still waiting is interrupted)."""
         self._stop.set()
-        self.source.interrupt()
+        interrupt = getattr(self.source, "interrupt", None)  # a source not subclassing Source
+        if interrupt is not None:
+            interrupt()
         if self._thread is not None:
             self._thread.join(timeout)
         self.source.close()
@@ -148,7 +156,11 @@ class Stream:
         with self._session_lock:
             session, self._session, self._on_append_error = self._session, None, None
             age = self.health.last_sample_age()
-            silent = session is not None and self.health.connected and (age or 0.0) > SILENT_S
+            silent = (
+                session is not None
+                and self.health.connected
+                and (age or 0.0) > self._silence_threshold()
+            )
             if silent:
                 self._note(
                     session,
@@ -158,6 +170,17 @@ class Stream:
                     at=local_clock() - age,
                 )
         return session
+
+    def _silence_threshold(self) -> float:
+        """Seconds without a sample that mean the source stopped sending: :data:`SILENT_S`, or
+        3 of its sample periods or of its usual gaps between chunks if longer."""
+        periods = [SILENT_S]
+        if self.info is not None:
+            periods.append(3.0 / self.info.fs)
+        interval = self.health.arrival_interval()
+        if interval is not None:
+            periods.append(3.0 * interval)
+        return max(periods)
 
     # -- reading -------------------------------------------------------------------------------
     def window_samples(self, seconds: float | None = None) -> int:
@@ -171,9 +194,7 @@ class Stream:
         """
         if self.info is None:
             raise RuntimeError(f"stream {self.name!r} is not connected yet")
-        # At least one sample: a window shorter than half a sample period is still one sample
-        # (never an empty "whole" window).
-        return max(1, round((seconds or self.window_seconds) * self.info.fs))
+        return _whole_samples(seconds or self.window_seconds, self.info.fs)
 
     def get_window(
         self, seconds: float | None = None, *, dtype: DTypeLike | None = np.float32
@@ -216,15 +237,17 @@ class Stream:
             try:
                 info = self.source.connect()
             except Exception as exc:  # noqa: BLE001 - keep trying; the app goes on
+                if self._stop.is_set():  # interrupted by stop(): nothing to retry
+                    return False
                 log.warning("stream %r: source not connected yet (%s); retrying", self.name, exc)
                 self._stop.wait(self.connect_retry)
                 continue
-            self.info = info
             # Rounded as window_samples rounds: a window of up to 2 * window_seconds always fits
             # (int() dropped the last sample of 2 * 0.1 s at 2048 Hz, or of 2 * 0.29 s at 100 Hz).
-            capacity = self.window_samples(2 * self.window_seconds)
+            capacity = _whole_samples(2 * self.window_seconds, info.fs)
             self.ring = RingBuffer(capacity, info.n_channels, info.dtype)
-            self.health.on_connected(info.fs)
+            self.health.on_connected(info.fs)  # before info is seen: a recording started now
+            self.info = info  # finds the stream delivering, not a disconnect to note
             self._connected.set()
             return True
         return False

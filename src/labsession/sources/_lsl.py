@@ -127,7 +127,10 @@ class LSLSource(Source):
             if self._interrupted.is_set():
                 raise TimeoutError(f"connecting to LSL stream {self.name!r} was interrupted")
             left = deadline - time.monotonic()
-            sinfo = self._resolve(max(0.0, min(_RESOLVE_SLICE, left)))
+            if left <= 0:  # (liblsl refuses a timeout of 0)
+                sinfo = None
+                break
+            sinfo = self._resolve(min(_RESOLVE_SLICE, left))
             if sinfo is not None or left <= _RESOLVE_SLICE:
                 break
         if sinfo is None:
