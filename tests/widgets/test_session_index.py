@@ -462,3 +462,25 @@ def test_denied_folders_never_hide_a_session_and_a_denied_base_says_so(shared_tm
 
 
 # -- the rows kept between runs --------------------------------------------------------------------
+
+
+def test_a_zip_replaced_in_place_is_re_read(tmp_path):
+    # `cp other.zip listed.session.zip` keeps the file (and the base folder's mtime): the row
+    # kept the old labels and size until Rescan.
+    listed = record_tiny_session(tmp_path / "sessions")
+    other = record_tiny_session(tmp_path / "elsewhere", class_names=("Up", "Down"))
+    index = SessionIndex(tmp_path / "sessions", poll_interval=0.0, packed_interval=0.2)
+    try:
+
+        def classes() -> set[str] | None:
+            index.poll()
+            row = next(iter(index.rows()), None)
+            return None if row is None else set(row.label_counts)
+
+        assert wait_until(lambda: classes() == {"Rest", "Fist", "Open"}, timeout=5)
+        inode = listed.stat().st_ino
+        shutil.copyfile(other, listed)  # in place: the same file, new bytes
+        assert listed.stat().st_ino == inode
+        assert wait_until(lambda: classes() == {"Up", "Down"}, timeout=5)
+    finally:
+        index.close()

@@ -83,6 +83,10 @@ class SessionIndex:
         While unpacked folders are listed (or the base folder cannot be listed), :meth:`poll`
         also rescans every ``folder_interval`` seconds: a folder being written changes without
         touching the base folder's mtime (and a permission given back changes only its ctime).
+    packed_interval
+        Otherwise :meth:`poll` rescans every ``packed_interval`` seconds: a zip replaced in
+        place (``cp new.zip old.session.zip`` keeps the file, so the base folder's mtime) is
+        re-read by its changed size and time (a scan stats each entry, and reads only those).
     cache
         Keep the rows between runs (:class:`~labsession.widgets._session_cache.RowCache`): the
         first scan takes the cached row of each entry whose stamp is unchanged, and the file is
@@ -103,11 +107,13 @@ class SessionIndex:
         *,
         poll_interval: float = 0.5,
         folder_interval: float = 2.0,
+        packed_interval: float = 10.0,
         cache: bool = True,
     ):
         self.base_path = Path(base_path)
         self.poll_interval = poll_interval
         self.folder_interval = folder_interval
+        self.packed_interval = packed_interval
         self.reads = self.cache_hits = 0
         self._rows: dict[str, SessionRow] = {}
         self._stamps: dict[str, Stamp] = {}
@@ -287,7 +293,7 @@ class SessionIndex:
     def poll(self) -> None:
         """Cheap, for the GUI thread: at most every ``poll_interval`` s, stat the base folder and
         request a scan if its mtime changed (or folders may be changing, or the folder could not
-        be listed: every ``folder_interval`` s).
+        be listed: every ``folder_interval`` s; else every ``packed_interval`` s).
         """
         now = time.monotonic()
         if now - self._last_poll < self.poll_interval:
@@ -304,7 +310,7 @@ class SessionIndex:
             with self._lock:  # folders change inside; a denied listing may be allowed again
                 again = self._listing_error is not None
                 again = again or any(not row.packed for row in self._rows.values())
-            if again:
+            if again or now - self._last_request >= self.packed_interval:
                 self.request_scan()
 
     def request_scan(self, *, full: bool = False) -> None:
