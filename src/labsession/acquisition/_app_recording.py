@@ -52,9 +52,7 @@ def start(app: App, base_path: str | Path | None) -> Session:
                 f"not recording: no stream has connected yet ({', '.join(skipped)}); start "
                 f"the device or its LSL outlet, wait for it to connect, then record"
             )
-        before = app.ctx.status_message
-        _check_space(app, base_path)
-        low_space = app.ctx.status_message if app.ctx.status_message != before else ""
+        low_space = _check_space(app, base_path)
         session = Session(base_path, app_name=app.name, class_names=app.ctx.class_names)
         if skipped:
             without = (
@@ -83,15 +81,18 @@ def start(app: App, base_path: str | Path | None) -> Session:
     return session
 
 
-def _check_space(app: App, base_path: str | Path) -> None:
+def _check_space(app: App, base_path: str | Path) -> str:
+    """Warn (``ctx.status_message``, the log) or refuse when the disk is low; return the
+    warning ("" when there is room)."""
     infos = [s.info for s in app.ctx.streams.values() if s.info is not None]
     space = check_recording_space(base_path, data_rate(infos))
     if space.minutes_of_room >= app.min_free_minutes:
-        return
+        return ""
     if app.refuse_low_space:
         raise SessionError(f"not recording: {space.message(app.min_free_minutes)}")
     app.ctx.status_message = f"low disk space: {space.message(app.min_free_minutes)}"
     log.warning("%s", app.ctx.status_message)
+    return app.ctx.status_message
 
 
 def report_unfinished(app: App) -> None:
