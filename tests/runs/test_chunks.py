@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import select
+import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -191,3 +196,61 @@ def test_a_chunk_whose_hand_over_failed_runs_here_only_once_no_worker_is_left(
     twice = {k: v for k, v in runs.items() if len(v) > 1}
     assert set(twice) <= {2, 3}, twice  # chunk 1 only, whose hand-over raised
     assert runs[2][-1] == runs[3][-1] == f"{os.getpid()}:0"  # last, here, no worker alive
+
+
+# The bulk call's main process stalls in its own first chunk (after the pool's workers were
+# handed theirs) and says so: the test kills it there with SIGKILL.
+STALL_IN_MAIN = textwrap.dedent(
+    """
+    import os, sys, time
+    from labsession.runs import _bulk, archive_existing
+
+    real, main = _bulk._archive_chunk, os.getpid()
+
+    def chunk(paths, *args):
+        if os.getpid() == main and paths:
+            print("stalled", flush=True)
+            time.sleep(600)
+        return real(paths, *args)
+
+    _bulk._archive_chunk = chunk
+    archive_existing(sys.argv[1], dry_run=False, jobs=3, progress=False)
+    """
+)
+
+
+@pytest.mark.slow
+def test_workers_exit_when_the_bulk_call_is_killed_and_a_rerun_finishes(tmp_path):
+    from labsession.runs import archive_existing
+
+    root = tmp_path / "FINISHED_SUCCESS"
+    runs = [root / f"2026Y-05M-17D-00h00m{i:02d}s_a1B2" for i in range(48)]
+    for run in runs:
+        (run / "logs").mkdir(parents=True)
+        (run / "logs" / "stdout.log").write_text(f"{run.name}\n" * 10)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STALL_IN_MAIN, str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout.readline() == b"stalled\n"
+        os.kill(proc.pid, signal.SIGKILL)  # the main process only, as the OOM killer would
+        proc.wait(timeout=30)
+        # Every process holding the call's stdout (its workers) has exited: end of file.
+        deadline = time.monotonic() + 30
+        ended = False
+        while not ended and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 0.1)
+            ended = bool(ready) and proc.stdout.read() == b""
+        assert ended, "the killed call's workers are still alive, holding its stdout open"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+    summary = archive_existing(root, dry_run=False, jobs=1, progress=False)
+    assert summary["failed"] == 0, summary["errors"]
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == sorted(
+        f"{run.name}.tar.gz" for run in runs
+    )

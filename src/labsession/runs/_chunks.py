@@ -18,7 +18,10 @@ lost worker held are run again. Three ways:
   interpreter from ending). Should the pool break (a worker killed: CPython then fails every
   chunk in flight and stops the other workers too), or a hand-over or a result be lost, the
   chunks concerned are run again here, once every worker has exited (never two processes on
-  one chunk at once); those not yet handed over are done here too;
+  one chunk at once); those not yet handed over are done here too. Should this process die (a
+  SIGKILL, the OOM killer), each worker finishes the chunk it is running, if any, and exits
+  within a second (:func:`_watch_parent`): none is left waiting forever for work, holding the
+  call's stdout and stderr open (a ``| tee`` or a job step that reads them would never end);
 * a Dask ``distributed.Client``: each chunk is one task on the cluster's workers, which must
   see the same file system (a cluster's shared scratch). Dask runs a task again elsewhere when
   its worker is lost (up to its ``allowed-failures``); a task that fails for good fails its
@@ -33,6 +36,7 @@ import multiprocessing as mp
 import os
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import (
@@ -64,6 +68,42 @@ class Outcome:
     error: str = ""
     bytes_in: int = 0
     bytes_out: int = 0
+
+
+#: How often (s) a worker process checks that the process that started it still lives.
+PARENT_POLL = 0.2
+#: Held by a worker process while it runs a chunk (see :func:`_watch_parent`).
+_in_chunk = threading.Lock()
+
+
+def _start_watch(parent: int) -> None:
+    """Pool initializer: watch ``parent`` from a daemon thread of the new worker process."""
+    threading.Thread(
+        target=_watch_parent, args=(parent,), name="labsession-parent-watch", daemon=True
+    ).start()
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit this worker process once ``parent`` (the call that started it) is gone.
+
+    The pool's queues cannot tell a worker that its parent died (the worker holds both ends of
+    its own pipe, so it never reads an end of file): without this it would wait for work
+    forever, holding the call's stdout and stderr open. A chunk in progress is finished first
+    (chunks are safe to cut anywhere, but need not be); the next one is not started.
+    """
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    _in_chunk.acquire()  # never released: this process ends here
+    logger.warning("the bulk call's main process is gone; worker %d exits", os.getpid())
+    os._exit(1)
+
+
+def _in_worker(
+    func: Callable[..., list[Outcome]], part: Sequence[Any], *extra: Any
+) -> list[Outcome]:
+    """Run ``func(part, *extra)`` in a worker process, marked busy (see :func:`_watch_parent`)."""
+    with _in_chunk:
+        return func(part, *extra)
 
 
 def _pool_context() -> mp.context.BaseContext:
@@ -158,7 +198,12 @@ def _run_local(
     outcomes: list[Outcome] = []
     workers = min(workers, len(chunks))
     context = _pool_context()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_start_watch,
+        initargs=(os.getpid(),),
+    )
     todo = deque(chunks)
     running: dict[Future[list[Outcome]], list[Any]] = {}
     lost: list[list[Any]] = []  # chunks a worker may have run in part: again here at the end
@@ -184,7 +229,11 @@ def _run_local(
         # handed chunks at once; a spawned one takes 0.2-0.5 s to start and import ``func``'s
         # module, so it gets chunks only once it has run an empty one: none waits in a worker
         # still starting while this process could have done it.
-        probe = None if context.get_start_method() == "fork" else pool.submit(func, [], *extra)
+        probe = (
+            None
+            if context.get_start_method() == "fork"
+            else pool.submit(_in_worker, func, [], *extra)
+        )
         while todo or running:
             collect([f for f in running if f.done()])
             if probe is not None and probe.done():
@@ -196,7 +245,7 @@ def _run_local(
             while handing and probe is None and todo and len(running) < 2 * workers:
                 part = todo.popleft()
                 try:
-                    running[pool.submit(func, part, *extra)] = part
+                    running[pool.submit(_in_worker, func, part, *extra)] = part
                 except BrokenExecutor as exc:  # refused before it was queued: done here
                     logger.warning("worker processes lost, finishing here: %r", exc)
                     todo.appendleft(part)
