@@ -10,29 +10,18 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
 
+from labsession.runs._logging import (
+    RunLogHandler,
+    install_basic_config,
+    is_run_handler,
+    uninstall_basic_config,
+)
 from labsession.runs._tee import Tee, restore_streams, swap_streams
 
 __all__ = ["RunState", "attach_streams", "pop_state", "put_state", "release"]
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at emit time (the tee during the run)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
 
 
 @dataclass
@@ -46,7 +35,8 @@ class RunState:
     streams
         The ``(stdout, stderr)`` tees swapped in, or None when the run does not tee.
     log_handler
-        The handler added to the root logger (INFO and up to stderr), or None.
+        The handler added to the root logger (INFO and up to stderr, unless the script's
+        handlers show a record on the terminal themselves), or None.
     root_level
         The root logger's level before the run, restored at close.
     """
@@ -76,18 +66,16 @@ def pop_state(run_id: str) -> RunState | None:
 def attach_streams(state: RunState, log_dir: str | os.PathLike[str]) -> tuple[Tee, Tee]:
     """Tee stdout and stderr into ``log_dir`` and show INFO logging on stderr until release.
 
-    A script that set up logging to the terminal itself (``logging.basicConfig`` at import)
-    keeps its own handler (no second one is added): its messages reach the tee, so the logs,
-    once each. The root level is lowered to INFO for the run either way."""
+    The run's handler steps aside for records that the script's own handlers show on the
+    terminal (see :mod:`labsession.runs._logging`), and ``logging.basicConfig`` works as without
+    the run. The root level is lowered to INFO for the run (unless lower already)."""
     state.streams = swap_streams(log_dir)
     root = logging.getLogger()
     state.root_level = root.level
-    if not any(getattr(h, "stream", None) in state.streams for h in root.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        handler.setLevel(logging.INFO)
-        state.log_handler = handler
-        root.addHandler(handler)
+    if not any(is_run_handler(handler) for handler in root.handlers):  # one for nested runs
+        state.log_handler = RunLogHandler()
+        root.addHandler(state.log_handler)
+        install_basic_config()
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     return state.streams
@@ -101,6 +89,7 @@ def release(state: RunState | None) -> None:
     if state.log_handler is not None:
         root.removeHandler(state.log_handler)
         state.log_handler = None
+        uninstall_basic_config()
     if state.streams is not None:  # the root level goes back once, with the streams
         root.setLevel(state.root_level)
         streams, state.streams = state.streams, None

@@ -239,8 +239,8 @@ class _PartlyWritten(OSError):
 def swap_streams(log_dir: str | os.PathLike[str]) -> tuple[Tee, Tee]:
     """Replace ``sys.stdout``/``sys.stderr`` by tees logging to ``log_dir/{stdout,stderr}.log``.
 
-    Logging handlers that wrote to the old streams are pointed at the tees. Undo with
-    :func:`restore_streams`.
+    Logging handlers that wrote to the old streams are pointed at the tees (a ``StreamHandler``'s
+    stream, a rich handler's console file). Undo with :func:`restore_streams`.
     """
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -278,3 +278,9 @@ def _retarget_handlers(mapping: dict[int, TextIO]) -> None:
             stream = getattr(handler, "stream", None)
             if isinstance(handler, logging.StreamHandler) and id(stream) in mapping:
                 handler.setStream(mapping[id(stream)])
+            # A rich handler's console given a file (Console(file=sys.stderr)) keeps it in
+            # ``_file``; one given none follows sys.stdout/sys.stderr by itself.
+            console = getattr(handler, "console", None)
+            held = vars(console).get("_file") if hasattr(console, "__dict__") else None
+            if held is not None and id(held) in mapping:
+                console.file = mapping[id(held)]
