@@ -263,3 +263,31 @@ def test_info_shows_class_names_and_created_as_written_never_as_markup(tmp_path)
     for name in names:
         assert name in result.output
     assert "created [/][red]2026" in result.output
+
+
+def test_info_on_a_folder_whose_record_is_older_than_its_samples_computes_it(tmp_path):
+    """A recording killed before it closed: meta.json's record was saved a while before the last
+    samples (at creation, 0 samples). info used to print that stale record ("0 at 0 Hz
+    effective") under a table of 2,000 samples; it computes the record from the timestamps, says
+    why, and keeps the disconnects and source errors as last saved."""
+    from labsession.recording._integrity import IntegrityTracker
+
+    folder, ts = _session_with_a_gap(tmp_path)
+    tracker = IntegrityTracker(1000.0)
+    tracker.on_chunk(ts[:600])
+    tracker.on_disconnect(500.3)
+    tracker.on_reconnect(500.4)
+    record = tracker.snapshot()
+    _edit_meta(folder, lambda meta: meta.update(integrity={"emg": record.to_meta()}))
+
+    result = runner.invoke(app, ["info", str(folder)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "the record in meta.json covers 600 of the 2,000 samples stored" in out
+    assert "samples         2,000 at" in out
+    assert "gaps            1, 501 ms in all, about 500 samples missing" in out
+    assert "disconnects     1: t=0.300 to t=0.400" in out
+    as_json = json.loads(runner.invoke(app, ["info", str(folder), "--json"]).stdout)
+    assert as_json["integrity"]["emg"]["recorded"] is False
+    assert as_json["integrity"]["emg"]["n_samples"] == 2000
+    assert "covers 600 of the 2,000" in as_json["integrity"]["emg"]["note"]

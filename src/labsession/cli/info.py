@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,42 +24,48 @@ if TYPE_CHECKING:
 SHOWN = 3
 #: Timestamps read per block when a record is computed from a session's stored timestamps.
 BLOCK_SAMPLES = 1 << 20
+#: How the note on a stream without a saved record begins (its disconnects are unknown).
+NO_RECORD = "no record in meta.json"
 
 
 def info(
     path: Annotated[
         Path,
-        typer.Argument(help="A session folder or .session.zip, or a folder of sessions."),
+        typer.Argument(
+            metavar="PATH", help="A session folder or .session.zip, or a folder of sessions."
+        ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Show a session's streams, labels per class, size, whether it is packed, and per stream
+    """Show a session's streams, labels, size and integrity, or list a folder of sessions.
+
+    For one session: its streams, labels per class, size, whether it is packed, and per stream
     its integrity: samples, nominal vs effective rate, gaps, backward timestamps, disconnects
     and source errors (computed from the stored timestamps for sessions without a record).
-    Given a folder of sessions, list them: one line each (name, duration, streams, labels, size)."""
+    Given a folder of sessions, list them: one line each (name, duration, streams, labels, size).
+    """
     from labsession.recording._folders import sessions_of
 
     if path.is_dir() and sessions_of(path) != [path]:  # a folder of sessions
         list_sessions(path, as_json=as_json)
         return
-    summary, records, writer = _session_facts(path)  # a SessionError: one line (root group)
+    summary, records = _session_facts(path)  # a SessionError: one line (root group)
     if as_json:
         summary["integrity"] = {
-            name: {"recorded": recorded, **record.to_meta()}
-            for name, (record, recorded) in records.items()
+            name: {"recorded": note is None, **({"note": note} if note else {}), **record.to_meta()}
+            for name, (record, note) in records.items()
         }
         typer.echo(json.dumps(summary, indent=2))
         return
-    print_session(summary, records, writer, cli_console())
+    print_session(summary, records, cli_console())
 
 
-def print_session(summary: dict, records: dict, writer: Any, console: Console) -> None:
+def print_session(summary: dict, records: dict, console: Console) -> None:
     """What ``labsession info`` prints of one session: its summary, then each stream's
-    integrity (``records``: ``{stream: (record, recorded)}`` from :func:`load_integrity`)."""
+    integrity (``records``: ``{stream: (record, note)}`` from :func:`load_integrity`)."""
     print_summary(summary, console)
-    for name, (record, recorded) in records.items():
-        source = None if recorded else _no_record(writer)
-        console.print(Text(format_integrity(name, record, computed_note=source)))
+    for name, (record, note) in records.items():
+        console.print(Text(format_integrity(name, record, computed_note=note)))
 
 
 def print_info(path: Path, console: Console) -> None:
@@ -66,15 +73,14 @@ def print_info(path: Path, console: Console) -> None:
     print_session(*_session_facts(path), console)
 
 
-def _session_facts(path: Path) -> tuple[dict, dict, Any]:
-    """``(session_summary, {stream: (integrity record, recorded)}, meta.json writer)``."""
+def _session_facts(path: Path) -> tuple[dict, dict]:
+    """``(session_summary, {stream: (integrity record, note)})`` (see :func:`load_integrity`)."""
     from labsession.recording import open_session_store, session_summary
 
     summary = session_summary(path)
     with open_session_store(path) as store:
         records = {name: load_integrity(store, name) for name in store.stream_names}
-        writer = store.meta.get("writer")
-    return summary, records, writer
+    return summary, records
 
 
 def list_sessions(folder: Path, *, as_json: bool = False) -> None:
@@ -146,17 +152,25 @@ def session_lines(summaries: list[dict]) -> list[str]:
     return lines
 
 
-def _no_record(writer: object) -> str:
+def _no_record(writer: object, saved: StreamIntegrity | None = None, n_samples: int = 0) -> str:
+    if saved is not None:
+        return (
+            f"the record in meta.json covers {saved.n_samples:,} of the {n_samples:,} samples "
+            "stored: the recording is still going or did not close (a crash); computed from "
+            "the stored timestamps, disconnects and source errors as last saved"
+        )
     by = writer if isinstance(writer, str) and writer else "MyoGestic or an older labsession"
-    return f"no record in meta.json, written by {by}: computed from the stored timestamps"
+    return f"{NO_RECORD}, written by {by}: computed from the stored timestamps"
 
 
-def load_integrity(store: SessionStore, name: str) -> tuple[StreamIntegrity, bool]:
-    """Stream ``name``'s integrity record and whether ``meta.json`` holds it.
+def load_integrity(store: SessionStore, name: str) -> tuple[StreamIntegrity, str | None]:
+    """Stream ``name``'s integrity record, and a note when it is not the one saved.
 
-    The record saved while recording (``meta.json`` ``integrity[name]``) when there is one;
-    otherwise one computed from the stored timestamps, read in blocks of ``BLOCK_SAMPLES``
-    (disconnects and source errors are not in the timestamps: they read 0).
+    The record saved while recording (``meta.json`` ``integrity[name]``) when there is one that
+    covers every stored sample (note None); otherwise one computed from the stored timestamps,
+    read in blocks of ``BLOCK_SAMPLES``, with a note saying why. Disconnects and source errors
+    are not in the timestamps: they read 0, or as last saved when a record was saved before the
+    last samples (a recording still going, or killed before it closed).
 
     Raises
     ------
@@ -166,14 +180,25 @@ def load_integrity(store: SessionStore, name: str) -> tuple[StreamIntegrity, boo
     from labsession.recording import IntegrityTracker
 
     saved = store.integrity(name)
-    if saved is not None:
-        return saved, True
-    tracker = IntegrityTracker(store.stream_info(name).fs, repair=False)
     n = store.n_samples(name)
+    if saved is not None and saved.n_samples >= n:
+        return saved, None
+    tracker = IntegrityTracker(store.stream_info(name).fs, repair=False)
     for start in range(0, n, BLOCK_SAMPLES):
         stop = min(n, start + BLOCK_SAMPLES)
         tracker.on_chunk(store.read_rows(name, start, stop, timestamps=True, dtype="float64"))
-    return tracker.snapshot(), False
+    computed = tracker.snapshot()
+    if saved is None:
+        return computed, _no_record(store.meta.get("writer"))
+    # saved before the last samples: a recording still going, or one that did not close
+    merged = replace(
+        computed,
+        n_disconnects=saved.n_disconnects,
+        disconnects=saved.disconnects,
+        n_source_errors=saved.n_source_errors,
+        source_errors=saved.source_errors,
+    )
+    return merged, _no_record(None, saved, n)
 
 
 def _duration(seconds: float) -> str:
@@ -247,7 +272,8 @@ def format_integrity(
     if r.n_unrepaired:
         back += f"; {r.n_unrepaired:,} too large to repair, stored as given"
     lines.append(f"  backward steps  {back}")
-    if computed_note is not None and not (r.n_disconnects or r.n_source_errors):
+    unknown = computed_note is not None and computed_note.startswith(NO_RECORD)
+    if unknown and not (r.n_disconnects or r.n_source_errors):
         lines.append("  disconnects     unknown (not in the timestamps)")
         lines.append("  source errors   unknown (not in the timestamps)")
         return "\n".join(lines)
