@@ -33,8 +33,9 @@ Every command is `labsession ...` (or `python -m labsession ...`, the same progr
 command takes `--help`, which prints what this page shows. Mistakes in options end with exit
 status 2 and one line `error: ...` naming the option; failures while working with exit status 1
 and one line; `labsession --debug COMMAND ...` shows the full traceback instead. Ctrl-C ends
-with exit status 130, except where it is the way to stop: `record` (Ctrl-C or SIGTERM) saves
-and packs the session, `synth` closes its outlet, and both end with exit status 0. Output piped
+with exit status 130, except where it is the way to stop: `record` and `gui` (Ctrl-C or
+SIGTERM) save and pack the session in progress, `synth` closes its outlet, and these end with
+exit status 0 (Ctrl-C before `record` has started recording ends with 130). Output piped
 into a reader that stops early (`labsession info DIR | head -1`) ends quietly with exit status
 1, as Python and click programs do on a closed pipe (a shell with `set -o pipefail` sees it, as
 it sees SIGPIPE's 141 from C programs).

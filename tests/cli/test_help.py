@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -86,3 +88,36 @@ def test_runs_archive_dry_run_says_how_to_run_it_for_real(tmp_path):
     done = run_cli(tmp_path, "runs", "archive", "FINISHED_SUCCESS", "--no-dry-run", "-j", "1")
     assert done.returncode == 0, done.stderr
     assert not any(p.is_dir() for p in (tmp_path / "FINISHED_SUCCESS").iterdir())
+
+
+def test_the_count_option_shows_no_value_type():
+    """``-v`` is counted (-vv), it takes no value: the help showed ``-v <int>``, and a user who
+    typed ``labsession -v 2 info ...`` got "No such command '2'"."""
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    (line,) = [row for row in result.output.splitlines() if "--verbose" in row]
+    assert "<int>" not in line
+    assert "(-vv)" in line
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "labsession")
+def test_usage_names_arguments_in_capitals(command):
+    """The usage line read ``labsession info [OPTIONS] {path}`` (and ``{session}``, ``{out}``)
+    beside ``{ROOT}`` and ``{INPUT_FILE}``: every argument is named in capitals, as in the
+    CLI reference."""
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    (usage,) = [row for row in result.output.splitlines() if "Usage:" in row]
+    names = re.findall(r"[{\[]([A-Za-z_]+)[}\]]", usage.split("[OPTIONS]", 1)[-1])
+    assert all(name == name.upper() for name in names), usage
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "labsession")
+def test_help_paragraphs_are_not_broken_at_the_source_s_line_ends(command):
+    """typer's rich help kept a docstring's line breaks (after its first paragraph, and in the
+    root's command list): in an 80-column terminal each source line ended in a ragged break.
+    Each paragraph is one line now (the terminal wraps it); list items stay one per line."""
+    click_command = typer.main.get_command(app)
+    for name in command:
+        click_command = click_command.commands[name]
+    for paragraph in (click_command.help or "").split("\n\n"):
+        for line in paragraph.splitlines()[1:]:
+            assert re.match(r"^(\d+\.|[-*])\s", line), f"{' '.join(command)}: {line!r}"

@@ -65,6 +65,7 @@ def synth(
         Path,
         typer.Argument(
             callback=_tiff_path,
+            metavar="OUT",
             help="TIFF to write, float32 (T, H, W), or (T, C, H, W) with --channels 2; its "
             "folder is created if missing. The truth goes beside it: rec1.tif -> rec1.truth.csv.",
             show_default=False,

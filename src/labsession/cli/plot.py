@@ -48,7 +48,9 @@ def _stem(session: Path) -> str:
 
 
 def plot(
-    session: Annotated[Path, typer.Argument(help="A session folder or .session.zip.")],
+    session: Annotated[
+        Path, typer.Argument(metavar="SESSION", help="A session folder or .session.zip.")
+    ],
     output: Annotated[
         Path | None,
         typer.Option(
@@ -81,8 +83,11 @@ def plot(
         int, typer.Option("--width", min=200, max=20000, help="Picture width in pixels.")
     ] = 1600,
 ) -> None:
-    """Plot a session: stacked channel traces (min/max per pixel for long sessions), label
-    segments shaded and named, time in seconds, and the integrity record's gaps hatched red."""
+    """Plot a session: channel traces, label segments shaded and named, gaps hatched red.
+
+    Stacked channel traces (min/max per pixel for long sessions), label segments shaded and
+    named, time in seconds, and the integrity record's gaps hatched red.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
