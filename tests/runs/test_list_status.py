@@ -190,16 +190,20 @@ def test_a_live_run_of_this_host_is_running(tmp_path):
 
 
 SCITEX_LIKE_RUN = """
+import os
 import sys
 import time
 from pathlib import Path
 
-# What a live scitex-session run holds: its logs, and no CONFIGS/ until close.
-logs = Path(sys.argv[1]) / "RUNNING" / "2026Y-01M-01D-00h00m01s_sxLv" / "logs"
+# What a live scitex-session run (0.3.1) holds: its logs, the first lines of stdout.log naming
+# its PID but no host, and no CONFIGS/ until close.
+run_id = "2026Y-01M-01D-00h00m01s_sxLv"
+logs = Path(sys.argv[1]) / "RUNNING" / run_id / "logs"
 logs.mkdir(parents=True)
 (logs / "stderr.log").write_text("")
 with open(logs / "stdout.log", "w") as out:
-    out.write("scitex run started\\n")
+    out.write(f"\\n{'=' * 40}\\nSciTeX v0.3.1 | {run_id} (PID: {os.getpid()})\\n\\n")
+    out.write(f"/lab/scripts/fit.py\\n\\nArguments: None\\n{'=' * 40}\\n")
     out.flush()
     time.sleep(120)
 """
@@ -225,7 +229,8 @@ def test_a_live_run_without_a_recorded_pid_is_running(tmp_path):
         assert proc.poll() is None  # the run is alive indeed
     finally:
         _stop(proc)
-    # still "running" once its process is gone: without a PID no one can tell
+    # Still "running" once its process is gone. The PID in its log is not probed: without the
+    # host that wrote it, a live run on another node or in a container would read as dead.
     assert _status(out) == {"sxLv": "running"}
 
 
