@@ -101,3 +101,18 @@ def test_rename_no_replace_never_replaces_even_an_empty_folder(tmp_path):
     rename_no_replace(src, dst)
     assert (dst / "f").read_text() == "new"
     assert not src.exists()
+
+
+def test_a_target_that_cannot_be_created_is_named_not_its_temporary_file(tmp_path):
+    """``labsession motion synth /proc/x.tif`` said "error: /proc/.x.tif.bd7b2f9e.tmp: No such
+    file or directory": a name the user never gave. The error names the target and its folder,
+    and keeps its type and errno."""
+    import errno
+
+    target = tmp_path / "missing" / "out.tif"
+    with pytest.raises(FileNotFoundError) as caught, atomic_path(target):
+        pass
+    assert caught.value.errno == errno.ENOENT
+    assert caught.value.filename == str(target)
+    assert f"cannot create a file in {target.parent}" in str(caught.value)
+    assert ".tmp" not in str(caught.value)

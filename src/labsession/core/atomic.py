@@ -192,7 +192,14 @@ def atomic_path(target: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
     'done'
     """
     target = Path(target)
-    tmp = create_temp_file(target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        tmp = create_temp_file(target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except FileExistsError:
+        raise
+    except OSError as exc:  # name the file asked for, not the temporary one beside it
+        raise OSError(
+            exc.errno, f"{exc.strerror} (cannot create a file in {target.parent})", str(target)
+        ) from exc
     try:
         yield tmp
         if fsync:
