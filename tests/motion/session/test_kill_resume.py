@@ -3,6 +3,7 @@ uninterrupted run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -163,8 +164,10 @@ warping.warp_video = warp_then_stall
 """
 
 
-def _child_code(root: Path, *, stall_in_stage3: bool = False) -> str:
-    """All three stages in one process (n_workers=1) on 120-frame recordings."""
+def _child_code(
+    root: Path, *, stall_in_stage3: bool = False, n_workers: int = 1, progress: bool = False
+) -> str:
+    """All three stages on 120-frame recordings (in one process when n_workers=1)."""
     return (
         "import sys\n"
         "from pathlib import Path\n"
@@ -172,7 +175,51 @@ def _child_code(root: Path, *, stall_in_stage3: bool = False) -> str:
         "from conftest import fast_config\n"
         "from labsession.motion.session import run_session\n"
         f"config = fast_config(Path({str(root)!r}), align_chunk_size=8,"
-        " flow_options={'buffer_size': 16})\n"
+        f" flow_options={{'buffer_size': 16}}, n_workers={n_workers})\n"
         + (STALL_IN_STAGE3 if stall_in_stage3 else "")
-        + "run_session(config, progress=False)\n"
+        + f"if __name__ == '__main__':\n    run_session(config, progress={progress})\n"
     )
+
+
+@pytest.mark.slow
+def test_workers_of_a_killed_run_exit_and_the_resume_equals_uninterrupted(
+    tmp_path: Path, long_session: Path, uninterrupted: dict
+) -> None:
+    import select
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(long_session, root)
+    config = fast_config(root, align_chunk_size=8, flow_options={"buffer_size": 16}, n_workers=2)
+    folders = [recording_dir(config, path) for path in sorted(root.glob("*.tif"))]
+    # progress=True: stage 1 also starts a manager process for the workers' frame counts
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _child_code(root, n_workers=2, progress=True)],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # a worker is writing a compensated video: kill the run's main process only, as the
+        # OOM killer would
+        _wait_for(lambda: any(_has_partial(f, ".compensated.") for f in folders), proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        # Every process holding the run's stdout (its workers, the manager) has exited.
+        deadline, ended = time.monotonic() + 30, False
+        while not ended and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 0.1)
+            ended = bool(ready) and not proc.stdout.read()
+        assert ended, "processes of the killed run are still alive, holding its stdout open"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+
+    run_session(config, progress=False)  # resume
+    resumed = _arrays(config)
+    assert resumed.keys() == uninterrupted.keys()
+    for key, value in uninterrupted.items():
+        np.testing.assert_array_equal(resumed[key], value, err_msg=key)
+    for folder in [*folders, config.final_dir]:
+        assert not _has_partial(folder)

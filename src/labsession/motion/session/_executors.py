@@ -20,6 +20,9 @@ import abc
 import importlib
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from types import TracebackType
@@ -34,6 +37,7 @@ __all__ = [
     "LocalExecutor",
     "SessionExecutor",
     "available_executors",
+    "exit_with_parent",
     "make_executor",
     "register_executor",
 ]
@@ -67,8 +71,34 @@ class SessionExecutor(abc.ABC):
         self.close()
 
 
+#: How often (s) a pool worker checks that the process that started it still lives.
+PARENT_POLL = 0.5
+
+
+def exit_with_parent(parent: int) -> None:
+    """Process initializer: end this process as soon as ``parent`` (which started it) is gone.
+
+    A worker of a killed run (SIGKILL, the OOM killer, a lost SSH session) otherwise lives on:
+    it finishes the recordings queued to it, writing their outputs while a resumed run
+    rewrites them, then waits for work forever, holding the run's stdout and stderr open. Its
+    task is cut short instead, as a kill of the whole run would: the resumed run removes what
+    it left half written and redoes it.
+    """
+    threading.Thread(
+        target=_watch_parent, args=(parent,), name="labsession-parent-watch", daemon=True
+    ).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os._exit(1)
+
+
 class LocalExecutor(SessionExecutor):
     """A pool of ``n_workers`` processes (``spawn``); one worker or one task runs in-process.
+
+    Should this process die, its workers exit within a second (:func:`exit_with_parent`).
 
     Parameters
     ----------
@@ -93,7 +123,12 @@ class LocalExecutor(SessionExecutor):
                     yield index, None, exc
             return
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=exit_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = {pool.submit(fn, *args): index for index, args in enumerate(arguments)}
             for future in as_completed(futures):
                 error = future.exception()

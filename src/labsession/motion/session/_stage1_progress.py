@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -28,7 +30,11 @@ from typing import Any, Self
 from rich.progress import Progress, TaskID
 
 from labsession.core.progress import make_progress, progress_enabled
-from labsession.motion.session._executors import LocalExecutor, SessionExecutor
+from labsession.motion.session._executors import (
+    LocalExecutor,
+    SessionExecutor,
+    exit_with_parent,
+)
 
 __all__ = ["FrameReporter", "Stage1Progress"]
 
@@ -104,7 +110,9 @@ class Stage1Progress:
             self.reporter = self.report
         elif self.mode == "queue":
             try:
-                self._manager = multiprocessing.get_context("spawn").Manager()
+                # as Manager(), but the server ends with this process (a killed run)
+                self._manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
+                self._manager.start(exit_with_parent, (os.getpid(),))
                 self._queue = self._manager.Queue()
             except (OSError, EOFError, RuntimeError) as exc:  # e.g. no /dev/shm, no sockets
                 logger.warning("stage 1 counts recordings only: no frame queue (%s)", exc)
