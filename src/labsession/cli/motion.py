@@ -24,8 +24,9 @@ def _check_backend(value: str | None) -> str | None:
     if value is None:
         return value
     from labsession.motion import available_backends
+    from labsession.motion._option_types import canonical_backend
 
-    return choice(available_backends())(value)
+    return choice(available_backends())(canonical_backend(value))
 
 
 @app.command("compensate")
@@ -45,7 +46,7 @@ def compensate(
         typer.Option(
             "--backend",
             "-b",
-            help="Flow backend: flowreg, diso, flowreg_torch.",
+            help="Flow backend: flowreg, diso, flowreg_torch (or torch), flowreg_cuda.",
             callback=_check_backend,
         ),
     ] = None,
