@@ -36,7 +36,7 @@ import zarr
 from labsession.core.archive import verify_zip
 from labsession.core.atomic import fsync_dir
 from labsession.errors import LabsessionError, SessionError
-from labsession.recording._layout import ZIP_SUFFIX, zips_of_folder
+from labsession.recording._layout import ZIP_SUFFIX, folders_of_pack, zips_of_folder
 from labsession.recording._lock import discard_lock_file, session_lock_holder
 from labsession.recording._packed import zip_holds_meta_of
 from labsession.recording._store import SessionStore
@@ -68,32 +68,48 @@ _DISCARDED = re.compile(rf"\.(.+)\.[0-9a-f]{{8}}{re.escape(DISCARDED_SUFFIX)}")
 _SCAN_CHUNKS = 64
 
 
-def _pack_temp_pattern(zip_name: str) -> re.Pattern[str]:
-    return re.compile(rf"\.{re.escape(zip_name)}\.{_TEMP_RANDOM}\.tmp")
+#: A temporary file of :func:`~labsession.core.atomic.atomic_path`; group 1 is its target's name.
+_ATOMIC_TEMP = re.compile(rf"\.(.+)\.{_TEMP_RANDOM}\.tmp")
 
 
 def clean_pack_temp_files(folder: Path, zip_path: Path | None = None) -> list[Path]:
-    """Remove the temporary zips an interrupted pack of session ``folder`` left beside it.
+    """Remove the temporary zips interrupted packs of session ``folder`` left beside it.
 
-    Only ``.<zip name>.<8 chars>.tmp`` files are removed, for the zip ``zip_path`` (default
-    ``<folder name>.session.zip``); the caller holds the session's lock, so no pack of this
-    session is running. Returns the paths removed.
+    ``.<zip name>.<8 chars>.tmp`` files are removed for every name a pack of ``folder`` takes:
+    ``<folder name>.session.zip``, ``zip_path``, and ``<folder name>_<slug>.session.zip`` for
+    any slug (the session may have been named, renamed or unnamed since a pack under another
+    name was killed: its temporary zip, as large as the session, would be left forever). A
+    named one is kept when another folder beside ``folder`` is named so that its pack would
+    take that name too (``<folder name>_<x>``): that folder's pack may be running. The caller
+    holds the session's lock, so no pack of this session is running. Returns the paths removed.
     """
-    zip_name = zip_path.name if zip_path is not None else folder.name + ZIP_SUFFIX
-    pattern = _pack_temp_pattern(zip_name)
+    names = {folder.name + ZIP_SUFFIX} | ({zip_path.name} if zip_path is not None else set())
     removed = []
     try:
         entries = list(os.scandir(folder.parent))
     except OSError:
         return removed
     for entry in entries:
-        if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-            try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
+        match = _ATOMIC_TEMP.fullmatch(entry.name)
+        if match is None:
+            continue
+        zip_name = match.group(1)
+        if zip_name not in names:
+            owners = folders_of_pack(zip_name)
+            if folder.name not in owners:
                 continue
-            log.info("removed %s, left by an interrupted pack of %s", entry.path, folder)
-            removed.append(Path(entry.path))
+            others = [o for o in owners if o != folder.name and (folder.parent / o).is_dir()]
+            if others:  # as much another session's: leave it to that one
+                log.info("%s: kept, it may be a pack of %s in progress", entry.path, others[0])
+                continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        log.info("removed %s, left by an interrupted pack of %s", entry.path, folder)
+        removed.append(Path(entry.path))
     return removed
 
 
