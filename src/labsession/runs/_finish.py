@@ -4,15 +4,20 @@ Where a run goes is read from its folder alone, as scitex-session does: a run in
 ``<out>/RUNNING/<ID>/`` moves to ``<out>/FINISHED_SUCCESS/<ID>/`` (exit status 0 or None) or
 ``<out>/FINISHED_ERROR/<ID>/`` (anything else). A run folder that is not inside a ``RUNNING/``
 folder (``start(sdir=...)`` names the run folder itself) stays where it is. The move is a rename
-when it can be, and a verified copy otherwise; nothing is ever overwritten.
+when it can be, and a verified copy otherwise (the source then renamed aside, hidden, before it
+is deleted: a kill meanwhile leaves no part of the run in ``RUNNING/``); nothing is ever
+overwritten.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import logging
 import os
+import re
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -88,7 +93,53 @@ def _move(src: Path, dest: Path, max_wait: float) -> None:
                 break
             time.sleep(0.1)
     _copy_verified(src, dest)
-    shutil.rmtree(src)
+    _remove_moved(src)
+
+
+#: A run folder copied to its finished place, renamed aside while it is deleted; group 1: its ID.
+_MOVED = re.compile(r"\.(.+)\.moved-[0-9a-f]{8}")
+
+
+def _remove_moved(src: Path) -> None:
+    """Delete run folder ``src``, copied whole to its finished place: renamed aside first
+    (``.<ID>.moved-<8 hex>``), so a kill while deleting never leaves part of the run under its
+    ID in ``RUNNING/``, where it would read as a run that died. The next run to finish from
+    that ``RUNNING/`` deletes such a leftover (:func:`_clean_moved`)."""
+    aside = src.with_name(f".{src.name}.moved-{secrets.token_hex(4)}")
+    os.rename(src, aside)
+    fsync_dir(src.parent)
+    shutil.rmtree(aside, ignore_errors=True)  # another run's close may be deleting it too
+    if os.path.lexists(aside):
+        logger.warning("%s: copied to its finished place, but %s could not be deleted", src, aside)
+
+
+def _clean_moved(running: Path) -> None:
+    """Delete the ``.<ID>.moved-<8 hex>`` folders in ``running`` whose run is in its finished
+    place (``FINISHED_SUCCESS/<ID>`` or ``FINISHED_ERROR/<ID>``, a folder or an archive):
+    what a kill left of a run folder being deleted after its copy. Any other is kept."""
+    out = running.parent
+    try:
+        entries = [e for e in os.scandir(running) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return
+    for entry in entries:
+        match = _MOVED.fullmatch(entry.name)
+        if match is None:
+            continue
+        run = match.group(1)
+        finished = [
+            p
+            for status in (FINISHED_SUCCESS, FINISHED_ERROR)
+            for p in (out / status).glob(f"{glob.escape(run)}*")
+            if p.name == run or p.name.startswith(f"{run}.tar")
+        ]
+        if not finished:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if os.path.lexists(entry.path):
+            logger.warning("%s: left by a kill after %s was copied, not deleted", entry.path, run)
+        else:
+            logger.info("deleted %s, left by a kill after %s was copied", entry.path, run)
 
 
 def running2finished(
@@ -142,6 +193,7 @@ def running2finished(
         dest.parent.mkdir(parents=True, exist_ok=True)
         if remove_src_dir:
             _move(src, dest, max_wait)
+            _clean_moved(src.parent)
             with contextlib.suppress(OSError):
                 src.parent.rmdir()  # RUNNING/ when it was the last run in it
         else:
