@@ -99,10 +99,18 @@ def run(
     ] = None,
 ) -> None:
     """Run the session's stages: motion correction, average alignment, masks and re-projection."""
-    from labsession.motion.session import run_session, run_stage1_array
+    from labsession.errors import MotionSessionError
+    from labsession.motion.session import get_array_task_id, run_session, run_stage1_array
+    from labsession.motion.session._stage1 import ARRAY_TASK_VARIABLES
 
     if array and stage != 1:
         raise typer.BadParameter("runs stage 1 only: add --stage 1", param_hint="'--array'")
+    if array and get_array_task_id() is None:  # said for the command line, not for Python
+        raise MotionSessionError(
+            f"--array runs inside an array job (sbatch --array=1-N, qsub -t 1-N, qsub -J 1-N); "
+            f"none of {', '.join(ARRAY_TASK_VARIABLES)} is set here. Without --array, "
+            f"`labsession motion run --config {config} --stage 1` runs every recording here"
+        )
     session = _load(config, of_params)
     stages = [stage] if stage else [1, 2, 3]
     if array:

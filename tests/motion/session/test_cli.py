@@ -99,7 +99,7 @@ def test_run_one_stage_and_errors(app: typer.Typer, config_file: Path) -> None:
         env={"SLURM_ARRAY_TASK_ID": "", "SGE_TASK_ID": "", "PBS_ARRAY_INDEX": ""},
     )
     assert no_task.exit_code == 1
-    assert "no array task index" in no_task.output
+    assert "--array runs inside an array job" in no_task.output
     task = runner.invoke(
         app,
         ["run", "--config", str(config_file), "--stage", "1", "--array"],
