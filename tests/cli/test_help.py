@@ -121,3 +121,31 @@ def test_help_paragraphs_are_not_broken_at_the_source_s_line_ends(command):
     for paragraph in (click_command.help or "").split("\n\n"):
         for line in paragraph.splitlines()[1:]:
             assert re.match(r"^(\d+\.|[-*])\s", line), f"{' '.join(command)}: {line!r}"
+
+
+def test_runs_archive_on_a_script_out_folder_names_the_status_folders(tmp_path):
+    """``labsession runs archive fit_out`` (the folder the script made) scanned its status
+    folders, found no run directly under it and said only "dry run: nothing to archive"; it now
+    names the status folders holding runs, as the command to type."""
+    out = tmp_path / "fit_out"
+    for i in range(2):
+        run = out / "FINISHED_SUCCESS" / f"2026Y-01M-02D-03h04m0{i}s_run{i}"
+        run.mkdir(parents=True)
+        (run / "result.csv").write_text("a,b\n1,2\n")
+    (out / "RUNNING").mkdir()
+    result = run_cli(tmp_path, "runs", "archive", "fit_out")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        "fit_out holds status folders, not runs: archive acts on the run folders directly under "
+        "ROOT; give the status folder, e.g. labsession runs archive fit_out/FINISHED_SUCCESS "
+        "(2 runs)"
+    )
+    real = run_cli(tmp_path, "runs", "archive", "fit_out/FINISHED_SUCCESS", "--no-dry-run")
+    assert real.returncode == 0, real.stderr
+    restore = run_cli(tmp_path, "runs", "restore", "fit_out")
+    assert restore.stdout.splitlines()[-1].endswith(
+        "e.g. labsession runs restore fit_out/FINISHED_SUCCESS (2 archives)"
+    )
+    # where there are runs to act on, nothing more is said
+    plain = run_cli(tmp_path, "runs", "restore", "fit_out/FINISHED_SUCCESS")
+    assert "status folders" not in plain.stdout

@@ -200,5 +200,39 @@ def _run_bulk(bulk: Any, verb: str, root: Path, *, dry_run: bool, **kwargs: Any)
     """Run a bulk archive/restore and print its summary; exit 1 if one failed."""
     summary = bulk(root, dry_run=dry_run, **kwargs)
     _print_summary(summary, verb, dry_run)
+    if not summary["candidates"]:
+        hint = _status_folder_hint(root, verb, kwargs.get("pattern"))
+        if hint:
+            typer.echo(hint)
     if summary["failed"]:
         raise typer.Exit(1)
+
+
+def _status_folder_hint(root: Path, verb: str, pattern: str | None) -> str | None:
+    """What to type when ROOT is a ``<script>_out`` folder: archive and restore act on the
+    runs directly under ROOT, and there they sit one level down, in the status folders."""
+    from fnmatch import fnmatch
+
+    from labsession.runs._ids import STATUS_FOLDERS, is_run_id
+
+    command = "archive" if verb == "archived" else "restore"
+    counts = []
+    for name in STATUS_FOLDERS:
+        try:
+            entries = list((root / name).iterdir())
+        except OSError:  # no such folder (or not one): nothing there
+            continue
+        if command == "archive":
+            n = sum(1 for e in entries if is_run_id(e.name) and e.is_dir())
+        else:
+            n = sum(1 for e in entries if fnmatch(e.name, pattern or "*.tar.gz") and e.is_file())
+        if n:
+            unit = "run" if command == "archive" else "archive"
+            counts.append(f"labsession runs {command} {root / name} ({n} {unit}{'s' * (n > 1)})")
+    if not counts:
+        return None
+    what = "run folders" if command == "archive" else "run archives"
+    return (
+        f"{root} holds status folders, not runs: {command} acts on the {what} directly under "
+        f"ROOT; give the status folder, e.g. " + "; ".join(counts)
+    )
