@@ -30,12 +30,17 @@ def test_gui_opens_draws_and_closes(tmp_path, display, gui_state_dir):
 
 
 def test_gui_without_display_says_what_to_do(tmp_path):
+    """What to type: ``xvfb-run -a labsession gui`` or ``labsession record`` (the message used
+    to give the app's hint for scripts: app.run(mode='headless'), xvfb-run -a python
+    your_script.py)."""
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     out = _gui(tmp_path, env=env)
     assert out.returncode == 1  # a runtime failure, in one line
     assert len(out.stderr.splitlines()) == 1, out.stderr
-    assert "mode='headless'" in out.stderr
+    assert "xvfb-run -a labsession gui" in out.stderr
     assert "labsession record" in out.stderr
+    assert "your_script.py" not in out.stderr
+    assert "mode='headless'" not in out.stderr
 
 
 def test_gui_needs_two_classes(tmp_path):

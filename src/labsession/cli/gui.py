@@ -170,4 +170,10 @@ def gui(
     try:
         recorder.run(duration)
     except DisplayError as exc:
-        raise DisplayError(f"{exc}; `labsession record` records without a window") from exc
+        from labsession.acquisition._window import _HEADLESS_HINT
+
+        # The app's hint speaks to a script (app.run(mode='headless'), xvfb-run python ...).
+        said = str(exc).replace(
+            _HEADLESS_HINT, "open it on a virtual display: xvfb-run -a labsession gui"
+        )
+        raise DisplayError(f"{said}; `labsession record` records without a window") from exc
