@@ -316,12 +316,17 @@ def test_a_timestamp_chunk_missing_below_the_last_is_refused(intact, kind, tmp_p
 
 
 def unmarked(folder):
-    """The sample array as earlier labsession versions and MyoGestic write it: without the
-    mark that every chunk was written (Zarr leaves out a chunk that is all fill value)."""
-    meta = folder / "emg.zarr" / "zarr.json"
-    data = json.loads(meta.read_text())
-    assert data.pop("attributes") == {"labsession": {"every_chunk_written": True}}
-    meta.write_text(json.dumps(data))
+    """The arrays as earlier labsession versions and MyoGestic write them: without the mark
+    that every chunk was written (Zarr leaves out a chunk that is all fill value), nor the rows
+    they were closed with."""
+    for array, ours in (
+        ("emg.zarr", {"every_chunk_written": True, "closed_rows": 4550}),
+        ("emg_timestamps.zarr", {"closed_rows": 4550}),
+    ):
+        meta = folder / array / "zarr.json"
+        data = json.loads(meta.read_text())
+        assert data.pop("attributes") == {"labsession": ours}
+        meta.write_text(json.dumps(data))
 
 
 def test_a_missing_sample_chunk_of_an_unmarked_array_reads_as_fill_where_its_timestamps_exist(
@@ -378,6 +383,160 @@ def test_a_folder_that_lost_a_sample_chunk_is_never_packed(intact, tmp_path):
         Session.attach(broken).pack_to_zip()
     assert sorted(p.relative_to(broken) for p in broken.rglob("*")) == files  # kept whole
     assert not list(tmp_path.glob("*.session.zip"))
+
+
+# -- chunks lost from the end of a closed session ---------------------------------------------
+TS_TAIL = ["emg_timestamps.zarr/c/8", "emg_timestamps.zarr/c/9"]  # rows 4000-4549
+DATA_TAIL = ["emg.zarr/c/9/0"]  # rows 4500-4549
+
+
+def attributes(session, array):
+    """The ``attributes`` in ``array``'s ``zarr.json``, in a folder or a zip."""
+    if session.is_dir():
+        return json.loads((session / array / "zarr.json").read_text())["attributes"]
+    with zipfile.ZipFile(session) as zf:
+        return json.loads(zf.read(f"{array}/zarr.json"))["attributes"]
+
+
+def test_a_clean_close_records_the_rows_in_both_arrays(intact, kind):
+    """Only attributes are added: plain Zarr (MyoGestic's reader) reads the arrays as before."""
+    assert attributes(intact[kind], "emg.zarr") == {
+        "labsession": {"every_chunk_written": True, "closed_rows": 4550}
+    }
+    assert attributes(intact[kind], "emg_timestamps.zarr") == {"labsession": {"closed_rows": 4550}}
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        (
+            TS_TAIL,
+            r"stream 'emg': emg_timestamps\.zarr was closed with 4550 rows \(zarr\.json "
+            r"attributes labsession\.closed_rows\), but its chunk files hold 4000: chunks "
+            r"emg_timestamps\.zarr/c/8 to emg_timestamps\.zarr/c/9 are missing \(the last "
+            r"present one is emg_timestamps\.zarr/c/7\)",
+        ),
+        (
+            DATA_TAIL,
+            r"stream 'emg': emg\.zarr was closed with 4550 rows \(zarr\.json attributes "
+            r"labsession\.closed_rows\), but its chunk files hold 4500: chunk emg\.zarr/c/9/0 "
+            r"is missing \(the last present one is emg\.zarr/c/8/0\)",
+        ),
+    ],
+    ids=["timestamp chunks", "sample chunk"],
+)
+def test_chunks_lost_from_the_end_of_a_closed_session_are_refused(
+    intact, kind, members, message, tmp_path
+):
+    """Before: a closed session whose last timestamp chunks were lost (the end of an
+    interrupted copy) read as a shorter session, 4000 samples, with no error: a crash and a
+    damaged copy looked alike. Now every reader names the array, the rows it was closed with
+    and those found."""
+    broken = without(intact, kind, members, tmp_path)
+    with open_session_store(broken) as store:
+        for read in (
+            lambda: store.n_samples("emg"),
+            lambda: store.get_continuous("emg"),
+            lambda: store.get_trials("emg"),
+        ):
+            with pytest.raises(SessionError, match=message) as error:
+                read()
+            assert str(broken) in str(error.value)
+        assert store.n_samples("glove") > 0  # the other stream is whole
+    with pytest.raises(SessionError, match=message):
+        list(iter_labeled_windows(broken, "emg", 0.2, 0.05))
+    with pytest.raises(SessionError, match=message):
+        TrainingData([broken]).to_arrays("emg", 0.2, 0.1, features=["rms"])
+    with pytest.raises(SessionError, match=message):
+        ReplaySource(broken, "emg", speed=0).connect()
+
+
+def test_a_lost_end_reads_as_a_shorter_session_without_the_record(intact, kind, tmp_path):
+    """Arrays without the record (MyoGestic's, earlier labsession's, a crash) read as before:
+    the stream ends where its timestamp chunks end."""
+    data, ts = get_continuous(intact[kind])
+    shorter = without(intact, kind, TS_TAIL, tmp_path, unmarked)
+    got, got_ts = get_continuous(shorter)
+    np.testing.assert_array_equal(got, data[:4000])
+    np.testing.assert_array_equal(got_ts, ts[:4000])
+
+
+def test_rows_appended_by_another_tool_after_the_close_are_read(intact, tmp_path):
+    """The record says how many rows the stream was closed with; a tool that appended since
+    (Zarr's own resize and write keep the attributes) leaves the stream longer, not damaged."""
+    import zarr
+
+    copy = tmp_path / "s"
+    shutil.copytree(intact["folder"], copy)
+    data, ts = get_continuous(copy)
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        for name, more in (("emg.zarr", data[-100:]), ("emg_timestamps.zarr", ts[-100:] + 1)):
+            array = zarr.open_array(str(copy / name), mode="r+")
+            array.append(more)
+    _, got_ts = get_continuous(copy)
+    assert len(got_ts) == 4650
+    np.testing.assert_array_equal(got_ts[4550:], ts[-100:] + 1)
+
+
+def contents(folder):
+    return sorted((p.relative_to(folder), p.read_bytes()) for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_closed_folder_that_lost_its_end_is_never_attached_nor_packed(intact, tmp_path):
+    """Before: attach trimmed the stream to the chunks left and packed it, removing the folder:
+    the lost end was made a shorter session for good. Now nothing is changed or removed."""
+    broken = without(intact, "folder", TS_TAIL, tmp_path)
+    files = contents(broken)
+    with pytest.raises(SessionError, match=r"was closed with 4550 rows .* hold 4000"):
+        Session.attach(broken).pack_to_zip()
+    assert contents(broken) == files
+    assert not list(tmp_path.glob("*.session.zip"))
+
+
+def test_a_closed_folder_with_a_corrupt_chunk_is_never_trimmed(intact, tmp_path):
+    """Before: attach cut the stream at the first chunk it could not read (as after a crash),
+    dropping the whole rows after it. A stream that was closed keeps them: attach refuses, and
+    changes nothing, not even the streams checked before it."""
+    copy = tmp_path / "s"
+    shutil.copytree(intact["folder"], copy)
+    chunk = copy / "glove_timestamps.zarr" / "c" / "5"
+    chunk.write_bytes(chunk.read_bytes()[:10])
+    files = contents(copy)
+    with pytest.raises(SessionError, match=r"'glove' was closed with 910 rows .* first 500 read"):
+        Session.attach(copy)
+    assert contents(copy) == files
+
+
+def test_a_session_closed_then_damaged_is_not_packed(tmp_path):
+    """pack_to_zip after close (stop_recording(pack=False), then Finish): the folder's lost end
+    is refused before anything is packed, and the folder is kept."""
+    session = Session(tmp_path)
+    session.init_stream("emg", StreamInfo(n_channels=2, fs=100.0))
+    session.append("emg", np.ones((450, 2), np.float32), np.arange(450) / 100)
+    session.close()
+    (session.path / "emg_timestamps.zarr" / "c" / "4").unlink()
+    with pytest.raises(SessionError, match=r"emg_timestamps\.zarr was closed with 450 rows"):
+        session.pack_to_zip()
+    assert session.path.is_dir()
+    assert not list(tmp_path.glob("*.session.zip"))
+
+
+def test_attach_removes_the_record_and_the_next_close_writes_it_again(tmp_path):
+    """Rows appended after an attach: the record is removed at once (a crash now leaves the
+    longer session, with no record) and the close records the new count."""
+    session = Session(tmp_path)
+    session.init_stream("emg", StreamInfo(n_channels=2, fs=100.0))
+    session.append("emg", np.ones((450, 2), np.float32), np.arange(450) / 100)
+    session.close()
+    attached = Session.attach(session.path)
+    assert attributes(session.path, "emg.zarr") == {"labsession": {"every_chunk_written": True}}
+    assert attributes(session.path, "emg_timestamps.zarr") == {}
+    attached.append("emg", np.ones((100, 2), np.float32), 5 + np.arange(100) / 100)
+    zip_path = attached.pack_to_zip()
+    assert attributes(zip_path, "emg.zarr")["labsession"]["closed_rows"] == 550
+    assert attributes(zip_path, "emg_timestamps.zarr") == {"labsession": {"closed_rows": 550}}
+    with open_session_store(zip_path) as store:
+        assert store.n_samples("emg") == 550
 
 
 def test_a_second_of_zeros_is_written_and_read_back(tmp_path):

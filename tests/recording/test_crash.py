@@ -1,5 +1,6 @@
 """A recording process killed with SIGKILL leaves a readable session: every label, <= ~1 s lost."""
 
+import json
 import os
 import signal
 import struct
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -396,3 +398,124 @@ def test_attach_removes_only_regular_temporary_files_and_keeps_look_alikes(tmp_p
     assert notes.read_text() == "mine"
     np.testing.assert_array_equal(session.get_continuous("emg")[0], data)
     session.close()
+
+
+APPENDER = """
+import sys, time
+import numpy as np
+from labsession.recording import Session
+
+session = Session.attach(sys.argv[1])
+print("attached", flush=True)
+sent = int(sys.argv[2])
+start, first = time.monotonic(), sent
+while True:
+    due = first + int((time.monotonic() - start) * {fs})
+    while sent + 64 <= due:
+        index = np.arange(sent, sent + 64)
+        data = (index[:, None] * 4 + np.arange(4)).astype(np.float32)
+        session.append("emg", data, 50 + index / {fs})
+        sent += 64
+        print("samples", sent, flush=True)
+    time.sleep(0.002)
+"""
+
+
+def _record_then_kill(script, *args, samples):
+    """Run ``script`` until it says it appended ``samples``, then SIGKILL it; returns the
+    folder (its ``path`` line, else ``args[0]``) and the samples it said it appended."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script.format(fs=FS), *map(str, args)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    folder, appended = args[0], 0
+    deadline = time.monotonic() + 60
+    try:
+        for line in proc.stdout:
+            kind, *rest = line.split()
+            if kind == "path":
+                folder = rest[0]
+            elif kind == "samples":
+                appended = int(rest[0])
+            if appended >= samples or time.monotonic() > deadline:
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert appended >= samples, "the process did not append in time"
+    return Path(folder), appended
+
+
+def _attributes(folder, array):
+    return json.loads((Path(folder) / array / "zarr.json").read_text())["attributes"]
+
+
+def _closed_rows(folder):
+    return [
+        _attributes(folder, array).get("labsession", {}).get("closed_rows")
+        for array in ("emg.zarr", "emg_timestamps.zarr")
+    ]
+
+
+def _expected(n):
+    index = np.arange(n)
+    return (index[:, None] * 4 + np.arange(4)).astype(np.float32), 50 + index / FS
+
+
+@pytest.mark.slow
+def test_a_killed_recording_reads_as_the_shorter_session_it_is(tmp_path):
+    """A crash leaves no record of the rows the stream was closed with, so its lost last
+    second reads as a shorter session, never as damage; the close that finishes it records its
+    rows, and from then on a lost end is damage."""
+    folder, appended = _record_then_kill(RECORDER, tmp_path, samples=2.5 * FS)
+    assert _closed_rows(folder) == [None, None]
+    with open_session_store(folder) as store:
+        data, ts = store.get_continuous("emg")
+    n = len(ts)
+    assert appended - 1.5 * FS <= n <= appended
+    expected_data, expected_ts = _expected(n)
+    np.testing.assert_array_equal(data, expected_data)
+    np.testing.assert_array_equal(ts, expected_ts)
+
+    zip_path = Session.attach(folder).pack_to_zip()  # what Finish does
+    with open_session_store(zip_path) as store:
+        assert store.n_samples("emg") == n
+    lost = tmp_path / "lost_end.session.zip"  # the zip copied but for its last timestamp chunk
+    last = f"emg_timestamps.zarr/c/{(n - 1) // int(FS)}"
+    with zipfile.ZipFile(zip_path) as src, zipfile.ZipFile(lost, "w") as dst:
+        for info in src.infolist():
+            if info.filename != last:
+                dst.writestr(info, src.read(info))
+    with (
+        open_session_store(lost) as store,
+        pytest.raises(SessionError, match=rf"closed with {n} rows .* {last} is missing"),
+    ):
+        store.n_samples("emg")
+
+
+@pytest.mark.slow
+def test_a_closed_session_killed_while_appending_after_attach_reads_as_the_longer_crash(
+    tmp_path,
+):
+    """Attach removes the record before any row is appended: a crash while appending then
+    reads as the session it left (longer than the one closed), not against the old count."""
+    session = Session(tmp_path)
+    session.init_stream("emg", StreamInfo(4, FS))
+    session.append("emg", *_expected(1500))
+    session.close()
+    assert _closed_rows(session.path) == [1500, 1500]
+    folder, appended = _record_then_kill(APPENDER, session.path, 1500, samples=1500 + 2.5 * FS)
+    assert _closed_rows(folder) == [None, None]
+    with open_session_store(folder) as store:
+        data, ts = store.get_continuous("emg")
+    n = len(ts)
+    assert appended - 1.5 * FS <= n <= appended
+    expected_data, expected_ts = _expected(n)
+    np.testing.assert_array_equal(data, expected_data)
+    np.testing.assert_array_equal(ts, expected_ts)
+    with Session.attach(folder):
+        pass
+    assert _closed_rows(folder) == [n, n]

@@ -195,6 +195,7 @@ ZARR_PATHS = [
     ("attributes",),
     ("attributes", "labsession"),
     ("attributes", "labsession", "every_chunk_written"),
+    ("attributes", "labsession", "closed_rows"),
     ("dimension_names",),
 ]
 sizes = st.sampled_from([0, 1, 2, 4, 8, 99, 100, 299, 300, 301, 1000, 10**5, 10**9, 10**12, -1])

@@ -461,6 +461,14 @@ def test_attach_trims_a_truncated_chunk_as_a_kill_mid_write_leaves_it(tmp_path):
     # A chunk written in place and cut short (what the zarrs pipeline leaves after a kill).
     chunk = folder / "emg_timestamps.zarr" / "c" / "2"
     chunk.write_bytes(chunk.read_bytes()[:10])
+    # Closed cleanly, the stream recorded its 450 rows: attach refuses to cut them.
+    with pytest.raises(SessionError, match=r"closed with 450 rows .* only the first 200 read"):
+        Session.attach(folder)
+    for array in ("emg.zarr", "emg_timestamps.zarr"):  # as a kill leaves them: no such record
+        meta = folder / array / "zarr.json"
+        entry = json.loads(meta.read_text())
+        del entry["attributes"]["labsession"]["closed_rows"]
+        meta.write_text(json.dumps(entry))
     resumed = Session.attach(folder)
     assert resumed.n_samples("emg") == 200
     zip_path = resumed.pack_to_zip()

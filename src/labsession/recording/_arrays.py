@@ -9,11 +9,15 @@ its chunk) reads as NaN and is cut off by :func:`valid_length`, so a crashed rec
 shows invented samples. Every chunk is written, also one that is all fill value (Zarr leaves
 those out by default), and the sample array says so in its ``zarr.json`` attributes
 (:data:`~labsession.recording._chunks.EVERY_CHUNK_WRITTEN`): a sample chunk lost later (an
-interrupted copy) is then refused on read, never read as zeros.
+interrupted copy) is then refused on read, never read as zeros. A clean close records in both
+arrays' attributes the rows they hold (:func:`set_closed_rows`), so chunks lost from their end
+later are refused too, never read as a shorter session; a writer that goes on appending removes
+the record first.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from importlib.util import find_spec
@@ -24,11 +28,24 @@ import numpy as np
 import zarr
 import zarr.codecs
 
-from labsession.recording._chunks import EVERY_CHUNK_WRITTEN, ArrayChunks, valid_rows
+from labsession.recording._chunks import (
+    CLOSED_ROWS,
+    EVERY_CHUNK_WRITTEN,
+    ArrayChunks,
+    closed_rows,
+    valid_rows,
+)
 from labsession.recording._layout import data_array_name, timestamps_array_name
 from labsession.recording._records import StreamInfo
 
-__all__ = ["create_stream_arrays", "open_stream_arrays", "use_zarrs", "valid_length"]
+__all__ = [
+    "create_stream_arrays",
+    "open_stream_arrays",
+    "recorded_closed_rows",
+    "set_closed_rows",
+    "use_zarrs",
+    "valid_length",
+]
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +143,8 @@ def create_stream_arrays(
         dtype=info.dtype,
         fill_value=0,
         zarr_format=3,
-        attributes=EVERY_CHUNK_WRITTEN,
+        # A copy: Zarr keeps the dict as the array's attributes, changed in place later.
+        attributes=copy.deepcopy(EVERY_CHUNK_WRITTEN),
         config=WRITE_EVERY_CHUNK,
         **_codecs(),
     )
@@ -141,6 +159,43 @@ def create_stream_arrays(
         **_codecs(),
     )
     return data, ts
+
+
+def set_closed_rows(data: zarr.Array, ts: zarr.Array, rows: int | None) -> None:
+    """Record in both arrays of a stream that it was closed with ``rows`` rows (None: remove
+    the record, before rows are appended again), keeping every other attribute.
+
+    Only attributes change (``{"labsession": {"closed_rows": rows}}``; ``zarr.json`` is
+    rewritten atomically, and not at all when nothing changes): Zarr, MyoGestic included, reads
+    the arrays as before. labsession's readers refuse a stream whose record says more rows than
+    are found (chunks lost from the end), instead of reading a shorter session.
+    """
+    for array in (data, ts):
+        attributes = dict(array.metadata.attributes)
+        ours = attributes.get("labsession")
+        ours = dict(ours) if isinstance(ours, dict) else {}
+        if rows is None:
+            if CLOSED_ROWS not in ours:
+                continue
+            del ours[CLOSED_ROWS]
+        elif ours.get(CLOSED_ROWS) == rows:
+            continue
+        else:
+            ours[CLOSED_ROWS] = int(rows)
+        if ours:
+            attributes["labsession"] = ours
+        else:
+            attributes.pop("labsession", None)
+        array.attrs.put(attributes)
+
+
+def recorded_closed_rows(data: zarr.Array, ts: zarr.Array) -> int | None:
+    """The rows a stream must hold by the record of its clean close (:func:`set_closed_rows`),
+    as its readers take it: the rows recorded, or fewer where a ``zarr.json`` declares fewer;
+    None if neither array carries a record."""
+    found = [closed_rows(array.metadata.attributes) for array in (data, ts)]
+    records = [rows for rows in found if rows is not None]
+    return min(data.shape[0], ts.shape[0], *records) if records else None
 
 
 def open_stream_arrays(

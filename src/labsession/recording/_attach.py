@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labsession.errors import SessionError
-from labsession.recording._arrays import open_stream_arrays
+from labsession.recording._arrays import (
+    open_stream_arrays,
+    recorded_closed_rows,
+    set_closed_rows,
+)
 from labsession.recording._integrity import IntegrityTracker, integrity_from_timestamps
 from labsession.recording._integrity_record import StreamIntegrity
 from labsession.recording._layout import write_labels, zips_of_folder
@@ -51,6 +56,11 @@ def attach_folder(cls: type[Session], folder: Path, *, buffer_seconds: float) ->
         clean_write_temp_files(folder)
         with SessionStore(folder) as found:
             infos = {name: found.stream_info(name) for name in found.stream_names}
+            for name in infos:
+                # Closed cleanly: every row it was closed with must still be there (raises
+                # otherwise), never trimmed away as if a crash had cut it short.
+                if recorded_closed_rows(found.stores[name], found.ts_stores[name]) is not None:
+                    found.n_samples(name)
             labels, meta = found.label_track, found.meta
             class_names = found.class_names if "class_names" in meta else None
         session = cls(
@@ -84,10 +94,22 @@ def _adopt(
     earlier = meta.get("write_errors")
     session._errors.earlier = [e for e in earlier if isinstance(e, dict)] if earlier else []
     session._labels = labels
-    for name, info in infos.items():
+    session._attributes_found = {}
+    found = {}
+    for name in infos:  # every stream checked before any is changed
         with atomic_chunk_writes():
             data, ts = open_stream_arrays(name, folder=folder, mode="r+")
+        closed = recorded_closed_rows(data, ts)
         stamps = recoverable_stamps(data, ts)
+        if closed is not None and len(stamps) < closed:  # never trim a closed stream's rows
+            raise SessionError(
+                f"{folder}: stream {name!r} was closed with {closed} rows (labsession."
+                f"closed_rows in its arrays' zarr.json), but only the first {len(stamps)} read "
+                f"whole: the session is damaged and is not trimmed; restore it from another copy"
+            )
+        found[name] = data, ts, stamps
+    for name, info in infos.items():
+        data, ts, stamps = found[name]
         n = len(stamps)
         if data.shape[0] != n or ts.shape[0] != n:
             log.warning(
@@ -105,6 +127,16 @@ def _adopt(
                 raise SessionError(
                     f"{folder}: stream {name!r} cannot be trimmed ({describe_error(exc)})"
                 ) from exc
+        session._attributes_found[name] = tuple(
+            copy.deepcopy(dict(array.metadata.attributes)) for array in (data, ts)
+        )
+        try:  # rows may be appended now: the count it was closed with no longer holds
+            set_closed_rows(data, ts, None)
+        except OSError as exc:
+            raise SessionError(
+                f"{folder}: stream {name!r}: cannot remove labsession.closed_rows from its "
+                f"arrays' zarr.json ({describe_error(exc)})"
+            ) from exc
         session._writer.add_stream(name, info, data, ts, n_written=n)
         session._integrity[name] = _resumed_integrity(folder, name, info, meta, stamps)
         session.stores[name], session.ts_stores[name], session._infos[name] = data, ts, info

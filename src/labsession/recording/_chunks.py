@@ -19,7 +19,12 @@ Every read of samples or timestamps goes through :class:`ArrayChunks`, which
   refuses a missing sample chunk of an array marked as written chunk by chunk
   (:data:`EVERY_CHUNK_WRITTEN`, as labsession writes them); reads a missing sample chunk of an
   unmarked array (MyoGestic's, earlier labsession's: Zarr skips writing a chunk that is all
-  fill value) as the fill value, only where the timestamp chunks of its rows are present.
+  fill value) as the fill value, only where the timestamp chunks of its rows are present;
+- refuses an array that was closed with more rows (``labsession.closed_rows`` in its
+  ``zarr.json`` attributes, written by a clean close: :data:`CLOSED_ROWS`) than its stream
+  holds now: chunks lost from the end (an interrupted copy) are damage, not a shorter session.
+  Arrays without the record (a crash, MyoGestic's, earlier labsession's) end where their
+  timestamp chunks end, as before.
 
 Sharded arrays (valid Zarr v3, though neither MyoGestic nor labsession writes them) are read
 through Zarr one shard at a time; a shard is one chunk file, the unit of every listing and
@@ -62,8 +67,10 @@ from labsession.recording._schema import MAX_CHUNK_BYTES, brief
 from labsession.recording._zstdframes import check_zstd_frames, zstd_content_size
 
 __all__ = [
+    "CLOSED_ROWS",
     "EVERY_CHUNK_WRITTEN",
     "ArrayChunks",
+    "closed_rows",
     "every_chunk_written",
     "valid_rows",
     "zstd_content_size",
@@ -85,6 +92,24 @@ def every_chunk_written(meta: dict[str, Any]) -> bool:
     attributes = meta.get("attributes")
     ours = attributes.get("labsession") if isinstance(attributes, dict) else None
     return isinstance(ours, dict) and ours.get("every_chunk_written") is True
+
+
+#: The key, under the ``labsession`` attributes of a stream's arrays, of the rows each held when
+#: its session was closed cleanly (``{"labsession": {"closed_rows": 4550, ...}}``). A crash
+#: leaves no such record; a writer that appends to the array later removes it (and writes it
+#: again when it closes): with it, rows missing from the end are damage.
+CLOSED_ROWS = "closed_rows"
+
+
+def closed_rows(attributes: Any) -> int | None:
+    """The rows an array held when its session was closed cleanly (:data:`CLOSED_ROWS` in its
+    ``zarr.json`` attributes), or None without a record: absent, or not a whole number >= 0
+    (another tool's attributes, a damaged value), which reads as before the record existed."""
+    ours = attributes.get("labsession") if isinstance(attributes, dict) else None
+    value = ours.get(CLOSED_ROWS) if isinstance(ours, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def _raw_layout(meta: dict[str, Any], shape: tuple[int, ...], dtype: np.dtype) -> bool:
@@ -134,7 +159,9 @@ class ArrayChunks:
         then an error, not rows of fill value.
 
     A sample array whose ``zarr.json`` carries :data:`EVERY_CHUNK_WRITTEN` has no chunk left
-    out: a missing one is an error, never rows of fill value.
+    out: a missing one is an error, never rows of fill value. An array whose ``zarr.json``
+    records the rows it was closed with (:data:`CLOSED_ROWS`) holds at least those:
+    :meth:`check_closed_end`.
 
     Attributes
     ----------
@@ -225,6 +252,64 @@ class ArrayChunks:
         return SessionError(
             f"{self.where}: stream {self.stream!r} cannot be read: chunk {self.key(index)} "
             f"{problem}"
+        )
+
+    @property
+    def closed_rows(self) -> int | None:
+        """The rows this array held when its session was closed cleanly, or None without that
+        record (see :func:`closed_rows`); read from the open array's metadata at each call (a
+        session's own arrays get the record when it closes)."""
+        return closed_rows(getattr(self.array.metadata, "attributes", None))
+
+    @property
+    def label(self) -> str:
+        """The array's name in messages (``emg_timestamps.zarr``)."""
+        if self.files is not None:
+            return self.files.label
+        return f"{self.stream}{'_timestamps' if self.timestamps else ''}.zarr"
+
+    def closed_end(self) -> int | None:
+        """The rows this array must hold, by the record of its clean close: the rows it was
+        closed with, or fewer if its ``zarr.json`` declares fewer (an array cut with Zarr's
+        ``resize`` reads as it says); None without the record."""
+        closed = self.closed_rows
+        return None if closed is None else min(closed, self.shape[0])
+
+    def check_closed_end(self) -> None:
+        """Raise if the chunk file of the last row this array was closed with is missing (chunks
+        lost from its end: an interrupted copy); nothing without the record (:meth:`closed_end`).
+
+        Raises
+        ------
+        SessionError
+            Naming the session, the stream, the array, the rows it was closed with and the
+            rows its chunk files hold, and the chunk files missing.
+        """
+        end = self.closed_end()
+        if not end:
+            return
+        missing = self.missing_chunks(end - 1, end)
+        if not missing:
+            return
+        index = missing[-1]
+        before = max((i for i in self.present_blocks() if i < index), default=-1)
+        gone = (
+            f"chunk {self.key(index)} is missing"
+            if before + 1 == index
+            else f"chunks {self.key(before + 1)} to {self.key(index)} are missing"
+        )
+        after = f"the last present one is {self.key(before)}" if before >= 0 else "none is left"
+        held = min(end, (before + 1) * self.chunk_rows)
+        raise self.closed_error(end, f"its chunk files hold {held}: {gone} ({after})")
+
+    def closed_error(self, rows: int, found: str) -> SessionError:
+        """The error of a stream holding fewer than the ``rows`` this array was closed with."""
+        return SessionError(
+            f"{self.where}: stream {self.stream!r}: {self.label} was closed with {rows} rows "
+            f"(zarr.json attributes labsession.{CLOSED_ROWS}), but {found}: the end of the "
+            f"stream was lost (an interrupted copy or sync?), so the session is damaged. "
+            f"Restore the missing files from another copy; to read the rows that are left, "
+            f"delete {CLOSED_ROWS} from the attributes in {self.label}/zarr.json"
         )
 
     def present_blocks(self) -> Sequence[int]:
@@ -443,7 +528,31 @@ def valid_rows(data: ArrayChunks, ts: ArrayChunks) -> int:
     whose chunks were never written), which are cut off. Only chunk files that exist are read,
     from the last back (normally one): a ``zarr.json`` declaring 10^12 rows over a few chunks
     costs nothing.
+
+    Raises
+    ------
+    SessionError
+        If either array records the rows it was closed with (:data:`CLOSED_ROWS`) and its
+        chunk file of the last of them is missing, or fewer rows than that have a finite
+        timestamp: chunks lost from its end (:meth:`ArrayChunks.check_closed_end`).
     """
+    n = _finite_rows(data, ts)
+    closed = [(array, array.closed_end()) for array in (ts, data)]
+    closed = [(array, end) for array, end in closed if end is not None]
+    if closed:
+        for array, _ in closed:
+            array.check_closed_end()
+        array, end = min(closed, key=lambda pair: pair[1])
+        expected = min(end, data.shape[0], ts.shape[0])
+        if n < expected:  # the chunks are there, their last stamps are not (NaN written)
+            raise array.closed_error(
+                expected, f"only {n} rows of the stream have a finite timestamp"
+            )
+    return n
+
+
+def _finite_rows(data: ArrayChunks, ts: ArrayChunks) -> int:
+    """:func:`valid_rows` without the check of the closed record."""
     n = min(data.shape[0], ts.shape[0])
     rows = ts.chunk_rows  # a shard's rows for a sharded array: the listing lists shards
     for index in ts.present_blocks():

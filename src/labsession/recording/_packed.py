@@ -74,7 +74,8 @@ def verify_packed(
         Naming the zip and the first difference (labels, stream names, a stream's info or
         shape), or a sample chunk missing from an array whose writer wrote every chunk.
     SessionError
-        If the zip does not open as a session.
+        If the zip does not open as a session, or a stream holds fewer rows than its arrays
+        record they were closed with (``labsession.closed_rows``).
     """
     with SessionStore(zip_path) as packed:
         if packed.label_track != list(labels):

@@ -101,6 +101,13 @@ class SessionReader:
 
         Bounded by the chunk files that exist, not by the shape ``zarr.json`` declares; after
         a crash mid-write, rows allocated but never written (NaN timestamps) are cut off.
+
+        Raises
+        ------
+        SessionError
+            If the stream's arrays record that it was closed with more rows
+            (``labsession.closed_rows``, written by a clean close) than are found: chunks lost
+            from its end (naming the array, the rows expected and found, the chunks missing).
         """
         self._check_stream(name)
         n = self._read(

@@ -8,6 +8,7 @@ facts) are kept current by its base, :class:`~labsession.recording._upkeep.Sessi
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ import numpy as np
 import zarr
 
 from labsession.errors import SessionError
-from labsession.recording._arrays import create_stream_arrays
+from labsession.recording._arrays import create_stream_arrays, set_closed_rows
 from labsession.recording._attach import attach_folder
 from labsession.recording._facts import check_session_name, encode_facts
 from labsession.recording._integrity import IntegrityTracker
@@ -150,6 +151,10 @@ class Session(SessionUpkeep):
             facts=(extras, None, encoded),
         )
         self.stores, self.ts_stores = LiveArrays(self.flush), LiveArrays(self.flush)
+        #: Per stream, the attributes of its arrays as attach found them (before it removed
+        #: the record of the rows they were closed with), put back when a pack is refused;
+        #: None for a new session.
+        self._attributes_found: dict[str, tuple[dict[str, Any], dict[str, Any]]] | None = None
         self._lock = _lock if _lock is not None else SessionLock(_folder)
         self._writer = SessionWriter(
             str(self.path),
@@ -316,7 +321,10 @@ class Session(SessionUpkeep):
 
     # -- finishing -----------------------------------------------------------------------------
     def close(self) -> None:
-        """Write everything queued, stop the writer, save meta and labels; release the folder.
+        """Write everything queued, stop the writer, record in each stream's arrays the rows
+        they hold (``labsession.closed_rows`` in their ``zarr.json`` attributes: rows lost from
+        their end later read as damage, not as a shorter session), save meta and labels;
+        release the folder.
 
         Idempotent: a later call retries what an earlier one could not write (``meta.json``,
         labels), e.g. once disk space was freed.
@@ -345,6 +353,8 @@ class Session(SessionUpkeep):
                 pass  # the writer's error is self.error, described below
             finally:
                 self._closed = True
+            if self._writer.error is None:
+                self._record_closed_rows()
         problems = []
         if first and self._writer.error is not None:
             problems.append(
@@ -387,6 +397,37 @@ class Session(SessionUpkeep):
             raise SessionError(
                 f"{self.path}: the session is incomplete on disk: " + "; ".join(problems)
             ) from self.error
+
+    def _record_closed_rows(self) -> None:
+        """Record in each stream's arrays the rows they were closed with: chunks lost from
+        their end later then read as damage, not as a shorter session (a crash leaves no such
+        record). Not written, with a warning, if the disk refuses it: the session then reads
+        as sessions without the record do."""
+        for name in self._infos:
+            data, ts = self.stores.peek(name), self.ts_stores.peek(name)
+            rows = self._writer.n_appended(name)
+            if data.shape[0] != rows or ts.shape[0] != rows:  # pragma: no cover - a bug
+                log.warning(
+                    "%s: stream %r: %d samples written, but its arrays hold %s and %s; the rows "
+                    "it was closed with are not recorded",
+                    self.path,
+                    name,
+                    rows,
+                    data.shape,
+                    ts.shape,
+                )
+                continue
+            try:
+                set_closed_rows(data, ts, rows)
+            except OSError as exc:
+                log.warning(
+                    "%s: stream %r: the %d rows it was closed with are not recorded in its "
+                    "arrays (%s); rows lost from their end later would read as a shorter session",
+                    self.path,
+                    name,
+                    rows,
+                    describe_error(exc),
+                )
 
     def pack_to_zip(self) -> Path:
         """Close, pack the folder into its ``.session.zip``, verify it, remove the folder.
@@ -443,9 +484,34 @@ class Session(SessionUpkeep):
         self._lock.acquire()  # held already, unless the session was closed before
         try:
             self._finish()
-            return self._pack()
+            try:
+                return self._pack()
+            except BaseException:
+                self._restore_closed_rows()
+                raise
         finally:
             self._lock.release()
+
+    def _restore_closed_rows(self) -> None:
+        """After a refused pack of an attached folder: put back the arrays' attributes as
+        attach found them (with or without a record of the rows they were closed with), so
+        that the folder is as it was found; the next close records the rows again."""
+        for name, found in (self._attributes_found or {}).items():
+            if self.path.is_dir() and name in self.stores:
+                try:
+                    for array, attributes in zip(
+                        (self.stores.peek(name), self.ts_stores.peek(name)), found, strict=True
+                    ):
+                        if dict(array.metadata.attributes) != attributes:
+                            array.attrs.put(copy.deepcopy(attributes))
+                except OSError as exc:
+                    log.warning(
+                        "%s: stream %r: its record of the rows it was closed with is not put "
+                        "back (%s)",
+                        self.path,
+                        name,
+                        describe_error(exc),
+                    )
 
     def _pack(self) -> Path:
         n_samples = {name: self.n_samples(name) for name in self._infos}
@@ -520,13 +586,18 @@ class Session(SessionUpkeep):
         whole (readable, with finite timestamps), logging what was cut; keeps the ``meta.json``
         entries of the earlier run (``write_errors``, ``integrity``, and keys of other writers),
         and takes over its ``name``, ``extras`` and ``control_space``. Returns a writable
-        session: call :meth:`pack_to_zip` (or keep appending).
+        session: call :meth:`pack_to_zip` (or keep appending). A stream that was closed
+        cleanly is never trimmed: its record of the rows it was closed with
+        (``labsession.closed_rows`` in its arrays' ``zarr.json``) is checked, then removed
+        until the next close writes it again, so that rows can be appended.
 
         Raises
         ------
         SessionError
             If ``folder`` is not an unpacked session folder, if another live process holds it
-            (naming its process id and host), or if the disk refuses the repaired files.
+            (naming its process id and host), if a stream closed cleanly holds fewer rows than
+            it was closed with (chunks lost from its end: naming the array and the rows
+            expected and found; nothing is changed), or if the disk refuses the repaired files.
         """
         session = attach_folder(cls, Path(folder), buffer_seconds=buffer_seconds)
         session._adopt_facts()
