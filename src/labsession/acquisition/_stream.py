@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -62,6 +63,11 @@ class Stream:
 
     #: Longest wait (s) between retries of a source whose ``read`` keeps raising.
     max_error_backoff = 2.0
+    #: Longest wait (s) of :meth:`detach_session` for a ``read`` in progress when it is called,
+    #: whose samples then go into the session: a read takes at most the source's
+    #: ``poll_interval`` (10 ms by default) unless the source is reconnecting, which is not
+    #: waited for longer than this.
+    detach_wait = 0.25
 
     def __init__(
         self, name: str, source: Source, window_seconds: float = 1.0, *, connect_retry: float = 1.0
@@ -77,6 +83,10 @@ class Stream:
         self._session: Session | None = None
         self._on_append_error: Callable[[Session, BaseException], None] | None = None
         self._session_lock = threading.Lock()
+        #: Signals the end of each read's hand-over to the session (``_reading_for`` cleared).
+        self._handed_over = threading.Condition(self._session_lock)
+        #: The session attached when the read in progress began (None: none, or given up).
+        self._reading_for: Session | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._connected = threading.Event()
@@ -147,14 +157,31 @@ class Stream:
                 self._note(session, "disconnected", "not delivering when the recording started")
 
     def detach_session(self) -> Session | None:
-        """Stop appending; returns after any append in progress has been handed to the session.
+        """Stop appending; returns once the samples of the read in progress (if any) have been
+        handed to the session, so that no sample read before the call is lost.
+
+        A read that began while the session was attached is waited for, up to
+        :attr:`detach_wait` s (a read normally returns within the source's ``poll_interval``):
+        its samples go into the session. One that takes longer (a source reconnecting) is not
+        waited for, and its samples, read after the call, are not recorded. Reads that begin
+        after the call are never recorded.
 
         A source still connected but silent for more than :data:`SILENT_S` (a device that
         stopped sending without closing) is noted in the session as disconnected from its
         last sample on: its integrity record shows the end of the take without data.
         """
-        with self._session_lock:
-            session, self._session, self._on_append_error = self._session, None, None
+        with self._handed_over:
+            session, self._session = self._session, None
+            if session is not None and self._reading_for is session:
+                deadline = time.monotonic() + self.detach_wait
+                while self._reading_for is session:
+                    left = deadline - time.monotonic()
+                    if left <= 0:  # given up: what that read returns is not recorded
+                        self._reading_for = None
+                        break
+                    self._handed_over.wait(left)
+            if self._session is None:  # (no other session attached while it waited)
+                self._on_append_error = None
             age = self.health.last_sample_age()
             silent = (
                 session is not None
@@ -264,9 +291,20 @@ class Stream:
             self._record_fault("acquisition_stopped", f"{type(exc).__name__}: {exc}")
 
     def _acquire(self) -> None:
+        try:
+            self._read_loop()
+        finally:
+            self._hand_over_done()  # a detach never waits for a read that will not come
+
+    def _read_loop(self) -> None:
         assert self.ring is not None
         backoff = 0.0
         while not self._stop.is_set():
+            # The session attached now gets what this read returns, even if it is detached
+            # meanwhile: detach_session waits for the hand-over (a bounded wait), never for the
+            # read under a lock (an LSL source may take long to reconnect).
+            with self._session_lock:
+                self._reading_for = self._session
             try:
                 chunk = self.source.read()
             except Exception as exc:  # noqa: BLE001 - a flaky device must not end acquisition
@@ -281,21 +319,33 @@ class Stream:
                     exc,
                     backoff,
                 )
+                self._hand_over_done()
                 self._stop.wait(backoff)
                 continue
             backoff = 0.0
             self._track_source_state()
             if chunk is None:
+                self._hand_over_done()
                 continue
             data, ts = chunk
             self.ring.write(data, ts)
             self.health.on_chunk(ts)
             self._append_to_session(data, ts)
 
+    def _hand_over_done(self) -> None:
+        """The read in progress is handed over (or returned nothing): wake a waiting detach."""
+        with self._handed_over:
+            if self._reading_for is not None:
+                self._reading_for = None
+                self._handed_over.notify_all()
+
     def _append_to_session(self, data: np.ndarray, ts: np.ndarray) -> None:
-        """Hand a chunk to the attached session; its failure never stops acquisition."""
-        with self._session_lock:
-            session = self._session
+        """Hand a chunk to the attached session, or to the one detached while it was read
+        (whose detach waits for it); its failure never stops acquisition."""
+        with self._handed_over:
+            session = self._session if self._session is not None else self._reading_for
+            self._reading_for = None
+            self._handed_over.notify_all()  # woken once the lock is let go: after the append
             if session is None:
                 return
             try:
@@ -326,10 +376,12 @@ class Stream:
                 log.exception("stream %r: the append-error callback failed", self.name)
 
     def _record_fault(self, kind: str, message: str) -> None:
-        """Note a fault in the attached session, if any (no disk access)."""
+        """Note a fault in the attached session, or in the one the read in progress is for (if
+        any; no disk access)."""
         with self._session_lock:
-            if self._session is not None:
-                self._note(self._session, kind, message)
+            session = self._session if self._session is not None else self._reading_for
+            if session is not None:
+                self._note(session, kind, message)
 
     def _note(self, session: Session, kind: str, message: str, *, at: float | None = None) -> None:
         try:
