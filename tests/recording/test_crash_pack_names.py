@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from labsession.errors import SessionError
 from labsession.recording import Session, StreamInfo, open_session_store
 
 # Packs the session under the name given, and stalls once its temporary zip is written whole
@@ -91,3 +92,62 @@ def test_a_pack_killed_under_one_name_leaves_nothing_once_packed_under_another(t
         assert [(e.timestamp, e.class_index) for e in store.label_track] == [(5.5, 1)]
     np.testing.assert_array_equal(got, data)
     np.testing.assert_array_equal(ts, 5 + np.arange(250) / 100.0)
+
+
+# Deletes every file of the packed folder (renamed aside), meta.json too, then stalls: the
+# test kills it there with SIGKILL.
+EMPTYING_REMOVER = """
+import os, shutil, sys, time
+from pathlib import Path
+from labsession.recording import Session
+
+real_rmtree = shutil.rmtree
+
+
+def empty_then_stall(path, *args, **kwargs):
+    for entry in list(Path(path).iterdir()):
+        real_rmtree(entry) if entry.is_dir() else entry.unlink()
+    print("emptied", path, flush=True)
+    time.sleep(600)
+
+
+shutil.rmtree = empty_then_stall
+Session.attach(sys.argv[1]).pack_to_zip()
+"""
+
+
+@pytest.mark.slow
+def test_a_named_session_s_folder_emptied_when_killed_is_deleted_by_the_next_attach(tmp_path):
+    folder, data = _recorded(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EMPTYING_REMOVER, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline().split()
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    aside = tmp_path / f".{folder.name}.removing"
+    assert line == ["emptied", str(aside)]
+    assert aside.is_dir()
+    assert not list(aside.iterdir())
+    zip_path = tmp_path / f"{folder.name}_pilot.session.zip"
+
+    with pytest.raises(SessionError, match="packed already"):
+        Session.attach(folder)  # what a user would try; it also finishes the removal
+    assert sorted(p.name for p in tmp_path.iterdir()) == [zip_path.name]
+    with open_session_store(zip_path) as store:
+        np.testing.assert_array_equal(store.get_continuous("emg")[0], data)
+
+
+def test_a_leftover_holding_a_file_its_zip_lacks_is_kept(tmp_path):
+    folder, _ = _recorded(tmp_path)
+    Session.attach(folder).pack_to_zip()
+    aside = tmp_path / f".{folder.name}.removing"
+    aside.mkdir()
+    (aside / "notes.txt").write_text("only here")  # not in the zip: kept
+    with pytest.raises(SessionError, match="packed already"):
+        Session.attach(folder)
+    assert (aside / "notes.txt").read_text() == "only here"

@@ -28,6 +28,7 @@ import re
 import secrets
 import shutil
 import stat
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,12 @@ import zarr
 from labsession.core.archive import verify_zip
 from labsession.core.atomic import fsync_dir
 from labsession.errors import LabsessionError, SessionError
-from labsession.recording._layout import ZIP_SUFFIX, folders_of_pack, zips_of_folder
+from labsession.recording._layout import (
+    ZIP_SUFFIX,
+    folders_of_pack,
+    zip_prefix,
+    zips_of_folder,
+)
 from labsession.recording._lock import discard_lock_file, session_lock_holder
 from labsession.recording._packed import zip_holds_meta_of
 from labsession.recording._store import SessionStore
@@ -204,11 +210,41 @@ def _zip_is_whole(zip_path: Path) -> bool:
     return True
 
 
+def _held_in_zip(leftover: str, zip_path: Path) -> bool:
+    """Whether every file left in ``leftover`` (a packed folder being deleted) is in session zip
+    ``zip_path`` at the same place, byte for byte: nothing is lost with it (trivially so once
+    its deletion removed every file, ``meta.json`` too). False for a link, a special file, or
+    a file or zip that cannot be read."""
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            names = set(zf.namelist())
+            prefix = zip_prefix(zip_path, names)
+            for top, dirs, files in os.walk(leftover):
+                for name in dirs + files:
+                    path = os.path.join(top, name)
+                    mode = os.lstat(path).st_mode
+                    if stat.S_ISDIR(mode):
+                        continue
+                    member = prefix + os.path.relpath(path, leftover).replace(os.sep, "/")
+                    if not stat.S_ISREG(mode) or member not in names:
+                        return False
+                    with open(path, "rb") as mine, zf.open(member) as theirs:
+                        while block := mine.read(1 << 20):
+                            if theirs.read(len(block)) != block:
+                                return False
+                        if theirs.read(1):
+                            return False
+    except (OSError, ValueError, zipfile.BadZipFile, LabsessionError):
+        return False
+    return True
+
+
 def clean_removal_leftovers(base: Path) -> list[Path]:
     """Finish the removals of packed folders interrupted in ``base``; return what was deleted.
 
     A ``.<name>.removing`` folder is deleted only when ``<name>.session.zip`` exists beside it
-    (or a named ``<name>_<slug>.session.zip`` holding the leftover's own ``meta.json``), reads
+    (or a named ``<name>_<slug>.session.zip`` holding the leftover's own ``meta.json``, or,
+    once the deletion removed that, every file still in the leftover, byte for byte), reads
     back whole (every member's CRC, the session's meta and arrays) and no live process holds
     ``<name>``'s lock; the stale lock file of ``<name>`` goes with it. Any other leftover is
     kept, with a warning.
@@ -231,7 +267,9 @@ def clean_removal_leftovers(base: Path) -> list[Path]:
         zip_path = base / (name + ZIP_SUFFIX)
         if not zip_path.is_file():  # a named session's zip, known by the meta.json it holds
             named = [z for z in zips_of_folder(base, name) if z != zip_path]
-            zip_path = next((z for z in named if zip_holds_meta_of(Path(entry.path), z)), zip_path)
+            zip_path = next(
+                (z for z in named if zip_holds_meta_of(Path(entry.path), z)), None
+            ) or next((z for z in named if _held_in_zip(entry.path, z)), zip_path)
         try:
             if session_lock_holder(folder) is not None:
                 continue  # its packer is still deleting it
