@@ -149,3 +149,20 @@ def test_runs_archive_on_a_script_out_folder_names_the_status_folders(tmp_path):
     # where there are runs to act on, nothing more is said
     plain = run_cli(tmp_path, "runs", "restore", "fit_out/FINISHED_SUCCESS")
     assert "status folders" not in plain.stdout
+
+
+def test_runs_list_on_one_run_folder_says_to_list_its_folder(tmp_path):
+    """``labsession runs list fit_out/FINISHED_SUCCESS/<ID>`` said "no runs under ..." of a run;
+    it says that ROOT is a run and what to list instead."""
+    run = tmp_path / "fit_out" / "FINISHED_SUCCESS" / "2026Y-01M-02D-03h04m05s_abcd"
+    (run / "logs").mkdir(parents=True)
+    result = run_cli(
+        tmp_path, "runs", "list", "fit_out/FINISHED_SUCCESS/2026Y-01M-02D-03h04m05s_abcd"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "no runs under fit_out/FINISHED_SUCCESS/2026Y-01M-02D-03h04m05s_abcd: it is a run folder "
+        "itself; list its folder: labsession runs list fit_out/FINISHED_SUCCESS"
+    )
+    logs = run_cli(tmp_path, "runs", "list", str(run / "logs"))
+    assert logs.stdout.strip() == f"no runs under {run / 'logs'}"  # nothing more to say there

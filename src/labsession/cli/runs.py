@@ -102,7 +102,16 @@ def list_runs(
             "yes" if record.archived else "",
             str(record.path or ""),
         )
-    cli_console().print(table if records else f"no runs under {root}")
+    if records:
+        cli_console().print(table)
+        return
+    from labsession.runs import is_run_id
+
+    said = f"no runs under {root}"
+    if is_run_id(root.resolve().name):  # one run's folder: its runs list is its parent's
+        parent = root.parent if root.name not in ("", ".", "..") else root.resolve().parent
+        said += f": it is a run folder itself; list its folder: labsession runs list {parent}"
+    cli_console().print(said)
 
 
 @app.command("archive")
