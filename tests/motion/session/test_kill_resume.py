@@ -223,3 +223,72 @@ def test_workers_of_a_killed_run_exit_and_the_resume_equals_uninterrupted(
         np.testing.assert_array_equal(resumed[key], value, err_msg=key)
     for folder in [*folders, config.final_dir]:
         assert not _has_partial(folder)
+
+
+# Runs the session with other stage-2 settings (sigma_smooth=3) and stalls when ``stage`` of
+# rec_0 has published its new result, before status.json records it: the test kills it there.
+STALL_BEFORE_STATUS = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from conftest import fast_config
+from labsession.motion.session import _stage2, _stage3, run_session
+
+stage = {stage!r}
+module = _stage2 if stage == "stage2" else _stage3
+real = module.update_status
+
+
+def stall(folder, **entries):
+    if Path(folder).name == "rec_0" and entries.get(stage if stage == "stage2" else
+                                                    "stage3_aligned") not in (None, "running"):
+        print("published", flush=True)
+        time.sleep(600)
+    return real(folder, **entries)
+
+
+module.update_status = stall
+run_session(fast_config(Path({root!r}), sigma_smooth=3.0), progress=False)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["stage2", "stage3"])
+def test_a_result_published_but_not_recorded_when_killed_is_never_taken_as_done(
+    finished_session, finished_copy, stage
+) -> None:
+    """Settings changed, the run killed between a result's write and its status, the settings
+    changed back: the resume must not take the other settings' result for the original's."""
+    config, _ = finished_session
+    code = STALL_BEFORE_STATUS.format(
+        tests=str(Path(__file__).parent), stage=stage, root=str(finished_copy.root)
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "published\n"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+    run_session(finished_copy, progress=False)  # back to the original settings: resume
+    name = "rec_0.tif"
+    with (
+        np.load(recording_dir(config, config.root / name) / "w_to_reference.npz") as want,
+        np.load(
+            recording_dir(finished_copy, finished_copy.root / name) / "w_to_reference.npz"
+        ) as got,
+    ):
+        np.testing.assert_array_equal(got["u"], want["u"])
+        np.testing.assert_array_equal(got["v"], want["v"])
+    with (
+        open_video(config.final_dir / f"aligned_{Path(name).stem}.tif") as want,
+        open_video(finished_copy.final_dir / f"aligned_{Path(name).stem}.tif") as got,
+    ):
+        np.testing.assert_array_equal(got[:], want[:])
+    with (
+        np.load(config.final_dir / "final_valid_idx.npz") as want,
+        np.load(finished_copy.final_dir / "final_valid_idx.npz") as got,
+    ):
+        np.testing.assert_array_equal(got["final_valid"], want["final_valid"])

@@ -204,6 +204,10 @@ def run_stage2(
                         rigid = np.zeros(2, dtype=np.float32)
                     else:
                         w, rigid = align_average(reference, averages[idx], config)
+                    if read_status(folder).get("stage2") is not None:
+                        # The file is about to be replaced: a kill before the status below
+                        # must not leave the old inputs recorded beside the new file.
+                        update_status(folder, stage2=None, stage2_inputs=None)
                     atomic_save_npz(folder / W_NAME, u=w[..., 0], v=w[..., 1])
                     update_status(folder, stage2="done", stage2_inputs=inputs)
                     logger.info(

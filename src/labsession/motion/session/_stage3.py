@@ -251,6 +251,10 @@ def run_stage3(
                 logger.info("re-projection of %s is complete; skipped", path.name)
                 continue
             logger.info("re-projecting %s: %s", path.name, reason)
+        if status.get("stage3_aligned") is not None:
+            # Its video is about to be replaced: a kill after that, before the new record, must
+            # not leave the old record beside the new video.
+            update_status(folder, stage3_aligned=None)
         pending.append(idx)
 
     failures: dict[str, BaseException] = {}
