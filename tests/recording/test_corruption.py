@@ -539,6 +539,42 @@ def test_attach_removes_the_record_and_the_next_close_writes_it_again(tmp_path):
         assert store.n_samples("emg") == 550
 
 
+def test_an_unmarked_folder_whose_last_sample_chunk_zarr_left_out_is_closed_and_packed(tmp_path):
+    """Before: a MyoGestic (or earlier labsession) folder whose last sample chunk is all zeros
+    (Zarr leaves such a chunk out) was called damaged once attached and closed (the record of
+    its rows then pointed at the chunk never written): the pack was refused, and after a plain
+    close the folder no longer read. That chunk reads as zeros where its timestamps are."""
+    session = Session(tmp_path)
+    session.init_stream("emg", StreamInfo(n_channels=2, fs=100.0))
+    values = np.ones((250, 2), np.float32)
+    values[200:] = 0
+    session.append("emg", values, np.arange(250) / 100)
+    session.close()
+    (session.path / "emg.zarr" / "c" / "2" / "0").unlink()  # as Zarr writes it by default
+    for array in ("emg.zarr", "emg_timestamps.zarr"):
+        meta = session.path / array / "zarr.json"
+        data = json.loads(meta.read_text())
+        data["attributes"] = {}
+        meta.write_text(json.dumps(data))
+    Session.attach(session.path).close()
+    assert attributes(session.path, "emg.zarr") == {"labsession": {"closed_rows": 250}}
+    with open_session_store(session.path) as store:
+        np.testing.assert_array_equal(store.get_continuous("emg")[0], values)
+    zip_path = Session.attach(session.path).pack_to_zip()
+    with open_session_store(zip_path) as store:
+        np.testing.assert_array_equal(store.get_continuous("emg")[0], values)
+    lost = tmp_path / "lost.session.zip"  # its timestamps lost too: damage, as before
+    with zipfile.ZipFile(zip_path) as src, zipfile.ZipFile(lost, "w") as dst:
+        for info in src.infolist():
+            if info.filename != "emg_timestamps.zarr/c/2":
+                dst.writestr(info, src.read(info))
+    with (
+        open_session_store(lost) as store,
+        pytest.raises(SessionError, match=r"closed with 250 rows .* hold 200"),
+    ):
+        store.n_samples("emg")
+
+
 def test_a_second_of_zeros_is_written_and_read_back(tmp_path):
     """A chunk that is all zeros (the fill value) is written too, so it reads back as
     recorded, and losing it is caught like losing any other chunk."""
