@@ -291,3 +291,56 @@ def test_info_on_a_folder_whose_record_is_older_than_its_samples_computes_it(tmp
     assert as_json["integrity"]["emg"]["recorded"] is False
     assert as_json["integrity"]["emg"]["n_samples"] == 2000
     assert "covers 600 of the 2,000" in as_json["integrity"]["emg"]["note"]
+
+
+# -- --verify --------------------------------------------------------------------------------------
+def _flip_a_sample_byte(zip_path):
+    """Flip one byte inside the stored bytes of the first sample chunk of ``zip_path``."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as archive:
+        member = archive.getinfo("emg.zarr/c/0/0")
+    with open(zip_path, "r+b") as f:
+        f.seek(member.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+        at = member.header_offset + 30 + name_len + extra_len + member.compress_size // 2
+        f.seek(at)
+        byte = f.read(1)[0]
+        f.seek(at)
+        f.write(bytes([byte ^ 0xFF]))
+
+
+def test_info_verify_reads_every_chunk_and_fails_on_a_corrupt_one(tmp_path):
+    """``labsession info`` reads a session's metadata, not its samples: on a copy with a flipped
+    byte it printed a clean summary, exit 0, and nothing could check a copy short of plotting or
+    training on it. ``--verify`` reads and checks every chunk; a corrupt one ends in one line
+    naming it, exit 1; in a folder, every session is listed, then exit 1."""
+    from labsession.testing import record_tiny_session
+
+    from .conftest import run_cli
+
+    parent = tmp_path / "sessions"
+    good = record_tiny_session(parent, seed=1)
+    bad = record_tiny_session(parent, seed=2)
+    _flip_a_sample_byte(bad)
+
+    ok = run_cli(tmp_path, "info", str(good), "--verify")
+    assert ok.returncode == 0, ok.stderr
+    assert (
+        ok.stdout.splitlines()[-1] == "verified: every chunk read and checked (100 rows of samples)"
+    )
+    as_json = json.loads(run_cli(tmp_path, "info", str(good), "--verify", "--json").stdout)
+    assert as_json["verified_rows"] == 100
+
+    assert run_cli(tmp_path, "info", str(bad)).returncode == 0  # the metadata are intact
+    failed = run_cli(tmp_path, "info", str(bad), "--verify")
+    assert failed.returncode == 1
+    (line,) = failed.stderr.splitlines()
+    assert line.startswith(f"error: {bad}: stream 'emg' cannot be read: chunk emg.zarr/c/0/0")
+
+    folder = run_cli(tmp_path, "info", str(parent), "--verify")
+    assert folder.returncode == 1, folder.stdout
+    lines = folder.stdout.splitlines()
+    assert any(bad.name in row and "cannot be read" in row for row in lines)
+    assert lines[-1] == "verified: 1 read and checked, every chunk; 1 cannot be read"

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -26,6 +27,8 @@ SHOWN = 3
 BLOCK_SAMPLES = 1 << 20
 #: How the note on a stream without a saved record begins (its disconnects are unknown).
 NO_RECORD = "no record in meta.json"
+#: Bytes of samples ``--verify`` reads at a time.
+VERIFY_BYTES = 16 << 20
 
 
 def info(
@@ -36,6 +39,14 @@ def info(
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Also read and check every chunk of every stream (reads the whole session; "
+            "without it, info reads the session's metadata, not its samples).",
+        ),
+    ] = False,
 ) -> None:
     """Show a session's streams, labels, size and integrity, or list a folder of sessions.
 
@@ -47,9 +58,11 @@ def info(
     from labsession.recording._folders import sessions_of
 
     if path.is_dir() and sessions_of(path) != [path]:  # a folder of sessions
-        list_sessions(path, as_json=as_json)
+        list_sessions(path, as_json=as_json, verify=verify)
         return
     summary, records = _session_facts(path)  # a SessionError: one line (root group)
+    if verify:
+        summary["verified_rows"] = verify_session(path)
     if as_json:
         summary["integrity"] = {
             name: {"recorded": note is None, **({"note": note} if note else {}), **record.to_meta()}
@@ -58,6 +71,9 @@ def info(
         typer.echo(json.dumps(summary, indent=2))
         return
     print_session(summary, records, cli_console())
+    if verify:
+        rows = summary["verified_rows"]
+        typer.echo(f"verified: every chunk read and checked ({rows:,} rows of samples)")
 
 
 def print_session(summary: dict, records: dict, console: Console) -> None:
@@ -83,10 +99,38 @@ def _session_facts(path: Path) -> tuple[dict, dict]:
     return summary, records
 
 
-def list_sessions(folder: Path, *, as_json: bool = False) -> None:
+def verify_session(path: Path) -> int:
+    """Read every sample and timestamp chunk of every stream of ``path``, each checked as every
+    read checks it (zstd checksum, or the zip's CRC-32), about ``VERIFY_BYTES`` of samples at a
+    time; return the rows read.
+
+    Raises
+    ------
+    SessionError
+        At the first chunk that fails, naming the session, the stream and the chunk.
+    """
+    from labsession.recording import open_session_store
+
+    rows = 0
+    with open_session_store(path) as store:
+        for name in store.stream_names:
+            info = store.stream_info(name)
+            n = store.n_samples(name)
+            step = max(1, VERIFY_BYTES // (info.n_channels * np.dtype(info.dtype).itemsize))
+            for start in range(0, n, step):
+                stop = min(n, start + step)
+                store.read_rows(name, start, stop)
+                store.read_rows(name, start, stop, timestamps=True)
+            rows += n
+    return rows
+
+
+def list_sessions(folder: Path, *, as_json: bool = False, verify: bool = False) -> None:
     """Print the sessions inside ``folder``, one line each (``--json``: a list of summaries).
 
-    A session that cannot be read gets a line saying why; the others are still listed.
+    A session that cannot be read gets a line saying why; the others are still listed. With
+    ``verify``, every chunk of each session is read and checked, and one that fails ends the
+    command with exit status 1 once all are listed.
 
     Raises
     ------
@@ -100,17 +144,28 @@ def list_sessions(folder: Path, *, as_json: bool = False) -> None:
     summaries: list[dict] = []
     for session in sessions_of(folder):
         try:
-            summaries.append(session_summary(session))
+            summary = session_summary(session)
+            if verify:
+                summary["verified_rows"] = verify_session(session)
+            summaries.append(summary)
         except SessionError as exc:
             summaries.append({"path": str(session), "error": str(exc)})
+    failed = sum("error" in s for s in summaries)
     if as_json:
         typer.echo(json.dumps(summaries, indent=2))
-        return
-    total = sum(s.get("size_bytes", 0) for s in summaries)
-    count = f"{len(summaries)} session{'s' if len(summaries) != 1 else ''}"
-    typer.echo(f"{folder}: {count}, {format_bytes(total)}")
-    for line in session_lines(summaries):
-        typer.echo(line)
+    else:
+        total = sum(s.get("size_bytes", 0) for s in summaries)
+        count = f"{len(summaries)} session{'s' if len(summaries) != 1 else ''}"
+        typer.echo(f"{folder}: {count}, {format_bytes(total)}")
+        for line in session_lines(summaries):
+            typer.echo(line)
+        if verify:
+            typer.echo(
+                f"verified: {len(summaries) - failed} read and checked, every chunk; "
+                f"{failed} cannot be read"
+            )
+    if verify and failed:
+        raise typer.Exit(1)
 
 
 def session_lines(summaries: list[dict]) -> list[str]:
