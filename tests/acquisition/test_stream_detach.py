@@ -132,3 +132,44 @@ def test_a_read_that_blocks_does_not_hold_the_stop_up(recording):
     np.testing.assert_array_equal(stored_stamps(again)[0], third)
     assert stream.n_samples == 30  # counted by the stream's health, recorded by no session
     assert stream.append_errors == 0
+
+
+def test_a_session_attached_while_a_detach_waits_does_not_take_the_read(tmp_path):
+    """Before: a session attached while detach_session waited for the read of the one
+    detached took that read's samples (the read began for the first session, whose detach
+    then returned without them). They go to the session the read began for."""
+    from labsession.recording import Session
+
+    source = HandFed()
+    stream = Stream("emg", source)
+    stream.detach_wait = 60.0  # the read is released below, well within it
+    first, second = Session(tmp_path / "a"), Session(tmp_path / "b")
+    for session in (first, second):
+        session.init_stream("emg", StreamInfo(n_channels=1, fs=FS))
+    stream.start()
+    detached = []
+    detacher = threading.Thread(target=lambda: detached.append(stream.detach_session()))
+    try:
+        assert stream.wait_connected(10)
+        stream.attach_session(first)
+        calls = source.calls
+        assert wait_until(lambda: source.calls > calls)  # a read began for the first session
+        held = source.hand(0, 10, held=True)
+        assert source.holding.wait(10)
+        detacher.start()
+        assert wait_until(lambda: stream._session is None, timeout=10)
+        stream.attach_session(second)
+        source.release.set()
+        detacher.join(30)
+        assert not detacher.is_alive()
+        assert detached == [first]
+        later = source.hand(10, 10)
+        assert wait_until(lambda: source.returned == 2)
+        assert stream.detach_session() is second
+    finally:
+        source.release.set()
+        stream.stop()
+        for session in (first, second):
+            session.close()
+    np.testing.assert_array_equal(stored_stamps(first)[0], held)
+    np.testing.assert_array_equal(stored_stamps(second)[0], later)

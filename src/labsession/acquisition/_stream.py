@@ -340,10 +340,14 @@ class Stream:
                 self._handed_over.notify_all()
 
     def _append_to_session(self, data: np.ndarray, ts: np.ndarray) -> None:
-        """Hand a chunk to the attached session, or to the one detached while it was read
-        (whose detach waits for it); its failure never stops acquisition."""
+        """Hand a chunk to the session attached when its read began (also if it was detached
+        meanwhile: its detach waits for it), else to the one attached now; its failure never
+        stops acquisition."""
         with self._handed_over:
-            session = self._session if self._session is not None else self._reading_for
+            # The session the read began for, even if another was attached while its detach
+            # waited: that detach hands it this read; else (no session then, or given up) the
+            # session attached now.
+            session = self._reading_for if self._reading_for is not None else self._session
             self._reading_for = None
             self._handed_over.notify_all()  # woken once the lock is let go: after the append
             if session is None:
@@ -376,10 +380,10 @@ class Stream:
                 log.exception("stream %r: the append-error callback failed", self.name)
 
     def _record_fault(self, kind: str, message: str) -> None:
-        """Note a fault in the attached session, or in the one the read in progress is for (if
-        any; no disk access)."""
+        """Note a fault in the session the read in progress is for, else in the attached one
+        (if any; no disk access)."""
         with self._session_lock:
-            session = self._session if self._session is not None else self._reading_for
+            session = self._reading_for if self._reading_for is not None else self._session
             if session is not None:
                 self._note(session, kind, message)
 
