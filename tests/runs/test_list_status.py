@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from labsession.runs import SessionManager
+from labsession.runs import SessionManager, archive_session_dir
 from labsession.runs._scan import pid_alive, scan_runs
 
 from .conftest import script_env, wait_for, write_script
@@ -272,3 +272,40 @@ def test_a_status_folder_given_as_dot_or_dotdot_keeps_its_status(tmp_path, monke
     assert {sid[-4:]: r.status for sid, r in SessionManager().list_sessions(".").items()} == {
         "dead": "interrupted"
     }
+
+
+def test_an_interrupted_run_archived_from_running_stays_interrupted(tmp_path):
+    """``runs archive RUNNING --no-dry-run`` (for interrupted runs) left an archive that
+    ``runs list`` called ``running``: an archive is never probed, and its run never closed."""
+    out = tmp_path / "fit_out"
+    _run_dir(
+        out / "RUNNING",
+        "2026Y-01M-01D-00h00m01s_dead",
+        PID=2**22 + 1,  # above the largest PID Linux hands out, so no process has it
+        HOST=socket.gethostname(),
+        START_DATETIME="2026-01-01T00:00:01.5",
+    )
+    assert _status(out) == {"dead": "interrupted"}
+    result = subprocess.run(
+        [sys.executable, "-m", "labsession", "runs", "archive", "RUNNING", "--no-dry-run"],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in (out / "RUNNING").iterdir()] == ["2026Y-01M-01D-00h00m01s_dead.tar.gz"]
+    rows = _labsession("runs", "list", str(out), cwd=tmp_path)
+    assert [(r["status"], r["archived"]) for r in rows] == [("interrupted", True)]
+    # Even one packed by hand while its process lived: nothing writes to an archive.
+    live = _run_dir(
+        out / "RUNNING",
+        "2026Y-01M-01D-00h00m02s_self",
+        PID=os.getpid(),
+        HOST=socket.gethostname(),
+        START_DATETIME=dt.datetime.now().isoformat(),
+    )
+    assert _status(out)["self"] == "running"
+    archive_session_dir(live)
+    assert _status(out) == {"dead": "interrupted", "self": "interrupted"}

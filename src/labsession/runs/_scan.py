@@ -5,9 +5,10 @@ without importing or running anything: each run's status comes from the folder i
 its process, host, times and exit status from its ``CONFIGS/CONFIG.json`` (read from near the
 start of an archive, within bounds). A folder left in ``RUNNING/`` whose process no longer
 exists on this host has status ``"interrupted"``; so has one whose PID now belongs to a process
-that started after the run (on Linux, by the process start time in ``/proc``). A run whose
-process cannot be probed (of another host, or with no PID recorded, as a live scitex-session run)
-stays ``"running"``.
+that started after the run (on Linux, by the process start time in ``/proc``), and so has an
+archive in ``RUNNING/`` (a run that never closed, packed). A run folder whose process cannot be
+probed (of another host, or with no PID recorded, as a live scitex-session run) stays
+``"running"``.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ class SessionRecord:
     session_id
         The run ID (the folder name).
     status
-        ``"running"`` (in RUNNING, its process alive or not to be probed: another host's, or
-        none recorded), ``"interrupted"`` (left in RUNNING by a dead process), ``"success"``,
+        ``"running"`` (a folder in RUNNING, its process alive or not to be probed: another
+        host's, or none recorded), ``"interrupted"`` (left in RUNNING by a dead process, or an
+        archive in RUNNING), ``"success"``,
         ``"error"``, ``"finished"`` (closed without a status by another tool) or ``"closed"``.
     path
         The run folder or archive, if known.
@@ -291,9 +293,13 @@ def _record_from_disk(
     pid = config.get("PID")
     host = config.get("HOST")
     recorded_start = _parse_time(config.get("START_DATETIME"))
+    # An archive left in RUNNING/ is a run that never closed, packed once its process was gone
+    # (runs archive skips one that may live): nothing writes to it any more.
+    if status == "running" and archived:
+        status = "interrupted"
     # A run whose process cannot be probed stays "running": one of another host, or one with no
     # PID recorded (scitex-session writes its config only at close).
-    probed = status == "running" and not archived and host in (None, this_host)
+    probed = status == "running" and host in (None, this_host)
     started = _start_of(config, local_start_counts=local_start_counts)
     if probed and isinstance(pid, int) and not pid_alive(pid, started=started):
         status = "interrupted"
