@@ -151,3 +151,24 @@ def test_a_leftover_holding_a_file_its_zip_lacks_is_kept(tmp_path):
     with pytest.raises(SessionError, match="packed already"):
         Session.attach(folder)
     assert (aside / "notes.txt").read_text() == "only here"
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_temporary_zip_another_folder_s_pack_may_be_writing_is_kept(tmp_path, named):
+    # Two folders whose packs take one zip name: X named "a" and X_a (named: this session's
+    # zip name is X_a's), or Y named "b" and X = Y_b unnamed (its own <folder>.session.zip).
+    folder, _ = _recorded(tmp_path)
+    if named:
+        other = tmp_path / f"{folder.name}_a"
+        zip_name = f"{other.name}.session.zip"
+    else:
+        other = tmp_path / "Y"
+        folder = folder.rename(tmp_path / "Y_b")
+        zip_name = "Y_b.session.zip"
+    other.mkdir()
+    live = tmp_path / f".{zip_name}.0123abcd.tmp"  # the other folder's pack, under way
+    live.write_bytes(b"another pack")
+    session = Session.attach(folder)
+    session.name = "a" if named else None
+    assert session.pack_to_zip().name == zip_name
+    assert live.read_bytes() == b"another pack"

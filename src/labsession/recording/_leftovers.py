@@ -84,10 +84,11 @@ def clean_pack_temp_files(folder: Path, zip_path: Path | None = None) -> list[Pa
     ``.<zip name>.<8 chars>.tmp`` files are removed for every name a pack of ``folder`` takes:
     ``<folder name>.session.zip``, ``zip_path``, and ``<folder name>_<slug>.session.zip`` for
     any slug (the session may have been named, renamed or unnamed since a pack under another
-    name was killed: its temporary zip, as large as the session, would be left forever). A
-    named one is kept when another folder beside ``folder`` is named so that its pack would
-    take that name too (``<folder name>_<x>``): that folder's pack may be running. The caller
-    holds the session's lock, so no pack of this session is running. Returns the paths removed.
+    name was killed: its temporary zip, as large as the session, would be left forever). One
+    is kept, whatever its name, when another folder beside ``folder`` would pack under that
+    name too (``<folder name>_<x>``, or ``Y`` for a folder ``Y_<slug>``): that folder's pack
+    may be running. The caller holds the session's lock, so no pack of this session is
+    running. Returns the paths removed.
     """
     names = {folder.name + ZIP_SUFFIX} | ({zip_path.name} if zip_path is not None else set())
     removed = []
@@ -100,14 +101,15 @@ def clean_pack_temp_files(folder: Path, zip_path: Path | None = None) -> list[Pa
         if match is None:
             continue
         zip_name = match.group(1)
-        if zip_name not in names:
-            owners = folders_of_pack(zip_name)
-            if folder.name not in owners:
-                continue
-            others = [o for o in owners if o != folder.name and (folder.parent / o).is_dir()]
-            if others:  # as much another session's: leave it to that one
-                log.info("%s: kept, it may be a pack of %s in progress", entry.path, others[0])
-                continue
+        owners = folders_of_pack(zip_name)
+        if zip_name not in names and folder.name not in owners:
+            continue
+        # Even under this session's own zip name: folder X named "a" and a folder X_a both
+        # pack to X_a.session.zip, and X_a's pack may be writing this file now.
+        others = [o for o in owners if o != folder.name and (folder.parent / o).is_dir()]
+        if others:  # as much another session's: leave it to that one
+            log.info("%s: kept, it may be a pack of %s in progress", entry.path, others[0])
+            continue
         try:
             if not entry.is_file(follow_symlinks=False):
                 continue
