@@ -27,6 +27,27 @@ elif MODE == "nonroot":
 elif MODE == "nonroot-no-propagate":
     mylog.addHandler(logging.StreamHandler())
     mylog.propagate = False
+elif MODE == "stream-raises":
+    import atexit
+
+    class Unreadable(logging.StreamHandler):  # a stream property that raises (until exit)
+        broken = True
+
+        @property
+        def stream(self):
+            if Unreadable.broken:
+                raise RuntimeError("no stream")
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value):
+            pass
+
+        def emit(self, record):
+            pass
+
+    mylog.addHandler(Unreadable())
+    atexit.register(lambda: setattr(Unreadable, "broken", False))  # before logging.shutdown
 elif MODE == "rich-console-before":
     from rich.console import Console
     from rich.logging import RichHandler
@@ -65,6 +86,20 @@ def main(mode: str = "") -> int:
     elif mode == "basic-twice":  # the second call does nothing, as without a run
         logging.basicConfig(level=logging.INFO, format="MINE %(message)s")
         logging.basicConfig(level=logging.DEBUG, format="SECOND %(message)s")
+    elif mode == "console-raises":
+
+        class Gone:
+            @property
+            def file(self):
+                raise OSError("console gone")
+
+        class Quiet(logging.Handler):  # not rich, but with a "console" that cannot be read
+            console = Gone()
+
+            def emit(self, record):
+                pass
+
+        mylog.addHandler(Quiet())
     elif mode == "raw-terminal":
         mylog.addHandler(logging.StreamHandler(sys.__stderr__))
     mylog.debug("record-debug")
@@ -184,3 +219,14 @@ def test_runs_in_process_leave_logging_as_they_found_it(tmp_path):
     assert console.file is terminal
     for run in (inner, outer):  # the inner run's output reaches the outer's log too, once
         assert (run.SDIR_RUN / "logs" / "stderr.log").read_text().count("nested-record") == 1
+
+
+@pytest.mark.parametrize("mode", ["stream-raises", "console-raises"])
+def test_a_handler_whose_stream_cannot_be_read_never_fails_the_script(tmp_path, mode):
+    # mylog.info(...) raised the handler's error out of the run's handler into main (exit 1),
+    # and a StreamHandler whose stream property raises made close() fail.
+    done, logs, _ = _run(tmp_path, mode)
+    assert "Traceback" not in done.stderr, done.stderr
+    for message in ("record-info", "record-warning"):  # the run's handler shows them
+        assert done.stderr.count(message) == 1, done.stderr
+        assert logs["stderr"].count(message) == 1

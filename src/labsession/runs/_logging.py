@@ -57,11 +57,15 @@ def _chain(record: logging.LogRecord) -> Iterator[logging.Handler]:
 
 
 def _stream_of(handler: logging.Handler) -> Any:
-    """Where ``handler`` writes: a ``StreamHandler``'s stream, a rich handler's console file."""
-    if isinstance(handler, logging.StreamHandler):
-        return handler.stream
-    console = getattr(handler, "console", None)
-    return getattr(console, "file", None) if console is not None else None
+    """Where ``handler`` writes: a ``StreamHandler``'s stream, a rich handler's console file
+    (None when unknown, or when reading it fails: a ``stream`` property that raises)."""
+    try:
+        if isinstance(handler, logging.StreamHandler):
+            return handler.stream
+        console = getattr(handler, "console", None)
+        return getattr(console, "file", None) if console is not None else None
+    except Exception:  # noqa: BLE001 - the script's handler; never fail its logging call
+        return None
 
 
 def _targets() -> tuple[dict[int, Tee], dict[int, Tee]]:
@@ -101,13 +105,28 @@ class RunLogHandler(logging.StreamHandler):
         pass
 
     def emit(self, record: logging.LogRecord) -> None:
-        tees, terminals = _targets()
+        try:
+            self._emit(record)
+        except Exception:  # noqa: BLE001 - as logging does: report, never raise
+            self.handleError(record)
+
+    def _emit(self, record: logging.LogRecord) -> None:
+        # The script's handlers that let the record through and write to a known stream; the
+        # streams behind sys.stdout/sys.stderr are looked up only when there is one (most
+        # records of a script without handlers of its own, DEBUG ones included, cost little).
+        writers = [
+            (handler, stream)
+            for handler in _chain(record)
+            if not is_run_handler(handler)
+            and record.levelno >= handler.level
+            and (stream := _stream_of(handler)) is not None
+        ]
+        if not writers and record.levelno < RUN_LOG_LEVEL:
+            return
+        tees, terminals = _targets() if writers else ({}, {})
         shown = False
         copies: list[tuple[Tee, logging.Handler]] = []
-        for handler in _chain(record):
-            if is_run_handler(handler) or record.levelno < handler.level:
-                continue
-            stream = _stream_of(handler)
+        for handler, stream in writers:
             if id(stream) in tees:
                 shown = True
             elif id(stream) in terminals:  # shown, but past the tee: the log lacks it

@@ -275,12 +275,19 @@ def _retarget_handlers(mapping: dict[int, TextIO]) -> None:
     ]
     for lg in loggers:
         for handler in lg.handlers:
-            stream = getattr(handler, "stream", None)
-            if isinstance(handler, logging.StreamHandler) and id(stream) in mapping:
-                handler.setStream(mapping[id(stream)])
-            # A rich handler's console given a file (Console(file=sys.stderr)) keeps it in
-            # ``_file``; one given none follows sys.stdout/sys.stderr by itself.
-            console = getattr(handler, "console", None)
-            held = vars(console).get("_file") if hasattr(console, "__dict__") else None
-            if held is not None and id(held) in mapping:
-                console.file = mapping[id(held)]
+            try:
+                _retarget(handler, mapping)
+            except Exception:  # noqa: BLE001 - a handler of the script's whose stream property
+                continue  # raises: it stays as it is, and the run starts and closes all the same
+
+
+def _retarget(handler: logging.Handler, mapping: dict[int, TextIO]) -> None:
+    stream = getattr(handler, "stream", None)
+    if isinstance(handler, logging.StreamHandler) and id(stream) in mapping:
+        handler.setStream(mapping[id(stream)])
+    # A rich handler's console given a file (Console(file=sys.stderr)) keeps it in
+    # ``_file``; one given none follows sys.stdout/sys.stderr by itself.
+    console = getattr(handler, "console", None)
+    held = vars(console).get("_file") if hasattr(console, "__dict__") else None
+    if held is not None and id(held) in mapping:
+        console.file = mapping[id(held)]
