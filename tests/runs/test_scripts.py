@@ -401,3 +401,45 @@ def test_a_signal_handler_that_prints_never_hangs_the_run(tmp_path):
     assert proc.returncode == 0, stderr[-2000:]
     run = _only_run(tmp_path / "signals_out" / "FINISHED_SUCCESS")
     assert "got signal" in (run / "logs" / "stdout.log").read_text()
+
+
+@pytest.mark.parametrize("mistake", ["yaml", "seed"])
+def test_a_config_mistake_is_one_line_and_starts_no_run(tmp_path, mistake):
+    """A bad config/*.yaml or seed printed a long chained traceback through labsession; now one
+    ``error:`` line naming the file or value, exit 2 as for a bad argument, and no run folder.
+    ``run`` still raises the ConfigError for a caller to catch."""
+    seed = "-1" if mistake == "seed" else "0"
+    body = f"""
+    import sys
+    from labsession.errors import ConfigError
+    from labsession.runs import run, session
+
+    @session(seed={seed})
+    def main() -> int:
+        return 0
+
+    if __name__ == "__main__":
+        if sys.argv[1:] == ["run"]:
+            try:
+                run(main, parse_args=[], seed={seed})
+            except ConfigError as exc:
+                print("caught", type(exc).__name__)
+        else:
+            main()
+    """
+    script = write_script(tmp_path, "cfg.py", body)
+    if mistake == "yaml":
+        (tmp_path / "config").mkdir()
+        (tmp_path / "config" / "paths.yaml").write_text("a: [1,\n")
+        expected = "error: config/paths.yaml: not valid YAML ("
+    else:
+        expected = "error: seed must be an integer from 0 to 4294967295"
+    done = run_script(script)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(expected)
+    assert done.stderr.count("\n") == 1, done.stderr  # no traceback
+    assert done.stdout == ""
+    caught = run_script(script, "run")
+    assert caught.returncode == 0, caught.stderr
+    assert caught.stdout == "caught ConfigError\n"
+    assert not (tmp_path / "cfg_out").exists()

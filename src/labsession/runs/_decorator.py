@@ -4,8 +4,11 @@ Called without arguments (``main()`` under ``if __name__ == "__main__":``), the 
 parses its parameters from the command line, runs inside :func:`start`/:func:`close`, finds
 ``CONFIG``, ``plt``, ``COLORS``, ``rngg`` and ``logger`` in its module's globals, and the process
 exits with the function's return code. An exception moves the run to ``FINISHED_ERROR/`` with its
-traceback in ``logs/stderr.log`` and is raised again. Called with arguments, the decorated function
-is the plain function: no session, no command line (for tests and notebooks).
+traceback in ``logs/stderr.log`` and is raised again. A mistake in the run's configuration (a bad
+``config/*.yaml``, a bad seed), found before any run folder is made, ends the process with one
+``error: ...`` line on stderr and exit status 2, as a bad argument does. Called with arguments,
+the decorated function is the plain function: no session, no command line (for tests and
+notebooks).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+from labsession.core.messages import one_line
+from labsession.errors import ConfigError
 from labsession.runs._archive import archive_path_for
 from labsession.runs._argparse import INJECTED_NAMES, build_parser
 from labsession.runs._lifecycle import close, start
@@ -30,6 +35,9 @@ __all__ = ["run", "session"]
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Exit status of a ``@session`` script whose configuration is refused before its run starts
+#: (what argparse exits with for a bad argument).
+EXIT_CONFIG = 2
 _CLOSE_KEYS = ("notify", "archive_format", "message")
 
 
@@ -65,18 +73,30 @@ def _call_in_session(
     archive_format: str | None,
     message: str | None,
     start_kwargs: Mapping[str, Any],
+    config_error_exits: bool = False,
 ) -> int:
-    """Start a run, inject the globals, ``call`` the function, close the run; return the code."""
-    CONFIG, _out, err, plt, COLORS, rngg = start(
-        sys=sys,
-        plt=None,
-        file=func.__globals__.get("__file__"),
-        args=args,
-        sdir_suffix=sdir_suffix,
-        agg=agg,
-        verbose=verbose,
-        **start_kwargs,
-    )
+    """Start a run, inject the globals, ``call`` the function, close the run; return the code.
+
+    With ``config_error_exits``, a :class:`ConfigError` of :func:`start` (raised before any run
+    folder is made) is reported as one ``error: ...`` line on stderr and the process exits with
+    :data:`EXIT_CONFIG`, as for a bad argument; otherwise it is raised.
+    """
+    try:
+        CONFIG, _out, err, plt, COLORS, rngg = start(
+            sys=sys,
+            plt=None,
+            file=func.__globals__.get("__file__"),
+            args=args,
+            sdir_suffix=sdir_suffix,
+            agg=agg,
+            verbose=verbose,
+            **start_kwargs,
+        )
+    except ConfigError as exc:
+        if not config_error_exits:
+            raise
+        sys.stderr.write(f"error: {one_line(str(exc))}\n")
+        raise SystemExit(EXIT_CONFIG) from None
     script_logger = logging.getLogger(func.__module__)
     injected = {
         "CONFIG": CONFIG,
@@ -177,7 +197,10 @@ def session(
     -------
     callable
         The wrapper. ``main()`` runs the session and exits the process with the function's
-        return code (``None`` -> 0); ``main(x=1)`` calls the plain function.
+        return code (``None`` -> 0), or with 2 and one ``error: ...`` line on stderr for a
+        configuration refused before the run starts (a bad ``config/*.yaml`` or seed: a
+        :class:`~labsession.errors.ConfigError` to :func:`run` and :func:`start` callers);
+        ``main(x=1)`` calls the plain function.
 
     Examples
     --------
@@ -217,6 +240,7 @@ def session(
                 archive_format=archive_format,
                 message=None,
                 start_kwargs=start_kwargs,
+                config_error_exits=True,
             )
             raise SystemExit(_process_code(code))
 
@@ -255,6 +279,12 @@ def run(
         The process exit code: the exit status (``None`` returned by ``func`` gives 0), or 1
         for a status the system cannot carry (outside 0-255; ``EXIT_STATUS`` records it as it
         is). Unlike ``@session``, the process does not exit: ``sys.exit(run(main))``.
+
+    Raises
+    ------
+    ConfigError
+        For a bad ``config/*.yaml`` or seed, before any run folder is made (``@session``
+        reports it in one line and exits with 2 instead).
     """
     func = inspect.unwrap(func)  # a @session-decorated function runs as its plain self
     options = {"verbose": False, "agg": True, "notify": False, "sdir_suffix": None}
