@@ -246,8 +246,10 @@ class App:
     def stop_recording(self, *, pack: bool = True) -> Session | None:
         """Stop recording: detach the streams, save meta, and pack on a background thread.
 
-        No sample read before the call is lost: each stream is detached under its lock, so an
-        append in progress completes first. Call :meth:`wait_idle` to wait for the pack.
+        No sample read before the call is lost: each stream's detach waits for a read already
+        under way to reach the session (at most :attr:`Stream.detach_wait` s per stream, so a
+        read blocked in a reconnect never holds the stop up; what such a read returns later is
+        counted, not stored). Call :meth:`wait_idle` to wait for the pack.
 
         A session whose writing failed (state ``"error"``) is closed, not packed: the folder is
         kept with what reached the disk (and labels, written if space is back by now, else
