@@ -230,3 +230,25 @@ def test_a_handler_whose_stream_cannot_be_read_never_fails_the_script(tmp_path, 
     for message in ("record-info", "record-warning"):  # the run's handler shows them
         assert done.stderr.count(message) == 1, done.stderr
         assert logs["stderr"].count(message) == 1
+
+
+def test_a_root_level_set_in_main_stays_after_the_run(tmp_path):
+    # close() put back the level from before the run, undoing basicConfig(level=DEBUG) in main
+    # for the rest of the process (atexit handlers, code after main); a level left as the run
+    # set it still goes back.
+    script = tmp_path / "analysis.py"
+    script.write_text("")
+    root = logging.getLogger()
+    before = root.level
+    try:
+        root.setLevel(logging.WARNING)
+        config, *_ = start(sys=sys, file=script, verbose=False)
+        assert root.level == logging.INFO
+        close(config, verbose=False)
+        assert root.level == logging.WARNING
+        config, *_ = start(sys=sys, file=script, verbose=False)
+        root.setLevel(logging.DEBUG)  # as basicConfig(level=DEBUG) in main does
+        close(config, verbose=False)
+        assert root.level == logging.DEBUG
+    finally:
+        root.setLevel(before)

@@ -38,13 +38,17 @@ class RunState:
         The handler added to the root logger (INFO and up to stderr, unless the script's
         handlers show a record on the terminal themselves), or None.
     root_level
-        The root logger's level before the run, restored at close.
+        The root logger's level before the run, restored at close unless the script set
+        another one during the run (``logging.basicConfig(level=...)`` in ``main``).
+    run_level
+        The root logger's level as the run left it at start.
     """
 
     t0: float
     streams: tuple[Tee, Tee] | None = None
     log_handler: logging.Handler | None = None
     root_level: int = logging.NOTSET
+    run_level: int = logging.NOTSET
 
 
 _STATES: dict[str, RunState] = {}
@@ -78,6 +82,7 @@ def attach_streams(state: RunState, log_dir: str | os.PathLike[str]) -> tuple[Te
         install_basic_config()
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
+    state.run_level = root.level
     return state.streams
 
 
@@ -91,6 +96,7 @@ def release(state: RunState | None) -> None:
         state.log_handler = None
         uninstall_basic_config()
     if state.streams is not None:  # the root level goes back once, with the streams
-        root.setLevel(state.root_level)
+        if root.level == state.run_level:  # a level the script set in main stays, as without a run
+            root.setLevel(state.root_level)
         streams, state.streams = state.streams, None
         restore_streams(*streams)
