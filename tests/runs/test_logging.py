@@ -18,6 +18,18 @@ from labsession.runs import session
 
 MODE = sys.argv[sys.argv.index("--mode") + 1]
 mylog = logging.getLogger("myproj")
+listener = None
+
+
+def listen(*handlers):  # records through a queue, shown by a listener's thread
+    global listener
+    import logging.handlers, queue
+
+    records = queue.Queue()
+    listener = logging.handlers.QueueListener(records, *handlers)
+    listener.start()
+    return logging.handlers.QueueHandler(records)
+
 
 # Set up before the run starts (at import, as scripts do).
 if MODE == "basic-before":
@@ -48,6 +60,8 @@ elif MODE == "stream-raises":
 
     mylog.addHandler(Unreadable())
     atexit.register(lambda: setattr(Unreadable, "broken", False))  # before logging.shutdown
+elif MODE == "queue-before":
+    logging.getLogger().addHandler(listen(logging.StreamHandler()))
 elif MODE == "rich-console-before":
     from rich.console import Console
     from rich.logging import RichHandler
@@ -100,11 +114,17 @@ def main(mode: str = "") -> int:
                 pass
 
         mylog.addHandler(Quiet())
+    elif mode == "queue-in-main":
+        mylog.addHandler(listen(logging.StreamHandler()))
+    elif mode == "queue-file":
+        mylog.addHandler(listen(logging.FileHandler("mine.log")))
     elif mode == "raw-terminal":
         mylog.addHandler(logging.StreamHandler(sys.__stderr__))
     mylog.debug("record-debug")
     mylog.info("record-info")
     mylog.warning("record-warning")
+    if listener is not None:
+        listener.stop()
     return 0
 
 
@@ -139,6 +159,9 @@ def _counts(text, *messages):
         ("rich-nonroot", "stdout"),
         ("rich-console-before", "stderr"),
         ("raw-terminal", "stderr"),
+        ("queue-before", "stderr"),
+        ("queue-in-main", "stderr"),
+        ("queue-file", "stderr"),
         ("file", "stderr"),
         ("file-nonroot", "stderr"),
     ],
@@ -153,7 +176,7 @@ def test_each_record_shows_once_on_the_terminal_and_once_in_the_logs(tmp_path, m
         assert getattr(done, other).count(message) == 0, getattr(done, other)
         assert logs[stream].count(message) == 1, logs[stream]
         assert logs[other].count(message) == 0, logs[other]
-    if mode.startswith("file"):  # the script's own file keeps every record it asked for
+    if mode.endswith("file") or mode.startswith("file"):  # the script's own file keeps them
         assert _counts(mine, "record-info", "record-warning") == [1, 1]
 
 

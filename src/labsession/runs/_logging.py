@@ -23,7 +23,9 @@ script's handlers, never the run's).
 from __future__ import annotations
 
 import functools
+import gc
 import logging
+import logging.handlers
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -94,6 +96,8 @@ class RunLogHandler(logging.StreamHandler):
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
+        # id(queue) -> (queue, the QueueListeners reading it), for QueueHandlers of the script's
+        self._queues: dict[int, tuple[Any, list[Any]]] = {}
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     @property  # type: ignore[override]
@@ -103,6 +107,39 @@ class RunLogHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value: Any) -> None:
         pass
+
+    def _behind_queues(
+        self, handlers: Iterator[logging.Handler], record: logging.LogRecord
+    ) -> Iterator[tuple[logging.Handler, bool]]:
+        """``handlers``, with a ``QueueHandler`` replaced by the handlers of the listeners that
+        read its queue (they show the record later, in their thread), each with whether its
+        level counts (a listener calls its handlers whatever their level unless told to)."""
+        for handler in handlers:
+            if not isinstance(handler, logging.handlers.QueueHandler):
+                yield handler, True
+                continue
+            if record.levelno < handler.level:
+                continue
+            for listener in self._listeners(handler):
+                respect = getattr(listener, "respect_handler_level", False) is True
+                for inner in getattr(listener, "handlers", ()):
+                    if isinstance(inner, logging.Handler):
+                        yield inner, respect
+
+    def _listeners(self, handler: logging.handlers.QueueHandler) -> list[Any]:
+        listener = getattr(handler, "listener", None)  # set by dictConfig (Python 3.12+)
+        if listener is not None:
+            return [listener]
+        queue = getattr(handler, "queue", None)
+        known = self._queues.get(id(queue))
+        if known is None or known[0] is not queue:  # once per queue and run: a heap walk
+            found = [
+                referrer
+                for referrer in gc.get_referrers(queue)
+                if isinstance(referrer, logging.handlers.QueueListener) and referrer.queue is queue
+            ]
+            known = self._queues[id(queue)] = (queue, found)
+        return known[1]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -116,9 +153,9 @@ class RunLogHandler(logging.StreamHandler):
         # records of a script without handlers of its own, DEBUG ones included, cost little).
         writers = [
             (handler, stream)
-            for handler in _chain(record)
+            for handler, levelled in self._behind_queues(_chain(record), record)
             if not is_run_handler(handler)
-            and record.levelno >= handler.level
+            and (record.levelno >= handler.level or not levelled)
             and (stream := _stream_of(handler)) is not None
         ]
         if not writers and record.levelno < RUN_LOG_LEVEL:
