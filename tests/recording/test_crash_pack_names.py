@@ -1,6 +1,7 @@
 """A pack killed under one name leaves no temporary zip once the session is packed under another."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,3 +173,23 @@ def test_a_temporary_zip_another_folder_s_pack_may_be_writing_is_kept(tmp_path, 
     session.name = "a" if named else None
     assert session.pack_to_zip().name == zip_name
     assert live.read_bytes() == b"another pack"
+
+
+@pytest.mark.parametrize("name", [None, "pilot"])
+def test_a_leftover_differing_from_its_zip_by_one_byte_is_kept(tmp_path, name):
+    # The zip there was replaced since (a backup put back, an archive repaired) or is another
+    # session's: the leftover may hold the only copy of that byte.
+    folder, _ = _recorded(tmp_path)
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    session = Session.attach(folder)
+    session.name = name
+    session.pack_to_zip()
+    aside = copy.rename(tmp_path / f".{folder.name}.removing")  # meta.json and all still there
+    chunks = (aside / "emg.zarr").rglob("*")
+    chunk = next(p for p in chunks if p.name != "zarr.json" and p.is_file())
+    raw = bytearray(chunk.read_bytes())
+    raw[-1] ^= 1
+    chunk.write_bytes(bytes(raw))
+    with pytest.raises(SessionError, match="packed already"):
+        Session.attach(folder)
+    assert chunk.read_bytes() == bytes(raw)

@@ -5,7 +5,8 @@
   and the next :meth:`Session.attach` or ``pack_to_zip`` of that session removes the file.
 - A packed folder is first renamed aside to ``.<name>.removing`` (hidden), then deleted, so a half
   deleted folder never carries the session's name. One left by a kill is deleted by the next
-  attach or pack in the same base folder, once ``<name>.session.zip`` has been read back whole.
+  attach or pack in the same base folder, once a zip of ``<name>`` that reads back whole holds
+  every file left in it, byte for byte.
 - A recording thrown away (``App.discard_recording``) is renamed to ``.<name>.<8 hex>.discarded``
   (hidden), then deleted. One left by a kill is deleted by the next attach or pack in the same
   base folder, once no live process holds ``<name>``'s lock.
@@ -44,7 +45,6 @@ from labsession.recording._layout import (
     zips_of_folder,
 )
 from labsession.recording._lock import discard_lock_file, session_lock_holder
-from labsession.recording._packed import zip_holds_meta_of
 from labsession.recording._store import SessionStore
 
 __all__ = [
@@ -244,12 +244,13 @@ def _held_in_zip(leftover: str, zip_path: Path) -> bool:
 def clean_removal_leftovers(base: Path) -> list[Path]:
     """Finish the removals of packed folders interrupted in ``base``; return what was deleted.
 
-    A ``.<name>.removing`` folder is deleted only when ``<name>.session.zip`` exists beside it
-    (or a named ``<name>_<slug>.session.zip`` holding the leftover's own ``meta.json``, or,
-    once the deletion removed that, every file still in the leftover, byte for byte), reads
-    back whole (every member's CRC, the session's meta and arrays) and no live process holds
-    ``<name>``'s lock; the stale lock file of ``<name>`` goes with it. Any other leftover is
-    kept, with a warning.
+    A ``.<name>.removing`` folder is deleted only when no live process holds ``<name>``'s lock
+    and a zip beside it named as a pack of ``<name>`` (``<name>.session.zip`` or
+    ``<name>_<slug>.session.zip``) holds every file still in the leftover at the same place,
+    byte for byte (trivially so once its deletion removed them all), and reads back whole
+    (every member's CRC, the session's meta and arrays); the stale lock file of ``<name>``
+    goes with it. Any other leftover is kept, with a warning: one that differs from the zip
+    there by one byte may be the only copy of what it holds.
 
     A ``.<name>.<8 hex>.discarded`` folder (a discarded session whose deletion a kill cut
     short) is deleted when no live process holds ``<name>``'s lock, with the stale lock file.
@@ -266,23 +267,23 @@ def clean_removal_leftovers(base: Path) -> list[Path]:
         if name is None:
             continue
         folder = base / name
-        zip_path = base / (name + ZIP_SUFFIX)
-        if not zip_path.is_file():  # a named session's zip, known by the meta.json it holds
-            named = [z for z in zips_of_folder(base, name) if z != zip_path]
-            zip_path = next(
-                (z for z in named if zip_holds_meta_of(Path(entry.path), z)), None
-            ) or next((z for z in named if _held_in_zip(entry.path, z)), zip_path)
         try:
             if session_lock_holder(folder) is not None:
                 continue  # its packer is still deleting it
         except SessionError as exc:  # its lock path is not a lock file: keep what it guards
             log.warning("%s: left by an interrupted removal, kept: %s", entry.path, exc)
             continue
-        if not zip_path.is_file() or not _zip_is_whole(zip_path):
+        # Never by a zip's name alone: the zip there may have been replaced since, or be
+        # another session's (a folder named <name>.<8 hex>, or <name>_<slug>).
+        zips = zips_of_folder(base, name)
+        zip_path = next((z for z in zips if _held_in_zip(entry.path, z)), None)
+        if zip_path is None or not _zip_is_whole(zip_path):
             log.warning(
-                "%s: left by an interrupted removal, kept: %s is missing or incomplete",
+                "%s: left by an interrupted removal, kept: %s",
                 entry.path,
-                zip_path.name,
+                f"{zip_path.name} does not read back whole"
+                if zip_path is not None
+                else f"no zip of {name} beside it holds every file left in it, byte for byte",
             )
             continue
         if _delete_leftover(entry, folder, "an interrupted removal (its zip is whole)"):
