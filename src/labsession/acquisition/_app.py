@@ -214,10 +214,10 @@ class App:
         Raises
         ------
         SessionError
-            If no stream has connected yet, the folder is not writable, has too little room
-            (with ``refuse_low_space``), or the session cannot be created on disk (nothing is
-            recorded then). Streams not connected yet while others are are left out of the
-            session, and ``ctx.status_message`` says so.
+            If the app has no stream or none has connected yet, the folder is not writable,
+            has too little room (with ``refuse_low_space``), or the session cannot be created on
+            disk (nothing is recorded then). Streams not connected yet while others are are left
+            out of the session, and ``ctx.status_message`` says so.
         """
         return recording.start(self, base_path)
 

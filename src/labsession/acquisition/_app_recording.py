@@ -45,8 +45,13 @@ def start(app: App, base_path: str | Path | None) -> Session:
             )
             return current
         base_path = app.base_path if base_path is None else base_path
+        if not app.ctx.streams:  # the session would be packed as a take holding nothing
+            raise SessionError(
+                f"not recording: app {app.name!r} has no stream; add one first, e.g. "
+                f"app.streams(Stream('emg', SyntheticSource())), then start it and record"
+            )
         skipped = [name for name, s in app.ctx.streams.items() if s.info is None]
-        if app.ctx.streams and len(skipped) == len(app.ctx.streams):
+        if len(skipped) == len(app.ctx.streams):
             # A session of no stream would be packed as a take holding nothing.
             raise SessionError(
                 f"not recording: no stream has connected yet ({', '.join(skipped)}); start "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import threading
 import time
 from collections.abc import Callable
@@ -15,11 +17,68 @@ from labsession.acquisition._ring import RingBuffer
 from labsession.core.clock import local_clock
 from labsession.errors import SessionError
 from labsession.recording import Session, StreamInfo
-from labsession.sources import Source
+from labsession.sources import Source, source_factories
 
 __all__ = ["Stream"]
 
 log = logging.getLogger(__name__)
+
+_SOURCE_METHODS = ("connect", "read", "close")
+
+
+def _positive_seconds(name: str, value: object) -> float:
+    """``value`` as a finite number of seconds > 0, else a ``ValueError`` naming ``name``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _as_source(source: object, stream: str) -> Source:
+    """``source`` itself, or the source a registered name makes (its factory with no arguments).
+
+    Raises
+    ------
+    ValueError
+        For a name no source is registered under, or whose factory needs arguments.
+    TypeError
+        For a source class (not an object), or anything else that is not a source
+        (``connect``, ``read`` and ``close`` methods).
+    """
+    if isinstance(source, str):
+        factories = source_factories()
+        factory = factories.get(source)
+        if factory is None:
+            raise ValueError(
+                f"stream {stream!r}: no source is registered as {source!r} (registered: "
+                f"{', '.join(sorted(factories))}); pass a source object, e.g. "
+                f"SyntheticSource(n_channels=8, fs=2048.0) or LSLSource('Quattrocento')"
+            )
+        try:
+            made = factory()
+        except TypeError as exc:
+            raise ValueError(
+                f"stream {stream!r}: source {source!r} needs arguments ({exc}); pass the source "
+                f"object instead, e.g. LSLSource('Quattrocento') from labsession.sources"
+            ) from exc
+        return _as_source(made, stream)
+    if isinstance(source, type):
+        raise TypeError(
+            f"stream {stream!r}: source must be a source object, got the class "
+            f"{source.__name__}; make one: {source.__name__}(...)"
+        )
+    missing = [m for m in _SOURCE_METHODS if not callable(getattr(source, m, None))]
+    if missing:
+        raise TypeError(
+            f"stream {stream!r}: source must be a labsession.sources.Source (or a registered "
+            f"source name), got {source!r} (type {type(source).__name__}, without "
+            f"{', '.join(missing)})"
+        )
+    return source  # type: ignore[return-value]
 
 
 def _whole_samples(seconds: float, fs: float) -> int:
@@ -36,11 +95,24 @@ class Stream:
     name
         Name of the stream in the session (``<name>.zarr``).
     source
-        Where the samples come from (:class:`~labsession.sources.Source`).
+        Where the samples come from (:class:`~labsession.sources.Source`), or the name it is
+        registered under (:func:`~labsession.sources.register_source`), made with its factory's
+        defaults: ``"synthetic"`` is ``SyntheticSource()``.
     window_seconds
-        Length of :meth:`get_window` and of the ring buffer's history (kept x2).
+        Length of :meth:`get_window` and of the ring buffer's history (kept x2), in seconds
+        (finite, > 0).
     connect_retry
-        Seconds between connection attempts while the source cannot connect.
+        Seconds between connection attempts while the source cannot connect (finite, > 0).
+
+    Raises
+    ------
+    ValueError
+        For a bad stream name, a ``window_seconds`` or ``connect_retry`` that is not a finite
+        number > 0, a source name not registered, or one whose factory needs arguments
+        (``"lsl"``: pass ``LSLSource(name)``).
+    TypeError
+        For a source class instead of an object, or what is no source (no ``connect``,
+        ``read`` and ``close`` methods).
 
     Attributes
     ----------
@@ -70,14 +142,19 @@ class Stream:
     detach_wait = 0.25
 
     def __init__(
-        self, name: str, source: Source, window_seconds: float = 1.0, *, connect_retry: float = 1.0
+        self,
+        name: str,
+        source: Source | str,
+        window_seconds: float = 1.0,
+        *,
+        connect_retry: float = 1.0,
     ):
         from labsession.recording._layout import check_stream_name
 
         self.name = check_stream_name(name)
-        self.source = source
-        self.window_seconds = float(window_seconds)
-        self.connect_retry = connect_retry
+        self.window_seconds = _positive_seconds("window_seconds", window_seconds)
+        self.connect_retry = _positive_seconds("connect_retry", connect_retry)
+        self.source = _as_source(source, self.name)
         self.info: StreamInfo | None = None
         self.ring: RingBuffer | None = None
         self._session: Session | None = None
